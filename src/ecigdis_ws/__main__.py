@@ -1,0 +1,3 @@
+from ecigdis_ws.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,86 @@
+"""Build the aiohttp application: Socket.IO, HTTP routes, storage and services."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import socketio
+from aiohttp import web
+
+from ecigdis_ws import jsonmod
+from ecigdis_ws.clock import Clock, SystemClock
+from ecigdis_ws.fanout.local import SocketIOFanout
+from ecigdis_ws.keys import SERVICES, SETTINGS, STARTED_AT
+from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.observability.metrics import Metrics
+from ecigdis_ws.services.container import ChatServices
+from ecigdis_ws.settings import Settings
+from ecigdis_ws.storage.factory import open_storage
+from ecigdis_ws.transport.http_routes import add_routes
+from ecigdis_ws.transport.socket_events import SocketEvents
+
+log = get_logger(__name__)
+
+
+class NotMigrated(RuntimeError):
+    pass
+
+
+def build_socketio(settings: Settings) -> socketio.AsyncServer:
+    origins: list[str] | str = list(settings.cors_origins) or "*"
+    return socketio.AsyncServer(
+        async_mode="aiohttp",
+        # One socket's events are handled strictly in order (PROTOCOL.md): run each
+        # handler to completion before reading that socket's next packet.
+        async_handlers=False,
+        cors_allowed_origins=origins,
+        ping_interval=settings.ping_interval_ms / 1000,
+        ping_timeout=settings.ping_timeout_ms / 1000,
+        max_http_buffer_size=settings.max_payload_bytes,
+        json=jsonmod,
+        logger=False,
+        engineio_logger=False,
+    )
+
+
+def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
+    clock = clock or SystemClock()
+    metrics = Metrics()
+    sio = build_socketio(settings)
+    app = web.Application()
+    app[SETTINGS] = settings
+    app[STARTED_AT] = time.monotonic()
+    sio.attach(app)
+    fanout = SocketIOFanout(sio, metrics)
+    SocketEvents(sio, lambda: app[SERVICES]).register()
+    add_routes(app)
+
+    async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+        storage = await open_storage(settings)
+        try:
+            if settings.migrate_on_start:
+                applied = await storage.migrate()
+                if applied:
+                    log.info("migrations applied", versions=applied)
+            pending = await storage.pending_migrations()
+            if pending:
+                raise NotMigrated(
+                    f"database has unapplied migrations {pending}: run `ecigdis-ws migrate` "
+                    "or set MIGRATE_ON_START=true"
+                )
+            services = ChatServices.build(settings, clock, storage, fanout, metrics)
+            metrics.track_connections(
+                lambda: services.sessions.count, lambda: services.presence.user_count
+            )
+            app[SERVICES] = services
+            if settings.uses_dev_secret:
+                log.warning("JWT_SECRET is not set: using the development secret, "
+                            "which production refuses")
+            yield
+            await services.tasks.cancel_all()
+        finally:
+            await storage.close()
+
+    app.cleanup_ctx.append(services_ctx)
+    return app

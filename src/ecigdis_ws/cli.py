@@ -1,0 +1,187 @@
+"""`ecigdis-ws`: serve, migrate, mint tokens, manage conversations."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import re
+import ssl
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from ecigdis_ws import __version__
+from ecigdis_ws.app import NotMigrated, create_app
+from ecigdis_ws.clock import SystemClock
+from ecigdis_ws.observability.logging import configure_logging
+from ecigdis_ws.services.auth import mint_token, parse_user_id
+from ecigdis_ws.settings import Settings, SettingsError, load_settings
+from ecigdis_ws.storage.factory import open_storage
+from ecigdis_ws.storage.sql import SqlStorage
+
+# The socket.io default backlog of 511 (Node's) keeps a connect storm from being refused.
+LISTEN_BACKLOG = 511
+_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    match = _DURATION.match(text.strip().lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected e.g. 3600, 90s, 30m, 1h or 7d")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ecigdis-ws", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"ecigdis-ws {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the chat server")
+    serve.add_argument("--host", help="overrides WS_HOST")
+    serve.add_argument("--port", type=int, help="overrides WS_PORT")
+
+    commands.add_parser("migrate", help="apply pending database migrations")
+
+    token = commands.add_parser("token", help="mint a token with the configured secret")
+    token.add_argument("--user", required=True, help="user id")
+    token.add_argument("--name", required=True, help="display name")
+    token.add_argument("--ttl", type=parse_duration, default=3600, help="lifetime (default 1h)")
+
+    conversation = commands.add_parser("conversation", help="manage conversations")
+    actions = conversation.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a conversation; prints its id")
+    create.add_argument("--title", required=True)
+    create.add_argument("--members", required=True, help="comma-separated user ids")
+    add = actions.add_parser("add-member", help="add a user to a conversation")
+    add.add_argument("conversation_id", type=int)
+    add.add_argument("user")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"ecigdis-ws: {exc}", file=sys.stderr)
+        return 2
+    command: Callable[[argparse.Namespace, Settings], int] = {
+        "serve": _serve,
+        "migrate": _migrate,
+        "token": _token,
+        "conversation": _conversation,
+    }[args.command]
+    try:
+        return command(args, settings)
+    except UsageError as exc:
+        print(f"ecigdis-ws: {exc}", file=sys.stderr)
+        return 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def _user_id(settings: Settings, raw: str) -> Any:
+    parsed = parse_user_id(raw, settings.user_id_type)
+    if parsed is None:
+        raise UsageError(f"{raw!r} is not a valid user id (USER_ID_TYPE={settings.user_id_type})")
+    return parsed
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    if not settings.use_https:
+        return None
+    assert settings.cert_path and settings.key_path
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.cert_path, settings.key_path)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(
+            f"cannot load CERT_PATH={settings.cert_path} / KEY_PATH={settings.key_path}: {exc}"
+        ) from None
+    return context
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = dataclasses.replace(settings, **overrides)
+    configure_logging(settings)
+    ssl_context = _ssl_context(settings)
+    app = create_app(settings, SystemClock())
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            ssl_context=ssl_context,
+            backlog=LISTEN_BACKLOG,
+            access_log=None,
+            print=lambda _: print(
+                f"ecigdis-ws {__version__} listening on "
+                f"{'https' if ssl_context else 'http'}://{settings.host}:{settings.port}",
+                file=sys.stderr,
+                flush=True,
+            ),
+        )
+    except NotMigrated as exc:
+        print(f"ecigdis-ws: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"ecigdis-ws: cannot listen on {settings.host}:{settings.port}: {exc}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _with_storage(
+    settings: Settings, work: Callable[[SqlStorage], Coroutine[Any, Any, int]]
+) -> int:
+    async def run() -> int:
+        storage = await open_storage(settings)
+        try:
+            return await work(storage)
+        finally:
+            await storage.close()
+
+    return asyncio.run(run())
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(storage: SqlStorage) -> int:
+        applied = await storage.migrate()
+        print(f"applied migrations {applied}" if applied else "database is up to date")
+        return 0
+
+    return _with_storage(settings, work)
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    user_id = _user_id(settings, args.user)
+    print(mint_token(settings, SystemClock(), user_id, args.name, args.ttl))
+    return 0
+
+
+def _conversation(args: argparse.Namespace, settings: Settings) -> int:
+    clock = SystemClock()
+
+    async def create(storage: SqlStorage) -> int:
+        members = [_user_id(settings, m) for m in args.members.split(",") if m.strip()]
+        if not members:
+            raise UsageError("--members needs at least one user id")
+        print(await storage.create_conversation(args.title, members, int(clock.now() * 1000)))
+        return 0
+
+    async def add_member(storage: SqlStorage) -> int:
+        user_id = _user_id(settings, args.user)
+        if not await storage.conversation_exists(args.conversation_id):
+            raise UsageError(f"no conversation {args.conversation_id}")
+        added = await storage.add_member(args.conversation_id, user_id, int(clock.now() * 1000))
+        print("added" if added else "already a member")
+        return 0
+
+    return _with_storage(settings, create if args.action == "create" else add_member)

@@ -1,0 +1,33 @@
+"""The error codes of PROTOCOL.md, raised by services and turned into replies by transport."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    AUTH_FAILED = "AUTH_FAILED"
+    TOKEN_EXPIRED = "TOKEN_EXPIRED"
+    INVALID_PAYLOAD = "INVALID_PAYLOAD"
+    FORBIDDEN = "FORBIDDEN"
+    NOT_FOUND = "NOT_FOUND"
+    RATE_LIMITED = "RATE_LIMITED"
+    UNAVAILABLE = "UNAVAILABLE"
+    INTERNAL = "INTERNAL"
+
+
+class ChatError(Exception):
+    """A failure the client is told about, with one of the protocol's codes."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code.value, "message": self.message}
+
+
+class StorageUnavailable(Exception):
+    """The database could not be reached in time; nothing was stored."""

@@ -1,0 +1,1 @@
+"""Delivery of events to rooms and sockets; the seam a Redis manager plugs into."""

@@ -1,0 +1,26 @@
+"""What services need to deliver events, independent of how many nodes there are."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+AUTHENTICATED_ROOM = "authenticated"
+
+
+def conversation_room(conversation_id: int) -> str:
+    return f"conversation:{conversation_id}"
+
+
+class Fanout(Protocol):
+    async def emit(
+        self, event: str, data: Any, *, room: str, skip_sid: str | None = None
+    ) -> None:
+        """Deliver to every socket in `room` (a room or a socket id) but `skip_sid`."""
+
+    def enter_room(self, sid: str, room: str) -> None: ...
+
+    def leave_room(self, sid: str, room: str) -> None: ...
+
+    def in_room(self, sid: str, room: str) -> bool: ...
+
+    async def disconnect(self, sid: str) -> None: ...

@@ -1,0 +1,12 @@
+"""Typed aiohttp application state."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ecigdis_ws.services.container import ChatServices
+from ecigdis_ws.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+SERVICES = web.AppKey("services", ChatServices)
+STARTED_AT = web.AppKey("started_at", float)

@@ -1,0 +1,74 @@
+"""Prometheus metrics, one registry per server so several servers can share a process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+# Buckets around the interesting range for chat: 1 ms (in-memory) to 3 s (DB timeout).
+SEND_LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.connections = Gauge(
+            "ecigdis_ws_connections", "Open Socket.IO connections", registry=self.registry
+        )
+        self.authenticated_users = Gauge(
+            "ecigdis_ws_authenticated_users",
+            "Distinct users with an authenticated socket on this node",
+            registry=self.registry,
+        )
+        self.events_received = Counter(
+            "ecigdis_ws_events_received", "Client events received, by name", ["event"],
+            registry=self.registry,
+        )
+        self.messages_stored = Counter(
+            "ecigdis_ws_messages_stored", "Messages stored (duplicates not counted)",
+            registry=self.registry,
+        )
+        self.deliveries = Counter(
+            "ecigdis_ws_deliveries", "Events fanned out to sockets on this node",
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "ecigdis_ws_errors", "Error replies sent, by code", ["code"], registry=self.registry
+        )
+        self.send_latency = Histogram(
+            "ecigdis_ws_message_send_latency_seconds",
+            "message:send from receipt to fan-out",
+            buckets=SEND_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def track_connections(self, count: Callable[[], int], users: Callable[[], int]) -> None:
+        self.connections.set_function(lambda: float(count()))
+        self.authenticated_users.set_function(lambda: float(users()))
+
+    def prometheus_text(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def as_json(self) -> dict[str, Any]:
+        """The same figures as the text exposition, as {metric: value or {labels: value}}."""
+        figures: dict[str, Any] = {}
+        for family in self.registry.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_created"):
+                    continue
+                if sample.labels:
+                    key = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                    figures.setdefault(sample.name, {})[key] = sample.value
+                else:
+                    figures[sample.name] = sample.value
+        return figures

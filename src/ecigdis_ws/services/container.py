@@ -1,0 +1,76 @@
+"""All services of one server, wired together once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ecigdis_ws.clock import Clock
+from ecigdis_ws.fanout.base import Fanout
+from ecigdis_ws.observability.metrics import Metrics
+from ecigdis_ws.services.access import AccessPolicy
+from ecigdis_ws.services.auth import TokenVerifier
+from ecigdis_ws.services.conversations import ConversationService
+from ecigdis_ws.services.messages import MessageService
+from ecigdis_ws.services.presence import PresenceService
+from ecigdis_ws.services.rate_limit import RateLimiter
+from ecigdis_ws.services.reactions import ReactionService
+from ecigdis_ws.services.receipts import ReceiptService
+from ecigdis_ws.services.sessions import SessionService
+from ecigdis_ws.services.tasks import BackgroundTasks
+from ecigdis_ws.services.typing import TypingService
+from ecigdis_ws.settings import Settings
+from ecigdis_ws.storage.base import Storage
+
+
+@dataclass(frozen=True)
+class ChatServices:
+    settings: Settings
+    server_id: str
+    clock: Clock
+    storage: Storage
+    metrics: Metrics
+    tasks: BackgroundTasks
+    sessions: SessionService
+    presence: PresenceService
+    typing: TypingService
+    conversations: ConversationService
+    messages: MessageService
+    receipts: ReceiptService
+    reactions: ReactionService
+    message_limiter: RateLimiter
+
+    @classmethod
+    def build(
+        cls, settings: Settings, clock: Clock, storage: Storage, fanout: Fanout, metrics: Metrics
+    ) -> ChatServices:
+        tasks = BackgroundTasks()
+        access = AccessPolicy(storage, settings.conversation_access, clock)
+        typing = TypingService(fanout, access, clock, tasks, settings.typing_timeout_ms)
+        presence = PresenceService(fanout, storage, clock, tasks, settings.presence_grace_ms)
+        sessions = SessionService(
+            TokenVerifier(settings, clock),
+            presence,
+            typing,
+            storage,
+            fanout,
+            clock,
+            tasks,
+            RateLimiter(settings.rate_limit_events, clock),
+            settings.auth_timeout_ms,
+        )
+        return cls(
+            settings=settings,
+            server_id=settings.effective_server_id,
+            clock=clock,
+            storage=storage,
+            metrics=metrics,
+            tasks=tasks,
+            sessions=sessions,
+            presence=presence,
+            typing=typing,
+            conversations=ConversationService(storage, fanout, access, presence, typing),
+            messages=MessageService(storage, fanout, access, typing, clock, metrics),
+            receipts=ReceiptService(storage, fanout, access, clock),
+            reactions=ReactionService(storage, fanout, access, clock),
+            message_limiter=RateLimiter(settings.rate_limit_messages, clock),
+        )

@@ -1,0 +1,43 @@
+"""Reactions: each user's emoji on a message toggles on and off."""
+
+from __future__ import annotations
+
+from ecigdis_ws.clock import Clock
+from ecigdis_ws.domain import Actor, ReactionAction
+from ecigdis_ws.errors import ChatError, ErrorCode
+from ecigdis_ws.fanout.base import Fanout, conversation_room
+from ecigdis_ws.services.access import AccessPolicy
+from ecigdis_ws.storage.base import Storage
+
+
+class ReactionService:
+    def __init__(
+        self, storage: Storage, fanout: Fanout, access: AccessPolicy, clock: Clock
+    ) -> None:
+        self._storage = storage
+        self._fanout = fanout
+        self._access = access
+        self._clock = clock
+
+    async def toggle(
+        self, actor: Actor, conversation_id: int, message_id: int, emoji: str
+    ) -> ReactionAction:
+        await self._access.require_member(conversation_id, actor.user_id)
+        if not await self._storage.message_in_conversation(conversation_id, message_id):
+            raise ChatError(ErrorCode.NOT_FOUND, "no such message in this conversation")
+        action = await self._storage.toggle_reaction(
+            message_id, actor.user_id, emoji, int(self._clock.now() * 1000)
+        )
+        await self._fanout.emit(
+            "message:reaction",
+            {
+                "messageId": message_id,
+                "emoji": emoji,
+                "userId": actor.user_id,
+                "conversationId": conversation_id,
+                "action": action,
+            },
+            room=conversation_room(conversation_id),
+            skip_sid=actor.sid,
+        )
+        return action

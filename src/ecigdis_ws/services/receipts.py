@@ -1,0 +1,39 @@
+"""Read positions that only move forward, announced when they do."""
+
+from __future__ import annotations
+
+from ecigdis_ws.clock import Clock
+from ecigdis_ws.domain import Actor, iso_ms
+from ecigdis_ws.errors import ChatError, ErrorCode
+from ecigdis_ws.fanout.base import Fanout, conversation_room
+from ecigdis_ws.services.access import AccessPolicy
+from ecigdis_ws.storage.base import Storage
+
+
+class ReceiptService:
+    def __init__(
+        self, storage: Storage, fanout: Fanout, access: AccessPolicy, clock: Clock
+    ) -> None:
+        self._storage = storage
+        self._fanout = fanout
+        self._access = access
+        self._clock = clock
+
+    async def mark_read(self, actor: Actor, conversation_id: int, message_id: int) -> bool:
+        await self._access.require_member(conversation_id, actor.user_id)
+        if not await self._storage.message_in_conversation(conversation_id, message_id):
+            raise ChatError(ErrorCode.NOT_FOUND, "no such message in this conversation")
+        advanced = await self._storage.advance_read(conversation_id, actor.user_id, message_id)
+        if advanced:
+            await self._fanout.emit(
+                "message:read-receipt",
+                {
+                    "messageId": message_id,
+                    "userId": actor.user_id,
+                    "conversationId": conversation_id,
+                    "readAt": iso_ms(int(self._clock.now() * 1000)),
+                },
+                room=conversation_room(conversation_id),
+                skip_sid=actor.sid,
+            )
+        return advanced

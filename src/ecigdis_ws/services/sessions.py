@@ -1,0 +1,164 @@
+"""Socket sessions: authentication, token expiry mid-session, the unauthenticated
+timeout, and the presence that follows from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ecigdis_ws.clock import Clock, Timer
+from ecigdis_ws.domain import Actor, Identity
+from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
+from ecigdis_ws.fanout.base import Fanout
+from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.services.auth import TokenVerifier
+from ecigdis_ws.services.presence import PresenceService
+from ecigdis_ws.services.rate_limit import RateLimiter
+from ecigdis_ws.services.tasks import BackgroundTasks
+from ecigdis_ws.services.typing import TypingService
+from ecigdis_ws.storage.base import Storage
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Session:
+    sid: str
+    identity: Identity | None = None
+    authenticated: bool = False
+    online: bool = False  # counted by presence
+    timers: dict[str, Timer] = field(default_factory=dict)
+
+    def actor(self) -> Actor:
+        if not self.authenticated or self.identity is None:
+            raise ChatError(ErrorCode.UNAUTHENTICATED, "authenticate first")
+        return Actor(self.sid, self.identity.user_id, self.identity.name)
+
+    def arm(self, name: str, timer: Timer) -> None:
+        self.disarm(name)
+        self.timers[name] = timer
+
+    def disarm(self, name: str) -> None:
+        timer = self.timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+
+
+class SessionService:
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        presence: PresenceService,
+        typing: TypingService,
+        storage: Storage,
+        fanout: Fanout,
+        clock: Clock,
+        tasks: BackgroundTasks,
+        event_limiter: RateLimiter,
+        auth_timeout_ms: int,
+    ) -> None:
+        self._verifier = verifier
+        self._presence = presence
+        self._typing = typing
+        self._storage = storage
+        self._fanout = fanout
+        self._clock = clock
+        self._tasks = tasks
+        self._event_limiter = event_limiter
+        self._auth_timeout_s = auth_timeout_ms / 1000
+        self._sessions: dict[str, Session] = {}
+
+    def open(self, sid: str) -> Session:
+        session = self._sessions[sid] = Session(sid)
+        self._arm_auth_timeout(session)
+        return session
+
+    def get(self, sid: str) -> Session | None:
+        return self._sessions.get(sid)
+
+    def actor(self, sid: str) -> Actor:
+        session = self._sessions.get(sid)
+        if session is None:
+            raise ChatError(ErrorCode.UNAUTHENTICATED, "authenticate first")
+        return session.actor()
+
+    async def authenticate(self, sid: str, token: object) -> Identity:
+        """Verify the token and make the socket that user's; a fresh token for the
+        same user extends the session, one for another user is refused."""
+        session = self._sessions.get(sid)
+        if session is None:
+            raise ChatError(ErrorCode.AUTH_FAILED, "no such session")
+        identity = self._verifier.verify(token)
+        if session.identity is not None and session.identity.user_id != identity.user_id:
+            raise ChatError(ErrorCode.AUTH_FAILED, "socket is authenticated as another user")
+        session.identity = identity
+        session.authenticated = True
+        session.disarm("auth_timeout")
+        self._arm_expiry(session, identity)
+        if not session.online:
+            session.online = True
+            await self._record_user(identity)
+            await self._presence.socket_online(session.actor())
+        return identity
+
+    async def _record_user(self, identity: Identity) -> None:
+        try:
+            await self._storage.upsert_user(
+                identity.user_id, identity.name, int(self._clock.now() * 1000)
+            )
+        except StorageUnavailable:
+            # The token is the authority on who the user is; the users table only
+            # mirrors names, so chat goes on while the database recovers.
+            log.warning("user not recorded: database unavailable", user_id=identity.user_id)
+
+    def allow_event(self, sid: str) -> bool:
+        return self._event_limiter.allow(sid)
+
+    async def close(self, sid: str) -> None:
+        session = self._sessions.pop(sid, None)
+        if session is None:
+            return
+        for name in list(session.timers):
+            session.disarm(name)
+        self._event_limiter.forget(sid)
+        await self._typing.socket_gone(sid)
+        if session.online and session.identity is not None:
+            self._presence.socket_offline(
+                Actor(sid, session.identity.user_id, session.identity.name)
+            )
+
+    def _arm_auth_timeout(self, session: Session) -> None:
+        session.arm(
+            "auth_timeout",
+            self._clock.call_later(self._auth_timeout_s, lambda: self._auth_timed_out(session)),
+        )
+
+    def _auth_timed_out(self, session: Session) -> None:
+        if not session.authenticated and session.sid in self._sessions:
+            log.info("disconnecting unauthenticated socket", sid=session.sid)
+            self._tasks.spawn(self._fanout.disconnect(session.sid))
+
+    def _arm_expiry(self, session: Session, identity: Identity) -> None:
+        remaining = self._verifier.expires_in(identity)
+        if remaining is None:
+            session.disarm("expiry")
+            return
+        session.arm(
+            "expiry", self._clock.call_later(remaining, lambda: self._token_expired(session))
+        )
+
+    def _token_expired(self, session: Session) -> None:
+        if session.sid not in self._sessions:
+            return
+        session.authenticated = False
+        self._arm_auth_timeout(session)
+        self._tasks.spawn(
+            self._fanout.emit(
+                "error",
+                {"code": ErrorCode.TOKEN_EXPIRED.value, "message": "token expired", "event": None},
+                room=session.sid,
+            )
+        )
+
+    @property
+    def count(self) -> int:
+        return len(self._sessions)

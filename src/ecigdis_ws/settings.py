@@ -1,0 +1,328 @@
+"""The one typed settings object, read once at start from the environment and `.env`.
+
+Every variable is declared once in `SPECS` with its parser, default and a one-line
+reason; `.env.example` and `ecigdis-ws config` are derived from the same table, so
+the three never drift apart. Nothing else in the code reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from dotenv import dotenv_values
+
+Environment = Literal["development", "production", "test"]
+UserIdType = Literal["int", "string"]
+ConversationAccess = Literal["members", "open"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["auto", "console", "json"]
+
+DEV_JWT_SECRET = "ecigdis-ws-development-secret-not-for-production"
+# A production secret must be long enough that brute force on HS256 is hopeless.
+MIN_PRODUCTION_SECRET_LENGTH = 32
+WEAK_SECRETS = frozenset(
+    {DEV_JWT_SECRET, "secret", "changeme", "change-me", "your-secret-key", "jwt_secret"}
+)
+
+
+class SettingsError(ValueError):
+    """Raised with every problem found, each naming its variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+class Source(StrEnum):
+    DEFAULT = "default"
+    DOTENV = ".env"
+    ENVIRONMENT = "environment"
+
+
+Parser = Callable[[str], Any]
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _int_range(low: int, high: int) -> Parser:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected an integer from {low} to {high}") from None
+        if not low <= value <= high:
+            raise ValueError(f"expected an integer from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _choice(*choices: str, aliases: Mapping[str, str] | None = None) -> Parser:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        value = (aliases or {}).get(value, value)
+        if value not in choices:
+            raise ValueError("expected one of " + ", ".join(choices))
+        return value
+
+    return parse
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+def _optional_text(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _algorithms(raw: str) -> tuple[str, ...]:
+    allowed = {"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512"}
+    values = tuple(item.strip().upper() for item in raw.split(",") if item.strip())
+    if not values or any(value not in allowed for value in values):
+        raise ValueError("expected a comma-separated list of " + ", ".join(sorted(allowed)))
+    return values
+
+
+def _database_url(raw: str) -> str:
+    value = raw.strip()
+    if not value.startswith(("sqlite://", "mysql://", "mariadb://")):
+        raise ValueError("expected sqlite:///path or mysql://user:pass@host:3306/db")
+    return value
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    attr: str
+    parse: Parser
+    default: str
+    doc: str
+    aliases: tuple[str, ...] = ()
+    secret: bool = False
+
+
+_MS_MAX = 24 * 3600 * 1000
+
+SPECS: tuple[Spec, ...] = (
+    Spec("NODE_ENV", "environment", _choice("development", "production", "test"),
+         "development", "development, production or test; production turns on the strict checks"),
+    Spec("WS_HOST", "host", _text, "0.0.0.0", "address to listen on (the Node server's name)"),
+    Spec("WS_PORT", "port", _int_range(0, 65535), "8080",
+         "port for Socket.IO and HTTP (the Node server's name)", aliases=("PORT",)),
+    Spec("SERVER_ID", "server_id", _optional_text, "",
+         "this node's id in `connected` and /status; default host name plus port"),
+    Spec("USE_HTTPS", "use_https", _bool, "false", "serve https/wss on the same port"),
+    Spec("CERT_PATH", "cert_path", _optional_text, "", "PEM certificate chain when USE_HTTPS=true"),
+    Spec("KEY_PATH", "key_path", _optional_text, "", "PEM private key when USE_HTTPS=true"),
+    Spec("MAIN_SITE_URL", "main_site_url", _optional_text, "",
+         "the portal's base URL (kept for the Node server's env files)"),
+    Spec("CORS_ORIGINS", "cors_origins", _csv, "",
+         "comma-separated exact Origin allowlist; empty allows every origin in development"),
+    Spec("JWT_SECRET", "jwt_secret", _optional_text, "",
+         "HS* signing secret; required and 32+ characters in production", secret=True),
+    Spec("JWT_ALGORITHMS", "jwt_algorithms", _algorithms, "HS256",
+         "accepted JWT algorithms; `none` is never accepted"),
+    Spec("JWT_PUBLIC_KEY_PATH", "jwt_public_key_path", _optional_text, "",
+         "PEM public key for RS*/ES* algorithms"),
+    Spec("JWT_ISSUER", "jwt_issuer", _optional_text, "", "required `iss` claim, when set"),
+    Spec("JWT_AUDIENCE", "jwt_audience", _optional_text, "", "required `aud` claim, when set"),
+    Spec("JWT_LEEWAY_S", "jwt_leeway_s", _int_range(0, 3600), "30",
+         "clock skew tolerated on exp/nbf between the portal and this machine"),
+    Spec("JWT_REQUIRE_EXP", "jwt_require_exp", _bool, "true",
+         "refuse tokens without `exp` so a leaked token cannot live forever"),
+    Spec("USER_ID_TYPE", "user_id_type", _choice("int", "string"), "int",
+         "int: user ids are integers; string: 1-64 character strings"),
+    Spec("CONVERSATION_ACCESS", "conversation_access", _choice("members", "open"), "members",
+         "members: only listed members may use a conversation; open: anyone, joining on use"),
+    Spec("AUTH_TIMEOUT_MS", "auth_timeout_ms", _int_range(100, _MS_MAX), "10000",
+         "an unauthenticated socket is disconnected after this long"),
+    Spec("TYPING_TIMEOUT_MS", "typing_timeout_ms", _int_range(100, _MS_MAX), "6000",
+         "typing ends by itself after this long without a new typing:start"),
+    Spec("PRESENCE_GRACE_MS", "presence_grace_ms", _int_range(0, _MS_MAX), "2000",
+         "delay before user:offline so a page reload does not flap"),
+    Spec("PRESENCE_TTL_MS", "presence_ttl_ms", _int_range(1000, _MS_MAX), "30000",
+         "a node that stops refreshing presence this long has its users reported offline"),
+    Spec("DB_TIMEOUT_MS", "db_timeout_ms", _int_range(50, _MS_MAX), "3000",
+         "a database call slower than this answers UNAVAILABLE instead of hanging"),
+    Spec("MAX_MESSAGE_LENGTH", "max_message_length", _int_range(1, 1_000_000), "4000",
+         "characters of text per message"),
+    Spec("MAX_PAYLOAD_BYTES", "max_payload_bytes", _int_range(1024, 100_000_000), "65536",
+         "bytes per Socket.IO packet; larger packets close the connection"),
+    Spec("RATE_LIMIT_EVENTS", "rate_limit_events", _int_range(0, 1_000_000), "20",
+         "events per second per socket (bursts of twice that); 0 turns it off"),
+    Spec("RATE_LIMIT_MESSAGES", "rate_limit_messages", _int_range(0, 1_000_000), "5",
+         "message:send per second per user (bursts of twice that); 0 turns it off"),
+    Spec("PING_INTERVAL_MS", "ping_interval_ms", _int_range(1000, _MS_MAX), "25000",
+         "Engine.IO heartbeat interval (socket.io's default)"),
+    Spec("PING_TIMEOUT_MS", "ping_timeout_ms", _int_range(1000, _MS_MAX), "20000",
+         "a client silent this long after a ping is dropped (socket.io's default)"),
+    Spec("DATABASE_URL", "database_url", _database_url, "sqlite:///./data/ecigdis-ws.db",
+         "sqlite:///path (embedded default) or mysql://user:pass@host:3306/db"),
+    Spec("DB_TABLE_PREFIX", "db_table_prefix", _text, "chat_",
+         "prefix of every table, to share a database with the main site"),
+    Spec("MIGRATE_ON_START", "migrate_on_start", _bool, "false",
+         "let `serve` apply pending migrations before accepting connections"),
+    Spec("LOG_LEVEL", "log_level",
+         _choice("debug", "info", "warning", "error", aliases={"warn": "warning"}), "info",
+         "debug, info, warn (or warning) or error"),
+    Spec("LOG_FORMAT", "log_format", _choice("auto", "console", "json"), "auto",
+         "auto: console in development, JSON lines in production"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    environment: Environment = "development"
+    host: str = "0.0.0.0"
+    port: int = 8080
+    server_id: str | None = None
+    use_https: bool = False
+    cert_path: str | None = None
+    key_path: str | None = None
+    main_site_url: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    jwt_secret: str | None = None
+    jwt_algorithms: tuple[str, ...] = ("HS256",)
+    jwt_public_key_path: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_s: int = 30
+    jwt_require_exp: bool = True
+    user_id_type: UserIdType = "int"
+    conversation_access: ConversationAccess = "members"
+    auth_timeout_ms: int = 10000
+    typing_timeout_ms: int = 6000
+    presence_grace_ms: int = 2000
+    presence_ttl_ms: int = 30000
+    db_timeout_ms: int = 3000
+    max_message_length: int = 4000
+    max_payload_bytes: int = 65536
+    rate_limit_events: int = 20
+    rate_limit_messages: int = 5
+    ping_interval_ms: int = 25000
+    ping_timeout_ms: int = 20000
+    database_url: str = "sqlite:///./data/ecigdis-ws.db"
+    db_table_prefix: str = "chat_"
+    migrate_on_start: bool = False
+    log_level: LogLevel = "info"
+    log_format: LogFormat = "auto"
+    sources: Mapping[str, Source] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def effective_server_id(self) -> str:
+        return self.server_id or f"{socket.gethostname()}:{self.port}"
+
+    @property
+    def effective_jwt_secret(self) -> str:
+        """The signing secret; outside production a fixed development secret stands in."""
+        return self.jwt_secret or DEV_JWT_SECRET
+
+    @property
+    def uses_dev_secret(self) -> bool:
+        return not self.jwt_secret
+
+    @property
+    def json_logs(self) -> bool:
+        if self.log_format == "auto":
+            return self.is_production
+        return self.log_format == "json"
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, dotenv_path: str | Path | None = ".env"
+) -> Settings:
+    """Build Settings from the environment over `.env` over the defaults.
+
+    Raises SettingsError listing every invalid variable at once, so an operator
+    fixes an env file in one pass.
+    """
+    env = dict(os.environ if environ is None else environ)
+    dotenv = _read_dotenv(dotenv_path)
+    values: dict[str, Any] = {}
+    sources: dict[str, Source] = {}
+    problems: list[str] = []
+    for spec in SPECS:
+        raw, source = _lookup(spec, env, dotenv)
+        try:
+            values[spec.attr] = spec.parse(raw)
+        except ValueError as exc:
+            problems.append(f"{spec.name}={_shown(spec, raw)!r}: {exc}")
+            continue
+        sources[spec.attr] = source
+    if problems:
+        raise SettingsError(problems)
+    settings = Settings(**values, sources=sources)
+    problems.extend(_cross_checks(settings))
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def _read_dotenv(path: str | Path | None) -> dict[str, str]:
+    if path is None or not Path(path).is_file():
+        return {}
+    return {key: value for key, value in dotenv_values(path).items() if value is not None}
+
+
+def _lookup(spec: Spec, env: Mapping[str, str], dotenv: Mapping[str, str]) -> tuple[str, Source]:
+    for source, table in ((Source.ENVIRONMENT, env), (Source.DOTENV, dotenv)):
+        for name in (spec.name, *spec.aliases):
+            if name in table:
+                return table[name], source
+    return spec.default, Source.DEFAULT
+
+
+def _shown(spec: Spec, raw: str) -> str:
+    return "***" if spec.secret and raw else raw
+
+
+def _cross_checks(settings: Settings) -> list[str]:
+    problems: list[str] = []
+    if settings.is_production:
+        secret = settings.jwt_secret or ""
+        uses_hmac = any(alg.startswith("HS") for alg in settings.jwt_algorithms)
+        if uses_hmac and (len(secret) < MIN_PRODUCTION_SECRET_LENGTH or secret in WEAK_SECRETS):
+            problems.append(
+                "JWT_SECRET: production needs a secret of at least "
+                f"{MIN_PRODUCTION_SECRET_LENGTH} characters that is not a known default"
+            )
+    if settings.use_https and not (settings.cert_path and settings.key_path):
+        problems.append("USE_HTTPS=true needs both CERT_PATH and KEY_PATH")
+    if any(not alg.startswith("HS") for alg in settings.jwt_algorithms) and not (
+        settings.jwt_public_key_path
+    ):
+        problems.append("JWT_ALGORITHMS with RS*/ES* needs JWT_PUBLIC_KEY_PATH")
+    return problems
+
+
+def render_env_example() -> str:
+    """The text of `.env.example`: every setting, its default and why it exists."""
+    lines = ["# ecigdis-ws settings: environment variables, or this file copied to .env", ""]
+    for spec in SPECS:
+        aliases = f" (also {', '.join(spec.aliases)})" if spec.aliases else ""
+        lines.append(f"# {spec.doc}{aliases}")
+        lines.append(f"{spec.name}={spec.default}")
+        lines.append("")
+    return "\n".join(lines)

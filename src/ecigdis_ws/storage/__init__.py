@@ -1,0 +1,1 @@
+"""Persistence: one interface (`Storage`), SQL in `SqlStorage`, one engine per database."""

@@ -1,0 +1,93 @@
+"""The storage interface every backend implements; services depend on this only."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from ecigdis_ws.domain import ReactionAction, SendResult, StoredMessage, UserId
+
+
+class Storage(ABC):
+    """Chat persistence. Every method raises StorageUnavailable when the database
+    cannot answer within the configured timeout, and then has changed nothing."""
+
+    @abstractmethod
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; return the versions applied now (none: up to date)."""
+
+    @abstractmethod
+    async def pending_migrations(self) -> list[int]:
+        """Versions not yet applied."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Round-trip to the database; raises StorageUnavailable when it cannot."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def upsert_user(self, user_id: UserId, name: str, now_ms: int) -> None: ...
+
+    @abstractmethod
+    async def set_last_seen(self, user_id: UserId, now_ms: int) -> None: ...
+
+    @abstractmethod
+    async def create_conversation(
+        self, title: str, member_ids: Sequence[UserId], now_ms: int
+    ) -> int: ...
+
+    @abstractmethod
+    async def ensure_conversation(self, conversation_id: int, now_ms: int) -> None:
+        """Create the conversation row with this id if it does not exist (open access)."""
+
+    @abstractmethod
+    async def add_member(self, conversation_id: int, user_id: UserId, now_ms: int) -> bool:
+        """True when the user was not a member before."""
+
+    @abstractmethod
+    async def is_member(self, conversation_id: int, user_id: UserId) -> bool: ...
+
+    @abstractmethod
+    async def conversation_exists(self, conversation_id: int) -> bool: ...
+
+    @abstractmethod
+    async def member_ids(self, conversation_id: int) -> list[UserId]: ...
+
+    @abstractmethod
+    async def store_message(
+        self,
+        conversation_id: int,
+        user_id: UserId,
+        sender_name: str,
+        client_message_id: str,
+        text: str,
+        now_ms: int,
+    ) -> SendResult:
+        """Store once per (user_id, client_message_id); a repeat returns the first
+        message with duplicate=True and stores nothing."""
+
+    @abstractmethod
+    async def messages_after(
+        self, conversation_id: int, after_id: int, limit: int
+    ) -> list[StoredMessage]:
+        """Messages with id > after_id, ascending, at most `limit`."""
+
+    @abstractmethod
+    async def message_in_conversation(self, conversation_id: int, message_id: int) -> bool: ...
+
+    @abstractmethod
+    async def advance_read(self, conversation_id: int, user_id: UserId, message_id: int) -> bool:
+        """Move the member's read position up to message_id; never back. True if it moved."""
+
+    @abstractmethod
+    async def last_read(self, conversation_id: int, user_id: UserId) -> int | None: ...
+
+    @abstractmethod
+    async def toggle_reaction(
+        self, message_id: int, user_id: UserId, emoji: str, now_ms: int
+    ) -> ReactionAction: ...
+
+    @abstractmethod
+    async def reactions(self, message_id: int) -> list[tuple[UserId, str]]: ...

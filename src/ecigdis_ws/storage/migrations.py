@@ -1,0 +1,119 @@
+"""Versioned schema migrations, one logical schema for every dialect.
+
+Each migration is a list of statements per dialect, with `{p}` standing for the
+table prefix (DB_TABLE_PREFIX). Applied versions are recorded in
+`{p}schema_migrations`; a migration and its record commit together, under the
+engine's migration lock, so running `migrate` twice or from two processes at
+once applies each version exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ecigdis_ws.storage.engine import Dialect
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sqlite: tuple[str, ...]
+    mysql: tuple[str, ...]
+
+    def statements(self, dialect: Dialect, prefix: str) -> list[str]:
+        chosen = self.sqlite if dialect == "sqlite" else self.mysql
+        return [statement.replace("{p}", prefix) for statement in chosen]
+
+
+# utf8mb4 with utf8mb4_unicode_ci on MariaDB so 4-byte characters (emoji) round-trip.
+_MYSQL_TABLE = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "initial chat schema",
+        sqlite=(
+            """CREATE TABLE {p}users (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                last_seen_ms INTEGER,
+                created_at_ms INTEGER NOT NULL)""",
+            """CREATE TABLE {p}conversations (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                title TEXT NOT NULL DEFAULT '',
+                created_at_ms INTEGER NOT NULL)""",
+            """CREATE TABLE {p}members (
+                conversation_id INTEGER NOT NULL REFERENCES {p}conversations(id),
+                user_id TEXT NOT NULL,
+                last_read_message_id INTEGER,
+                joined_at_ms INTEGER NOT NULL,
+                PRIMARY KEY (conversation_id, user_id))""",
+            "CREATE INDEX {p}members_by_user ON {p}members (user_id)",
+            """CREATE TABLE {p}messages (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                conversation_id INTEGER NOT NULL REFERENCES {p}conversations(id),
+                sender_id TEXT NOT NULL,
+                sender_name TEXT NOT NULL,
+                client_message_id TEXT NOT NULL,
+                text TEXT NOT NULL,
+                created_at_ms INTEGER NOT NULL)""",
+            """CREATE UNIQUE INDEX {p}messages_by_client_id
+                ON {p}messages (sender_id, client_message_id)""",
+            """CREATE INDEX {p}messages_by_conversation
+                ON {p}messages (conversation_id, id)""",
+            """CREATE TABLE {p}reactions (
+                message_id INTEGER NOT NULL REFERENCES {p}messages(id),
+                user_id TEXT NOT NULL,
+                emoji TEXT NOT NULL,
+                created_at_ms INTEGER NOT NULL,
+                PRIMARY KEY (message_id, user_id, emoji))""",
+            """CREATE TABLE {p}user_preferences (
+                user_id TEXT NOT NULL,
+                pref_key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                PRIMARY KEY (user_id, pref_key))""",
+        ),
+        mysql=(
+            f"""CREATE TABLE {{p}}users (
+                id VARCHAR(64) NOT NULL PRIMARY KEY,
+                name VARCHAR(255) NOT NULL,
+                last_seen_ms BIGINT NULL,
+                created_at_ms BIGINT NOT NULL) {_MYSQL_TABLE}""",
+            f"""CREATE TABLE {{p}}conversations (
+                id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                title VARCHAR(255) NOT NULL DEFAULT '',
+                created_at_ms BIGINT NOT NULL) {_MYSQL_TABLE}""",
+            f"""CREATE TABLE {{p}}members (
+                conversation_id BIGINT NOT NULL,
+                user_id VARCHAR(64) NOT NULL,
+                last_read_message_id BIGINT NULL,
+                joined_at_ms BIGINT NOT NULL,
+                PRIMARY KEY (conversation_id, user_id),
+                KEY {{p}}members_by_user (user_id)) {_MYSQL_TABLE}""",
+            f"""CREATE TABLE {{p}}messages (
+                id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                conversation_id BIGINT NOT NULL,
+                sender_id VARCHAR(64) NOT NULL,
+                sender_name VARCHAR(255) NOT NULL,
+                client_message_id VARCHAR(64) NOT NULL,
+                text MEDIUMTEXT NOT NULL,
+                created_at_ms BIGINT NOT NULL,
+                UNIQUE KEY {{p}}messages_by_client_id (sender_id, client_message_id),
+                KEY {{p}}messages_by_conversation (conversation_id, id)) {_MYSQL_TABLE}""",
+            f"""CREATE TABLE {{p}}reactions (
+                message_id BIGINT NOT NULL,
+                user_id VARCHAR(64) NOT NULL,
+                emoji VARCHAR(64) NOT NULL COLLATE utf8mb4_bin,
+                created_at_ms BIGINT NOT NULL,
+                PRIMARY KEY (message_id, user_id, emoji)) {_MYSQL_TABLE}""",
+            f"""CREATE TABLE {{p}}user_preferences (
+                user_id VARCHAR(64) NOT NULL,
+                pref_key VARCHAR(64) NOT NULL,
+                value TEXT NOT NULL,
+                PRIMARY KEY (user_id, pref_key)) {_MYSQL_TABLE}""",
+        ),
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version

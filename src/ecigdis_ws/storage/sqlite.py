@@ -1,0 +1,143 @@
+"""SQLite engine (aiosqlite): the embedded default.
+
+One writer connection behind an asyncio lock (SQLite allows one writer at a time
+anyway) and one reader connection; WAL lets the reader see only committed rows
+while the writer works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import aiosqlite
+
+from ecigdis_ws.errors import StorageUnavailable
+from ecigdis_ws.storage.engine import Cursorish, Dialect, Params, Row
+
+T = TypeVar("T")
+
+# SQLite's own busy wait must give up a little before our deadline, so the driver
+# reports "locked" instead of our timeout cancelling a statement mid-flight.
+BUSY_TIMEOUT_SHARE = 0.9
+
+
+def sqlite_path(url: str) -> str:
+    """`sqlite:///rel/path.db` is relative, `sqlite:////abs/path.db` absolute."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise ValueError(f"DATABASE_URL={url!r}: expected sqlite:///path/to/file.db")
+    return url[len(prefix):]
+
+
+class _Connection:
+    def __init__(self, conn: aiosqlite.Connection, timeout_s: float) -> None:
+        self._conn = conn
+        self._timeout_s = timeout_s
+
+    async def _guard(self, work: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await work
+        except (TimeoutError, sqlite3.OperationalError) as exc:
+            raise StorageUnavailable(f"sqlite: {exc or 'timed out'}") from exc
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+        async def run() -> Row | None:
+            async with self._conn.execute(sql, tuple(params)) as cursor:
+                row = await cursor.fetchone()
+                return tuple(row) if row is not None else None
+
+        return await self._guard(run())
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+        async def run() -> list[Row]:
+            async with self._conn.execute(sql, tuple(params)) as cursor:
+                return [tuple(row) for row in await cursor.fetchall()]
+
+        return await self._guard(run())
+
+    async def execute(self, sql: str, params: Params = ()) -> tuple[int, int | None]:
+        async def run() -> tuple[int, int | None]:
+            async with self._conn.execute(sql, tuple(params)) as cursor:
+                return cursor.rowcount, cursor.lastrowid
+
+        return await self._guard(run())
+
+
+class SqliteEngine:
+    dialect: Dialect = "sqlite"
+
+    def __init__(
+        self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, timeout_s: float
+    ) -> None:
+        self._writer = _Connection(writer, timeout_s)
+        self._reader = _Connection(reader, timeout_s)
+        self._raw = (writer, reader)
+        self._write_lock = asyncio.Lock()
+        self._timeout_s = timeout_s
+
+    @classmethod
+    async def open(cls, url: str, timeout_s: float) -> SqliteEngine:
+        path = sqlite_path(url)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        busy = timeout_s * BUSY_TIMEOUT_SHARE
+        writer = await aiosqlite.connect(path, timeout=busy, isolation_level=None)
+        reader = await aiosqlite.connect(path, timeout=busy, isolation_level=None)
+        engine = cls(writer, reader, timeout_s)
+        try:
+            await engine._writer.execute("PRAGMA journal_mode=WAL")
+            # NORMAL is durable across application crashes in WAL mode; only an OS
+            # crash may lose the last commits, which FULL would cost fsyncs to avoid.
+            await engine._writer.execute("PRAGMA synchronous=NORMAL")
+            await engine._writer.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            await engine.close()
+            raise
+        return engine
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+        return await self._reader.fetch_one(sql, params)
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+        return await self._reader.fetch_all(sql, params)
+
+    async def execute(self, sql: str, params: Params = ()) -> tuple[int, int | None]:
+        async with self.transaction() as tx:
+            return await tx.execute(sql, params)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Cursorish]:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await self._write_lock.acquire()
+        except TimeoutError as exc:
+            raise StorageUnavailable("sqlite: writer busy") from exc
+        try:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+                await self._writer.execute("COMMIT")
+            except BaseException:
+                await asyncio.shield(self._rollback())
+                raise
+        finally:
+            self._write_lock.release()
+
+    async def _rollback(self) -> None:
+        # Failing here means no transaction was left to roll back.
+        with contextlib.suppress(StorageUnavailable, sqlite3.OperationalError):
+            await self._writer.execute("ROLLBACK")
+
+    def migration_lock(self) -> AbstractAsyncContextManager[Cursorish]:
+        # BEGIN IMMEDIATE already excludes every other process's writers.
+        return self.transaction()
+
+    async def close(self) -> None:
+        for conn in self._raw:
+            await conn.close()

@@ -1,0 +1,1 @@
+"""The edges: Socket.IO event handlers and HTTP routes. Validate, call one service, reply."""

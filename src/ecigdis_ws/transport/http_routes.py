@@ -1,0 +1,59 @@
+"""/health, /status and /metrics beside Socket.IO on the same port."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from ecigdis_ws import __version__
+from ecigdis_ws.errors import StorageUnavailable
+from ecigdis_ws.keys import SERVICES, STARTED_AT
+
+
+def _uptime(request: web.Request) -> float:
+    return round(time.monotonic() - request.app[STARTED_AT], 3)
+
+
+async def health(request: web.Request) -> web.Response:
+    chat = request.app[SERVICES]
+    try:
+        await chat.storage.ping()
+        database = "connected"
+    except StorageUnavailable:
+        database = "disconnected"
+    healthy = database == "connected"
+    body = {
+        "status": "ok" if healthy else "degraded",
+        "uptime": _uptime(request),
+        "redis": "disabled",
+        "database": database,
+    }
+    return web.json_response(body, status=200 if healthy else 503)
+
+
+async def status(request: web.Request) -> web.Response:
+    chat = request.app[SERVICES]
+    return web.json_response({
+        "connectedClients": chat.sessions.count,
+        "uniqueUsers": chat.presence.user_count,
+        "uptime": _uptime(request),
+        "serverId": chat.server_id,
+        "version": __version__,
+    })
+
+
+async def metrics(request: web.Request) -> web.Response:
+    chat = request.app[SERVICES]
+    if request.query.get("format") == "json":
+        return web.json_response(chat.metrics.as_json())
+    return web.Response(
+        body=chat.metrics.prometheus_text(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/health", health)
+    app.router.add_get("/status", status)
+    app.router.add_get("/metrics", metrics)

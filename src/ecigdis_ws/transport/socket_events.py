@@ -1,0 +1,246 @@
+"""Socket.IO event handlers: validate the payload, call one service, reply.
+
+Every client event goes through `_dispatch`, which applies the per-socket rate
+limit and the authentication rule, and turns failures into the protocol's two
+replies: the acknowledgement `{ ok: false, error }` and an `error` event.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import socketio
+import structlog
+
+from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
+from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.services.container import ChatServices
+from ecigdis_ws.services.sessions import Session
+from ecigdis_ws.transport import validation as v
+
+log = get_logger(__name__)
+
+Reply = dict[str, Any]
+Handler = Callable[[Session, Any], Awaitable[Reply]]
+FailureHook = Callable[[str, Any, ChatError], Awaitable[None]]
+
+CLIENT_EVENTS = (
+    "authenticate",
+    "conversation:join",
+    "conversation:leave",
+    "message:send",
+    "typing:start",
+    "typing:stop",
+    "message:read",
+    "message:react",
+    "presence:request",
+)
+
+
+def handshake_token(environ: Mapping[str, Any], auth: Any) -> str | None:
+    """`auth.token` from io(url, { auth }), else an `Authorization: Bearer` header."""
+    if isinstance(auth, dict) and auth.get("token") is not None:
+        token = auth["token"]
+        return token if isinstance(token, str) else ""
+    header = environ.get("HTTP_AUTHORIZATION", "")
+    if isinstance(header, str) and header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return None
+
+
+class SocketEvents:
+    def __init__(self, sio: socketio.AsyncServer, services: Callable[[], ChatServices]) -> None:
+        self._sio = sio
+        self._services = services
+
+    def register(self) -> None:
+        self._sio.on("connect", self.on_connect)
+        self._sio.on("disconnect", self.on_disconnect)
+        self._sio.on("*", self.on_unknown)
+        handlers: dict[str, tuple[Handler, bool, FailureHook | None]] = {
+            "authenticate": (self.authenticate, False, None),
+            "conversation:join": (self.join, True, None),
+            "conversation:leave": (self.leave, True, None),
+            "message:send": (self.send, True, self._send_failed),
+            "typing:start": (self.typing_start, True, None),
+            "typing:stop": (self.typing_stop, True, None),
+            "message:read": (self.read, True, None),
+            "message:react": (self.react, True, None),
+            "presence:request": (self.presence, True, None),
+        }
+        for event, (handler, needs_auth, on_failure) in handlers.items():
+            self._sio.on(event, self._dispatch(event, handler, needs_auth, on_failure))
+
+    # -- connection lifecycle -------------------------------------------------------
+
+    async def on_connect(self, sid: str, environ: Mapping[str, Any], auth: Any = None) -> None:
+        chat = self._services()
+        chat.sessions.open(sid)
+        token = handshake_token(environ, auth)
+        authenticated = None
+        if token is not None:
+            try:
+                authenticated = await chat.sessions.authenticate(sid, token)
+            except ChatError as exc:
+                await chat.sessions.close(sid)
+                chat.metrics.errors.labels(exc.code.value).inc()
+                refused = socketio.exceptions.ConnectionRefusedError(exc.message, exc.as_dict())
+                raise refused from None
+        # Sent once the CONNECT packet is out, as the Node server's io.on('connection') does.
+        chat.tasks.spawn(self._greet(sid, authenticated is not None))
+
+    async def _greet(self, sid: str, authenticated: bool) -> None:
+        chat = self._services()
+        await self._emit("connected", {
+            "serverId": chat.server_id, "timestamp": int(chat.clock.now() * 1000)
+        }, sid)
+        session = chat.sessions.get(sid)
+        if authenticated and session is not None and session.identity is not None:
+            await self._emit("authenticated", {
+                "userId": session.identity.user_id, "name": session.identity.name
+            }, sid)
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        await self._services().sessions.close(sid)
+
+    async def on_unknown(self, event: str, sid: str, *args: Any) -> Reply:
+        chat = self._services()
+        chat.metrics.events_received.labels("unknown").inc()
+        # Like the Node server, an unknown event is ignored; an ack still gets an answer.
+        error = v.invalid(f"unknown event {event[:64]!r}")
+        return {"ok": False, "error": error.as_dict()}
+
+    # -- dispatch -------------------------------------------------------------------
+
+    def _dispatch(
+        self, event: str, handler: Handler, needs_auth: bool, on_failure: FailureHook | None
+    ) -> Callable[..., Awaitable[Reply]]:
+        async def run(sid: str, *args: Any) -> Reply:
+            chat = self._services()
+            chat.metrics.events_received.labels(event).inc()
+            data = args[0] if args else None
+            session = chat.sessions.get(sid)
+            user_id = session.identity.user_id if session and session.identity else None
+            with structlog.contextvars.bound_contextvars(sid=sid, user_id=user_id, event=event):
+                try:
+                    if session is None:
+                        raise ChatError(ErrorCode.UNAUTHENTICATED, "not connected")
+                    if not chat.sessions.allow_event(sid):
+                        raise ChatError(ErrorCode.RATE_LIMITED, "too many events")
+                    if needs_auth:
+                        session.actor()
+                    return {"ok": True, **await handler(session, data)}
+                except ChatError as exc:
+                    error = exc
+                except StorageUnavailable as exc:
+                    log.warning("database unavailable", reason=str(exc))
+                    error = ChatError(ErrorCode.UNAVAILABLE, "database unavailable, try again")
+                except Exception:
+                    trace_id = uuid.uuid4().hex[:16]
+                    log.exception("handler failed", trace_id=trace_id)
+                    error = ChatError(ErrorCode.INTERNAL, f"internal error (trace id {trace_id})")
+                return await self._fail(sid, event, data, error, on_failure)
+
+        return run
+
+    async def _fail(
+        self, sid: str, event: str, data: Any, error: ChatError, on_failure: FailureHook | None
+    ) -> Reply:
+        self._services().metrics.errors.labels(error.code.value).inc()
+        await self._emit("error", {**error.as_dict(), "event": event}, sid)
+        if on_failure is not None:
+            await on_failure(sid, data, error)
+        return {"ok": False, "error": error.as_dict()}
+
+    async def _emit(self, event: str, data: Any, sid: str) -> None:
+        await self._sio.emit(event, data, to=sid)
+
+    # -- events ---------------------------------------------------------------------
+
+    async def authenticate(self, session: Session, data: Any) -> Reply:
+        token = v.payload(data).get("token")
+        identity = await self._services().sessions.authenticate(session.sid, token)
+        reply = {"userId": identity.user_id, "name": identity.name}
+        await self._emit("authenticated", reply, session.sid)
+        return reply
+
+    async def join(self, session: Session, data: Any) -> Reply:
+        conversation_id = v.conversation_id(data)
+        since = v.since_id(data)
+        online = await self._services().conversations.join(
+            session.actor(), conversation_id, since
+        )
+        return {"conversationId": conversation_id, "onlineUserIds": online}
+
+    async def leave(self, session: Session, data: Any) -> Reply:
+        conversation_id = v.conversation_id(data)
+        await self._services().conversations.leave(session.actor(), conversation_id)
+        return {"conversationId": conversation_id}
+
+    async def send(self, session: Session, data: Any) -> Reply:
+        fields = v.payload(data)
+        conversation_id = v.conversation_id(fields)
+        client_id = v.client_message_id(fields)
+        text = v.text(fields, self._services().settings.max_message_length)
+        chat = self._services()
+        actor = session.actor()
+        if not chat.message_limiter.allow(actor.user_id):
+            raise ChatError(ErrorCode.RATE_LIMITED, "too many messages")
+        result = await chat.messages.send(actor, conversation_id, text, client_id)
+        ack = result.message.ack(result.duplicate)
+        await self._emit("message:ack", ack, session.sid)
+        return ack
+
+    async def _send_failed(self, sid: str, data: Any, error: ChatError) -> None:
+        message_id = data.get("messageId") if isinstance(data, dict) else None
+        if isinstance(message_id, bool) or not isinstance(message_id, str | int) or len(
+            str(message_id)
+        ) > v.MAX_CLIENT_MESSAGE_ID:
+            message_id = None  # echo the client's id only when it is one
+        await self._emit(
+            "message:ack",
+            {"messageId": message_id, "status": "failed", "error": error.as_dict()},
+            sid,
+        )
+
+    async def typing_start(self, session: Session, data: Any) -> Reply:
+        conversation_id = v.conversation_id(data)
+        await self._services().typing.start(session.actor(), conversation_id)
+        return {"conversationId": conversation_id}
+
+    async def typing_stop(self, session: Session, data: Any) -> Reply:
+        conversation_id = v.conversation_id(data)
+        await self._services().typing.stop(session.actor(), conversation_id)
+        return {"conversationId": conversation_id}
+
+    async def read(self, session: Session, data: Any) -> Reply:
+        fields = v.payload(data)
+        conversation_id = v.conversation_id(fields)
+        message_id = v.positive_id(fields, "messageId")
+        assert message_id is not None
+        advanced = await self._services().receipts.mark_read(
+            session.actor(), conversation_id, message_id
+        )
+        return {"advanced": advanced}
+
+    async def react(self, session: Session, data: Any) -> Reply:
+        fields = v.payload(data)
+        conversation_id = v.conversation_id(fields)
+        message_id = v.positive_id(fields, "messageId")
+        assert message_id is not None
+        emoji = v.emoji(fields)
+        action = await self._services().reactions.toggle(
+            session.actor(), conversation_id, message_id, emoji
+        )
+        return {"action": action}
+
+    async def presence(self, session: Session, data: Any) -> Reply:
+        conversation_id = v.optional_conversation_id(data)
+        users = await self._services().conversations.online_members(
+            session.actor(), conversation_id
+        )
+        listing = {"users": [user.wire() for user in users], "count": len(users)}
+        await self._emit("presence:list", listing, session.sid)
+        return listing

@@ -1,0 +1,101 @@
+"""Payload shapes of PROTOCOL.md; anything else is INVALID_PAYLOAD."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ecigdis_ws.errors import ChatError, ErrorCode
+
+# Ids are stored in signed 64-bit columns.
+MAX_ID = 2**63 - 1
+# PROTOCOL.md: a client's messageId is at most 64 characters.
+MAX_CLIENT_MESSAGE_ID = 64
+# Enough for the longest emoji ZWJ sequences (families, flags with tags).
+MAX_EMOJI_LENGTH = 32
+
+
+def invalid(message: str) -> ChatError:
+    return ChatError(ErrorCode.INVALID_PAYLOAD, message)
+
+
+def payload(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise invalid("payload must be an object")
+    return data
+
+
+def _encodable(value: str, field: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise invalid(f"{field} is not valid Unicode (lone surrogate)") from None
+    return value
+
+
+def positive_id(data: dict[str, Any], field: str, *, required: bool = True) -> int | None:
+    """A positive integer, or a string of decimal digits read as one."""
+    value = data.get(field)
+    if value is None:
+        if required:
+            raise invalid(f"{field} is required")
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
+        raise invalid(f"{field} must be a positive integer")
+    return value
+
+
+def since_id(data: dict[str, Any]) -> int | None:
+    """`since` may be 0 (replay everything) as well as any message id."""
+    value = data.get("since")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+        raise invalid("since must be a message id (a non-negative integer)")
+    return value
+
+
+def conversation_id(data: Any) -> int:
+    value = positive_id(payload(data), "conversationId")
+    assert value is not None
+    return value
+
+
+def text(data: dict[str, Any], max_length: int) -> str:
+    value = data.get("text")
+    if not isinstance(value, str):
+        raise invalid("text must be a string")
+    if not value.strip():
+        raise invalid("text is empty")
+    if len(value) > max_length:
+        raise invalid(f"text is longer than {max_length} characters")
+    return _encodable(value, "text")
+
+
+def client_message_id(data: dict[str, Any]) -> str:
+    """The client's own id: a string or an integer, compared as text."""
+    value = data.get("messageId")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise invalid("messageId must be a string or an integer")
+    as_text = str(value)
+    if not as_text or len(as_text) > MAX_CLIENT_MESSAGE_ID:
+        raise invalid(f"messageId must be 1 to {MAX_CLIENT_MESSAGE_ID} characters")
+    return _encodable(as_text, "messageId")
+
+
+def emoji(data: dict[str, Any]) -> str:
+    value = data.get("emoji")
+    if not isinstance(value, str) or not value.strip():
+        raise invalid("emoji must be a non-empty string")
+    if len(value) > MAX_EMOJI_LENGTH:
+        raise invalid(f"emoji is longer than {MAX_EMOJI_LENGTH} characters")
+    return _encodable(value, "emoji")
+
+
+def optional_conversation_id(data: Any) -> int | None:
+    if data is None:
+        return None
+    return positive_id(payload(data), "conversationId", required=False)

@@ -1,0 +1,163 @@
+"""Test helpers: a real server on a loopback port and real Socket.IO clients."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import socketio
+from aiohttp import web
+
+from ecigdis_ws.app import create_app
+from ecigdis_ws.clock import ManualClock
+from ecigdis_ws.domain import UserId
+from ecigdis_ws.keys import SERVICES
+from ecigdis_ws.services.auth import mint_token
+from ecigdis_ws.services.container import ChatServices
+from ecigdis_ws.settings import Settings, load_settings
+
+WAIT_S = 5.0
+
+
+def test_settings(tmp_path: Path, **env: str) -> Settings:
+    base = {
+        "NODE_ENV": "test",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'chat.db'}",
+        "MIGRATE_ON_START": "true",
+        "JWT_SECRET": "test-secret-that-is-long-enough-for-production-use",
+        "LOG_LEVEL": "warning",
+    }
+    base.update(env)
+    return load_settings(base, dotenv_path=None)
+
+
+class ChatClient:
+    """python-socketio's AsyncClient, recording every event it receives."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.events: dict[str, list[Any]] = defaultdict(list)
+        self.connect_error: Any = None
+        self._changed = asyncio.Condition()
+        self.sio.on("*", self._record)
+        self.sio.on("connect_error", self._on_connect_error)
+        self.sio.on("disconnect", self._on_disconnect)
+        self.disconnected = asyncio.Event()
+
+    async def _record(self, event: str, *args: Any) -> None:
+        self.events[event].append(args[0] if len(args) == 1 else list(args))
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _on_connect_error(self, data: Any) -> None:
+        self.connect_error = data
+
+    async def _on_disconnect(self, *args: Any) -> None:
+        self.disconnected.set()
+
+    async def connect(
+        self,
+        token: str | None = None,
+        transports: list[str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        await self.sio.connect(
+            self.url,
+            auth={"token": token} if token is not None else None,
+            transports=transports or ["websocket"],
+            headers=headers or {},
+            wait_timeout=WAIT_S,
+        )
+
+    async def call(self, event: str, data: Any = None) -> Any:
+        if data is None:
+            return await self.sio.call(event, timeout=WAIT_S)
+        return await self.sio.call(event, data, timeout=WAIT_S)
+
+    async def wait_for(
+        self,
+        event: str,
+        where: Callable[[Any], bool] = lambda _: True,
+        count: int = 1,
+        timeout: float = WAIT_S,
+    ) -> list[Any]:
+        """Wait until `count` received `event`s match `where`; return the matches."""
+
+        def matches() -> list[Any]:
+            return [item for item in self.events[event] if where(item)]
+
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: len(matches()) >= count)
+        return matches()
+
+    def received(self, event: str) -> list[Any]:
+        return list(self.events[event])
+
+    async def close(self) -> None:
+        if self.sio.connected:
+            await self.sio.disconnect()
+
+
+@dataclasses.dataclass
+class RunningServer:
+    url: str
+    port: int
+    app: web.Application
+    clock: ManualClock
+    settings: Settings
+    clients: list[ChatClient] = dataclasses.field(default_factory=list)
+
+    @property
+    def chat(self) -> ChatServices:
+        return self.app[SERVICES]
+
+    def token(self, user_id: UserId, name: str | None = None, ttl_s: float = 3600) -> str:
+        return mint_token(self.settings, self.clock, user_id, name or f"user{user_id}", ttl_s)
+
+    async def client(
+        self, user_id: UserId | None = None, name: str | None = None, **connect: Any
+    ) -> ChatClient:
+        """A connected client; authenticated in the handshake when user_id is given."""
+        client = ChatClient(self.url)
+        self.clients.append(client)
+        token = self.token(user_id, name) if user_id is not None else None
+        await client.connect(token=token, **connect)
+        if user_id is not None:
+            await client.wait_for("authenticated")
+        else:
+            await client.wait_for("connected")
+        return client
+
+    async def conversation(self, *members: UserId, title: str = "test") -> int:
+        now_ms = int(self.clock.now() * 1000)
+        return await self.chat.storage.create_conversation(title, list(members), now_ms)
+
+    async def advance(self, seconds: float) -> None:
+        """Move the injected clock and let the work its timers started finish."""
+        self.clock.advance(seconds)
+        await self.chat.tasks.drain()
+
+
+@asynccontextmanager
+async def running_server(tmp_path: Path, **env: str) -> AsyncIterator[RunningServer]:
+    settings = test_settings(tmp_path, **env)
+    clock = ManualClock()
+    app = create_app(settings, clock)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    server = RunningServer(f"http://127.0.0.1:{port}", port, app, clock, settings)
+    try:
+        yield server
+    finally:
+        for client in server.clients:
+            await client.close()
+        await runner.cleanup()
