@@ -36,13 +36,33 @@ def test_settings(tmp_path: Path, **env: str) -> Settings:
     return load_settings(base, dotenv_path=None)
 
 
+def _deliver_in_order(sio: socketio.AsyncClient) -> None:
+    """Handle each received packet before reading the next, as socket.io-client does.
+
+    python-engineio's client runs every incoming message in a task of its own, so
+    two packets that arrived in order can reach the handlers out of order; tests of
+    the server's ordering need the order the server sent.
+    """
+    eio = sio.eio
+    dispatch = eio._trigger_event
+
+    async def inline(event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == "message":
+            kwargs["run_async"] = False
+        return await dispatch(event, *args, **kwargs)
+
+    eio._trigger_event = inline
+
+
 class ChatClient:
     """python-socketio's AsyncClient, recording every event it receives."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.sio = socketio.AsyncClient(reconnection=False)
+        _deliver_in_order(self.sio)
         self.events: dict[str, list[Any]] = defaultdict(list)
+        self.sequence: list[str] = []  # event names in the order they arrived
         self.connect_error: Any = None
         self._changed = asyncio.Condition()
         self.sio.on("*", self._record)
@@ -52,6 +72,7 @@ class ChatClient:
 
     async def _record(self, event: str, *args: Any) -> None:
         self.events[event].append(args[0] if len(args) == 1 else list(args))
+        self.sequence.append(event)
         async with self._changed:
             self._changed.notify_all()
 
@@ -85,14 +106,14 @@ class ChatClient:
         event: str,
         where: Callable[[Any], bool] = lambda _: True,
         count: int = 1,
-        timeout: float = WAIT_S,
+        within: float = WAIT_S,
     ) -> list[Any]:
         """Wait until `count` received `event`s match `where`; return the matches."""
 
         def matches() -> list[Any]:
             return [item for item in self.events[event] if where(item)]
 
-        async with asyncio.timeout(timeout), self._changed:
+        async with asyncio.timeout(within), self._changed:
             await self._changed.wait_for(lambda: len(matches()) >= count)
         return matches()
 
@@ -137,6 +158,18 @@ class RunningServer:
     async def conversation(self, *members: UserId, title: str = "test") -> int:
         now_ms = int(self.clock.now() * 1000)
         return await self.chat.storage.create_conversation(title, list(members), now_ms)
+
+    async def wait_until(self, condition: Callable[[], bool], within: float = WAIT_S) -> None:
+        """Poll server state that has no event to wait on (e.g. a disconnect handled)."""
+        async with asyncio.timeout(within):
+            while not condition():  # noqa: ASYNC110 - server state has no event to await
+                await asyncio.sleep(0.01)
+
+    async def disconnect(self, client: ChatClient) -> None:
+        """Close a client and wait until the server has handled the disconnect."""
+        sid = client.sio.get_sid()
+        await client.close()
+        await self.wait_until(lambda: self.chat.sessions.get(sid) is None)
 
     async def advance(self, seconds: float) -> None:
         """Move the injected clock and let the work its timers started finish."""

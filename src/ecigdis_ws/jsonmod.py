@@ -17,7 +17,7 @@ def dumps(obj: Any, **kwargs: Any) -> str:
     try:
         return orjson.dumps(obj).decode()
     except TypeError:
-        return json.dumps(obj, separators=(",", ":"), **kwargs)
+        return json.dumps(obj, **{"separators": (",", ":"), **kwargs})
 
 
 def loads(text: str | bytes, **kwargs: Any) -> Any:

@@ -271,8 +271,8 @@ def load_settings(
             problems.append(f"{spec.name}={_shown(spec, raw)!r}: {exc}")
             continue
         sources[spec.attr] = source
-    if problems:
-        raise SettingsError(problems)
+    # An invalid variable falls back to its default here only so that the cross
+    # checks still run: every problem is reported in one pass.
     settings = Settings(**values, sources=sources)
     problems.extend(_cross_checks(settings))
     if problems:

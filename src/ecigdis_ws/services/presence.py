@@ -57,17 +57,19 @@ class PresenceService:
             return
         sockets.discard(actor.sid)
         if not sockets:
+            # lastSeen is when the last connection closed, not when the grace ran out.
+            last_seen_ms = int(self._clock.now() * 1000)
             self._going_offline[actor.user_id] = self._clock.call_later(
-                self._grace_s, lambda: self._grace_over(actor.user_id)
+                self._grace_s, lambda: self._grace_over(actor.user_id, last_seen_ms)
             )
 
-    def _grace_over(self, user_id: UserId) -> None:
+    def _grace_over(self, user_id: UserId, last_seen_ms: int) -> None:
         self._going_offline.pop(user_id, None)
         if self._sockets.get(user_id):
             return
         self._sockets.pop(user_id, None)
         self._names.pop(user_id, None)
-        self._tasks.spawn(self._announce_offline(user_id, int(self._clock.now() * 1000)))
+        self._tasks.spawn(self._announce_offline(user_id, last_seen_ms))
 
     async def _announce_offline(self, user_id: UserId, now_ms: int) -> None:
         try:

@@ -81,7 +81,9 @@ class SqlStorage(Storage):
         return [m.version for m in MIGRATIONS if m.version not in done]
 
     async def ping(self) -> None:
-        await self._engine.fetch_one("SELECT 1")
+        # Through a write transaction: a database that cannot take a message is down.
+        async with self._engine.transaction() as tx:
+            await tx.fetch_one("SELECT 1")
 
     async def close(self) -> None:
         await self._engine.close()

@@ -27,6 +27,15 @@ T = TypeVar("T")
 BUSY_TIMEOUT_SHARE = 0.9
 
 
+# OperationalErrors that mean "cannot reach the data now", as opposed to bad SQL.
+_UNAVAILABLE_MARKERS = ("locked", "busy", "unable to open", "disk i/o", "readonly", "full")
+
+
+def _is_unavailable(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return any(marker in text for marker in _UNAVAILABLE_MARKERS)
+
+
 def sqlite_path(url: str) -> str:
     """`sqlite:///rel/path.db` is relative, `sqlite:////abs/path.db` absolute."""
     prefix = "sqlite:///"
@@ -44,8 +53,12 @@ class _Connection:
         try:
             async with asyncio.timeout(self._timeout_s):
                 return await work
-        except (TimeoutError, sqlite3.OperationalError) as exc:
-            raise StorageUnavailable(f"sqlite: {exc or 'timed out'}") from exc
+        except TimeoutError as exc:
+            raise StorageUnavailable("sqlite: timed out") from exc
+        except sqlite3.OperationalError as exc:
+            if not _is_unavailable(exc):
+                raise  # a broken schema or query is a bug, not an outage
+            raise StorageUnavailable(f"sqlite: {exc}") from exc
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
         async def run() -> Row | None:

@@ -1,0 +1,119 @@
+"""Rate limits, packet size, unknown events, INTERNAL, and never trusting the client."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
+import pytest
+
+from ecigdis_ws.storage.sqlite import sqlite_path
+from tests.support import RunningServer
+from tests.transport.conftest import room
+
+ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
+
+
+async def test_events_over_the_socket_rate_are_rate_limited(make_server: ServerFactory) -> None:
+    async with make_server(RATE_LIMIT_EVENTS="2") as server:
+        alice = await server.client(1)
+        replies = [await alice.call("presence:request") for _ in range(5)]
+        assert [r["ok"] for r in replies] == [True, True, True, True, False]
+        assert replies[-1]["error"]["code"] == "RATE_LIMITED"
+        [error] = await alice.wait_for("error")
+        assert error["event"] == "presence:request"
+        await server.advance(1)  # two more tokens
+        assert (await alice.call("presence:request"))["ok"]
+        other = await server.client(2)
+        assert (await other.call("presence:request"))["ok"]  # others are not slowed
+
+
+async def test_messages_over_the_user_rate_are_dropped(make_server: ServerFactory) -> None:
+    async with make_server(RATE_LIMIT_MESSAGES="1") as server:
+        conversation, (alice, bob) = await room(server, 1, 2)
+        alice_tab = await server.client(1)
+        codes = []
+        for i, client in enumerate((alice, alice_tab, alice)):  # one bucket per user
+            reply = await client.call("message:send", {
+                "conversationId": conversation, "text": f"t{i}", "messageId": f"r{i}"})
+            codes.append(reply.get("status") or reply["error"]["code"])
+        assert codes == ["sent", "sent", "RATE_LIMITED"]
+        stored = await server.chat.storage.messages_after(conversation, 0, 10)
+        assert [m.text for m in stored] == ["t0", "t1"]
+        assert (await bob.call("message:send", {
+            "conversationId": conversation, "text": "bob", "messageId": "b"}))["ok"]
+
+
+async def test_rate_zero_turns_the_limit_off(make_server: ServerFactory) -> None:
+    async with make_server(RATE_LIMIT_EVENTS="0") as server:
+        alice = await server.client(1)
+        replies = [await alice.call("presence:request") for _ in range(60)]
+        assert all(r["ok"] for r in replies)
+
+
+async def test_packet_over_max_payload_closes_only_that_socket(make_server: ServerFactory) -> None:
+    async with make_server(MAX_PAYLOAD_BYTES="2048", MAX_MESSAGE_LENGTH="100000") as server:
+        conversation, (alice, bob) = await room(server, 1, 2)
+        await alice.sio.emit("message:send", {
+            "conversationId": conversation, "text": "x" * 5000, "messageId": "big"})
+        await alice.disconnected.wait()
+        assert await server.chat.storage.messages_after(conversation, 0, 10) == []
+        ack = await bob.call("message:send", {
+            "conversationId": conversation, "text": "still here", "messageId": "b"})
+        assert ack["ok"]
+
+
+async def test_unknown_event_gets_an_error_reply_only(server: RunningServer) -> None:
+    alice = await server.client(1)
+    reply = await alice.call("bogus:event", {"a": 1})
+    assert reply["ok"] is False and reply["error"]["code"] == "INVALID_PAYLOAD"
+    assert (await alice.call("presence:request"))["ok"]
+    assert alice.received("error") == []
+
+
+async def test_a_bug_answers_internal_with_a_trace_id_and_serving_goes_on(
+    server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conversation, (alice, bob) = await room(server, 1, 2)
+    ack = await alice.call("message:send", {
+        "conversationId": conversation, "text": "x", "messageId": "a"})
+    raw = sqlite3.connect(sqlite_path(server.settings.database_url))
+    raw.execute("DROP TABLE chat_reactions")  # a schema the code does not expect
+    raw.close()
+    reply = await bob.call("message:react", {
+        "conversationId": conversation, "messageId": ack["id"], "emoji": "👍"})
+    assert reply["error"]["code"] == "INTERNAL"
+    trace_id = reply["error"]["message"].split("trace id ")[1].rstrip(")")
+    assert len(trace_id) == 16
+    [error] = await bob.wait_for("error")
+    assert error["code"] == "INTERNAL" and error["event"] == "message:react"
+    assert trace_id in capsys.readouterr().out
+    assert (await bob.call("message:send", {
+        "conversationId": conversation, "text": "fine", "messageId": "b"}))["ok"]
+
+
+async def test_a_user_id_in_the_payload_is_ignored(server: RunningServer) -> None:
+    conversation, (alice, bob) = await room(server, 1, 2)
+    await alice.call("message:send", {"conversationId": conversation, "text": "me?",
+                                      "messageId": "a", "userId": 2, "senderName": "Bob"})
+    [new] = await bob.wait_for("message:new")
+    assert new["userId"] == 1 and new["senderName"] == "user1"
+    await alice.call("typing:start", {"conversationId": conversation, "userId": 2})
+    [typing] = await bob.wait_for("typing:indicator")
+    assert typing["userId"] == 1
+
+
+async def test_logs_carry_neither_tokens_nor_message_text(
+    server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = server.token(1, "Alice")
+    conversation, (alice,) = await room(server, 1)
+    await alice.call("authenticate", {"token": token})
+    await alice.call("message:send", {"conversationId": conversation,
+                                      "text": "secret-text-4711", "messageId": "a"})
+    await alice.call("message:send", {"conversationId": conversation,
+                                      "text": "secret-text-4711" * 500, "messageId": "b"})
+    output = capsys.readouterr()
+    assert token not in output.out + output.err
+    assert "secret-text-4711" not in output.out + output.err

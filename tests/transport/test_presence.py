@@ -1,0 +1,98 @@
+"""user:online / user:offline with the grace period, and presence:request."""
+
+from __future__ import annotations
+
+from tests.support import RunningServer
+
+
+async def test_first_connection_announces_user_online(server: RunningServer) -> None:
+    alice = await server.client(1, "Alice")
+    await server.client(2, "Bob")
+    assert await alice.wait_for("user:online") == [{"userId": 2, "name": "Bob"}]
+    await server.client(2, "Bob")  # a second tab is not a new arrival
+    await server.client(3, "Cy")
+    online = await alice.wait_for("user:online", count=2)
+    assert [e["userId"] for e in online] == [2, 3]
+
+
+async def test_unauthenticated_sockets_hear_no_presence(server: RunningServer) -> None:
+    anonymous = await server.client()
+    alice = await server.client(1, "Alice")
+    await server.client(2, "Bob")
+    await alice.wait_for("user:online")
+    assert anonymous.received("user:online") == []
+
+
+async def test_last_connection_closing_announces_offline_after_grace(
+    server: RunningServer,
+) -> None:
+    alice = await server.client(1, "Alice")
+    bob = await server.client(2, "Bob")
+    bob_tab = await server.client(2, "Bob")
+    await server.disconnect(bob)
+    await server.advance(5)
+    assert alice.received("user:offline") == []  # Bob still has a tab open
+    await server.disconnect(bob_tab)
+    await server.advance(1.9)
+    assert alice.received("user:offline") == []
+    await server.advance(0.2)
+    [offline] = await alice.wait_for("user:offline")
+    assert offline == {"userId": 2, "lastSeen": "2027-01-15T08:00:05.000Z"}
+    assert not server.chat.presence.is_online(2)
+
+
+async def test_reconnect_within_grace_does_not_flap(server: RunningServer) -> None:
+    alice = await server.client(1, "Alice")
+    bob = await server.client(2, "Bob")
+    await alice.wait_for("user:online")
+    await server.disconnect(bob)
+    await server.advance(1)
+    await server.client(2, "Bob")  # a page reload
+    await server.advance(5)
+    await server.client(3, "Cy")
+    await alice.wait_for("user:online", count=2)
+    assert alice.received("user:offline") == []
+    assert [e["userId"] for e in alice.received("user:online")] == [2, 3]
+
+
+async def test_presence_request_lists_everyone_online(server: RunningServer) -> None:
+    alice = await server.client(1, "Alice")
+    await server.client(2, "Bob")
+    reply = await alice.call("presence:request")
+    assert reply["ok"] is True and reply["count"] == 2
+    assert sorted(reply["users"], key=lambda u: u["userId"]) == [
+        {"userId": 1, "name": "Alice"}, {"userId": 2, "name": "Bob"}
+    ]
+    [listing] = await alice.wait_for("presence:list")
+    assert listing == {"users": reply["users"], "count": 2}
+
+
+async def test_presence_request_for_a_conversation_lists_its_members(
+    server: RunningServer,
+) -> None:
+    conversation = await server.conversation(1, 2)
+    alice = await server.client(1, "Alice")
+    await server.client(2, "Bob")
+    await server.client(3, "Cy")
+    reply = await alice.call("presence:request", {"conversationId": conversation})
+    assert sorted(u["userId"] for u in reply["users"]) == [1, 2] and reply["count"] == 2
+
+
+async def test_presence_request_for_a_foreign_conversation_is_forbidden(
+    server: RunningServer,
+) -> None:
+    conversation = await server.conversation(1)
+    mallory = await server.client(9)
+    reply = await mallory.call("presence:request", {"conversationId": conversation})
+    assert reply["error"]["code"] == "FORBIDDEN"
+    assert mallory.received("presence:list") == []
+
+
+async def test_offline_records_last_seen(server: RunningServer) -> None:
+    await server.client(1, "Alice")
+    bob = await server.client(2, "Bob")
+    await server.disconnect(bob)
+    await server.advance(2.5)
+    engine = server.chat.storage.engine  # type: ignore[attr-defined]
+    row = await engine.fetch_one("SELECT last_seen_ms FROM chat_users WHERE id = '2'")
+    assert row == (int(server.clock.now() * 1000) - 2500,)
