@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
-import socketio
 from aiohttp import web
 
 from ecigdis_ws import jsonmod
@@ -18,6 +17,7 @@ from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.storage.factory import open_storage
 from ecigdis_ws.transport.http_routes import add_routes
+from ecigdis_ws.transport.server import ChatSocketServer
 from ecigdis_ws.transport.socket_events import SocketEvents
 
 log = get_logger(__name__)
@@ -27,9 +27,9 @@ class NotMigrated(RuntimeError):
     pass
 
 
-def build_socketio(settings: Settings) -> socketio.AsyncServer:
+def build_socketio(settings: Settings) -> ChatSocketServer:
     origins: list[str] | str = list(settings.cors_origins) or "*"
-    return socketio.AsyncServer(
+    return ChatSocketServer(
         async_mode="aiohttp",
         # One socket's events are handled strictly in order (PROTOCOL.md): run each
         # handler to completion before reading that socket's next packet.

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 UserId = int | str
+# A client's own message id as it sent it: compared as text, echoed as sent.
+ClientMessageId = int | str
 ReactionAction = Literal["added", "removed"]
 
 
@@ -35,11 +37,11 @@ class StoredMessage:
     text: str
     created_at_ms: int
 
-    def wire(self) -> dict[str, Any]:
-        """The `message:new` payload."""
+    def wire(self, client_id: ClientMessageId | None = None) -> dict[str, Any]:
+        """The `message:new` payload; `client_id` is the id as the client sent it."""
         return {
             "id": self.id,
-            "messageId": self.client_message_id,
+            "messageId": self.client_message_id if client_id is None else client_id,
             "conversationId": self.conversation_id,
             "userId": self.user_id,
             "senderName": self.sender_name,
@@ -47,10 +49,10 @@ class StoredMessage:
             "createdAt": iso_ms(self.created_at_ms),
         }
 
-    def ack(self, duplicate: bool) -> dict[str, Any]:
+    def ack(self, duplicate: bool, client_id: ClientMessageId | None = None) -> dict[str, Any]:
         """The `message:ack` payload for a stored message."""
         reply: dict[str, Any] = {
-            "messageId": self.client_message_id,
+            "messageId": self.client_message_id if client_id is None else client_id,
             "status": "sent",
             "id": self.id,
             "conversationId": self.conversation_id,

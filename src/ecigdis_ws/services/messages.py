@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from ecigdis_ws.clock import Clock
-from ecigdis_ws.domain import Actor, SendResult
+from ecigdis_ws.domain import Actor, ClientMessageId, SendResult
 from ecigdis_ws.fanout.base import Fanout, conversation_room
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.access import AccessPolicy
@@ -31,7 +31,7 @@ class MessageService:
         self._metrics = metrics
 
     async def send(
-        self, actor: Actor, conversation_id: int, text: str, client_message_id: str
+        self, actor: Actor, conversation_id: int, text: str, client_message_id: ClientMessageId
     ) -> SendResult:
         received = time.perf_counter()
         await self._access.require_member(conversation_id, actor.user_id)
@@ -39,7 +39,7 @@ class MessageService:
             conversation_id,
             actor.user_id,
             actor.name,
-            client_message_id,
+            str(client_message_id),
             text,
             int(self._clock.now() * 1000),
         )
@@ -48,7 +48,7 @@ class MessageService:
         self._metrics.messages_stored.inc()
         await self._fanout.emit(
             "message:new",
-            result.message.wire(),
+            result.message.wire(client_message_id),
             room=conversation_room(result.message.conversation_id),
             skip_sid=actor.sid,
         )

@@ -189,7 +189,7 @@ class SocketEvents:
         if not chat.message_limiter.allow(actor.user_id):
             raise ChatError(ErrorCode.RATE_LIMITED, "too many messages")
         result = await chat.messages.send(actor, conversation_id, text, client_id)
-        ack = result.message.ack(result.duplicate)
+        ack = result.message.ack(result.duplicate, client_id)
         await self._emit("message:ack", ack, session.sid)
         return ack
 

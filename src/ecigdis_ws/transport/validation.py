@@ -73,8 +73,8 @@ def text(data: dict[str, Any], max_length: int) -> str:
     return _encodable(value, "text")
 
 
-def client_message_id(data: dict[str, Any]) -> str:
-    """The client's own id: a string or an integer, compared as text."""
+def client_message_id(data: dict[str, Any]) -> int | str:
+    """The client's own id: a string or an integer, compared as text, echoed as sent."""
     value = data.get("messageId")
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -83,7 +83,8 @@ def client_message_id(data: dict[str, Any]) -> str:
     as_text = str(value)
     if not as_text or len(as_text) > MAX_CLIENT_MESSAGE_ID:
         raise invalid(f"messageId must be 1 to {MAX_CLIENT_MESSAGE_ID} characters")
-    return _encodable(as_text, "messageId")
+    _encodable(as_text, "messageId")
+    return value
 
 
 def emoji(data: dict[str, Any]) -> str:
