@@ -24,7 +24,7 @@ log = get_logger(__name__)
 
 
 class NotMigrated(RuntimeError):
-    pass
+    """The database lacks migrations; `serve` refuses rather than fail on first use."""
 
 
 def build_socketio(settings: Settings) -> ChatSocketServer:

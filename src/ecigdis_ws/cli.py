@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class UsageError(Exception):
-    pass
+    """A command's arguments are wrong: exit status 2, with the reason."""
 
 
 def _user_id(settings: Settings, raw: str) -> Any:
