@@ -82,5 +82,12 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
         finally:
             await storage.close()
 
+    async def close_connections(app: web.Application) -> None:
+        # Close at the Engine.IO level, not with a Socket.IO disconnect: browsers
+        # treat a closed transport as a network fault and reconnect (to another
+        # node behind the balancer), but obey a server "disconnect" and stay away.
+        await sio.close_transports()
+
+    app.on_shutdown.append(close_connections)
     app.cleanup_ctx.append(services_ctx)
     return app

@@ -16,7 +16,7 @@ from aiohttp import web
 from ecigdis_ws import __version__
 from ecigdis_ws.app import NotMigrated, create_app
 from ecigdis_ws.clock import SystemClock
-from ecigdis_ws.observability.logging import configure_logging
+from ecigdis_ws.observability.logging import configure_logging, get_logger
 from ecigdis_ws.services.auth import mint_token, parse_user_id
 from ecigdis_ws.settings import Settings, SettingsError, load_settings
 from ecigdis_ws.storage.factory import open_storage
@@ -121,11 +121,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             ssl_context=ssl_context,
             backlog=LISTEN_BACKLOG,
             access_log=None,
-            print=lambda _: print(
-                f"ecigdis-ws {__version__} listening on "
-                f"{'https' if ssl_context else 'http'}://{settings.host}:{settings.port}",
-                file=sys.stderr,
-                flush=True,
+            # Through the logger, so production's stream stays JSON lines throughout.
+            print=lambda _: get_logger("ecigdis_ws").info(
+                "listening",
+                url=f"{'https' if ssl_context else 'http'}://{settings.host}:{settings.port}",
+                version=__version__,
+                server_id=settings.effective_server_id,
             ),
         )
     except NotMigrated as exc:

@@ -74,8 +74,9 @@ async def test_message_ids_compare_as_text_across_conversations(server: RunningS
     other = await server.conversation(1)
     first = await alice.call("message:send", message(conversation, "number", 5))
     again = await alice.call("message:send", message(other, "string", "5"))
-    assert first["messageId"] == "5"
+    assert first["messageId"] == 5  # echoed as sent
     assert again["duplicate"] is True and again["conversationId"] == conversation
+    assert again["messageId"] == "5"
     assert await stored(server, other) == []
 
 

@@ -26,7 +26,12 @@ class Migration:
         return [statement.replace("{p}", prefix) for statement in chosen]
 
 
+# MariaDB commits each DDL statement on its own, so a migration cut short is
+# completed by running it again: its CREATE TABLEs say IF NOT EXISTS.
 # utf8mb4 with utf8mb4_unicode_ci on MariaDB so 4-byte characters (emoji) round-trip.
+# Identifiers and emoji are compared byte for byte (utf8mb4_bin): under
+# unicode_ci "abc" = "ABC" and many emoji equal each other, which would merge
+# distinct client message ids, string user ids and reactions.
 _MYSQL_TABLE = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -75,41 +80,41 @@ MIGRATIONS: tuple[Migration, ...] = (
                 PRIMARY KEY (user_id, pref_key))""",
         ),
         mysql=(
-            f"""CREATE TABLE {{p}}users (
-                id VARCHAR(64) NOT NULL PRIMARY KEY,
+            f"""CREATE TABLE IF NOT EXISTS {{p}}users (
+                id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
                 name VARCHAR(255) NOT NULL,
                 last_seen_ms BIGINT NULL,
                 created_at_ms BIGINT NOT NULL) {_MYSQL_TABLE}""",
-            f"""CREATE TABLE {{p}}conversations (
+            f"""CREATE TABLE IF NOT EXISTS {{p}}conversations (
                 id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
                 title VARCHAR(255) NOT NULL DEFAULT '',
                 created_at_ms BIGINT NOT NULL) {_MYSQL_TABLE}""",
-            f"""CREATE TABLE {{p}}members (
+            f"""CREATE TABLE IF NOT EXISTS {{p}}members (
                 conversation_id BIGINT NOT NULL,
-                user_id VARCHAR(64) NOT NULL,
+                user_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL,
                 last_read_message_id BIGINT NULL,
                 joined_at_ms BIGINT NOT NULL,
                 PRIMARY KEY (conversation_id, user_id),
                 KEY {{p}}members_by_user (user_id)) {_MYSQL_TABLE}""",
-            f"""CREATE TABLE {{p}}messages (
+            f"""CREATE TABLE IF NOT EXISTS {{p}}messages (
                 id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
                 conversation_id BIGINT NOT NULL,
-                sender_id VARCHAR(64) NOT NULL,
+                sender_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL,
                 sender_name VARCHAR(255) NOT NULL,
-                client_message_id VARCHAR(64) NOT NULL,
+                client_message_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL,
                 text MEDIUMTEXT NOT NULL,
                 created_at_ms BIGINT NOT NULL,
                 UNIQUE KEY {{p}}messages_by_client_id (sender_id, client_message_id),
                 KEY {{p}}messages_by_conversation (conversation_id, id)) {_MYSQL_TABLE}""",
-            f"""CREATE TABLE {{p}}reactions (
+            f"""CREATE TABLE IF NOT EXISTS {{p}}reactions (
                 message_id BIGINT NOT NULL,
-                user_id VARCHAR(64) NOT NULL,
-                emoji VARCHAR(64) NOT NULL COLLATE utf8mb4_bin,
+                user_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL,
+                emoji VARCHAR(64) COLLATE utf8mb4_bin NOT NULL,
                 created_at_ms BIGINT NOT NULL,
                 PRIMARY KEY (message_id, user_id, emoji)) {_MYSQL_TABLE}""",
-            f"""CREATE TABLE {{p}}user_preferences (
-                user_id VARCHAR(64) NOT NULL,
-                pref_key VARCHAR(64) NOT NULL,
+            f"""CREATE TABLE IF NOT EXISTS {{p}}user_preferences (
+                user_id VARCHAR(64) COLLATE utf8mb4_bin NOT NULL,
+                pref_key VARCHAR(64) COLLATE utf8mb4_bin NOT NULL,
                 value TEXT NOT NULL,
                 PRIMARY KEY (user_id, pref_key)) {_MYSQL_TABLE}""",
         ),

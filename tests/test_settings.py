@@ -1,0 +1,254 @@
+"""Settings: defaults, precedence, aliases, validation and the derived .env.example."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from ecigdis_ws.settings import (
+    DEV_JWT_SECRET,
+    SPECS,
+    Settings,
+    SettingsError,
+    Source,
+    load_settings,
+    render_env_example,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STRONG_SECRET = "a-production-secret-of-forty-two-characters"
+
+
+def load(dotenv: Path | None = None, **env: str) -> Settings:
+    return load_settings(env, dotenv_path=dotenv)
+
+
+def problems_in(env: Mapping[str, str], dotenv: Path | None = None) -> SettingsError:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env, dotenv_path=dotenv)
+    return caught.value
+
+
+def problems_of(dotenv: Path | None = None, **env: str) -> SettingsError:
+    return problems_in(env, dotenv)
+
+
+def write_dotenv(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / ".env"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# -- defaults ------------------------------------------------------------------------
+
+
+def test_defaults_match_the_node_server() -> None:
+    settings = load()
+    assert settings.environment == "development"
+    assert settings.host == "0.0.0.0"
+    assert settings.port == 8080
+    assert settings.database_url == "sqlite:///./data/ecigdis-ws.db"
+    assert settings.log_level == "info"
+    assert settings.user_id_type == "int"
+    assert settings.conversation_access == "members"
+    assert settings.jwt_algorithms == ("HS256",)
+    assert settings.jwt_leeway_s == 30
+    assert settings.jwt_require_exp is True
+    assert (settings.auth_timeout_ms, settings.typing_timeout_ms) == (10000, 6000)
+    assert (settings.presence_grace_ms, settings.presence_ttl_ms) == (2000, 30000)
+    assert (settings.max_message_length, settings.max_payload_bytes) == (4000, 65536)
+    assert (settings.rate_limit_events, settings.rate_limit_messages) == (20, 5)
+    assert settings.migrate_on_start is False
+    assert settings.cors_origins == ()
+
+
+def test_spec_defaults_parse_to_the_dataclass_defaults() -> None:
+    assert load() == Settings()
+
+
+def test_every_value_comes_from_the_default_source_when_nothing_is_set() -> None:
+    settings = load()
+    assert set(settings.sources.values()) == {Source.DEFAULT}
+    assert len(settings.sources) == len(SPECS)
+
+
+def test_missing_dotenv_file_is_ignored(tmp_path: Path) -> None:
+    assert load(tmp_path / "absent.env") == Settings()
+
+
+# -- precedence and aliases ----------------------------------------------------------
+
+
+def test_dotenv_beats_default(tmp_path: Path) -> None:
+    settings = load(write_dotenv(tmp_path, "WS_PORT=9001\nLOG_LEVEL=debug\n"))
+    assert settings.port == 9001
+    assert settings.log_level == "debug"
+    assert settings.sources["port"] is Source.DOTENV
+
+
+def test_environment_beats_dotenv(tmp_path: Path) -> None:
+    dotenv = write_dotenv(tmp_path, "WS_PORT=9001\nLOG_LEVEL=debug\n")
+    settings = load(dotenv, WS_PORT="9002")
+    assert settings.port == 9002
+    assert settings.sources["port"] is Source.ENVIRONMENT
+    assert settings.log_level == "debug"
+    assert settings.sources["log_level"] is Source.DOTENV
+
+
+def test_port_is_an_alias_of_ws_port() -> None:
+    assert load(PORT="9100").port == 9100
+
+
+def test_ws_port_wins_over_port_in_the_same_source() -> None:
+    assert load(WS_PORT="9200", PORT="9100").port == 9200
+
+
+def test_port_in_environment_beats_ws_port_in_dotenv(tmp_path: Path) -> None:
+    assert load(write_dotenv(tmp_path, "WS_PORT=9001\n"), PORT="9100").port == 9100
+
+
+@pytest.mark.parametrize("raw", ["warn", "WARN", "warning"])
+def test_log_level_warn_means_warning(raw: str) -> None:
+    assert load(LOG_LEVEL=raw).log_level == "warning"
+
+
+def test_cors_origins_is_a_trimmed_comma_separated_list() -> None:
+    settings = load(CORS_ORIGINS=" https://a.example , https://b.example,, ")
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+
+
+def test_json_logs_follow_environment_unless_log_format_is_set() -> None:
+    assert load().json_logs is False
+    assert load(NODE_ENV="production", JWT_SECRET=STRONG_SECRET).json_logs is True
+    assert load(LOG_FORMAT="json").json_logs is True
+    assert load(NODE_ENV="production", JWT_SECRET=STRONG_SECRET, LOG_FORMAT="console").json_logs \
+        is False
+
+
+# -- invalid values ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "accepted"),
+    [
+        ("WS_PORT", "abc", "0 to 65535"),
+        ("WS_PORT", "70000", "0 to 65535"),
+        ("LOG_LEVEL", "loud", "debug, info, warning, error"),
+        ("NODE_ENV", "staging", "development, production, test"),
+        ("USER_ID_TYPE", "uuid", "int, string"),
+        ("CONVERSATION_ACCESS", "public", "members, open"),
+        ("USE_HTTPS", "maybe", "true or false"),
+        ("DATABASE_URL", "postgres://db/chat", "sqlite:///path"),
+        ("JWT_ALGORITHMS", "none", "HS256"),
+        ("DB_TIMEOUT_MS", "10", "50 to"),
+    ],
+)
+def test_invalid_value_names_the_variable_and_the_accepted_values(
+    name: str, raw: str, accepted: str
+) -> None:
+    error = problems_in({name: raw})
+    [problem] = error.problems
+    assert problem.startswith(f"{name}=")
+    assert raw in problem
+    assert accepted in problem
+    assert problem in str(error)
+
+
+def test_every_invalid_variable_is_listed_at_once() -> None:
+    error = problems_of(WS_PORT="abc", LOG_LEVEL="loud", USER_ID_TYPE="uuid")
+    named = sorted(problem.split("=")[0] for problem in error.problems)
+    assert named == ["LOG_LEVEL", "USER_ID_TYPE", "WS_PORT"]
+    for name in named:
+        assert name in str(error)
+
+
+def test_invalid_values_and_cross_check_problems_are_listed_together() -> None:
+    error = problems_of(WS_PORT="abc", NODE_ENV="production", USE_HTTPS="true")
+    message = str(error)
+    assert "WS_PORT" in message
+    assert "JWT_SECRET" in message
+    assert "CERT_PATH" in message
+    assert len(error.problems) == 3
+
+
+def test_an_invalid_value_from_dotenv_is_reported_too(tmp_path: Path) -> None:
+    error = problems_of(write_dotenv(tmp_path, "LOG_LEVEL=chatty\n"))
+    assert any(problem.startswith("LOG_LEVEL='chatty'") for problem in error.problems)
+
+
+# -- JWT secret and HTTPS ------------------------------------------------------------
+
+
+def test_production_without_jwt_secret_is_an_error() -> None:
+    error = problems_of(NODE_ENV="production")
+    assert any("JWT_SECRET" in problem for problem in error.problems)
+
+
+def test_production_with_a_short_jwt_secret_is_an_error_that_hides_it() -> None:
+    short = "s3cr3t-but-only-25-chars!"
+    error = problems_of(NODE_ENV="production", JWT_SECRET=short)
+    assert any("JWT_SECRET" in problem and "32" in problem for problem in error.problems)
+    assert short not in str(error)
+
+
+def test_production_with_the_development_secret_is_an_error() -> None:
+    error = problems_of(NODE_ENV="production", JWT_SECRET=DEV_JWT_SECRET)
+    assert any("JWT_SECRET" in problem for problem in error.problems)
+
+
+def test_production_with_a_strong_secret_loads() -> None:
+    settings = load(NODE_ENV="production", JWT_SECRET=STRONG_SECRET)
+    assert settings.is_production
+    assert settings.effective_jwt_secret == STRONG_SECRET
+    assert settings.uses_dev_secret is False
+
+
+def test_development_without_jwt_secret_uses_the_dev_secret() -> None:
+    settings = load(NODE_ENV="development")
+    assert settings.uses_dev_secret is True
+    assert settings.effective_jwt_secret == DEV_JWT_SECRET
+
+
+def test_development_with_jwt_secret_uses_it() -> None:
+    settings = load(JWT_SECRET="short-is-fine-here")
+    assert settings.uses_dev_secret is False
+    assert settings.effective_jwt_secret == "short-is-fine-here"
+
+
+@pytest.mark.parametrize(
+    "paths",
+    [{}, {"CERT_PATH": "/etc/cert.pem"}, {"KEY_PATH": "/etc/key.pem"}],
+    ids=["neither", "cert-only", "key-only"],
+)
+def test_use_https_without_cert_and_key_paths_is_an_error(paths: dict[str, str]) -> None:
+    error = problems_in({"USE_HTTPS": "true", **paths})
+    assert any(
+        "USE_HTTPS" in problem and "CERT_PATH" in problem and "KEY_PATH" in problem
+        for problem in error.problems
+    )
+
+
+def test_use_https_with_cert_and_key_paths_loads() -> None:
+    settings = load(USE_HTTPS="true", CERT_PATH="/etc/cert.pem", KEY_PATH="/etc/key.pem")
+    assert settings.use_https
+    assert (settings.cert_path, settings.key_path) == ("/etc/cert.pem", "/etc/key.pem")
+
+
+# -- .env.example --------------------------------------------------------------------
+
+
+def test_env_example_in_the_repo_equals_the_rendered_specs() -> None:
+    on_disk = (REPO_ROOT / ".env.example").read_text(encoding="utf-8")
+    assert on_disk == render_env_example(), "run `make env-example` to regenerate it"
+
+
+def test_env_example_names_every_setting_with_its_default() -> None:
+    rendered = render_env_example().splitlines()
+    for spec in SPECS:
+        assert f"{spec.name}={spec.default}" in rendered
+
+
+def test_env_example_copied_to_dotenv_loads_the_defaults(tmp_path: Path) -> None:
+    assert load(write_dotenv(tmp_path, render_env_example())) == Settings()
