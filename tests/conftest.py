@@ -6,21 +6,46 @@ from pathlib import Path
 
 import pytest
 
+from tests.backends import BACKENDS, database_env, mariadb_url
 from tests.support import RunningServer, running_server
+
+__all__ = ["mariadb_url"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "backends(*names): run only against these database backends"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that starts a server or opens storage runs once per backend,
+    unless it is marked `backends(...)` (a fault that only one backend can show)."""
+    if "backend_name" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("backends")
+        names = marker.args if marker else BACKENDS
+        metafunc.parametrize("backend_name", names)
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+def db_env(backend_name: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    return database_env(backend_name, request)
+
+
+@pytest.fixture
+async def server(tmp_path: Path, db_env: dict[str, str]) -> AsyncIterator[RunningServer]:
     """The real server with default settings on a free loopback port."""
-    async with running_server(tmp_path) as running:
+    async with running_server(tmp_path, **db_env) as running:
         yield running
 
 
 @pytest.fixture
-def make_server(tmp_path: Path) -> Callable[..., AbstractAsyncContextManager[RunningServer]]:
+def make_server(
+    tmp_path: Path, db_env: dict[str, str]
+) -> Callable[..., AbstractAsyncContextManager[RunningServer]]:
     """Start a server with settings overridden as environment variables."""
 
     def start(**env: str) -> AbstractAsyncContextManager[RunningServer]:
-        return running_server(tmp_path, **env)
+        return running_server(tmp_path, **{**db_env, **env})
 
     return start

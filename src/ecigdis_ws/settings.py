@@ -176,6 +176,14 @@ SPECS: tuple[Spec, ...] = (
          "a client silent this long after a ping is dropped (socket.io's default)"),
     Spec("DATABASE_URL", "database_url", _database_url, "sqlite:///./data/ecigdis-ws.db",
          "sqlite:///path (embedded default) or mysql://user:pass@host:3306/db"),
+    Spec("DB_POOL_MIN", "db_pool_min", _int_range(0, 1000), "1",
+         "MariaDB connections kept open even when idle"),
+    Spec("DB_POOL_MAX", "db_pool_max", _int_range(1, 1000), "10",
+         "MariaDB connections at most; more requests wait (within DB_TIMEOUT_MS)"),
+    Spec("DB_CONNECT_TIMEOUT_MS", "db_connect_timeout_ms", _int_range(100, _MS_MAX), "3000",
+         "give up opening a MariaDB connection after this long"),
+    Spec("DB_POOL_RECYCLE_S", "db_pool_recycle_s", _int_range(-1, 86400 * 7), "3600",
+         "reopen MariaDB connections older than this, before wait_timeout kills them (-1: never)"),
     Spec("DB_TABLE_PREFIX", "db_table_prefix", _text, "chat_",
          "prefix of every table, to share a database with the main site"),
     Spec("MIGRATE_ON_START", "migrate_on_start", _bool, "false",
@@ -220,6 +228,10 @@ class Settings:
     ping_interval_ms: int = 25000
     ping_timeout_ms: int = 20000
     database_url: str = "sqlite:///./data/ecigdis-ws.db"
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    db_connect_timeout_ms: int = 3000
+    db_pool_recycle_s: int = 3600
     db_table_prefix: str = "chat_"
     migrate_on_start: bool = False
     log_level: LogLevel = "info"
@@ -308,6 +320,10 @@ def _cross_checks(settings: Settings) -> list[str]:
                 "JWT_SECRET: production needs a secret of at least "
                 f"{MIN_PRODUCTION_SECRET_LENGTH} characters that is not a known default"
             )
+    if settings.db_pool_min > settings.db_pool_max:
+        problems.append("DB_POOL_MIN must not be larger than DB_POOL_MAX")
+    if not settings.db_table_prefix.replace("_", "").isalnum() and settings.db_table_prefix:
+        problems.append("DB_TABLE_PREFIX: letters, digits and _ only")
     if settings.use_https and not (settings.cert_path and settings.key_path):
         problems.append("USE_HTTPS=true needs both CERT_PATH and KEY_PATH")
     if any(not alg.startswith("HS") for alg in settings.jwt_algorithms) and not (

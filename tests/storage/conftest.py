@@ -2,8 +2,8 @@
 
 Every test in this package runs once per name in `BACKENDS`. A backend is a way
 to get Settings for a fresh, empty database plus a way for another connection to
-hold that database's write lock. A later MariaDB backend adds one entry here
-(and is skipped where its server is not available); the tests do not change.
+hold that database's write lock. MariaDB tables live in this run's own
+database (tests/backends.py), under a table prefix of the test's own.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import pytest
 from ecigdis_ws.settings import Settings, load_settings
 from ecigdis_ws.storage.base import Storage
 from ecigdis_ws.storage.factory import open_storage
+from ecigdis_ws.storage.mariadb import MariaDbTarget
+from tests.backends import connect, database_env
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class Backend:
     hold_write_lock: Callable[[], AbstractContextManager[None]]
 
 
-def _sqlite_backend(tmp_path: Path) -> Backend:
+def _sqlite_backend(tmp_path: Path, request: pytest.FixtureRequest) -> Backend:
     path = tmp_path / "storage.db"
 
     def settings(**env: str) -> Settings:
@@ -53,15 +55,38 @@ def _sqlite_backend(tmp_path: Path) -> Backend:
     return Backend("sqlite", settings, hold_write_lock)
 
 
-BACKENDS: dict[str, Callable[[Path], Backend]] = {"sqlite": _sqlite_backend}
+def _mariadb_backend(tmp_path: Path, request: pytest.FixtureRequest) -> Backend:
+    env = database_env("mariadb", request)
+    prefix = env["DB_TABLE_PREFIX"]
+
+    def settings(**extra: str) -> Settings:
+        return load_settings({"NODE_ENV": "test", **env, **extra}, dotenv_path=None)
+
+    @contextmanager
+    def hold_write_lock() -> Iterator[None]:
+        conn = connect(env["DATABASE_URL"], MariaDbTarget.from_url(env["DATABASE_URL"]).database)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(f"LOCK TABLES {prefix}messages WRITE")
+                yield
+                cursor.execute("UNLOCK TABLES")
+        finally:
+            conn.close()
+
+    return Backend("mariadb", settings, hold_write_lock)
+
+
+BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], Backend]] = {
+    "sqlite": _sqlite_backend,
+    "mariadb": _mariadb_backend,
+}
 
 OpenStorage = Callable[..., Awaitable[Storage]]
 
 
-@pytest.fixture(params=sorted(BACKENDS))
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    name: str = request.param
-    return BACKENDS[name](tmp_path)
+@pytest.fixture
+def backend(backend_name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return BACKENDS[backend_name](tmp_path, request)
 
 
 @pytest.fixture

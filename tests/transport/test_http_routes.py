@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import aiohttp
+import pytest
 
 from ecigdis_ws.storage.sqlite import sqlite_path
 from tests.support import RunningServer
@@ -30,6 +31,7 @@ async def test_health_is_ok_with_the_database_connected(server: RunningServer) -
     assert body["redis"] == "disabled" and body["uptime"] >= 0
 
 
+@pytest.mark.backends("sqlite")  # MariaDB faults: tests/storage/test_mariadb_faults.py
 async def test_health_is_503_while_the_database_cannot_write(make_server: ServerFactory) -> None:
     async with make_server(DB_TIMEOUT_MS="200") as server:
         blocker = sqlite3.connect(sqlite_path(server.settings.database_url), timeout=0)

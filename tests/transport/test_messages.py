@@ -152,6 +152,7 @@ async def test_non_member_send_is_forbidden_and_not_stored(server: RunningServer
     assert alice.received("message:new") == []
 
 
+@pytest.mark.backends("sqlite")  # MariaDB faults: tests/storage/test_mariadb_faults.py
 async def test_database_unavailable_fails_the_send_and_stores_nothing(
     make_server: ServerFactory,
 ) -> None:

@@ -94,5 +94,6 @@ async def test_offline_records_last_seen(server: RunningServer) -> None:
     await server.disconnect(bob)
     await server.advance(2.5)
     engine = server.chat.storage.engine  # type: ignore[attr-defined]
-    row = await engine.fetch_one("SELECT last_seen_ms FROM chat_users WHERE id = '2'")
+    table = f"{server.settings.db_table_prefix}users"
+    row = await engine.fetch_one(f"SELECT last_seen_ms FROM {table} WHERE id = '2'")
     assert row == (int(server.clock.now() * 1000) - 2500,)

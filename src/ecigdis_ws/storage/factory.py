@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ecigdis_ws.settings import Settings
+from ecigdis_ws.storage.mariadb import MariaDbEngine, PoolOptions
 from ecigdis_ws.storage.sql import SqlStorage
 from ecigdis_ws.storage.sqlite import SqliteEngine
 
@@ -10,10 +11,15 @@ from ecigdis_ws.storage.sqlite import SqliteEngine
 async def open_storage(settings: Settings) -> SqlStorage:
     timeout_s = settings.db_timeout_ms / 1000
     url = settings.database_url
+    engine: SqliteEngine | MariaDbEngine
     if url.startswith("sqlite://"):
         engine = await SqliteEngine.open(url, timeout_s)
-        return SqlStorage(engine, settings.db_table_prefix, settings.user_id_type)
-    raise ValueError(
-        f"DATABASE_URL={url.split('@')[-1]!r}: MariaDB support is not built in this version; "
-        "use sqlite:///path"
-    )
+    else:
+        pool = PoolOptions(
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            connect_timeout_s=settings.db_connect_timeout_ms / 1000,
+            recycle_s=settings.db_pool_recycle_s,
+        )
+        engine = await MariaDbEngine.open(url, timeout_s, pool, settings.db_table_prefix)
+    return SqlStorage(engine, settings.db_table_prefix, settings.user_id_type)

@@ -21,7 +21,19 @@ class SqlStorage(Storage):
         self._engine = engine
         self._p = table_prefix
         self._user_id_type = user_id_type
-        self._insert_ignore = "INSERT OR IGNORE" if engine.dialect == "sqlite" else "INSERT IGNORE"
+
+    def _insert_once(self, table: str, columns: str, values: str = "") -> str:
+        """An INSERT that skips a row whose unique key exists (0 rows affected).
+
+        MariaDB's INSERT IGNORE would also turn real errors into warnings, so the
+        no-op update is used there instead.
+        """
+        first = columns.split(",")[0].strip()
+        values = values or ", ".join("?" for _ in columns.split(","))
+        insert = f"INSERT INTO {self._p}{table} ({columns}) VALUES ({values})"
+        if self._engine.dialect == "sqlite":
+            return insert + " ON CONFLICT DO NOTHING"
+        return insert + f" ON DUPLICATE KEY UPDATE {first} = {first}"
 
     @property
     def engine(self) -> Engine:
@@ -47,11 +59,21 @@ class SqlStorage(Storage):
     # -- migrations -----------------------------------------------------------------
 
     async def _ensure_migrations_table(self, tx: Cursorish) -> None:
+        if await self._table_exists(tx, f"{self._p}schema_migrations"):
+            return  # (IF NOT EXISTS alone would make MariaDB warn on every run)
         await tx.execute(self._sql(
             "CREATE TABLE IF NOT EXISTS {p}schema_migrations ("
             "version INTEGER NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL, "
             "applied_at_ms BIGINT NOT NULL)"
         ))
+
+    async def _table_exists(self, tx: Cursorish, table: str) -> bool:
+        if self._engine.dialect == "sqlite":
+            sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        else:
+            sql = ("SELECT 1 FROM information_schema.tables "
+                   "WHERE table_schema = DATABASE() AND table_name = ?")
+        return await tx.fetch_one(sql, (table,)) is not None
 
     async def _applied(self, tx: Cursorish) -> set[int]:
         rows = await tx.fetch_all(self._sql("SELECT version FROM {p}schema_migrations"))
@@ -97,10 +119,7 @@ class SqlStorage(Storage):
             )
             if updated == 0:
                 await tx.execute(
-                    self._sql(
-                        f"{self._insert_ignore} INTO {{p}}users (id, name, created_at_ms) "
-                        "VALUES (?, ?, ?)"
-                    ),
+                    self._insert_once("users", "id, name, created_at_ms"),
                     (str(user_id), name, now_ms),
                 )
 
@@ -126,20 +145,14 @@ class SqlStorage(Storage):
         self, tx: Cursorish, conversation_id: int, user_id: UserId, now_ms: int
     ) -> bool:
         inserted, _ = await tx.execute(
-            self._sql(
-                f"{self._insert_ignore} INTO {{p}}members "
-                "(conversation_id, user_id, joined_at_ms) VALUES (?, ?, ?)"
-            ),
+            self._insert_once("members", "conversation_id, user_id, joined_at_ms"),
             (conversation_id, str(user_id), now_ms),
         )
         return inserted > 0
 
     async def ensure_conversation(self, conversation_id: int, now_ms: int) -> None:
         await self._engine.execute(
-            self._sql(
-                f"{self._insert_ignore} INTO {{p}}conversations (id, title, created_at_ms) "
-                "VALUES (?, '', ?)"
-            ),
+            self._insert_once("conversations", "id, title, created_at_ms", "?, '', ?"),
             (conversation_id, now_ms),
         )
 
@@ -180,10 +193,10 @@ class SqlStorage(Storage):
     ) -> SendResult:
         async with self._engine.transaction() as tx:
             inserted, message_id = await tx.execute(
-                self._sql(
-                    f"{self._insert_ignore} INTO {{p}}messages (conversation_id, sender_id, "
-                    "sender_name, client_message_id, text, created_at_ms) "
-                    "VALUES (?, ?, ?, ?, ?, ?)"
+                self._insert_once(
+                    "messages",
+                    "conversation_id, sender_id, sender_name, client_message_id, text, "
+                    "created_at_ms",
                 ),
                 (conversation_id, str(user_id), sender_name, client_message_id, text, now_ms),
             )
