@@ -9,8 +9,10 @@ from aiohttp import web
 
 from ecigdis_ws import jsonmod
 from ecigdis_ws.clock import Clock, SystemClock
+from ecigdis_ws.cluster.setup import ClusterState, fanout_manager
 from ecigdis_ws.fanout.local import SocketIOFanout
-from ecigdis_ws.keys import SERVICES, SETTINGS, STARTED_AT
+from ecigdis_ws.fanout.redis import ClusterRedisManager
+from ecigdis_ws.keys import CLUSTER, SERVICES, SETTINGS, STARTED_AT
 from ecigdis_ws.observability.logging import get_logger
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.container import ChatServices
@@ -27,9 +29,12 @@ class NotMigrated(RuntimeError):
     """The database lacks migrations; `serve` refuses rather than fail on first use."""
 
 
-def build_socketio(settings: Settings) -> ChatSocketServer:
+def build_socketio(
+    settings: Settings, manager: ClusterRedisManager | None = None
+) -> ChatSocketServer:
     origins: list[str] | str = list(settings.cors_origins) or "*"
     return ChatSocketServer(
+        client_manager=manager,
         async_mode="aiohttp",
         # One socket's events are handled strictly in order (PROTOCOL.md): run each
         # handler to completion before reading that socket's next packet.
@@ -47,9 +52,12 @@ def build_socketio(settings: Settings) -> ChatSocketServer:
 def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
     clock = clock or SystemClock()
     metrics = Metrics()
-    sio = build_socketio(settings)
+    manager = fanout_manager(settings)
+    sio = build_socketio(settings, manager)
+    cluster = ClusterState.open(settings, manager)
     app = web.Application()
     app[SETTINGS] = settings
+    app[CLUSTER] = cluster
     app[STARTED_AT] = time.monotonic()
     sio.attach(app)
     fanout = SocketIOFanout(sio, metrics)
@@ -69,7 +77,12 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
                     f"database has unapplied migrations {pending}: run `ecigdis-ws migrate` "
                     "or set MIGRATE_ON_START=true"
                 )
-            services = ChatServices.build(settings, clock, storage, fanout, metrics)
+            services = ChatServices.build(
+                settings, clock, storage, fanout, metrics, cluster.presence, cluster.typing
+            )
+            sio.start_manager()
+            await services.presence.start()
+            services.typing.start_sweeping()
             metrics.track_connections(
                 lambda: services.sessions.count, lambda: services.presence.user_count
             )
@@ -78,8 +91,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
                 log.warning("JWT_SECRET is not set: using the development secret, "
                             "which production refuses")
             yield
+            services.typing.stop_sweeping()
+            await services.presence.stop()
             await services.tasks.cancel_all()
         finally:
+            await cluster.close()
             await storage.close()
 
     async def close_connections(app: web.Application) -> None:

@@ -20,7 +20,7 @@ class Clock(Protocol):
     def now(self) -> float:
         """Seconds since the epoch (wall time, for timestamps and token expiry)."""
 
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Timer:
         """Run `callback` on the event loop after `delay` seconds."""
 
 
@@ -28,7 +28,7 @@ class SystemClock:
     def now(self) -> float:
         return time.time()
 
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Timer:
         return asyncio.get_running_loop().call_later(max(delay, 0.0), callback)
 
 
@@ -36,7 +36,7 @@ class SystemClock:
 class _ManualTimer:
     due: float
     seq: int
-    callback: Callable[[], None] = field(compare=False)
+    callback: Callable[[], object] = field(compare=False)
     cancelled: bool = field(default=False, compare=False)
 
     def cancel(self) -> None:
@@ -54,7 +54,7 @@ class ManualClock:
     def now(self) -> float:
         return self._now
 
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Timer:
         timer = _ManualTimer(self._now + max(delay, 0.0), next(self._seq), callback)
         heapq.heappush(self._timers, timer)
         return timer

@@ -7,6 +7,7 @@ the three never drift apart. Nothing else in the code reads `os.environ`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 from dotenv import dotenv_values
 
@@ -188,6 +190,22 @@ SPECS: tuple[Spec, ...] = (
          "prefix of every table, to share a database with the main site"),
     Spec("MIGRATE_ON_START", "migrate_on_start", _bool, "false",
          "let `serve` apply pending migrations before accepting connections"),
+    Spec("REDIS_URL", "redis_url", _optional_text, "",
+         "redis://, rediss:// (TLS) or redis+sentinel://; set to run several nodes"),
+    Spec("REDIS_HOST", "redis_host", _optional_text, "",
+         "Redis host when REDIS_URL is not set (the Node server's name)"),
+    Spec("REDIS_PORT", "redis_port", _int_range(1, 65535), "6379",
+         "Redis port with REDIS_HOST (the Node server's name)"),
+    Spec("REDIS_PASSWORD", "redis_password", _optional_text, "",
+         "Redis password with REDIS_HOST", secret=True),
+    Spec("REDIS_DB", "redis_db", _int_range(0, 1024), "0", "Redis database number with REDIS_HOST"),
+    Spec("REDIS_KEY_PREFIX", "redis_key_prefix", _text, "ecigdis-ws",
+         "prefix of this cluster's Redis keys and fan-out channel"),
+    Spec("REDIS_TIMEOUT_MS", "redis_timeout_ms", _int_range(50, _MS_MAX), "1000",
+         "a Redis command slower than this counts as Redis being down"),
+    Spec("CLUSTER_SECRET", "cluster_secret", _optional_text, "",
+         "signs fan-out messages between nodes; default derived from JWT_SECRET",
+         secret=True),
     Spec("LOG_LEVEL", "log_level",
          _choice("debug", "info", "warning", "error", aliases={"warn": "warning"}), "info",
          "debug, info, warn (or warning) or error"),
@@ -234,6 +252,14 @@ class Settings:
     db_pool_recycle_s: int = 3600
     db_table_prefix: str = "chat_"
     migrate_on_start: bool = False
+    redis_url: str | None = None
+    redis_host: str | None = None
+    redis_port: int = 6379
+    redis_password: str | None = None
+    redis_db: int = 0
+    redis_key_prefix: str = "ecigdis-ws"
+    redis_timeout_ms: int = 1000
+    cluster_secret: str | None = None
     log_level: LogLevel = "info"
     log_format: LogFormat = "auto"
     sources: Mapping[str, Source] = field(default_factory=dict, compare=False, repr=False)
@@ -254,6 +280,22 @@ class Settings:
     @property
     def uses_dev_secret(self) -> bool:
         return not self.jwt_secret
+
+    @property
+    def effective_redis_url(self) -> str | None:
+        """REDIS_URL, else one built from the Node server's REDIS_HOST/REDIS_PORT."""
+        if self.redis_url:
+            return self.redis_url
+        if not self.redis_host:
+            return None
+        auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
+        return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+    @property
+    def effective_cluster_secret(self) -> bytes:
+        """The key nodes sign fan-out messages with; every node derives the same one."""
+        secret = self.cluster_secret or f"ecigdis-ws-cluster:{self.effective_jwt_secret}"
+        return hashlib.sha256(secret.encode()).digest()
 
     @property
     def json_logs(self) -> bool:
@@ -324,6 +366,10 @@ def _cross_checks(settings: Settings) -> list[str]:
         problems.append("DB_POOL_MIN must not be larger than DB_POOL_MAX")
     if not settings.db_table_prefix.replace("_", "").isalnum() and settings.db_table_prefix:
         problems.append("DB_TABLE_PREFIX: letters, digits and _ only")
+    if settings.redis_url and not settings.redis_url.startswith(
+        ("redis://", "rediss://", "redis+sentinel://", "unix://")
+    ):
+        problems.append("REDIS_URL: expected redis://, rediss:// or redis+sentinel://")
     if settings.use_https and not (settings.cert_path and settings.key_path):
         problems.append("USE_HTTPS=true needs both CERT_PATH and KEY_PATH")
     if any(not alg.startswith("HS") for alg in settings.jwt_algorithms) and not (

@@ -38,7 +38,7 @@ async def test_last_connection_closing_announces_offline_after_grace(
     await server.advance(0.2)
     [offline] = await alice.wait_for("user:offline")
     assert offline == {"userId": 2, "lastSeen": "2027-01-15T08:00:05.000Z"}
-    assert not server.chat.presence.is_online(2)
+    assert not server.chat.presence.is_online_here(2)
 
 
 async def test_reconnect_within_grace_does_not_flap(server: RunningServer) -> None:

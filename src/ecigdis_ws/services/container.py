@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ecigdis_ws.clock import Clock
+from ecigdis_ws.cluster.presence import PresenceRegistry
+from ecigdis_ws.cluster.typing import TypingStore
+from ecigdis_ws.domain import UserId
 from ecigdis_ws.fanout.base import Fanout
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.access import AccessPolicy
-from ecigdis_ws.services.auth import TokenVerifier
+from ecigdis_ws.services.auth import TokenVerifier, parse_user_id
 from ecigdis_ws.services.conversations import ConversationService
 from ecigdis_ws.services.messages import MessageService
 from ecigdis_ws.services.presence import PresenceService
@@ -41,12 +44,30 @@ class ChatServices:
 
     @classmethod
     def build(
-        cls, settings: Settings, clock: Clock, storage: Storage, fanout: Fanout, metrics: Metrics
+        cls,
+        settings: Settings,
+        clock: Clock,
+        storage: Storage,
+        fanout: Fanout,
+        metrics: Metrics,
+        presence_registry: PresenceRegistry,
+        typing_store: TypingStore,
     ) -> ChatServices:
         tasks = BackgroundTasks()
         access = AccessPolicy(storage, settings.conversation_access, clock)
-        typing = TypingService(fanout, access, clock, tasks, settings.typing_timeout_ms)
-        presence = PresenceService(fanout, storage, clock, tasks, settings.presence_grace_ms)
+
+        def user_id(raw: str) -> UserId:
+            # Ids read back from shared state were written by us from valid ids.
+            parsed = parse_user_id(raw, settings.user_id_type)
+            return raw if parsed is None else parsed
+
+        typing = TypingService(
+            fanout, access, clock, tasks, typing_store, settings.typing_timeout_ms, user_id
+        )
+        presence = PresenceService(
+            fanout, storage, clock, tasks, presence_registry,
+            settings.presence_grace_ms, settings.presence_ttl_ms, user_id,
+        )
         sessions = SessionService(
             TokenVerifier(settings, clock),
             presence,

@@ -49,7 +49,7 @@ class ConversationService:
                 skip_sid=actor.sid,
             )
         members = await self._storage.member_ids(conversation_id)
-        online = [user.user_id for user in self._presence.online(members)]
+        online = [user.user_id for user in await self._presence.online(members)]
         if actor.user_id not in online:
             online.append(actor.user_id)
         return online
@@ -78,7 +78,7 @@ class ConversationService:
     async def online_members(self, actor: Actor, conversation_id: int | None) -> list[OnlineUser]:
         """presence:request: everyone online, or one conversation's members online."""
         if conversation_id is None:
-            return self._presence.online()
+            return await self._presence.online()
         await self._access.require_member(conversation_id, actor.user_id)
         members = await self._storage.member_ids(conversation_id)
-        return self._presence.online(members)
+        return await self._presence.online(members)

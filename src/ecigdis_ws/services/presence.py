@@ -1,11 +1,13 @@
-"""Who is online: user:online on a user's first socket, user:offline after the
-grace period once their last socket closed."""
+"""Who is online: user:online on a user's first socket anywhere in the cluster,
+user:offline once their last socket closed and the grace period passed, or once
+their node stopped refreshing its lease (PRESENCE_TTL_MS)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ecigdis_ws.clock import Clock, Timer
+from ecigdis_ws.cluster.presence import PresenceRegistry
 from ecigdis_ws.domain import Actor, OnlineUser, UserId, iso_ms
 from ecigdis_ws.errors import StorageUnavailable
 from ecigdis_ws.fanout.base import AUTHENTICATED_ROOM, Fanout
@@ -15,6 +17,9 @@ from ecigdis_ws.storage.base import Storage
 
 log = get_logger(__name__)
 
+# Three heartbeats per lease, so one late beat does not declare a node dead.
+HEARTBEATS_PER_TTL = 3
+
 
 class PresenceService:
     def __init__(
@@ -23,26 +28,70 @@ class PresenceService:
         storage: Storage,
         clock: Clock,
         tasks: BackgroundTasks,
+        registry: PresenceRegistry,
         grace_ms: int,
+        ttl_ms: int,
+        parse_user_id: Callable[[str], UserId],
     ) -> None:
         self._fanout = fanout
         self._storage = storage
         self._clock = clock
         self._tasks = tasks
+        self._registry = registry
         self._grace_s = grace_ms / 1000
-        self._sockets: dict[UserId, set[str]] = {}
+        self._beat_s = ttl_ms / 1000 / HEARTBEATS_PER_TTL
+        self._parse_user_id = parse_user_id
+        self._sockets: dict[UserId, set[str]] = {}  # this node's sockets per user
         self._names: dict[UserId, str] = {}
         self._going_offline: dict[UserId, Timer] = {}
+        self._beat: Timer | None = None
+
+    def _now_ms(self) -> int:
+        return int(self._clock.now() * 1000)
+
+    async def start(self) -> None:
+        """Join the cluster before accepting sockets, then keep the lease fresh."""
+        await self._heartbeat()
+
+    async def _heartbeat(self) -> None:
+        try:
+            gone = await self._registry.heartbeat(self._now_ms())
+        except Exception as exc:  # Redis down: keep serving, try again next beat
+            log.warning("presence heartbeat failed", reason=str(exc) or type(exc).__name__)
+            gone = []
+        for user in gone:
+            await self._announce_offline(self._parse_user_id(user), self._now_ms())
+        self._beat = self._clock.call_later(
+            self._beat_s, lambda: self._tasks.spawn(self._heartbeat())
+        )
+
+    async def stop(self) -> None:
+        """This node goes away: its users connected nowhere else go offline now."""
+        if self._beat is not None:
+            self._beat.cancel()
+        for timer in self._going_offline.values():
+            timer.cancel()
+        self._going_offline.clear()
+        try:
+            gone = await self._registry.leave_cluster(self._now_ms())
+        except Exception as exc:
+            log.warning("presence not cleared", reason=str(exc) or type(exc).__name__)
+            return
+        for user in gone:
+            await self._announce_offline(self._parse_user_id(user), self._now_ms(), False)
 
     async def socket_online(self, actor: Actor) -> None:
         self._fanout.enter_room(actor.sid, AUTHENTICATED_ROOM)
-        sockets = self._sockets.setdefault(actor.user_id, set())
-        first = not sockets and actor.user_id not in self._going_offline
-        sockets.add(actor.sid)
+        self._sockets.setdefault(actor.user_id, set()).add(actor.sid)
         self._names[actor.user_id] = actor.name
         pending = self._going_offline.pop(actor.user_id, None)
         if pending is not None:
             pending.cancel()  # back within the grace period: they never went offline
+        try:
+            first = await self._registry.join(actor.user_id, actor.name, self._now_ms())
+        except Exception as exc:
+            log.warning("presence not shared", reason=str(exc) or type(exc).__name__)
+            first = pending is None and len(self._sockets[actor.user_id]) == 1
         if first:
             await self._fanout.emit(
                 "user:online",
@@ -51,48 +100,66 @@ class PresenceService:
                 skip_sid=actor.sid,
             )
 
-    def socket_offline(self, actor: Actor) -> None:
+    async def socket_offline(self, actor: Actor) -> None:
         sockets = self._sockets.get(actor.user_id)
-        if sockets is None:
+        if sockets is None or actor.sid not in sockets:
             return
         sockets.discard(actor.sid)
+        try:
+            await self._registry.leave(actor.user_id)
+        except Exception as exc:
+            log.warning("presence not shared", reason=str(exc) or type(exc).__name__)
         if not sockets:
             # lastSeen is when the last connection closed, not when the grace ran out.
-            last_seen_ms = int(self._clock.now() * 1000)
+            last_seen_ms = self._now_ms()
             self._going_offline[actor.user_id] = self._clock.call_later(
-                self._grace_s, lambda: self._grace_over(actor.user_id, last_seen_ms)
+                self._grace_s,
+                lambda: self._tasks.spawn(self._grace_over(actor.user_id, last_seen_ms)),
             )
 
-    def _grace_over(self, user_id: UserId, last_seen_ms: int) -> None:
+    async def _grace_over(self, user_id: UserId, last_seen_ms: int) -> None:
         self._going_offline.pop(user_id, None)
         if self._sockets.get(user_id):
             return
         self._sockets.pop(user_id, None)
         self._names.pop(user_id, None)
-        self._tasks.spawn(self._announce_offline(user_id, last_seen_ms))
-
-    async def _announce_offline(self, user_id: UserId, now_ms: int) -> None:
         try:
-            await self._storage.set_last_seen(user_id, now_ms)
-        except StorageUnavailable:
-            log.warning("last seen not stored: database unavailable", user_id=user_id)
+            gone = await self._registry.release(user_id, self._now_ms())
+        except Exception as exc:
+            log.warning("presence not shared", reason=str(exc) or type(exc).__name__)
+            gone = True
+        if gone:
+            await self._announce_offline(user_id, last_seen_ms)
+
+    async def _announce_offline(self, user_id: UserId, last_seen_ms: int,
+                                record: bool = True) -> None:
+        if record:
+            try:
+                await self._storage.set_last_seen(user_id, last_seen_ms)
+            except StorageUnavailable:
+                log.warning("last seen not stored: database unavailable", user_id=user_id)
         await self._fanout.emit(
-            "user:offline", {"userId": user_id, "lastSeen": iso_ms(now_ms)},
+            "user:offline", {"userId": user_id, "lastSeen": iso_ms(last_seen_ms)},
             room=AUTHENTICATED_ROOM,
         )
 
-    def online(self, among: Iterable[UserId] | None = None) -> list[OnlineUser]:
-        """Online users (those within the grace period count), optionally only `among`."""
-        candidates = self._names.keys() if among is None else among
-        return [
-            OnlineUser(user_id, self._names[user_id])
-            for user_id in candidates
-            if user_id in self._names
-        ]
+    async def online(self, among: Iterable[UserId] | None = None) -> list[OnlineUser]:
+        """Online users of the whole cluster (grace periods included), optionally `among`."""
+        try:
+            everyone = {
+                self._parse_user_id(user): name
+                for user, name in (await self._registry.online(self._now_ms())).items()
+            }
+        except Exception as exc:  # Redis down: this node's users are what we know
+            log.warning("cluster presence unavailable", reason=str(exc) or type(exc).__name__)
+            everyone = dict(self._names)
+        candidates = everyone.keys() if among is None else among
+        return [OnlineUser(user, everyone[user]) for user in candidates if user in everyone]
 
-    def is_online(self, user_id: UserId) -> bool:
+    def is_online_here(self, user_id: UserId) -> bool:
         return user_id in self._names
 
     @property
     def user_count(self) -> int:
+        """Distinct users with a socket (or in a grace period) on this node."""
         return len(self._names)

@@ -122,7 +122,7 @@ class SessionService:
         self._event_limiter.forget(sid)
         await self._typing.socket_gone(sid)
         if session.online and session.identity is not None:
-            self._presence.socket_offline(
+            await self._presence.socket_offline(
                 Actor(sid, session.identity.user_id, session.identity.name)
             )
 

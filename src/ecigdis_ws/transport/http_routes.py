@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from ecigdis_ws import __version__
 from ecigdis_ws.errors import StorageUnavailable
-from ecigdis_ws.keys import SERVICES, STARTED_AT
+from ecigdis_ws.keys import CLUSTER, SERVICES, STARTED_AT
 
 
 def _uptime(request: web.Request) -> float:
@@ -23,11 +23,12 @@ async def health(request: web.Request) -> web.Response:
         database = "connected"
     except StorageUnavailable:
         database = "disconnected"
-    healthy = database == "connected"
+    redis = await request.app[CLUSTER].redis_status()
+    healthy = database == "connected" and redis != "disconnected"
     body = {
         "status": "ok" if healthy else "degraded",
         "uptime": _uptime(request),
-        "redis": "disabled",
+        "redis": redis,
         "database": database,
     }
     return web.json_response(body, status=200 if healthy else 503)

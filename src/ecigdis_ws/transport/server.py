@@ -8,6 +8,14 @@ import socketio
 
 
 class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
+    def start_manager(self) -> None:
+        """Start the client manager (the Redis listener) now, not on the first
+        connection as python-socketio would: a fresh node must hear the others and
+        answer /health truthfully before any client arrives."""
+        if not self.manager_initialized:
+            self.manager_initialized = True
+            self.manager.initialize()
+
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any = None) -> None:
         """Answer a polling client's waiting GET as soon as its connection closes.
 

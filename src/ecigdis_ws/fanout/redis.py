@@ -1,0 +1,164 @@
+"""Fan-out between nodes over Redis pub/sub: python-socketio's AsyncRedisManager,
+with every message signed, a listener that survives Redis going away, and
+publishing that never blocks local delivery.
+
+The base class already delivers to this node's sockets first and then publishes
+JSON (never pickle) for the other nodes. What this subclass adds:
+- HMAC-SHA256 on every published message: a forged or malformed message on the
+  channel (anyone who can reach Redis can publish) is logged and dropped, never
+  executed as an emit or a disconnect;
+- a publishing connection with a socket timeout, and a listening connection
+  without one: redis-py's socket timeout on an idle pub/sub connection raises,
+  which makes a listener spin or die;
+- reconnection with capped exponential backoff, and a `listening` flag for /health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlparse
+
+import redis.asyncio as aioredis
+import socketio
+from socketio.redis_manager import parse_redis_sentinel_url
+
+from ecigdis_ws.observability.logging import get_logger
+
+log = get_logger(__name__)
+
+# Reconnect attempts back off from the first to the last delay, doubling.
+FIRST_RETRY_S = 0.2
+LAST_RETRY_S = 5.0
+# A PING on the idle listening connection this often notices a dead Redis.
+LISTENER_HEALTH_CHECK_S = 5
+SIGNATURE_VERSION = 1
+
+
+def redis_client(url: str, timeout_s: float | None, connect_timeout_s: float) -> aioredis.Redis:
+    """A client for a redis://, rediss:// or redis+sentinel:// URL."""
+    options: dict[str, Any] = {
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": connect_timeout_s,
+        "socket_keepalive": True,
+    }
+    if timeout_s is None:
+        options["health_check_interval"] = LISTENER_HEALTH_CHECK_S
+    if urlparse(url).scheme == "redis+sentinel":
+        sentinels, service_name, connection_kwargs = parse_redis_sentinel_url(url)
+        sentinel = aioredis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            sentinels, **{**options, **connection_kwargs}
+        )
+        master: aioredis.Redis = sentinel.master_for(service_name or "mymaster")
+        return master
+    client: aioredis.Redis = aioredis.Redis.from_url(url, **options)
+    return client
+
+
+def sign(key: bytes, body: str) -> str:
+    digest = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+    return json.dumps({"v": SIGNATURE_VERSION, "sig": digest, "body": body})
+
+
+def verify(key: bytes, raw: bytes | str) -> dict[str, Any] | None:
+    """The message a node published, or None for anything forged or malformed."""
+    try:
+        envelope = json.loads(raw)
+        body = envelope["body"]
+        expected = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+        if envelope.get("v") != SIGNATURE_VERSION or not hmac.compare_digest(
+            expected, str(envelope["sig"])
+        ):
+            return None
+        message = json.loads(body)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return message if isinstance(message, dict) and "method" in message else None
+
+
+async def _quietly_close(pubsub: Any, client: aioredis.Redis) -> None:
+    for closing in (pubsub.aclose, client.aclose):
+        try:
+            await closing()
+        except Exception:  # already broken: nothing left to release cleanly
+            log.debug("closing a broken Redis connection failed")
+
+
+class ClusterRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+    def __init__(self, url: str, channel: str, key: bytes, timeout_s: float) -> None:
+        super().__init__(url=url, channel=channel)
+        self.redis: aioredis.Redis | None = None
+        self._key = key
+        self._timeout_s = timeout_s
+        self.listening = False
+        self.dropped = 0  # forged or malformed channel messages seen
+
+    def _redis_connect(self) -> None:
+        """The publishing connection (the listener makes its own, see below)."""
+        if self.redis is None:
+            self.redis = redis_client(self.redis_url, self._timeout_s, self._timeout_s)
+        self.connected = True
+
+    async def _publish(self, data: Any) -> None:
+        """One attempt within the timeout: the other nodes catch up from the
+        database (`since`) if it fails; the local delivery already happened."""
+        try:
+            if not self.connected:
+                self._redis_connect()
+            body = self.json.dumps(data)
+            assert self.redis is not None
+            await self.redis.publish(self.channel, sign(self._key, body))
+        except Exception as exc:  # redis-py raises several unrelated types
+            self.connected = False
+            log.warning("fan-out to other nodes failed", reason=str(exc) or type(exc).__name__)
+
+    async def _redis_listen_with_retries(self) -> AsyncIterator[Any]:
+        delay = FIRST_RETRY_S
+        while True:
+            listener = redis_client(self.redis_url, None, self._timeout_s)
+            self.pubsub = listener.pubsub(ignore_subscribe_messages=True)
+            try:
+                await self.pubsub.subscribe(self.channel)
+                self.listening = True
+                delay = FIRST_RETRY_S
+                log.info("listening on the fan-out channel", channel=self.channel)
+                async for message in self.pubsub.listen():
+                    yield message
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("fan-out channel lost; reconnecting",
+                            reason=str(exc) or type(exc).__name__, retry_in_s=delay)
+            self.listening = False
+            await _quietly_close(self.pubsub, listener)
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, LAST_RETRY_S)
+
+    async def _listen(self) -> AsyncIterator[dict[str, Any]]:
+        channel = self.channel.encode()
+        async for message in self._redis_listen_with_retries():
+            if message.get("channel") != channel or message.get("type") != "message":
+                continue
+            verified = verify(self._key, message.get("data", b""))
+            if verified is None:
+                self.dropped += 1
+                log.warning("dropped a forged or malformed fan-out message")
+                continue
+            yield verified
+
+    async def ping(self) -> bool:
+        try:
+            if not self.connected:
+                self._redis_connect()
+            assert self.redis is not None
+            async with asyncio.timeout(self._timeout_s):
+                await self.redis.ping()
+        except Exception:
+            self.connected = False
+            return False
+        return self.listening
