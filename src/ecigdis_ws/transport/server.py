@@ -12,7 +12,8 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         """Start the client manager (the Redis listener) now, not on the first
         connection as python-socketio would: a fresh node must hear the others and
         answer /health truthfully before any client arrives."""
-        if not self.manager_initialized:
+        initialized: bool = getattr(self, "manager_initialized", False)
+        if not initialized:
             self.manager_initialized = True
             self.manager.initialize()
 
