@@ -252,3 +252,28 @@ def test_env_example_names_every_setting_with_its_default() -> None:
 
 def test_env_example_copied_to_dotenv_loads_the_defaults(tmp_path: Path) -> None:
     assert load(write_dotenv(tmp_path, render_env_example())) == Settings()
+
+
+def test_redis_host_and_port_build_the_redis_url() -> None:
+    settings = load_settings(
+        {"REDIS_HOST": "cache.internal", "REDIS_PORT": "6380", "REDIS_PASSWORD": "p@ss",
+         "REDIS_DB": "2"},
+        dotenv_path=None,
+    )
+    assert settings.effective_redis_url == "redis://:p%40ss@cache.internal:6380/2"
+
+
+def test_redis_url_wins_over_redis_host() -> None:
+    settings = load_settings(
+        {"REDIS_URL": "rediss://cache:6379/0", "REDIS_HOST": "other"}, dotenv_path=None
+    )
+    assert settings.effective_redis_url == "rediss://cache:6379/0"
+
+
+def test_no_redis_means_a_single_node() -> None:
+    assert load_settings({}, dotenv_path=None).effective_redis_url is None
+
+
+def test_redis_url_with_an_unknown_scheme_is_refused() -> None:
+    with pytest.raises(SettingsError, match="REDIS_URL"):
+        load_settings({"REDIS_URL": "http://cache:6379"}, dotenv_path=None)
