@@ -19,6 +19,7 @@ from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.storage.factory import open_storage
 from ecigdis_ws.transport.http_routes import add_routes
+from ecigdis_ws.transport.origins import allowed_origins, origin_middleware
 from ecigdis_ws.transport.server import ChatSocketServer
 from ecigdis_ws.transport.socket_events import SocketEvents
 
@@ -32,14 +33,14 @@ class NotMigrated(RuntimeError):
 def build_socketio(
     settings: Settings, manager: ClusterRedisManager | None = None
 ) -> ChatSocketServer:
-    origins: list[str] | str = list(settings.cors_origins) or "*"
     return ChatSocketServer(
         client_manager=manager,
         async_mode="aiohttp",
         # One socket's events are handled strictly in order (PROTOCOL.md): run each
         # handler to completion before reading that socket's next packet.
         async_handlers=False,
-        cors_allowed_origins=origins,
+        # Refusals happen in origin_middleware; engineio only adds CORS headers.
+        cors_allowed_origins=allowed_origins(settings) or "*",
         ping_interval=settings.ping_interval_ms / 1000,
         ping_timeout=settings.ping_timeout_ms / 1000,
         max_http_buffer_size=settings.max_payload_bytes,
@@ -55,7 +56,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     manager = fanout_manager(settings)
     sio = build_socketio(settings, manager)
     cluster = ClusterState.open(settings, manager)
-    app = web.Application()
+    app = web.Application(middlewares=[origin_middleware(settings)])
     app[SETTINGS] = settings
     app[CLUSTER] = cluster
     app[STARTED_AT] = time.monotonic()
