@@ -19,6 +19,7 @@ from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.storage.factory import open_storage
 from ecigdis_ws.transport.http_routes import add_routes
+from ecigdis_ws.transport.limits import polling_limits_middleware
 from ecigdis_ws.transport.origins import allowed_origins, origin_middleware
 from ecigdis_ws.transport.server import ChatSocketServer
 from ecigdis_ws.transport.socket_events import SocketEvents
@@ -56,7 +57,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     manager = fanout_manager(settings)
     sio = build_socketio(settings, manager)
     cluster = ClusterState.open(settings, manager)
-    app = web.Application(middlewares=[origin_middleware(settings)])
+    app = web.Application(middlewares=[
+        origin_middleware(settings),
+        polling_limits_middleware(settings.max_payload_bytes, sio.drop_session),
+    ])
     app[SETTINGS] = settings
     app[CLUSTER] = cluster
     app[STARTED_AT] = time.monotonic()

@@ -6,8 +6,34 @@ from typing import Any
 
 import socketio
 
+from ecigdis_ws.transport.limits import POLL_BODY, BufferedBody
+
 
 class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A polling body already read (and bounded) by polling_limits_middleware is
+        # handed to engineio from memory; its own copy of the driver table is
+        # changed, never the module's.
+        drivers = dict(self.eio._async)
+        translate = drivers["translate_request"]
+
+        def translate_request(request: Any) -> dict[str, Any]:
+            environ: dict[str, Any] = translate(request)
+            body = request.get(POLL_BODY)
+            if body is not None:
+                environ["wsgi.input"] = BufferedBody(body)
+            return environ
+
+        drivers["translate_request"] = translate_request
+        self.eio._async = drivers
+
+    async def drop_session(self, eio_sid: str) -> None:
+        """Close one Engine.IO session at once, without waiting for its client."""
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is not None:
+            await socket.close(wait=False, abort=True, reason=self.eio.reason.TRANSPORT_ERROR)
+
     def start_manager(self) -> None:
         """Start the client manager (the Redis listener) now, not on the first
         connection as python-socketio would: a fresh node must hear the others and
