@@ -97,7 +97,7 @@ def migrated(tmp_path: Path) -> Path:
 
 def test_migrate_applies_then_reports_up_to_date(tmp_path: Path) -> None:
     first = ok(tmp_path, "migrate")
-    assert "applied migrations [1]" in first
+    assert "applied migrations [1, 2]" in first
     second = ok(tmp_path, "migrate")
     assert "up to date" in second
     assert (tmp_path / "chat.db").is_file()

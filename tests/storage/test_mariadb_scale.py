@@ -34,6 +34,7 @@ from ecigdis_ws.domain import UserId
 from ecigdis_ws.settings import Settings, load_settings
 from ecigdis_ws.storage.engine import Cursorish, Dialect, Engine, Params, Row
 from ecigdis_ws.storage.factory import open_storage
+from ecigdis_ws.storage.migrations import MIGRATIONS
 from ecigdis_ws.storage.mariadb import MariaDbTarget
 from ecigdis_ws.storage.mariadb import _mysql as mysql_placeholders
 from ecigdis_ws.storage.sql import SqlStorage
@@ -61,9 +62,9 @@ INDEXED_ACCESS = {"const", "eq_ref", "ref", "range"}
 # Message n belongs to conversation (n-1) mod 2000 + 1, is sent by its member
 # ((n-1) div 2000) mod 10, with client message id MD5(n) (32 hex digits, like a UUID).
 
-_MEMBER_SQL = "(({c}) * 7 + ({k}) * 997) % 5000 + 1"
-_CONVERSATION_OF_SQL = "(seq - 1) % 2000 + 1"
-_MEMBER_INDEX_OF_SQL = "(seq - 1) DIV 2000 % 10"
+_MEMBER_SQL = f"(({{c}}) * 7 + ({{k}}) * 997) % {USERS} + 1"
+_CONVERSATION_OF_SQL = f"(seq - 1) % {CONVERSATIONS} + 1"
+_MEMBER_INDEX_OF_SQL = f"(seq - 1) DIV {CONVERSATIONS} % {MEMBERS_PER_CONVERSATION}"
 
 
 def member(conversation_id: int, k: int) -> int:
@@ -149,7 +150,7 @@ def dataset(mariadb_url: str) -> Iterator[Dataset]:
         dotenv_path=None,
     )
     database = MariaDbTarget.from_url(mariadb_url).database
-    assert asyncio.run(_migrate(settings)) == [1]
+    assert asyncio.run(_migrate(settings)) == [m.version for m in MIGRATIONS]
     conn = connect(mariadb_url, database)
     try:
         with conn.cursor() as cursor:
@@ -166,7 +167,8 @@ def dataset(mariadb_url: str) -> Iterator[Dataset]:
             load_seconds = time.perf_counter() - started
             cursor.execute(f"SELECT COUNT(*), MAX(id) FROM {prefix}messages")
             assert cursor.fetchone() == (MESSAGES, MESSAGES)
-            cursor.execute(f"SELECT COUNT(*) FROM {prefix}members")
+            # unique_checks were off: prove the keys unique after the fact.
+            cursor.execute(f"SELECT COUNT(DISTINCT conversation_id, user_id) FROM {prefix}members")
             assert cursor.fetchone() == (CONVERSATIONS * MEMBERS_PER_CONVERSATION,)
         print(f"\nloaded {MESSAGES:,} messages in {load_seconds:.1f} s")
         yield Dataset(settings, database, prefix, load_seconds)

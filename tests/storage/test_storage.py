@@ -9,7 +9,7 @@ import pytest
 
 from ecigdis_ws.errors import StorageUnavailable
 from ecigdis_ws.storage.base import Storage
-from ecigdis_ws.storage.migrations import LATEST_VERSION
+from ecigdis_ws.storage.migrations import LATEST_VERSION, MIGRATIONS
 from tests.storage.conftest import Backend, OpenStorage
 
 NOW_MS = 1_764_064_800_000  # 2025-11-25T10:00:00.000Z
@@ -20,18 +20,21 @@ ASTRAL_TEXT = "👍🏽 𝄞"
 # -- migrations ---------------------------------------------------------------------
 
 
-async def test_fresh_database_has_version_1_pending(open_unmigrated: OpenStorage) -> None:
+ALL_VERSIONS = [m.version for m in MIGRATIONS]
+
+
+async def test_fresh_database_has_every_version_pending(open_unmigrated: OpenStorage) -> None:
     fresh = await open_unmigrated()
-    assert await fresh.pending_migrations() == [1]
+    assert await fresh.pending_migrations() == ALL_VERSIONS == [1, 2]
 
 
-async def test_migrate_applies_version_1_and_leaves_nothing_pending(
+async def test_migrate_applies_every_version_and_leaves_nothing_pending(
     open_unmigrated: OpenStorage,
 ) -> None:
     fresh = await open_unmigrated()
-    assert await fresh.migrate() == [1]
+    assert await fresh.migrate() == ALL_VERSIONS
     assert await fresh.pending_migrations() == []
-    assert LATEST_VERSION == 1
+    assert LATEST_VERSION == ALL_VERSIONS[-1]
 
 
 async def test_second_migrate_applies_nothing_and_keeps_data(storage: Storage) -> None:
@@ -41,12 +44,12 @@ async def test_second_migrate_applies_nothing_and_keeps_data(storage: Storage) -
     assert await storage.member_ids(conversation) == [1]
 
 
-async def test_concurrent_migrate_from_two_instances_applies_version_1_once(
+async def test_concurrent_migrate_from_two_instances_applies_each_version_once(
     open_unmigrated: OpenStorage,
 ) -> None:
     first, second = await open_unmigrated(), await open_unmigrated()
     results = await asyncio.gather(first.migrate(), second.migrate())
-    assert sorted(results) == [[], [1]]
+    assert sorted(results) == [[], ALL_VERSIONS]
     assert await first.pending_migrations() == []
     assert await second.pending_migrations() == []
     conversation = await second.create_conversation("after race", [1, 2], NOW_MS)
@@ -286,3 +289,15 @@ async def test_locked_database_makes_store_message_unavailable_then_recovers(
     assert [message.text for message in await storage.messages_after(conversation, 0, 10)] == [
         "through"
     ]
+
+
+async def test_ids_differing_only_by_trailing_spaces_stay_distinct(
+    open_unmigrated: OpenStorage,
+) -> None:
+    storage = await open_unmigrated(USER_ID_TYPE="string")
+    await storage.migrate()
+    conversation = await storage.create_conversation("pad", ["bob"], NOW_MS)
+    assert not await storage.is_member(conversation, "bob ")
+    first = await storage.store_message(conversation, "bob", "Bob", "m1", "one", NOW_MS)
+    second = await storage.store_message(conversation, "bob", "Bob", "m1 ", "two", NOW_MS)
+    assert not second.duplicate and second.message.id != first.message.id

@@ -121,4 +121,24 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 
+_NOPAD = "VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin NOT NULL"
+
+MIGRATIONS += (
+    Migration(
+        2,
+        "ids and emoji compared without trailing-space padding",
+        # utf8mb4_bin is a PAD SPACE collation: 'm1' = 'm1 ', which merged two
+        # messages and matched "bob " as member "bob". SQLite compares exactly already.
+        sqlite=(),
+        mysql=(
+            f"ALTER TABLE {{p}}users MODIFY id {_NOPAD}",
+            f"ALTER TABLE {{p}}members MODIFY user_id {_NOPAD}",
+            f"ALTER TABLE {{p}}messages MODIFY sender_id {_NOPAD}, "
+            f"MODIFY client_message_id {_NOPAD}",
+            f"ALTER TABLE {{p}}reactions MODIFY user_id {_NOPAD}, MODIFY emoji {_NOPAD}",
+            f"ALTER TABLE {{p}}user_preferences MODIFY user_id {_NOPAD}, MODIFY pref_key {_NOPAD}",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
