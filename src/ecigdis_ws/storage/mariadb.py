@@ -112,19 +112,27 @@ class MariaDbEngine:
     ) -> MariaDbEngine:
         target = MariaDbTarget.from_url(url)
         try:
-            created = await aiomysql.create_pool(
-                minsize=pool.min_size,
-                maxsize=pool.max_size,
-                pool_recycle=pool.recycle_s,
-                host=target.host,
-                port=target.port,
-                user=target.user,
-                password=target.password,
-                db=target.database,
-                connect_timeout=pool.connect_timeout_s,
-                charset="utf8mb4",
-                autocommit=True,
-            )
+            # aiomysql's connect_timeout bounds the TCP connect only, not the MySQL
+            # handshake after it: a database that accepts and then never answers
+            # would hang start-up for ever. So each connection opened here has the
+            # connect timeout as its deadline too.
+            async with asyncio.timeout(pool.connect_timeout_s * max(pool.min_size, 1)):
+                created = await aiomysql.create_pool(
+                    minsize=pool.min_size,
+                    maxsize=pool.max_size,
+                    pool_recycle=pool.recycle_s,
+                    host=target.host,
+                    port=target.port,
+                    user=target.user,
+                    password=target.password,
+                    db=target.database,
+                    connect_timeout=pool.connect_timeout_s,
+                    charset="utf8mb4",
+                    autocommit=True,
+                )
+        except TimeoutError as exc:
+            raise StorageUnavailable(f"mariadb: no answer from {target.host}:{target.port}/"
+                                     f"{target.database} within the connect timeout") from exc
         except (pymysql.err.MySQLError, OSError) as exc:
             raise StorageUnavailable(f"mariadb: cannot connect to {target.host}:"
                                      f"{target.port}/{target.database}: {exc}") from exc
