@@ -66,7 +66,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app[STARTED_AT] = time.monotonic()
     sio.attach(app)
     fanout = SocketIOFanout(sio, metrics)
-    SocketEvents(sio, lambda: app[SERVICES]).register()
+    events = SocketEvents(sio, lambda: app[SERVICES])
+    events.register()
     add_routes(app)
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -104,6 +105,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
             await storage.close()
 
     async def close_connections(app: web.Application) -> None:
+        # The listener is closed already; let events in flight finish (a send
+        # stored is acknowledged) and refuse new ones with UNAVAILABLE.
+        if not await events.in_flight.drain(settings.shutdown_timeout_ms / 1000):
+            log.warning("shutdown timeout: closing with events still running",
+                        running=events.in_flight.running)
         # Close at the Engine.IO level, not with a Socket.IO disconnect: browsers
         # treat a closed transport as a network fault and reconnect (to another
         # node behind the balancer), but obey a server "disconnect" and stay away.

@@ -120,6 +120,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             port=settings.port,
             ssl_context=ssl_context,
             backlog=LISTEN_BACKLOG,
+            shutdown_timeout=settings.shutdown_timeout_ms / 1000,
             access_log=None,
             # Through the logger, so production's stream stays JSON lines throughout.
             print=lambda _: get_logger("ecigdis_ws").info(

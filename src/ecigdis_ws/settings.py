@@ -164,6 +164,8 @@ SPECS: tuple[Spec, ...] = (
          "a node that stops refreshing presence this long has its users reported offline"),
     Spec("DB_TIMEOUT_MS", "db_timeout_ms", _int_range(50, _MS_MAX), "3000",
          "a database call slower than this answers UNAVAILABLE instead of hanging"),
+    Spec("SHUTDOWN_TIMEOUT_MS", "shutdown_timeout_ms", _int_range(0, _MS_MAX), "10000",
+         "on SIGTERM, how long running events may take before sockets are closed"),
     Spec("MAX_MESSAGE_LENGTH", "max_message_length", _int_range(1, 1_000_000), "4000",
          "characters of text per message"),
     Spec("MAX_PAYLOAD_BYTES", "max_payload_bytes", _int_range(1024, 100_000_000), "65536",
@@ -239,6 +241,7 @@ class Settings:
     presence_grace_ms: int = 2000
     presence_ttl_ms: int = 30000
     db_timeout_ms: int = 3000
+    shutdown_timeout_ms: int = 10000
     max_message_length: int = 4000
     max_payload_bytes: int = 65536
     rate_limit_events: int = 20

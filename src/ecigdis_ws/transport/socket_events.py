@@ -19,6 +19,7 @@ from ecigdis_ws.observability.logging import get_logger
 from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.services.sessions import Session
 from ecigdis_ws.transport import validation as v
+from ecigdis_ws.transport.drain import InFlight
 
 log = get_logger(__name__)
 
@@ -54,6 +55,7 @@ class SocketEvents:
     def __init__(self, sio: socketio.AsyncServer, services: Callable[[], ChatServices]) -> None:
         self._sio = sio
         self._services = services
+        self.in_flight = InFlight()
 
     def register(self) -> None:
         self._sio.on("connect", self.on_connect)
@@ -125,13 +127,16 @@ class SocketEvents:
             user_id = session.identity.user_id if session and session.identity else None
             with structlog.contextvars.bound_contextvars(sid=sid, user_id=user_id, event=event):
                 try:
+                    if self.in_flight.draining:
+                        raise ChatError(ErrorCode.UNAVAILABLE, "server is shutting down")
                     if session is None:
                         raise ChatError(ErrorCode.UNAUTHENTICATED, "not connected")
                     if not chat.sessions.allow_event(sid):
                         raise ChatError(ErrorCode.RATE_LIMITED, "too many events")
                     if needs_auth:
                         session.actor()
-                    return {"ok": True, **await handler(session, data)}
+                    async with self.in_flight.track():
+                        return {"ok": True, **await handler(session, data)}
                 except ChatError as exc:
                     error = exc
                 except StorageUnavailable as exc:
