@@ -174,6 +174,12 @@ SPECS: tuple[Spec, ...] = (
          "events per second per socket (bursts of twice that); 0 turns it off"),
     Spec("RATE_LIMIT_MESSAGES", "rate_limit_messages", _int_range(0, 1_000_000), "5",
          "message:send per second per user (bursts of twice that); 0 turns it off"),
+    Spec("MAX_CONNECTIONS_PER_USER", "max_connections_per_user", _int_range(0, 100_000), "20",
+         "sockets one user may hold on a node (tabs and devices); 0 turns it off"),
+    Spec("MAX_UNAUTHENTICATED_PER_IP", "max_unauthenticated_per_ip", _int_range(0, 1_000_000),
+         "50", "sockets not yet authenticated from one address; 0 turns it off"),
+    Spec("TRUST_PROXY", "trust_proxy", _bool, "false",
+         "take the client address from X-Forwarded-For (only behind your own proxy)"),
     Spec("PING_INTERVAL_MS", "ping_interval_ms", _int_range(1000, _MS_MAX), "25000",
          "Engine.IO heartbeat interval (socket.io's default)"),
     Spec("PING_TIMEOUT_MS", "ping_timeout_ms", _int_range(1000, _MS_MAX), "20000",
@@ -246,6 +252,9 @@ class Settings:
     max_payload_bytes: int = 65536
     rate_limit_events: int = 20
     rate_limit_messages: int = 5
+    max_connections_per_user: int = 20
+    max_unauthenticated_per_ip: int = 50
+    trust_proxy: bool = False
     ping_interval_ms: int = 25000
     ping_timeout_ms: int = 20000
     database_url: str = "sqlite:///./data/ecigdis-ws.db"

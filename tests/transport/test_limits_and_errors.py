@@ -6,8 +6,10 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 import pytest
+import socketio
 
-from tests.support import RunningServer
+from ecigdis_ws.services.sessions import FLOOD_DISCONNECT_AFTER
+from tests.support import ChatClient, RunningServer
 from tests.transport.conftest import room
 
 ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
@@ -115,3 +117,59 @@ async def test_logs_carry_neither_tokens_nor_message_text(
     output = capsys.readouterr()
     assert token not in output.out + output.err
     assert "secret-text-4711" not in output.out + output.err
+
+
+async def test_a_socket_that_keeps_flooding_is_disconnected(make_server: ServerFactory) -> None:
+    async with make_server(RATE_LIMIT_EVENTS="1") as server:
+        flooder = await server.client(1)
+        calm = await server.client(2)
+        for _ in range(2 + FLOOD_DISCONNECT_AFTER + 5):  # burst of 2, then refusals
+            if not flooder.sio.connected:
+                break
+            await flooder.sio.emit("presence:request")
+        await flooder.disconnected.wait()
+        assert len(flooder.received("error")) >= FLOOD_DISCONNECT_AFTER - 1
+        assert (await calm.call("presence:request"))["ok"]
+
+
+async def test_connections_per_user_are_capped(make_server: ServerFactory) -> None:
+    async with make_server(MAX_CONNECTIONS_PER_USER="2") as server:
+        await server.client(1)
+        second = await server.client(1)
+        third = ChatClient(server.url)
+        server.clients.append(third)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await third.connect(token=server.token(1))
+        assert third.connect_error["data"]["code"] == "RATE_LIMITED"
+        anonymous = await server.client()
+        reply = await anonymous.call("authenticate", {"token": server.token(1)})
+        assert reply["error"]["code"] == "RATE_LIMITED"
+        assert (await server.client(2)).sio.connected  # other users are not affected
+        await server.disconnect(second)
+        assert (await anonymous.call("authenticate", {"token": server.token(1)}))["ok"]
+
+
+async def test_unauthenticated_sockets_per_address_are_capped(make_server: ServerFactory) -> None:
+    async with make_server(MAX_UNAUTHENTICATED_PER_IP="2") as server:
+        first = await server.client()
+        await server.client()
+        refused = ChatClient(server.url)
+        server.clients.append(refused)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await refused.connect()
+        assert refused.connect_error["data"]["code"] == "RATE_LIMITED"
+        await server.client(5)  # an authenticated socket does not count
+        assert (await first.call("authenticate", {"token": server.token(1)}))["ok"]
+        assert (await server.client()).sio.connected  # the freed place is usable
+
+
+async def test_behind_a_trusted_proxy_the_forwarded_address_counts(
+    make_server: ServerFactory,
+) -> None:
+    async with make_server(MAX_UNAUTHENTICATED_PER_IP="1", TRUST_PROXY="true") as server:
+        for address in ("203.0.113.1", "203.0.113.2"):
+            await server.client(headers={"X-Forwarded-For": f"10.9.9.9, {address}"})
+        again = ChatClient(server.url)
+        server.clients.append(again)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await again.connect(headers={"X-Forwarded-For": "203.0.113.1"})

@@ -18,7 +18,7 @@ from ecigdis_ws.services.presence import PresenceService
 from ecigdis_ws.services.rate_limit import RateLimiter
 from ecigdis_ws.services.reactions import ReactionService
 from ecigdis_ws.services.receipts import ReceiptService
-from ecigdis_ws.services.sessions import SessionService
+from ecigdis_ws.services.sessions import SessionLimits, SessionService
 from ecigdis_ws.services.tasks import BackgroundTasks
 from ecigdis_ws.services.typing import TypingService
 from ecigdis_ws.settings import Settings
@@ -77,7 +77,11 @@ class ChatServices:
             clock,
             tasks,
             RateLimiter(settings.rate_limit_events, clock),
-            settings.auth_timeout_ms,
+            SessionLimits(
+                settings.auth_timeout_ms,
+                settings.max_connections_per_user,
+                settings.max_unauthenticated_per_ip,
+            ),
         )
         return cls(
             settings=settings,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ecigdis_ws.clock import Clock, Timer
-from ecigdis_ws.domain import Actor, Identity
+from ecigdis_ws.domain import Actor, Identity, UserId
 from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
 from ecigdis_ws.fanout.base import Fanout
 from ecigdis_ws.observability.logging import get_logger
@@ -20,9 +20,23 @@ from ecigdis_ws.storage.base import Storage
 log = get_logger(__name__)
 
 
+# A socket whose events are refused this many times in a row keeps flooding
+# after being told (RATE_LIMITED each time): it is disconnected.
+FLOOD_DISCONNECT_AFTER = 20
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    auth_timeout_ms: int
+    max_connections_per_user: int  # on this node; 0: no cap
+    max_unauthenticated_per_ip: int  # 0: no cap
+
+
 @dataclass
 class Session:
     sid: str
+    ip: str = ""
+    refused_in_a_row: int = 0
     identity: Identity | None = None
     authenticated: bool = False
     online: bool = False  # counted by presence
@@ -54,7 +68,7 @@ class SessionService:
         clock: Clock,
         tasks: BackgroundTasks,
         event_limiter: RateLimiter,
-        auth_timeout_ms: int,
+        limits: SessionLimits,
     ) -> None:
         self._verifier = verifier
         self._presence = presence
@@ -64,13 +78,32 @@ class SessionService:
         self._clock = clock
         self._tasks = tasks
         self._event_limiter = event_limiter
-        self._auth_timeout_s = auth_timeout_ms / 1000
+        self._auth_timeout_s = limits.auth_timeout_ms / 1000
+        self._limits = limits
         self._sessions: dict[str, Session] = {}
+        self._by_user: dict[UserId, set[str]] = {}
+        self._anonymous_by_ip: dict[str, set[str]] = {}
 
-    def open(self, sid: str) -> Session:
-        session = self._sessions[sid] = Session(sid)
+    def open(self, sid: str, ip: str = "", has_token: bool = False) -> Session:
+        """A new socket, unauthenticated. One that came without a token counts
+        against the per-address cap (RATE_LIMITED past it) until it authenticates;
+        one with a token is authenticated, or refused, straight away."""
+        if not has_token:
+            anonymous = self._anonymous_by_ip.setdefault(ip, set())
+            cap = self._limits.max_unauthenticated_per_ip
+            if cap and len(anonymous) >= cap:
+                raise ChatError(ErrorCode.RATE_LIMITED, "too many connections from this address")
+            anonymous.add(sid)
+        session = self._sessions[sid] = Session(sid, ip)
         self._arm_auth_timeout(session)
         return session
+
+    def _forget_anonymous(self, session: Session) -> None:
+        anonymous = self._anonymous_by_ip.get(session.ip)
+        if anonymous is not None:
+            anonymous.discard(session.sid)
+            if not anonymous:
+                del self._anonymous_by_ip[session.ip]
 
     def get(self, sid: str) -> Session | None:
         return self._sessions.get(sid)
@@ -90,6 +123,12 @@ class SessionService:
         identity = self._verifier.verify(token)
         if session.identity is not None and session.identity.user_id != identity.user_id:
             raise ChatError(ErrorCode.AUTH_FAILED, "socket is authenticated as another user")
+        users_sockets = self._by_user.setdefault(identity.user_id, set())
+        cap = self._limits.max_connections_per_user
+        if cap and sid not in users_sockets and len(users_sockets) >= cap:
+            raise ChatError(ErrorCode.RATE_LIMITED, "too many connections for this user")
+        users_sockets.add(sid)
+        self._forget_anonymous(session)
         session.identity = identity
         session.authenticated = True
         session.disarm("auth_timeout")
@@ -110,13 +149,27 @@ class SessionService:
             # mirrors names, so chat goes on while the database recovers.
             log.warning("user not recorded: database unavailable", user_id=identity.user_id)
 
-    def allow_event(self, sid: str) -> bool:
-        return self._event_limiter.allow(sid)
+    def allow_event(self, session: Session) -> bool:
+        """The per-socket rate limit; a socket that keeps flooding is disconnected."""
+        if self._event_limiter.allow(session.sid):
+            session.refused_in_a_row = 0
+            return True
+        session.refused_in_a_row += 1
+        if session.refused_in_a_row == FLOOD_DISCONNECT_AFTER:
+            log.warning("disconnecting a flooding socket", sid=session.sid)
+            self._tasks.spawn(self._fanout.disconnect(session.sid))
+        return False
 
     async def close(self, sid: str) -> None:
         session = self._sessions.pop(sid, None)
         if session is None:
             return
+        self._forget_anonymous(session)
+        if session.identity is not None:
+            users_sockets = self._by_user.get(session.identity.user_id, set())
+            users_sockets.discard(sid)
+            if not users_sockets:
+                self._by_user.pop(session.identity.user_id, None)
         for name in list(session.timers):
             session.disarm(name)
         self._event_limiter.forget(sid)

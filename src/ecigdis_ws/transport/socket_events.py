@@ -51,6 +51,22 @@ def handshake_token(environ: Mapping[str, Any], auth: Any) -> str | None:
     return None
 
 
+def client_address(environ: Mapping[str, Any], trust_proxy: bool) -> str:
+    """The peer's address; behind our own proxy (TRUST_PROXY), the address it saw.
+
+    nginx appends the address it saw to X-Forwarded-For, so the last entry is the
+    one a client cannot forge; X-Real-IP is used when nginx sets that instead.
+    """
+    request = environ.get("aiohttp.request")
+    peer = str(getattr(request, "remote", "") or "")
+    if not trust_proxy:
+        return peer
+    forwarded = str(environ.get("HTTP_X_FORWARDED_FOR", ""))
+    if forwarded:
+        return forwarded.split(",")[-1].strip()
+    return str(environ.get("HTTP_X_REAL_IP", "")) or peer
+
+
 class SocketEvents:
     def __init__(self, sio: socketio.AsyncServer, services: Callable[[], ChatServices]) -> None:
         self._sio = sio
@@ -79,8 +95,13 @@ class SocketEvents:
 
     async def on_connect(self, sid: str, environ: Mapping[str, Any], auth: Any = None) -> None:
         chat = self._services()
-        chat.sessions.open(sid)
         token = handshake_token(environ, auth)
+        address = client_address(environ, chat.settings.trust_proxy)
+        try:
+            chat.sessions.open(sid, address, has_token=token is not None)
+        except ChatError as exc:
+            chat.metrics.errors.labels(exc.code.value).inc()
+            raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.as_dict()) from None
         authenticated = None
         if token is not None:
             try:
@@ -131,7 +152,7 @@ class SocketEvents:
                         raise ChatError(ErrorCode.UNAVAILABLE, "server is shutting down")
                     if session is None:
                         raise ChatError(ErrorCode.UNAUTHENTICATED, "not connected")
-                    if not chat.sessions.allow_event(sid):
+                    if not chat.sessions.allow_event(session):
                         raise ChatError(ErrorCode.RATE_LIMITED, "too many events")
                     if needs_auth:
                         session.actor()
