@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 
 from ecigdis_ws import jsonmod
@@ -16,6 +18,7 @@ from ecigdis_ws.keys import CLUSTER, SERVICES, SETTINGS, STARTED_AT
 from ecigdis_ws.observability.logging import get_logger
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.container import ChatServices
+from ecigdis_ws.services.main_site import MainSiteVerifier
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.storage.factory import open_storage
 from ecigdis_ws.transport.http_routes import add_routes
@@ -72,6 +75,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         storage = await open_storage(settings)
+        stack = contextlib.AsyncExitStack()
         try:
             if settings.migrate_on_start:
                 applied = await storage.migrate()
@@ -93,6 +97,15 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
                 lambda: services.sessions.count, lambda: services.presence.user_count
             )
             app[SERVICES] = services
+            if settings.auth_verify_url:
+                http = await stack.enter_async_context(aiohttp.ClientSession())
+                main_site = MainSiteVerifier(
+                    settings.auth_verify_url, http, clock,
+                    settings.auth_verify_timeout_ms / 1000, settings.auth_verify_cache_s,
+                    settings.user_id_type,
+                )
+                main_site.on_revoked = services.sessions.end_user_sessions
+                services.sessions.main_site = main_site
             if settings.uses_dev_secret:
                 log.warning("JWT_SECRET is not set: using the development secret, "
                             "which production refuses")
@@ -101,6 +114,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
             await services.presence.stop()
             await services.tasks.cancel_all()
         finally:
+            await stack.aclose()
             await cluster.close()
             await storage.close()
 

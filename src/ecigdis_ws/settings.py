@@ -136,6 +136,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("KEY_PATH", "key_path", _optional_text, "", "PEM private key when USE_HTTPS=true"),
     Spec("MAIN_SITE_URL", "main_site_url", _optional_text, "",
          "the portal's base URL (kept for the Node server's env files)"),
+    Spec("AUTH_VERIFY_URL", "auth_verify_url", _optional_text, "",
+         "main-site endpoint for tokens the JWT check cannot decide, e.g. "
+         "${MAIN_SITE_URL}/api/messenger/verify-token"),
+    Spec("AUTH_VERIFY_TIMEOUT_MS", "auth_verify_timeout_ms", _int_range(50, 60_000), "2000",
+         "give up on the main site after this long and refuse the token"),
+    Spec("AUTH_VERIFY_CACHE_S", "auth_verify_cache_s", _int_range(0, 86400), "60",
+         "how long a main-site answer is reused for the same token"),
     Spec("CORS_ORIGINS", "cors_origins", _csv, "",
          "comma-separated exact Origin allowlist; empty allows every origin in development"),
     Spec("JWT_SECRET", "jwt_secret", _optional_text, "",
@@ -232,6 +239,9 @@ class Settings:
     cert_path: str | None = None
     key_path: str | None = None
     main_site_url: str | None = None
+    auth_verify_url: str | None = None
+    auth_verify_timeout_ms: int = 2000
+    auth_verify_cache_s: int = 60
     cors_origins: tuple[str, ...] = ()
     jwt_secret: str | None = None
     jwt_algorithms: tuple[str, ...] = ("HS256",)

@@ -28,6 +28,14 @@ def _fail(message: str) -> ChatError:
     return ChatError(ErrorCode.AUTH_FAILED, message)
 
 
+class TokenUndecided(ChatError):
+    """The JWT check cannot decide this token: not a JWT, or signed with an
+    algorithm this server holds no key for. The main site may know it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.AUTH_FAILED, message)
+
+
 class TokenVerifier:
     def __init__(self, settings: Settings, clock: Clock) -> None:
         self._settings = settings
@@ -56,10 +64,12 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise _fail("token is not a JWT") from None
+            raise TokenUndecided("token is not a JWT") from None
         algorithm = header.get("alg")
+        if algorithm in (None, "none", "None", "NONE"):
+            raise _fail("unsigned tokens are never accepted")
         if algorithm not in self._algorithms:
-            raise _fail(f"algorithm {algorithm!r} not accepted")
+            raise TokenUndecided(f"algorithm {algorithm!r} not accepted")
         claims = self._decode(token, algorithm)
         return Identity(
             user_id=self._user_id(claims),

@@ -10,7 +10,8 @@ from ecigdis_ws.domain import Actor, Identity, UserId
 from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
 from ecigdis_ws.fanout.base import Fanout
 from ecigdis_ws.observability.logging import get_logger
-from ecigdis_ws.services.auth import TokenVerifier
+from ecigdis_ws.services.auth import TokenUndecided, TokenVerifier
+from ecigdis_ws.services.main_site import MainSiteVerifier
 from ecigdis_ws.services.presence import PresenceService
 from ecigdis_ws.services.rate_limit import RateLimiter
 from ecigdis_ws.services.tasks import BackgroundTasks
@@ -83,6 +84,7 @@ class SessionService:
         self._sessions: dict[str, Session] = {}
         self._by_user: dict[UserId, set[str]] = {}
         self._anonymous_by_ip: dict[str, set[str]] = {}
+        self.main_site: MainSiteVerifier | None = None
 
     def open(self, sid: str, ip: str = "", has_token: bool = False) -> Session:
         """A new socket, unauthenticated. One that came without a token counts
@@ -120,7 +122,7 @@ class SessionService:
         session = self._sessions.get(sid)
         if session is None:
             raise ChatError(ErrorCode.AUTH_FAILED, "no such session")
-        identity = self._verifier.verify(token)
+        identity = await self._identify(token)
         if session.identity is not None and session.identity.user_id != identity.user_id:
             raise ChatError(ErrorCode.AUTH_FAILED, "socket is authenticated as another user")
         users_sockets = self._by_user.setdefault(identity.user_id, set())
@@ -138,6 +140,24 @@ class SessionService:
             await self._record_user(identity)
             await self._presence.socket_online(session.actor())
         return identity
+
+    async def _identify(self, token: object) -> Identity:
+        try:
+            return self._verifier.verify(token)
+        except TokenUndecided:
+            if self.main_site is None or not isinstance(token, str):
+                raise
+            return await self.main_site.verify(token)
+
+    async def end_user_sessions(self, user_id: UserId) -> None:
+        """The main site revoked the user's token: their sockets here are closed."""
+        for sid in list(self._by_user.get(user_id, ())):
+            await self._fanout.emit(
+                "error",
+                {"code": ErrorCode.AUTH_FAILED.value, "message": "token revoked", "event": None},
+                room=sid,
+            )
+            await self._fanout.disconnect(sid)
 
     async def _record_user(self, identity: Identity) -> None:
         try:
