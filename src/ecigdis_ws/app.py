@@ -90,6 +90,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
             services = ChatServices.build(
                 settings, clock, storage, fanout, metrics, cluster.presence, cluster.typing
             )
+            if manager is not None:
+                manager.on_recovered = lambda: fanout_recovered(services)
             sio.start_manager()
             await services.presence.start()
             services.typing.start_sweeping()
@@ -117,6 +119,16 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
             await stack.aclose()
             await cluster.close()
             await storage.close()
+
+    async def fanout_recovered(services: ChatServices) -> None:
+        # Like Centrifugo's "insufficient state": this node's clients missed what
+        # other nodes published while the channel was down. Closing their
+        # transports makes them reconnect and rejoin with `since`, which replays
+        # the gap from the database; the presence lease is renewed at once.
+        log.warning("fan-out channel recovered: asking clients to resync",
+                    clients=len(sio.eio.sockets))
+        await services.presence.beat_now()
+        await sio.close_transports()
 
     async def close_connections(app: web.Application) -> None:
         # The listener is closed already; let events in flight finish (a send

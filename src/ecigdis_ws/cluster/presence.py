@@ -28,8 +28,13 @@ class PresenceRegistry(Protocol):
     async def online(self, now_ms: int) -> dict[str, str]:
         """Every user connected (or in a grace period) on a live node: id text -> name."""
 
-    async def heartbeat(self, now_ms: int) -> list[str]:
-        """Refresh this node's lease; return users of dead nodes now connected nowhere."""
+    async def heartbeat(self, now_ms: int) -> tuple[bool, list[str]]:
+        """Refresh this node's lease. Return whether this node's entries were still
+        there (Redis may have restarted empty) and the users of dead nodes now
+        connected nowhere."""
+
+    async def restore(self, counts: dict[UserId, int], names: dict[UserId, str]) -> None:
+        """Write this node's entries back after Redis lost them."""
 
     async def leave_cluster(self, now_ms: int) -> list[str]:
         """This node stops: drop its entries; return users now connected nowhere."""
@@ -65,8 +70,11 @@ class LocalPresenceRegistry:
     async def online(self, now_ms: int) -> dict[str, str]:
         return {key: self._names[key] for key in self._counts}
 
-    async def heartbeat(self, now_ms: int) -> list[str]:
-        return []
+    async def heartbeat(self, now_ms: int) -> tuple[bool, list[str]]:
+        return True, []
+
+    async def restore(self, counts: dict[UserId, int], names: dict[UserId, str]) -> None:
+        """Nothing to restore: the counts live in this process."""
 
     async def leave_cluster(self, now_ms: int) -> list[str]:
         gone = list(self._counts)
@@ -108,12 +116,13 @@ if count > 0 then redis.call('HINCRBY', KEYS[1], ARGV[1], -1) end
 return 0
 """
 
-# KEYS: nodes, this node's hash. ARGV: node id, user, now, hash prefix.
+# KEYS: nodes, this node's hash, names. ARGV: node id, user, now, hash prefix.
 _RELEASE = _LIVE_NODES + """
 local count = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '-1')
 if count > 0 then return 0 end
 if count == 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
 if elsewhere(ARGV[4], live_nodes(KEYS[1], ARGV[3]), ARGV[1], ARGV[2]) then return 0 end
+redis.call('HDEL', KEYS[3], ARGV[2])
 return 1
 """
 
@@ -122,6 +131,7 @@ return 1
 # runs atomically; returns their users who are connected on no live node.
 _HEARTBEAT = _LIVE_NODES + """
 local leaving = ARGV[3] == ''
+local mine = redis.call('EXISTS', ARGV[4] .. ARGV[1])
 if leaving then
   redis.call('ZREM', KEYS[1], ARGV[1])
 else
@@ -140,6 +150,7 @@ for _, node in ipairs(dead) do
     if not elsewhere(ARGV[4], live, '', user) then table.insert(gone, user) end
   end
 end
+table.insert(gone, 1, tostring(mine))
 return gone
 """
 
@@ -192,7 +203,7 @@ class RedisPresenceRegistry:
 
     async def release(self, user_id: UserId, now_ms: int) -> bool:
         gone = await self._release(
-            keys=[self._nodes_key, self._node_key],
+            keys=[self._nodes_key, self._node_key, self._names_key],
             args=[self._node_id, str(user_id), now_ms, self._hash_prefix],
         )
         return bool(gone)
@@ -203,18 +214,27 @@ class RedisPresenceRegistry:
         )
         return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
 
-    async def heartbeat(self, now_ms: int) -> list[str]:
+    async def heartbeat(self, now_ms: int) -> tuple[bool, list[str]]:
         return await self._beat(now_ms, str(now_ms + self._ttl_ms))
 
     async def leave_cluster(self, now_ms: int) -> list[str]:
-        return await self._beat(now_ms, "")
+        return (await self._beat(now_ms, ""))[1]
 
-    async def _beat(self, now_ms: int, lease_end: str) -> list[str]:
-        gone = await self._heartbeat(
+    async def restore(self, counts: dict[UserId, int], names: dict[UserId, str]) -> None:
+        if not counts:
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._node_key, mapping={str(u): c for u, c in counts.items()})
+            pipe.pexpire(self._node_key, self._ttl_ms * 2)
+            pipe.hset(self._names_key, mapping={str(u): n for u, n in names.items()})
+            await pipe.execute()
+
+    async def _beat(self, now_ms: int, lease_end: str) -> tuple[bool, list[str]]:
+        mine, *gone = await self._heartbeat(
             keys=[self._nodes_key],
             args=[self._node_id, now_ms, lease_end, self._hash_prefix, self._ttl_ms * 2],
         )
-        return [_text(user) for user in gone]
+        return _text(mine) == "1", [_text(user) for user in gone]
 
 
 def _text(value: bytes | str) -> str:

@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -34,7 +34,7 @@ log = get_logger(__name__)
 
 # Reconnect attempts back off from the first to the last delay, doubling.
 FIRST_RETRY_S = 0.2
-LAST_RETRY_S = 5.0
+LAST_RETRY_S = 2.0
 # A PING on the idle listening connection this often notices a dead Redis.
 LISTENER_HEALTH_CHECK_S = 5
 SIGNATURE_VERSION = 1
@@ -97,6 +97,9 @@ class ClusterRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         self._timeout_s = timeout_s
         self.listening = False
         self.dropped = 0  # forged or malformed channel messages seen
+        # Called when the channel is back after a loss: what other nodes published
+        # meanwhile never reached this node's clients, so they must catch up.
+        self.on_recovered: Callable[[], Awaitable[None]] | None = None
 
     def _redis_connect(self) -> None:
         """The publishing connection (the listener makes its own, see below)."""
@@ -119,6 +122,7 @@ class ClusterRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
 
     async def _redis_listen_with_retries(self) -> AsyncIterator[Any]:
         delay = FIRST_RETRY_S
+        lost = False
         while True:
             listener = redis_client(self.redis_url, None, self._timeout_s)
             self.pubsub = listener.pubsub(ignore_subscribe_messages=True)
@@ -127,6 +131,9 @@ class ClusterRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                 self.listening = True
                 delay = FIRST_RETRY_S
                 log.info("listening on the fan-out channel", channel=self.channel)
+                if lost and self.on_recovered is not None:
+                    await self.on_recovered()
+                lost = True  # from here on, leaving this block means a loss
                 async for message in self.pubsub.listen():
                     yield message
             except asyncio.CancelledError:

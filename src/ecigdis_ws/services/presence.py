@@ -55,7 +55,16 @@ class PresenceService:
 
     async def _heartbeat(self) -> None:
         try:
-            gone = await self._registry.heartbeat(self._now_ms())
+            still_there, gone = await self._registry.heartbeat(self._now_ms())
+            if not still_there and self._names:
+                # Redis came back empty (restart without persistence, failover):
+                # put this node's users back before anyone asks who is online.
+                log.warning("presence lost in Redis; restoring this node's users",
+                            users=len(self._names))
+                await self._registry.restore(
+                    {user: len(self._sockets.get(user, ())) for user in self._names},
+                    dict(self._names),
+                )
         except Exception as exc:  # Redis down: keep serving, try again next beat
             log.warning("presence heartbeat failed", reason=str(exc) or type(exc).__name__)
             gone = []
@@ -64,6 +73,12 @@ class PresenceService:
         self._beat = self._clock.call_later(
             self._beat_s, lambda: self._tasks.spawn(self._heartbeat())
         )
+
+    async def beat_now(self) -> None:
+        """Renew the lease (and restore lost entries) now, not at the next beat."""
+        if self._beat is not None:
+            self._beat.cancel()
+        await self._heartbeat()
 
     async def stop(self) -> None:
         """This node goes away: its users connected nowhere else go offline now."""
