@@ -213,3 +213,13 @@ async def test_string_user_ids_when_configured(make_server: ServerFactory) -> No
     async with make_server(USER_ID_TYPE="string") as server:
         client = await server.client("emp-0042", "Kim")
         assert client.received("authenticated") == [{"userId": "emp-0042", "name": "Kim"}]
+
+
+@pytest.mark.parametrize("token", ["\ud800", "é" * 10, "x" * 9000, ""])
+async def test_malformed_and_huge_tokens_are_refused_cleanly(
+    server: RunningServer, token: str
+) -> None:
+    client = await server.client()
+    reply = await client.call("authenticate", {"token": token})
+    assert reply["error"]["code"] == "AUTH_FAILED"
+    assert (await client.call("authenticate", {"token": server.token(1)}))["ok"]

@@ -61,6 +61,8 @@ class TokenVerifier:
             raise _fail("token must be a non-empty string")
         if len(token) > MAX_TOKEN_LENGTH:
             raise _fail("token too long")
+        if not token.isascii():
+            raise _fail("token is not ASCII (neither a JWT nor a session token)")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
