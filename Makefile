@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --upgrade pip setuptools
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
@@ -19,10 +19,11 @@ run: $(STAMP)
 	$(BIN)/ecigdis-ws migrate
 	$(BIN)/ecigdis-ws serve
 
-# Installs, then runs lint, type checks and the whole test suite.
+# Installs, then runs lint, type checks, the dependency audit and the whole test suite.
 test: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests scripts
 	$(BIN)/mypy --strict src
+	$(BIN)/python scripts/audit_dependencies.py
 	@# pytest's exit code 5 means it collected no tests: that is a failure, not a pass.
 	$(BIN)/pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
