@@ -12,6 +12,9 @@ then breaks the path between them while the server runs:
 - `stall(...)`: live connections stay open but stop forwarding (optionally only
   from the moment a given request passes), new connections are blackholed: the
   network hangs mid-conversation.
+- `sever()`: the upstream half of every live connection goes away without the
+  client being told; the client finds out (a reset) only when it next sends, as
+  after a failover or a NAT that dropped the connection. New connections work.
 - `delay(seconds)`: every forwarded chunk, in both directions, is held that long
   (latency, not a throughput limit: chunks are timestamped as they arrive).
 - `restore()`: forwarding resumes for new connections; connections that lost
@@ -27,7 +30,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from dataclasses import dataclass, field
+import struct
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
 
@@ -41,24 +45,30 @@ class _Link:
 
     client_reader: asyncio.StreamReader
     client_writer: asyncio.StreamWriter
-    upstream_reader: asyncio.StreamReader | None = None
     upstream_writer: asyncio.StreamWriter | None = None
     # Data was dropped (stalled) or never forwarded (blackholed): the stream is
     # no longer intact, so restore() closes the link instead of resuming it.
     broken: bool = False
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # The upstream half is gone; the client is reset when it next sends.
+    severed: bool = False
+    to_upstream: asyncio.Task[None] | None = None
+    to_client: asyncio.Task[None] | None = None
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [task for task in (self.to_upstream, self.to_client) if task is not None]
 
     def close(self) -> None:
         for writer in (self.client_writer, self.upstream_writer):
             if writer is not None:
                 writer.close()
 
-    @property
-    def upstream_local_port(self) -> int | None:
-        if self.upstream_writer is None:
-            return None
-        sockname = self.upstream_writer.get_extra_info("sockname")
-        return int(sockname[1]) if sockname else None
+    def reset_client(self) -> None:
+        """Close the client's connection with a TCP reset, as a host that lost it would."""
+        sock = self.client_writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.client_writer.transport.abort()
 
 
 @dataclass(frozen=True)
@@ -145,18 +155,8 @@ class TcpProxy:
 
     @property
     def open_links(self) -> int:
-        """Client connections currently open through the proxy (any state)."""
+        """Client connections currently open through the proxy (in any state)."""
         return len(self._links)
-
-    def upstream_local_ports(self) -> set[int]:
-        """Local ports of the proxy's upstream connections (as the database sees them)."""
-        return {port for link in self._links if (port := link.upstream_local_port) is not None}
-
-    async def wait_for_links(self, count: int, within: float = 5.0) -> None:
-        """Wait until exactly `count` client connections are open."""
-        async with asyncio.timeout(within):
-            while len(self._links) != count:  # noqa: ASYNC110 - no event for link changes
-                await asyncio.sleep(0.005)
 
     # -- faults ---------------------------------------------------------------------
 
@@ -182,6 +182,24 @@ class TcpProxy:
             self._hang()
         else:
             self._trigger = _StallTrigger(when_sent, forward_trigger)
+
+    async def sever(self) -> int:
+        """Drop the upstream half of every live connection, telling the client nothing.
+
+        The upstream sees its connection closed; the client's stays open and
+        silent until the client sends, which is answered with a reset. Returns
+        how many connections were severed.
+        """
+        severed = [link for link in self._links if link.upstream_writer and not link.severed]
+        for link in severed:
+            link.severed = True
+            if link.to_client is not None:
+                link.to_client.cancel()
+            assert link.upstream_writer is not None
+            link.upstream_writer.close()
+        await asyncio.gather(*(link.to_client for link in severed if link.to_client),
+                             return_exceptions=True)
+        return len(severed)
 
     def delay(self, seconds: float) -> None:
         """Hold every chunk forwarded from now on for `seconds` (0 removes the delay)."""
@@ -214,8 +232,8 @@ class TcpProxy:
         for link in links:
             link.close()
             tasks.extend(link.tasks)
-        # The pumps notice the closed transports and finish; wait for them so a
-        # cut is complete (the peers have seen the close) when this returns.
+        # Wait for the pumps, so a cut is complete (the peers' sockets are
+        # closed) when this returns.
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -237,19 +255,24 @@ class TcpProxy:
                 await self._swallow(reader)
                 return
             try:
-                link.upstream_reader, link.upstream_writer = await asyncio.open_connection(
+                upstream_reader, link.upstream_writer = await asyncio.open_connection(
                     self.upstream_host, self.upstream_port
                 )
             except OSError:
                 return
             upstream_socket = link.upstream_writer.get_extra_info("socket")
             upstream_socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            link.tasks.extend([
-                asyncio.ensure_future(self._pump(link, reader, link.upstream_writer, True)),
-                asyncio.ensure_future(self._pump(link, link.upstream_reader, writer, False)),
-            ])
-            # Either direction ending (EOF, error, cut) ends the link.
+            link.to_upstream = asyncio.ensure_future(
+                self._pump(link, reader, link.upstream_writer, to_upstream=True)
+            )
+            link.to_client = asyncio.ensure_future(
+                self._pump(link, upstream_reader, writer, to_upstream=False)
+            )
+            # Either direction ending (EOF, error, cut) ends the link; once severed,
+            # only the client's next send (or its close) does.
             await asyncio.wait(link.tasks, return_when=asyncio.FIRST_COMPLETED)
+            if link.severed:
+                await asyncio.wait([link.to_upstream])
         finally:
             link.close()
             for task in link.tasks:
@@ -268,6 +291,7 @@ class TcpProxy:
         link: _Link,
         source: asyncio.StreamReader,
         sink: asyncio.StreamWriter,
+        *,
         to_upstream: bool,
     ) -> None:
         """Copy one direction, each chunk held for the delay in force when it arrived."""
@@ -277,6 +301,9 @@ class TcpProxy:
         try:
             with contextlib.suppress(OSError):
                 while data := await source.read(CHUNK_BYTES):
+                    if link.severed:
+                        link.reset_client()
+                        return
                     if self._hung:
                         link.broken = True
                         continue

@@ -94,7 +94,9 @@ class ChatServices:
             presence=presence,
             typing=typing,
             conversations=ConversationService(storage, fanout, access, presence, typing),
-            messages=MessageService(storage, fanout, access, typing, clock, metrics),
+            messages=MessageService(
+                storage, fanout, access, typing, clock, metrics, settings.db_timeout_ms / 1000
+            ),
             receipts=ReceiptService(storage, fanout, access, clock),
             reactions=ReactionService(storage, fanout, access, clock),
             message_limiter=RateLimiter(settings.rate_limit_messages, clock),

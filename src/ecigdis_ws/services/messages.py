@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import OrderedDict
 
 from ecigdis_ws.clock import Clock
-from ecigdis_ws.domain import Actor, ClientMessageId, SendResult
+from ecigdis_ws.domain import Actor, ClientMessageId, SendResult, UserId
+from ecigdis_ws.errors import StorageUnavailable
 from ecigdis_ws.fanout.base import Fanout, conversation_room
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.access import AccessPolicy
 from ecigdis_ws.services.typing import TypingService
 from ecigdis_ws.storage.base import Storage
+
+# Sends whose store failed in a way that may still have committed, remembered so
+# that the client's retry fans the message out if it did; oldest forgotten first.
+UNCERTAIN_SENDS_KEPT = 10_000
 
 
 class MessageService:
@@ -22,7 +29,10 @@ class MessageService:
         typing: TypingService,
         clock: Clock,
         metrics: Metrics,
+        deadline_s: float,
     ) -> None:
+        self._deadline_s = deadline_s
+        self._uncertain: OrderedDict[tuple[UserId, str], None] = OrderedDict()
         self._storage = storage
         self._fanout = fanout
         self._access = access
@@ -34,17 +44,28 @@ class MessageService:
         self, actor: Actor, conversation_id: int, text: str, client_message_id: ClientMessageId
     ) -> SendResult:
         received = time.perf_counter()
-        await self._access.require_member(conversation_id, actor.user_id)
-        result = await self._storage.store_message(
-            conversation_id,
-            actor.user_id,
-            actor.name,
-            str(client_message_id),
-            text,
-            int(self._clock.now() * 1000),
-        )
-        if result.duplicate:
-            return result
+        key = (actor.user_id, str(client_message_id))
+        try:
+            # One deadline (DB_TIMEOUT_MS) for the whole send, not one per query.
+            async with asyncio.timeout(self._deadline_s):
+                await self._access.require_member(conversation_id, actor.user_id)
+                result = await self._storage.store_message(
+                    conversation_id,
+                    actor.user_id,
+                    actor.name,
+                    key[1],
+                    text,
+                    int(self._clock.now() * 1000),
+                )
+        except (StorageUnavailable, TimeoutError) as exc:
+            # The COMMIT may have reached the database with its answer lost.
+            self._remember_uncertain(key)
+            raise StorageUnavailable("message not confirmed stored") from exc
+        if result.duplicate and key not in self._uncertain:
+            return result  # the first send announced it already
+        # (A duplicate of an attempt that answered UNAVAILABLE was stored but never
+        # announced: this retry is the first to learn it, and announces it.)
+        self._uncertain.pop(key, None)
         self._metrics.messages_stored.inc()
         await self._fanout.emit(
             "message:new",
@@ -55,3 +76,9 @@ class MessageService:
         self._metrics.send_latency.observe(time.perf_counter() - received)
         await self._typing.end(actor, conversation_id)
         return result
+
+    def _remember_uncertain(self, key: tuple[UserId, str]) -> None:
+        self._uncertain[key] = None
+        self._uncertain.move_to_end(key)
+        while len(self._uncertain) > UNCERTAIN_SENDS_KEPT:
+            self._uncertain.popitem(last=False)
