@@ -131,7 +131,9 @@ return 1
 # runs atomically; returns their users who are connected on no live node.
 _HEARTBEAT = _LIVE_NODES + """
 local leaving = ARGV[3] == ''
-local mine = redis.call('EXISTS', ARGV[4] .. ARGV[1])
+-- Whether Redis still knew this node: its lease, which only heartbeats write
+-- (a join after an empty restart recreates the node's hash, not its lease).
+local mine = redis.call('ZSCORE', KEYS[1], ARGV[1]) and 1 or 0
 if leaving then
   redis.call('ZREM', KEYS[1], ARGV[1])
 else

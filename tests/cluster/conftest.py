@@ -1,0 +1,376 @@
+"""Several real `ecigdis-ws serve` processes sharing one SQLite file and one Redis.
+
+The shared Redis is TEST_REDIS_URL (default redis://127.0.0.1:6379/0). Every
+cluster gets its own REDIS_KEY_PREFIX, so clusters never hear each other, and the
+keys under that prefix are deleted when it stops. Tests that stop Redis, or need
+a password or a sentinel, start a private `redis-server` on a free port.
+Without a reachable Redis (or a `redis-server` binary) these tests skip with a
+message, except under CI (CI=true), where that is a failure.
+
+Timers are short, because these are real processes on real clocks: see TIMERS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import jwt
+import pytest
+import pytest_asyncio
+import redis
+
+from ecigdis_ws.settings import load_settings
+from ecigdis_ws.storage.factory import open_storage
+from tests.support import ChatClient
+
+SCRIPT = Path(sys.executable).parent / "ecigdis-ws"
+REDIS_SERVER = "redis-server"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+SECRET = "cluster-test-secret-that-is-long-enough-for-production"
+
+GRACE_MS = 300
+TTL_MS = 3000
+TYPING_MS = 1500
+TIMERS = {
+    "PRESENCE_GRACE_MS": str(GRACE_MS),
+    "PRESENCE_TTL_MS": str(TTL_MS),
+    "TYPING_TIMEOUT_MS": str(TYPING_MS),
+}
+# A heartbeat renews a node's lease this often (PresenceService.HEARTBEATS_PER_TTL).
+HEARTBEAT_S = TTL_MS / 1000 / 3
+
+NODE_UP_TIMEOUT_S = 15.0
+NODE_KILL_TIMEOUT_S = 5.0
+REDIS_UP_TIMEOUT_S = 5.0
+COMMAND_TIMEOUT_S = 30.0
+CLIENT_CLOSE_TIMEOUT_S = 2.0
+POLL_S = 0.05
+
+def unavailable(reason: str) -> NoReturn:
+    message = f"{reason}; the cluster tests need Redis and redis-server"
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def get_json(url: str, timeout_s: float = 2.0) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def wait_until(condition: Callable[[], bool], within: float) -> None:
+    """Poll state that has no event to wait on (a log file, /health), blocking."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not true within {within} s: {condition}")
+        time.sleep(POLL_S)
+
+
+def delete_prefix(url: str, prefix: str) -> None:
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=500))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+# -- Redis -----------------------------------------------------------------------------
+
+
+class RedisServer:
+    """A private `redis-server` without persistence, which a test may stop and restart
+    on the same port."""
+
+    def __init__(self, workdir: Path, *args: str, config: Path | None = None) -> None:
+        if shutil.which(REDIS_SERVER) is None:
+            unavailable(f"{REDIS_SERVER} is not on PATH")
+        self.port = free_port()
+        self.workdir = workdir
+        self.args = args
+        self.config = config
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / f"redis-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        config = [str(self.config)] if self.config is not None else []
+        command = [REDIS_SERVER, *config, "--port", str(self.port), "--bind", "127.0.0.1",
+                   "--save", "", "--appendonly", "no", "--daemonize", "no",
+                   "--dir", str(self.workdir), *self.args]
+        with self.log_path.open("a", encoding="utf-8") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + REDIS_UP_TIMEOUT_S
+        while not self.answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"redis-server did not start: {self.log_path.read_text()}")
+            time.sleep(POLL_S)
+
+    def answers(self) -> bool:
+        """True once the port accepts connections (a password may still be required)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                reply = sock.recv(64)
+        except OSError:
+            return False
+        return reply.startswith((b"+PONG", b"-NOAUTH"))
+
+    def stop(self) -> None:
+        """Stop at once, as a crash would (no persistence to lose)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=NODE_KILL_TIMEOUT_S)
+        self.process = None
+
+
+@pytest.fixture(scope="session")
+def shared_redis_url() -> str:
+    url = os.environ.get("TEST_REDIS_URL", DEFAULT_REDIS_URL)
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        unavailable(f"Redis at {url} is not reachable ({exc}); set TEST_REDIS_URL")
+    finally:
+        client.close()
+    return url
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# -- server nodes ----------------------------------------------------------------------
+
+
+class Node:
+    """One `ecigdis-ws serve` process; its stderr goes to a log file."""
+
+    def __init__(self, server_id: str, port: int, process: subprocess.Popen[bytes],
+                 log_path: Path) -> None:
+        self.server_id = server_id
+        self.port = port
+        self.process = process
+        self.log_path = log_path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        return get_json(f"{self.url}/health")
+
+    async def health_async(self) -> tuple[int, dict[str, Any]]:
+        return await asyncio.to_thread(self.health)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as when a machine dies."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=NODE_KILL_TIMEOUT_S)
+
+    def wait_healthy(self, within: float = NODE_UP_TIMEOUT_S) -> float:
+        """Wait until /health is 200 with Redis connected; return the seconds it took."""
+        started = time.monotonic()
+        last: object = "no answer"
+        while True:
+            if self.process.poll() is not None:
+                pytest.fail(f"{self.server_id} exited {self.process.returncode}:\n{self.log()}")
+            try:
+                status, body = self.health()
+                if status == 200 and body.get("redis") == "connected":
+                    return time.monotonic() - started
+                last = (status, body)
+            except OSError as exc:
+                last = exc
+            if time.monotonic() - started > within:
+                pytest.fail(f"{self.server_id} not healthy within {within} s ({last}):\n"
+                            f"{self.log()}")
+            time.sleep(POLL_S)
+
+    async def wait_healthy_async(self, within: float = NODE_UP_TIMEOUT_S) -> float:
+        return await asyncio.to_thread(self.wait_healthy, within)
+
+
+class Cluster:
+    """Nodes sharing one SQLite database (WAL) and one Redis key prefix."""
+
+    def __init__(
+        self, workdir: Path, redis_url: str, keys_url: str | None = None, **env: str
+    ) -> None:
+        self.workdir = workdir
+        self.redis_url = redis_url
+        self.keys_url = keys_url or redis_url  # where the keys are (not a sentinel URL)
+        self.prefix = f"cluster-test-{secrets.token_hex(4)}"
+        self.database_url = f"sqlite:///{workdir / 'chat.db'}"
+        self.extra_env = env
+        self.nodes: list[Node] = []
+        self.clients: list[ChatClient] = []
+        self.migrate()
+
+    @property
+    def channel(self) -> str:
+        return f"{self.prefix}:fanout"
+
+    def env(self, **overrides: str | None) -> dict[str, str]:
+        """The environment of a node (or a CLI command); an override of None removes."""
+        env: dict[str, str | None] = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.workdir),
+            "LANG": "C.UTF-8",
+            "PYTHONIOENCODING": "utf-8",
+            "NODE_ENV": "test",
+            "LOG_LEVEL": "info",
+            "DATABASE_URL": self.database_url,
+            "MIGRATE_ON_START": "false",
+            "JWT_SECRET": SECRET,
+            "REDIS_URL": self.redis_url,
+            "REDIS_KEY_PREFIX": self.prefix,
+            "RATE_LIMIT_EVENTS": "0",
+            "RATE_LIMIT_MESSAGES": "0",
+            **TIMERS,
+            **self.extra_env,
+            **overrides,
+        }
+        return {name: value for name, value in env.items() if value is not None}
+
+    def migrate(self) -> None:
+        result = subprocess.run([str(SCRIPT), "migrate"], cwd=self.workdir, env=self.env(),
+                                capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S,
+                                check=False)
+        assert result.returncode == 0, result.stderr
+
+    def launch(self, server_id: str, **env: str | None) -> Node:
+        """Start a node without waiting for it."""
+        port = free_port()
+        log_path = self.workdir / f"{server_id}.stderr"
+        with log_path.open("w", encoding="utf-8") as log:
+            process = subprocess.Popen(
+                [str(SCRIPT), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                cwd=self.workdir, env=self.env(SERVER_ID=server_id, **env),
+                stdout=subprocess.DEVNULL, stderr=log,
+            )
+        node = Node(server_id, port, process, log_path)
+        self.nodes.append(node)
+        return node
+
+    def start(self, *server_ids: str, **env: str | None) -> list[Node]:
+        """Start nodes side by side; return them once every one is healthy."""
+        nodes = [self.launch(server_id, **env) for server_id in server_ids]
+        for node in nodes:
+            node.wait_healthy()
+        return nodes
+
+    def token(self, user_id: int, name: str | None = None, ttl_s: int = 600) -> str:
+        claims = {"userId": user_id, "name": name or f"user{user_id}",
+                  "exp": int(time.time()) + ttl_s}
+        return jwt.encode(claims, SECRET, algorithm="HS256")
+
+    async def client(self, node: Node, user_id: int, name: str | None = None) -> ChatClient:
+        """A socket on `node`, authenticated in the handshake as `user_id`."""
+        client = ChatClient(node.url)
+        self.clients.append(client)
+        await client.connect(token=self.token(user_id, name))
+        await client.wait_for("authenticated")
+        return client
+
+    async def conversation(self, *members: int, title: str = "cluster") -> int:
+        settings = load_settings(self.env(), dotenv_path=None)
+        storage = await open_storage(settings)
+        try:
+            return await storage.create_conversation(title, list(members),
+                                                     int(time.time() * 1000))
+        finally:
+            await storage.close()
+
+    async def close_clients(self) -> None:
+        clients, self.clients = self.clients, []
+        for client in clients:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(CLIENT_CLOSE_TIMEOUT_S):
+                    await client.close()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            with contextlib.suppress(Exception):
+                node.kill()
+
+    def clean_redis(self) -> None:
+        with contextlib.suppress(redis.RedisError):
+            delete_prefix(self.keys_url, self.prefix)
+
+
+@contextlib.asynccontextmanager
+async def cluster_on(
+    workdir: Path, redis_url: str, keys_url: str | None = None, **env: str
+) -> AsyncIterator[Cluster]:
+    """A cluster whose nodes, clients and Redis keys are gone afterwards."""
+    cluster = Cluster(workdir, redis_url, keys_url, **env)
+    try:
+        yield cluster
+    finally:
+        await cluster.close_clients()
+        cluster.stop()
+        cluster.clean_redis()
+
+
+@pytest_asyncio.fixture
+async def cluster(tmp_path: Path, shared_redis_url: str) -> AsyncIterator[Cluster]:
+    """A cluster of this test's own on the shared Redis, with no node started yet."""
+    async with cluster_on(tmp_path, shared_redis_url) as running:
+        yield running
+
+
+@pytest.fixture
+def pair(cluster: Cluster) -> Cluster:
+    """Nodes "A" and "B" on the shared Redis."""
+    cluster.start("A", "B")
+    return cluster
+
+
+@pytest.fixture
+def trio(cluster: Cluster) -> Cluster:
+    """Nodes "A", "B" and "C" on the shared Redis."""
+    cluster.start("A", "B", "C")
+    return cluster
