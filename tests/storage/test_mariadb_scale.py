@@ -34,9 +34,9 @@ from ecigdis_ws.domain import UserId
 from ecigdis_ws.settings import Settings, load_settings
 from ecigdis_ws.storage.engine import Cursorish, Dialect, Engine, Params, Row
 from ecigdis_ws.storage.factory import open_storage
-from ecigdis_ws.storage.migrations import MIGRATIONS
 from ecigdis_ws.storage.mariadb import MariaDbTarget
 from ecigdis_ws.storage.mariadb import _mysql as mysql_placeholders
+from ecigdis_ws.storage.migrations import MIGRATIONS
 from ecigdis_ws.storage.sql import SqlStorage
 from tests.backends import connect, unique_prefix
 

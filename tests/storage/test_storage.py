@@ -34,7 +34,7 @@ async def test_migrate_applies_every_version_and_leaves_nothing_pending(
     fresh = await open_unmigrated()
     assert await fresh.migrate() == ALL_VERSIONS
     assert await fresh.pending_migrations() == []
-    assert LATEST_VERSION == ALL_VERSIONS[-1]
+    assert ALL_VERSIONS[-1] == LATEST_VERSION
 
 
 async def test_second_migrate_applies_nothing_and_keeps_data(storage: Storage) -> None:
