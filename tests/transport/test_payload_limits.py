@@ -9,6 +9,7 @@ import resource
 import aiohttp
 import pytest
 
+from ecigdis_ws.transport.limits import MAX_PACKETS_PER_POST
 from tests.support import RunningServer
 
 BOMB_BYTES = 64 * 1024 * 1024  # what the gzip body would inflate to
@@ -64,9 +65,10 @@ async def test_oversized_polling_body_gets_413_and_its_session_is_closed(
 async def test_polling_body_of_too_many_packets_gets_400(server: RunningServer) -> None:
     async with aiohttp.ClientSession() as http:
         sid = await polling_session(http, server)
-        status, text = await post(http, server, sid, b"\x1e".join([b"3"] * 17))
+        too_many = b"\x1e".join([b"3"] * (MAX_PACKETS_PER_POST + 1))
+        status, text = await post(http, server, sid, too_many)
         assert status == 400 and "packets" in text
-        status, _ = await post(http, server, sid, b"\x1e".join([b"3"] * 16))
+        status, _ = await post(http, server, sid, b"\x1e".join([b"3"] * MAX_PACKETS_PER_POST))
         assert status == 200
 
 

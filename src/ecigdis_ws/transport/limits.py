@@ -16,8 +16,10 @@ from aiohttp.typedefs import Handler, Middleware
 
 from ecigdis_ws.transport.origins import SOCKET_IO_PATH
 
-# python-engineio decodes at most this many packets from one POST.
-MAX_PACKETS_PER_POST = 16
+# Packets in one polling POST: socket.io-client sends all it buffered at once,
+# so this is generous (bytes are bounded by MAX_PAYLOAD_BYTES, events by the
+# rate limit); python-engineio is set to decode as many (transport/server.py).
+MAX_PACKETS_PER_POST = 128
 POLL_BODY = web.RequestKey("poll_body", bytes)
 
 

@@ -4,9 +4,37 @@ from __future__ import annotations
 
 from typing import Any
 
+import engineio.payload
 import socketio
 
-from ecigdis_ws.transport.limits import POLL_BODY, BufferedBody
+from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.transport.limits import MAX_PACKETS_PER_POST, POLL_BODY, BufferedBody
+
+log = get_logger(__name__)
+
+
+# Names the Socket.IO protocol reserves, which a client may never send as an
+# event (socket.io-parser refuses them); python-socketio would hand a client's
+# "connect" or "disconnect" to the server's own lifecycle handlers. "*" is
+# python-socketio's catch-all.
+RESERVED_EVENTS = frozenset({
+    "connect", "connect_error", "disconnect", "disconnecting", "newListener",
+    "removeListener", "*",
+})
+# A polling client sends everything it buffered in one POST; socket.io-client
+# has no cap, so this only guards against absurd batches (bytes are capped by
+# MAX_PAYLOAD_BYTES, events by the rate limit).
+engineio.payload.Payload.max_decode_packets = MAX_PACKETS_PER_POST
+
+
+def well_formed_event(data: Any) -> bool:
+    """[name, ...args] with a name a client may use."""
+    return (
+        isinstance(data, list)
+        and len(data) >= 1
+        and isinstance(data[0], str)
+        and data[0] not in RESERVED_EVENTS
+    )
 
 
 class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
@@ -33,6 +61,26 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         socket = self.eio.sockets.get(eio_sid)
         if socket is not None:
             await socket.close(wait=False, abort=True, reason=self.eio.reason.TRANSPORT_ERROR)
+            if socket.upgraded:
+                socket.queue.put_nowait(None)  # the websocket writer closes on it
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        """A packet that does not decode closes its connection, as socket.io-parser
+        does in Node; without this the client would wait for an ack for ever."""
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+            log.warning("closing a connection that sent a malformed packet",
+                        reason=type(exc).__name__)
+            await self.drop_session(eio_sid)
+
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any,
+                            data: Any) -> None:
+        if not well_formed_event(data):
+            log.warning("closing a connection that sent a malformed or reserved event")
+            await self.drop_session(eio_sid)
+            return
+        await super()._handle_event(eio_sid, namespace, id, data)
 
     def start_manager(self) -> None:
         """Start the client manager (the Redis listener) now, not on the first

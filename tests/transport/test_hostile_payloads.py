@@ -1,0 +1,772 @@
+"""Hostile payloads: arbitrary JSON on every client event never breaks a handler.
+
+Hypothesis drives one real server per backend for all its examples: the property
+runs in a worker thread and hands each example to the test's event loop, so
+whatever one example leaves behind (a dead socket, a stuck room, a half-written
+row) shows up in the examples after it and in the checks at the end.
+
+The property, for every client event and an unknown one, with or without an ack:
+the ack is `{ ok: true, ... }` or `{ ok: false, error: { code, message } }` with a
+code PROTOCOL.md lists and this event can give (never INTERNAL: that is a handler
+that raised), failures also come as one `error` event, the socket stays connected
+and authenticated, and a bystander in the same conversations keeps receiving.
+Every text acknowledged `sent` is stored byte for byte, SQL, HTML, RTL overrides
+and NUL bytes included, and the tables the SQL names are still there.
+
+Event names python-socketio dispatches specially (`connect`, `disconnect`, `*`)
+and packets no client library would send are tested apart at the end: the server
+closes such a connection, as Node's socket.io-parser does, and the session it
+held goes with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import aiohttp
+import jwt
+import pytest
+import socketio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ecigdis_ws.errors import ErrorCode
+from ecigdis_ws.transport.socket_events import CLIENT_EVENTS
+from ecigdis_ws.transport.validation import MAX_ID
+from tests.support import WAIT_S, ChatClient, RunningServer
+
+ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
+Json = Any
+
+ACTOR, OBSERVER, BYSTANDER = 1, 2, 3
+MAX_TEXT = 4000  # MAX_MESSAGE_LENGTH's default, which these servers keep
+# Below MAX_PAYLOAD_BYTES (65536): a bigger packet closes the socket, by design.
+MAX_WIRE_BYTES = 60_000
+EXAMPLES = {"sqlite": 1000, "mariadb": 500}
+UNKNOWN = "unknown event"
+
+PROTOCOL_CODES = frozenset(code.value for code in ErrorCode)
+_CONVERSATION_CODES = frozenset({"INVALID_PAYLOAD", "FORBIDDEN"})
+_MESSAGE_CODES = _CONVERSATION_CODES | {"NOT_FOUND"}
+# What each event may answer here (rate limits off, database up, the actor's token
+# fresh and the clock still). Anything else, INTERNAL above all, is a bug.
+EXPECTED_CODES: dict[str, frozenset[str]] = {
+    "authenticate": frozenset({"AUTH_FAILED", "INVALID_PAYLOAD"}),
+    "conversation:join": _CONVERSATION_CODES,
+    "conversation:leave": _CONVERSATION_CODES,
+    "message:send": _CONVERSATION_CODES,
+    "typing:start": _CONVERSATION_CODES,
+    "typing:stop": _CONVERSATION_CODES,
+    "message:read": _MESSAGE_CODES,
+    "message:react": _MESSAGE_CODES,
+    "presence:request": _CONVERSATION_CODES,
+    UNKNOWN: frozenset({"INVALID_PAYLOAD"}),
+}
+assert set(EXPECTED_CODES) == {*CLIENT_EVENTS, UNKNOWN}
+
+# Names python-socketio routes to the connect/disconnect handlers or to the
+# catch-all itself, and the ones Node's socket.io-parser refuses outright.
+RESERVED_NAMES = frozenset({
+    "connect", "connect_error", "disconnect", "disconnecting", "newListener",
+    "removeListener", "*",
+})
+
+# -- hostile text -----------------------------------------------------------------
+
+SQL = (
+    "'; DROP TABLE chat_messages; --",
+    '"; DROP TABLE chat_messages; --',
+    "1; DELETE FROM chat_members",
+    "' OR '1'='1",
+    "1 OR 1=1",
+    "'); DROP TABLE chat_users; --",
+    "%' UNION SELECT id, name FROM chat_users --",
+    "\\'; DROP TABLE chat_reactions; --",
+)
+HTML = (
+    "<script>alert(1)</script>",
+    "<img src=x onerror=alert(1)>",
+    '"><svg onload=alert(1)>',
+    "javascript:alert(1)",
+    "&lt;b&gt;&amp;",
+    "{{constructor.constructor('alert(1)')()}}",
+)
+CONTROL = (
+    "\x00", "a\x00b", "\x00" * 8, "\u202e", "\u202egnp.exe", "\u200b", "\ufeff",
+    "\r\n", "\t", "\x1b[31mred", "\u2028\u2029", "\x7f",
+)
+UNICODE = (
+    "é", "e\u0301", "👍", "👩‍👩‍👧‍👦", "🏳️‍🌈", "\U0010ffff", "中文", "עברית", "\ufffd",
+    "ﷺ", "\uff11\uff12\uff13",  # fullwidth digits
+)
+SURROGATES = ("\ud800", "\udfff", "a\udc00b", "\ud83d")  # lone: not valid Unicode
+OTHER = (" ", "a", "'", '"', "\\", "%s", "%n", "${x}", "null", "undefined", "NaN", "-0")
+SAMPLES = SQL + HTML + CONTROL + UNICODE + SURROGATES + OTHER
+
+BIG_INTS = (2**70, -(2**70), 2**64, 2**63, MAX_ID, -(2**63), -(2**63) - 1, 0, -1, 1)
+FIELD_NAMES = (
+    "token", "conversationId", "messageId", "text", "emoji", "since", "userId",
+    "senderName", "__proto__", "constructor", "toString", "",
+)
+
+fragment_text = st.lists(st.sampled_from(SAMPLES), min_size=1, max_size=6).map("".join)
+short_text = st.one_of(st.sampled_from(SAMPLES), fragment_text, st.text(max_size=30))
+# Around MAX_MESSAGE_LENGTH, of characters that take 1 to 12 bytes on the wire.
+long_text = st.builds(
+    lambda length, char: char * length,
+    st.sampled_from([MAX_TEXT - 1, MAX_TEXT, MAX_TEXT + 1, MAX_TEXT + 100]),
+    st.sampled_from(["x", "é", "👍", "\u202e", "\x00", "<", "'", " "]),
+)
+hostile_text = st.one_of(short_text, long_text)
+
+
+
+def json_values(binary: bool) -> st.SearchStrategy[Json]:
+    """Anything JSON can say, nested; with bytes where Socket.IO can carry them."""
+    leaf = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.sampled_from(BIG_INTS),
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),  # NaN and inf are not JSON
+        short_text,
+        *([st.binary(max_size=8)] if binary else []),  # a Socket.IO binary attachment
+    )
+    key = st.one_of(st.sampled_from(FIELD_NAMES), short_text)
+    return st.recursive(
+        leaf,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4), st.dictionaries(key, inner, max_size=4)
+        ),
+        max_leaves=10,
+    )
+
+
+json_value = json_values(binary=True)
+plain_json_value = json_values(binary=False)  # a CONNECT packet cannot be binary
+# Fields a payload should not have; a userId or senderName never changes the sender.
+extra_fields = {
+    "userId": st.one_of(st.sampled_from([OBSERVER, str(OBSERVER)]), json_value),
+    "senderName": json_value,
+    "__proto__": json_value,
+}
+
+unknown_names = st.one_of(
+    st.sampled_from([
+        "bogus:event", "message:new", "message:ack", "user:online", "error", "message",
+        "MESSAGE:SEND", "message:send ", " authenticate", "conversation:join\x00",
+        "__proto__", "constructor", "hasOwnProperty", "", "\ud800", "x" * 500,
+    ]),
+    st.text(max_size=40),
+).filter(lambda name: name not in CLIENT_EVENTS and name not in RESERVED_NAMES)
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """One client event: its name, its arguments (maybe none, maybe several), ack or not."""
+
+    event: str
+    args: tuple[Json, ...]
+    ack: bool
+
+    @property
+    def kind(self) -> str:
+        return self.event if self.event in CLIENT_EVENTS else UNKNOWN
+
+
+def _encodable(value: object) -> bool:
+    try:
+        str(value).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def wire_bytes(args: tuple[Json, ...]) -> int:
+    """About what python-socketio's client puts on the wire (ASCII-escaped JSON)."""
+    return len(json.dumps(list(args), separators=(",", ":"), default=lambda b: "x" * len(b)))
+
+
+# -- the world the examples play in -----------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class World:
+    home: int  # actor, observer and bystander are members
+    second: int  # actor and observer are members
+    foreign: int  # the observer's: the actor is no member
+    message_home: int
+    message_second: int
+    message_foreign: int
+    tokens: tuple[str, ...]
+
+
+def unsigned_token(claims: dict[str, Any]) -> str:
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+def tokens_for(server: RunningServer) -> tuple[str, ...]:
+    name = f"user{ACTOR}"  # as the actor connected: a fresh token keeps the sender's name
+    own = server.token(ACTOR, name)
+    now = int(server.clock.now())
+    claims = {"sub": str(ACTOR), "userId": ACTOR, "name": name, "exp": now + 3600}
+    return (
+        own,  # a fresh token for the same user extends the session: ok
+        server.token(OBSERVER, "observer"),  # another user: AUTH_FAILED
+        server.token(ACTOR, name, ttl_s=-3600),  # expired
+        jwt.encode(claims, "not-the-secret-but-long-enough-for-hs256!!", algorithm="HS256"),
+        unsigned_token(claims),
+        own[:-4] + "AAAA",  # signature changed
+        own + "x",
+        "Bearer " + own,
+        "a.b.c",
+        own * 4,  # over 8 KiB
+    )
+
+
+def calls(world: World) -> st.SearchStrategy[Call]:
+    """Every event with the right shape and hostile values, or with anything at all."""
+    conversation = st.one_of(
+        st.sampled_from([
+            world.home, world.home, world.second, str(world.home), world.foreign, 999_999,
+            MAX_ID, MAX_ID + 1, 0, -world.home, float(world.home), True, " 1", "\uff11", "0x1",
+        ]),
+        json_value,
+    )
+    server_message = st.one_of(
+        st.sampled_from([
+            world.message_home, world.message_home, str(world.message_home),
+            world.message_second, world.message_foreign, 10**12, 0, -1,
+            float(world.message_home), MAX_ID + 1,
+        ]),
+        json_value,
+    )
+    client_message = st.one_of(
+        st.uuids().map(str),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.sampled_from(["x" * 64, "x" * 65, "", 1.5, 5.0, 1e20, -0.0]),
+        short_text,
+        json_value,
+    )
+    since = st.one_of(st.sampled_from([0, world.message_home, 10**12, -1, MAX_ID + 1, "0"]),
+                      json_value)
+    emoji = st.one_of(
+        st.sampled_from(["👍", "❤️", "👩‍👩‍👧‍👦", "🏳️‍🌈", "x" * 32, "x" * 33, " ", "", "\ud83d",
+                         "\x00", "<b>"]),
+        short_text,
+        json_value,
+    )
+    token = st.one_of(st.sampled_from(world.tokens), short_text, json_value)
+
+    def shaped(
+        required: dict[str, st.SearchStrategy[Json]],
+        optional: dict[str, st.SearchStrategy[Json]] | None = None,
+    ) -> st.SearchStrategy[dict[str, Json]]:
+        return st.fixed_dictionaries(required, optional={**(optional or {}), **extra_fields})
+
+    # Anything in every field.
+    loose: dict[str, st.SearchStrategy[Json]] = {
+        "authenticate": shaped({"token": token}),
+        "conversation:join": shaped({"conversationId": conversation}, {"since": since}),
+        "conversation:leave": shaped({"conversationId": conversation}),
+        "message:send": shaped({"conversationId": conversation, "text": hostile_text,
+                                "messageId": client_message}),
+        "typing:start": shaped({"conversationId": conversation}),
+        "typing:stop": shaped({"conversationId": conversation}),
+        "message:read": shaped({"conversationId": conversation, "messageId": server_message}),
+        "message:react": shaped({"conversationId": conversation, "messageId": server_message,
+                                 "emoji": emoji}),
+        "presence:request": shaped({}, {"conversationId": conversation}),
+    }
+    # Ids that exist (the actor's conversations, or not), hostile text: so the
+    # examples get past validation to access checks, lookups and the database.
+    known_conversation = st.sampled_from([
+        world.home, world.home, world.second, str(world.home), world.foreign, 999_999, MAX_ID,
+    ])
+    # (conversation, message): found, found, not in that conversation, not a member, none.
+    pairs = st.sampled_from([
+        (world.home, world.message_home), (world.second, str(world.message_second)),
+        (world.home, world.message_second), (world.foreign, world.message_foreign),
+        (world.home, 10**12),
+    ])
+    at = {"conversationId": known_conversation}
+
+    def on_message(fields: dict[str, Json], pair: tuple[int, int | str]) -> dict[str, Json]:
+        return {**fields, "conversationId": pair[0], "messageId": pair[1]}
+
+    tight: dict[str, st.SearchStrategy[Json]] = {
+        "authenticate": shaped({"token": st.sampled_from(world.tokens)}),
+        "conversation:join": shaped(at, {"since": st.sampled_from([0, world.message_home])}),
+        "conversation:leave": shaped(at),
+        "message:send": shaped({
+            "conversationId": st.sampled_from([world.home, world.second, world.foreign]),
+            "text": hostile_text,
+            "messageId": st.one_of(st.uuids().map(str), client_message),
+        }),
+        "typing:start": shaped(at),
+        "typing:stop": shaped(at),
+        "message:read": st.builds(on_message, shaped({}), pairs),
+        "message:react": st.builds(on_message, shaped({"emoji": emoji}), pairs),
+        "presence:request": shaped({}, at),
+    }
+
+    def arguments(event: str) -> st.SearchStrategy[tuple[Json, ...]]:
+        payload = st.one_of(tight[event], tight[event], loose[event])
+        return st.one_of(
+            payload.map(lambda value: (value,)),
+            payload.map(lambda value: (value,)),
+            json_value.map(lambda value: (value,)),
+            st.just(()),
+            st.just((None,)),
+            st.tuples(st.one_of(payload, json_value), json_value),
+        )
+
+    # Hostile text on the right ids, so it reaches the database often.
+    storable = st.fixed_dictionaries({
+        "conversationId": st.sampled_from([world.home, world.second]),
+        "text": hostile_text,
+        "messageId": st.uuids().map(str),
+    })
+    acked = st.sampled_from([True, True, True, False])
+    known = st.sampled_from(CLIENT_EVENTS).flatmap(
+        lambda event: st.builds(Call, st.just(event), arguments(event), acked)
+    )
+    anything = st.one_of(st.just(()), json_value.map(lambda value: (value,)),
+                         st.tuples(json_value, json_value))
+    unknown = st.builds(Call, unknown_names, anything, acked)
+    send = st.builds(Call, st.just("message:send"), storable.map(lambda d: (d,)), st.just(True))
+    return st.one_of(known, known, unknown, send).filter(
+        lambda call: wire_bytes(call.args) < MAX_WIRE_BYTES
+    )
+
+
+# -- checking one call ---------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Ledger:
+    """Every message acknowledged `sent` in this run: server id -> (conversation, text)."""
+
+    sent: dict[int, tuple[int, str]] = dataclasses.field(default_factory=dict)
+    calls: int = 0
+    accepted: int = 0
+    outcomes: Counter[tuple[str, str]] = dataclasses.field(default_factory=Counter)
+
+
+def check_error(call: Call, error: Any) -> str:
+    assert isinstance(error, dict), f"{call}: error is not an object: {error!r}"
+    code, message = error.get("code"), error.get("message")
+    assert isinstance(code, str) and isinstance(message, str), f"{call}: {error!r}"
+    assert code in PROTOCOL_CODES, f"{call}: {code!r} is no PROTOCOL.md code"
+    assert code != ErrorCode.INTERNAL.value, f"{call}: a handler raised: {message}"
+    assert code in EXPECTED_CODES[call.kind], f"{call}: unexpected {code}: {message}"
+    return code
+
+
+def check_success(call: Call, reply: dict[str, Any], world: World, ledger: Ledger) -> None:
+    assert call.kind != UNKNOWN, f"{call}: an unknown event succeeded: {reply!r}"
+    data = call.args[0] if call.args else None
+    if call.event == "authenticate":
+        assert reply["userId"] == ACTOR, f"{call}: the socket changed hands: {reply!r}"
+    elif call.event == "conversation:join":
+        assert reply["conversationId"] in (world.home, world.second), f"{call}: {reply!r}"
+        assert ACTOR in reply["onlineUserIds"], f"{call}: {reply!r}"
+    elif call.event == "message:send":
+        check_sent(call, data, reply, world, ledger)
+    elif call.event == "message:read":
+        assert isinstance(reply["advanced"], bool), f"{call}: {reply!r}"
+    elif call.event == "message:react":
+        assert reply["action"] in ("added", "removed"), f"{call}: {reply!r}"
+    elif call.event == "presence:request":
+        assert reply["count"] == len(reply["users"]) >= 1, f"{call}: {reply!r}"
+
+
+def check_sent(call: Call, data: Any, reply: dict[str, Any], world: World,
+               ledger: Ledger) -> None:
+    # As the server read it: on the wire (JSON, like JavaScript's UTF-16 strings) two
+    # adjacent surrogates are one character, so "\ud83d\udfff" arrives as U+1F7FF.
+    text = json.loads(json.dumps(data["text"]))
+    assert isinstance(text, str) and text.strip() and len(text) <= MAX_TEXT, (
+        f"{call}: text the protocol refuses was accepted"
+    )
+    assert _encodable(text), f"{call}: a lone surrogate was accepted"
+    assert reply["status"] == "sent" and isinstance(reply["id"], int), f"{call}: {reply!r}"
+    assert reply["conversationId"] in (world.home, world.second), f"{call}: {reply!r}"
+    assert reply["messageId"] == data["messageId"], f"{call}: id not echoed: {reply!r}"
+    if reply.get("duplicate"):
+        assert reply["id"] in ledger.sent, f"{call}: duplicate of nothing sent: {reply!r}"
+    else:
+        assert reply["id"] not in ledger.sent, f"{call}: a new message reused an id"
+        ledger.sent[reply["id"]] = (reply["conversationId"], text)
+        ledger.accepted += 1
+
+
+async def perform(call: Call, actor: ChatClient, world: World, ledger: Ledger) -> None:
+    ledger.calls += 1
+    errors_before = len(actor.received("error"))
+    acks_before = len(actor.received("message:ack"))
+    if not call.ack:
+        await actor.sio.emit(call.event, call.args)
+        # One socket's events are handled in order: once this is answered, so was that.
+        ping = await actor.call("presence:request")
+        assert ping["ok"], f"{call}: the socket stopped working: {ping!r}"
+        for error in actor.received("error")[errors_before:]:
+            assert call.kind != UNKNOWN, f"{call}: an unknown event got an error event"
+            assert error["event"] == call.event, f"{call}: {error!r}"
+            check_error(call, error)
+        for ack in actor.received("message:ack")[acks_before:]:  # stored all the same
+            assert call.event == "message:send", f"{call}: {ack!r}"
+            if ack["status"] == "sent":
+                check_sent(call, call.args[0], ack, world, ledger)
+            else:
+                check_error(call, ack["error"])
+        return
+    try:
+        reply = await actor.sio.call(call.event, call.args, timeout=WAIT_S)
+    except TimeoutError:
+        raise AssertionError(
+            f"{call}: no ack within {WAIT_S} s (a handler raised or hung)"
+        ) from None
+    assert isinstance(reply, dict) and isinstance(reply.get("ok"), bool), f"{call}: {reply!r}"
+    new_errors = actor.received("error")[errors_before:]
+    new_acks = actor.received("message:ack")[acks_before:]
+    outcome = "ok" if reply["ok"] else str(reply.get("error", {}).get("code"))
+    ledger.outcomes[call.kind, outcome] += 1
+    if reply["ok"]:
+        check_success(call, reply, world, ledger)
+        assert new_errors == [], f"{call}: succeeded but also sent {new_errors!r}"
+        if call.event == "message:send":
+            assert [ack["status"] for ack in new_acks] == ["sent"], f"{call}: {new_acks!r}"
+        return
+    assert set(reply) == {"ok", "error"}, f"{call}: {reply!r}"
+    code = check_error(call, reply["error"])
+    if call.kind == UNKNOWN:
+        assert new_errors == [], f"{call}: an unknown event got an error event"
+        return
+    assert new_errors == [{**reply["error"], "event": call.event}], f"{call}: {new_errors!r}"
+    if call.event == "message:send":
+        assert [(ack["status"], ack["error"]["code"]) for ack in new_acks] == [("failed", code)]
+
+
+# -- the property ---------------------------------------------------------------------
+
+
+async def seed_world(server: RunningServer) -> World:
+    home = await server.conversation(ACTOR, OBSERVER, BYSTANDER, title="home")
+    second = await server.conversation(ACTOR, OBSERVER, title="second")
+    foreign = await server.conversation(OBSERVER, title="foreign")
+    now_ms = int(server.clock.now() * 1000)
+    store = server.chat.storage.store_message
+    here = await store(home, OBSERVER, "observer", "seed-home", "seed", now_ms)
+    there = await store(second, OBSERVER, "observer", "seed-second", "seed", now_ms)
+    away = await store(foreign, OBSERVER, "observer", "seed-foreign", "seed", now_ms)
+    return World(home, second, foreign, here.message.id, there.message.id, away.message.id,
+                 tokens_for(server))
+
+
+async def joined(server: RunningServer, user: int, *conversations: int) -> ChatClient:
+    client = await server.client(user, f"user{user}")
+    for conversation in conversations:
+        assert (await client.call("conversation:join", {"conversationId": conversation}))["ok"]
+    return client
+
+
+def on_loop(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None]) -> None:
+    """Run one example on the test's event loop, from hypothesis' worker thread."""
+    asyncio.run_coroutine_threadsafe(work, loop).result(timeout=60)
+
+
+HYPOTHESIS = settings(
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                           HealthCheck.data_too_large],
+)
+
+
+def run_examples(
+    loop: asyncio.AbstractEventLoop, world: World, actor: ChatClient, observer: ChatClient,
+    ledger: Ledger, examples: int,
+) -> None:
+    """The hypothesis part, in a worker thread; each example runs on the test's loop."""
+
+    @settings(HYPOTHESIS, max_examples=examples)
+    @given(st.lists(calls(world), min_size=1, max_size=3))
+    def property_holds(batch: list[Call]) -> None:
+        async def example() -> None:
+            for call in batch:
+                await perform(call, actor, world, ledger)
+                assert actor.sio.connected and observer.sio.connected, f"{call}: disconnected"
+
+        on_loop(loop, example())
+
+    property_holds()
+
+
+async def test_hostile_payloads_get_protocol_replies_and_text_is_stored_verbatim(
+    make_server: ServerFactory, backend_name: str
+) -> None:
+    async with make_server(RATE_LIMIT_EVENTS="0", RATE_LIMIT_MESSAGES="0") as server:
+        world = await seed_world(server)
+        observer = await joined(server, OBSERVER, world.home, world.second)
+        actor = await joined(server, ACTOR, world.home, world.second)
+        actor_sid = actor.sio.get_sid()
+        ledger = Ledger()
+
+        await asyncio.to_thread(
+            run_examples, asyncio.get_running_loop(), world, actor, observer, ledger,
+            EXAMPLES[backend_name],
+        )
+
+        # The run did reach the database with hostile text, not only refusals.
+        assert ledger.calls >= EXAMPLES[backend_name]
+        assert {kind for kind, _ in ledger.outcomes} == set(EXPECTED_CODES)
+        assert {kind for kind, outcome in ledger.outcomes if outcome == "ok"} == set(
+            CLIENT_EVENTS
+        ), ledger.outcomes
+        refusals = {outcome for _, outcome in ledger.outcomes}
+        assert {"AUTH_FAILED", "INVALID_PAYLOAD", "FORBIDDEN", "NOT_FOUND"} <= refusals
+        assert ledger.accepted >= 40, f"only {ledger.accepted} messages were accepted"
+        session = server.chat.sessions.get(actor_sid)
+        assert session is not None and session.authenticated
+        assert session.identity is not None and session.identity.user_id == ACTOR
+
+        # Stored exactly as sent, in the conversation acknowledged, nothing else stored.
+        for conversation, seed in ((world.home, world.message_home),
+                                   (world.second, world.message_second)):
+            stored = await server.chat.storage.messages_after(conversation, 0, 100_000)
+            by_id = {message.id: message for message in stored}
+            expected = {i: text for i, (c, text) in ledger.sent.items() if c == conversation}
+            assert set(by_id) == {seed, *expected}
+            for message_id, text in expected.items():
+                message = by_id[message_id]
+                assert message.text.encode("utf-8") == text.encode("utf-8"), message_id
+                assert message.user_id == ACTOR and message.sender_name == f"user{ACTOR}"
+
+        # The SQL in those texts never ran: every table is there, with every row.
+        prefix = server.settings.db_table_prefix
+        engine = server.chat.storage.engine  # type: ignore[attr-defined]
+        for table in ("users", "conversations", "members", "reactions"):
+            assert await engine.fetch_one(f"SELECT COUNT(*) FROM {prefix}{table}") is not None
+        row = await engine.fetch_one(f"SELECT COUNT(*) FROM {prefix}messages")
+        assert row is not None and row[0] == 3 + len(ledger.sent)
+
+        # The observer received every accepted message, text intact.
+        news = await observer.wait_for(
+            "message:new", lambda m: m["id"] in ledger.sent, count=len(ledger.sent)
+        )
+        assert {m["id"]: m["text"] for m in news} == {
+            i: text for i, (_, text) in ledger.sent.items()
+        }
+
+        # And everyone carries on: the actor, and a member who arrives now.
+        bystander = await joined(server, BYSTANDER, world.home)
+        for sender, client_id in ((actor, "after-actor"), (bystander, "after-bystander")):
+            ack = await sender.call("message:send", {
+                "conversationId": world.home, "text": client_id, "messageId": client_id})
+            assert ack["ok"], ack
+        after = await observer.wait_for(
+            "message:new", lambda m: str(m["messageId"]).startswith("after-"), count=2
+        )
+        assert [m["text"] for m in after] == ["after-actor", "after-bystander"]
+
+        errors = server.chat.metrics.as_json().get("ecigdis_ws_errors_total", {})
+        assert errors.get("code=INTERNAL", 0) == 0
+
+
+async def attempt_handshake(server: RunningServer, auth: Json, tokens: tuple[str, ...]) -> str:
+    """Connect with `auth` as the CONNECT packet's data; return what happened."""
+    client = ChatClient(server.url)
+    token = auth.get("token") if isinstance(auth, dict) else None
+    user = ACTOR if token == tokens[0] else OBSERVER if token == tokens[1] else None
+    try:
+        await client.sio.connect(server.url, auth=auth, transports=["websocket"],
+                                 wait_timeout=WAIT_S)
+    except socketio.exceptions.ConnectionError:
+        refusal = client.connect_error
+        assert isinstance(refusal, dict), f"{auth!r}: refused without a reason: {refusal!r}"
+        assert refusal["data"]["code"] == ErrorCode.AUTH_FAILED.value, f"{auth!r}: {refusal!r}"
+        assert token is not None and user is None, f"{auth!r}: a good token refused"
+        return "refused"
+    try:
+        await client.wait_for("connected")
+        if token is None:  # no token at all: connected, not authenticated
+            reply = await client.call("presence:request")
+            assert reply["error"]["code"] == ErrorCode.UNAUTHENTICATED.value, f"{auth!r}"
+            return "anonymous"
+        [who] = await client.wait_for("authenticated")
+        assert user is not None and who["userId"] == user, f"{auth!r}: authenticated {who!r}"
+        return "authenticated"
+    finally:
+        sid = client.sio.get_sid()
+        await client.close()
+        await server.wait_until(lambda: server.chat.sessions.get(sid) is None)
+
+
+@pytest.mark.backends("sqlite")
+async def test_hostile_handshake_auth_connects_or_is_refused_with_auth_failed(
+    make_server: ServerFactory,
+) -> None:
+    """`io(url, { auth })` with anything as `auth`: a valid token authenticates, any
+    other token is refused with AUTH_FAILED, no token connects unauthenticated."""
+    async with make_server(RATE_LIMIT_EVENTS="0", MAX_UNAUTHENTICATED_PER_IP="0") as server:
+        tokens = tokens_for(server)
+        token = st.one_of(st.sampled_from(tokens), short_text, plain_json_value)
+        shaped = st.fixed_dictionaries(
+            {"token": token}, optional={"userId": plain_json_value, "name": plain_json_value}
+        )
+        auth = st.one_of(shaped, shaped, plain_json_value)
+        outcomes: Counter[str] = Counter()
+        loop = asyncio.get_running_loop()
+
+        @settings(HYPOTHESIS, max_examples=300)
+        @given(auth)
+        def property_holds(data: Json) -> None:
+            async def example() -> None:
+                outcomes[await attempt_handshake(server, data, tokens)] += 1
+
+            on_loop(loop, example())
+
+        await asyncio.to_thread(property_holds)
+        assert set(outcomes) == {"refused", "anonymous", "authenticated"}, outcomes
+        await server.advance(60)  # presence grace over
+        assert server.chat.sessions.count == 0 and server.chat.presence.user_count == 0
+
+
+# -- names and packets a client library would not send ----------------------------------
+
+@pytest.mark.backends("sqlite")
+@pytest.mark.parametrize("name", ["connect", "disconnect"])
+async def test_a_reserved_event_name_neither_resets_nor_detaches_the_session(
+    make_server: ServerFactory, name: str
+) -> None:
+    """Node's socket.io-parser refuses these names and closes the connection; answering
+    INVALID_PAYLOAD and carrying on would do too. Either way the session stays whole."""
+    async with make_server(RATE_LIMIT_EVENTS="0") as server:
+        conversation = await server.conversation(ACTOR, OBSERVER)
+        actor = await joined(server, ACTOR, conversation)
+        observer = await joined(server, OBSERVER, conversation)
+        payloads: tuple[Json, ...] = ({}, [1])  # [1]: what on_connect cannot take as environ
+        for payload in payloads:
+            if actor.sio.connected:
+                await actor.sio.emit(name, payload)
+                await asyncio.sleep(0.2)
+        if actor.sio.connected:
+            ack = await actor.call("message:send", {
+                "conversationId": conversation, "text": "still me", "messageId": name})
+            assert ack["ok"], ack  # today: UNAUTHENTICATED, the session was replaced
+        await server.disconnect(observer)
+        if actor.sio.connected:
+            await server.disconnect(actor)
+        await server.advance(60)  # presence grace, auth timeout, typing: all over
+        assert server.chat.sessions.count == 0
+        assert server.chat.presence.user_count == 0  # today "connect" leaves user 1 online
+
+
+@pytest.mark.backends("sqlite")
+async def test_a_socket_that_sent_disconnect_does_not_outlive_its_token(
+    make_server: ServerFactory,
+) -> None:
+    async with make_server(RATE_LIMIT_EVENTS="0") as server:
+        conversation = await server.conversation(ACTOR, OBSERVER)
+        actor = await joined(server, ACTOR, conversation)  # token valid for an hour
+        observer = ChatClient(server.url)
+        server.clients.append(observer)
+        await observer.connect(token=server.token(OBSERVER, ttl_s=10 * 3600))
+        await observer.wait_for("authenticated")
+        assert (await observer.call("conversation:join", {"conversationId": conversation}))["ok"]
+        await actor.sio.emit("disconnect")
+        await asyncio.sleep(0.2)
+        await server.advance(2 * 3600)  # the actor's token expired long ago
+        await asyncio.sleep(0.2)
+        assert (await observer.call("message:send", {
+            "conversationId": conversation, "text": "after expiry", "messageId": "late"}))["ok"]
+        await asyncio.sleep(0.3)
+        # Today the actor is still connected, in the room, and reads this.
+        assert "after expiry" not in [m["text"] for m in actor.received("message:new")]
+
+
+class RawSocket:
+    """A bare Engine.IO websocket speaking Socket.IO packets by hand."""
+
+    def __init__(
+        self, http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse
+    ) -> None:
+        self.http = http
+        self.ws = ws
+
+    @classmethod
+    async def open(cls, server: RunningServer, token: str) -> RawSocket:
+        http = aiohttp.ClientSession()
+        ws = await http.ws_connect(server.url + "/socket.io/?EIO=4&transport=websocket")
+        raw = cls(http, ws)
+        assert (await ws.receive_str(timeout=WAIT_S)).startswith("0")  # Engine.IO open
+        await ws.send_str("40" + json.dumps({"token": token}))
+        assert await raw.next_text(lambda text: text.startswith("40"), WAIT_S)
+        return raw
+
+    async def next_text(self, wanted: Callable[[str], bool], within: float) -> str | None:
+        """The next text frame `wanted` accepts; None when the server closed first."""
+        async with asyncio.timeout(within):
+            while True:
+                message = await self.ws.receive()
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    return None  # the websocket closed, or failed
+                if message.data == "1" or message.data.startswith("41"):
+                    return None  # Engine.IO close, or Socket.IO disconnect
+                if message.data == "2":
+                    await self.ws.send_str("3")  # Engine.IO ping
+                elif wanted(message.data):
+                    return str(message.data)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self.http.close()
+
+
+RAW_WAIT_S = 1.5
+DEEP = "[" * 1500 + "]" * 1500  # JSON.parse in Node reads this; the stdlib recurses too far
+MALFORMED_EVENTS = {
+    "number-as-name": "[123,{}]",
+    "null-as-name": "[null]",
+    "no-name": "[]",
+    "object-not-array": '{"a":1}',
+    "array-as-name": '[["presence:request"],{}]',
+    "star-without-args": '["*"]',
+    "deeply-nested": f'["presence:request",{DEEP}]',
+}
+
+
+@pytest.mark.backends("sqlite")
+@pytest.mark.parametrize("packet", list(MALFORMED_EVENTS.values()), ids=list(MALFORMED_EVENTS))
+async def test_a_malformed_event_packet_is_answered_or_closed(
+    make_server: ServerFactory, packet: str
+) -> None:
+    """Node closes the connection on a packet its parser refuses ("parse error") and
+    answers a numeric event name as an unknown event; this server must do one of the
+    two, never leave the client waiting on an ack that will not come."""
+    async with make_server(RATE_LIMIT_EVENTS="0") as server:
+        raw = await RawSocket.open(server, server.token(ACTOR))
+        try:
+            await raw.ws.send_str("427" + packet)
+            # An ack over loopback takes milliseconds; the wait only bounds a failure.
+            reply = await raw.next_text(lambda text: text.startswith("437"), RAW_WAIT_S)
+            if reply is not None:  # answered, as an unknown or malformed event
+                [answer] = json.loads(reply[3:])
+                assert answer["ok"] is False
+                assert answer["error"]["code"] == ErrorCode.INVALID_PAYLOAD.value
+        finally:
+            await raw.close()
+        other = await server.client(OBSERVER)
+        assert (await other.call("presence:request"))["ok"]
