@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -34,6 +35,7 @@ import redis
 from tests.cluster.conftest import (
     GRACE_MS,
     HEARTBEAT_S,
+    NODE_KILL_TIMEOUT_S,
     POLL_S,
     TTL_MS,
     TYPING_MS,
@@ -479,6 +481,27 @@ def test_typing_ends_cluster_wide_once_when_the_typing_users_node_is_killed(
           f"(TYPING_TIMEOUT_MS={TYPING_MS})")
     assert kill_run.typing_end_s <= TYPING_END_LIMIT_S
     assert kill_run.typing_end_counts == {"B": 1, "C": 1}
+
+
+async def test_a_node_stopped_with_sigterm_announces_its_users_offline_at_once(
+    pair: Cluster,
+) -> None:
+    """A graceful stop gives up the node's presence itself, so the others hear
+    user:offline now rather than after the presence TTL (as for a crash)."""
+    a, b = pair.nodes
+    lobby = await pair.conversation(1, 2)
+    watcher = await joined(pair, b, 2, lobby)
+    await joined(pair, a, 1, lobby)
+    await watcher.wait_for("user:online", about(1))
+    stopped = time.monotonic()
+    a.process.send_signal(signal.SIGTERM)
+    offline_s = await elapsed_until(watcher, "user:offline", about(1), stopped, TTL_MS / 1000)
+    returncode = await asyncio.to_thread(a.process.wait, NODE_KILL_TIMEOUT_S)
+    print(f"\nuser:offline after SIGTERM: {offline_s:.2f} s (TTL {TTL_MS} ms)")
+    assert returncode == 0
+    assert offline_s < HEARTBEAT_S  # not the TTL path: the stop announced it
+    reply = await watcher.call("presence:request")
+    assert [user["userId"] for user in reply["users"]] == [2]
 
 
 # -- e. Redis stops and comes back ----------------------------------------------------------
