@@ -220,20 +220,26 @@ class SqlStorage(Storage):
     async def messages_after(
         self, conversation_id: int, after_id: int, limit: int
     ) -> list[StoredMessage]:
-        rows = await self._engine.fetch_all(
-            self._sql(
-                f"SELECT {_MESSAGE_COLUMNS} FROM {{p}}messages "
-                "WHERE conversation_id = ? AND id > ? ORDER BY id LIMIT ?"
-            ),
-            (conversation_id, after_id, limit),
-        )
+        # Through the writer's transaction: a replay must include every message
+        # acknowledged so far, so it is ordered after their commits.
+        async with self._engine.transaction() as tx:
+            rows = await tx.fetch_all(
+                self._sql(
+                    f"SELECT {_MESSAGE_COLUMNS} FROM {{p}}messages "
+                    "WHERE conversation_id = ? AND id > ? ORDER BY id LIMIT ?"
+                ),
+                (conversation_id, after_id, limit),
+            )
         return [self._message(row) for row in rows]
 
     async def message_in_conversation(self, conversation_id: int, message_id: int) -> bool:
-        row = await self._engine.fetch_one(
-            self._sql("SELECT 1 FROM {p}messages WHERE id = ? AND conversation_id = ?"),
-            (message_id, conversation_id),
-        )
+        # Ordered after every acknowledged commit, like messages_after: a client
+        # may read or react to a message the moment its ack or message:new arrives.
+        async with self._engine.transaction() as tx:
+            row = await tx.fetch_one(
+                self._sql("SELECT 1 FROM {p}messages WHERE id = ? AND conversation_id = ?"),
+                (message_id, conversation_id),
+            )
         return row is not None
 
     # -- receipts and reactions -----------------------------------------------------
