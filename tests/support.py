@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,6 +23,14 @@ from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.settings import Settings, load_settings
 
 WAIT_S = 5.0
+
+
+def free_port() -> int:
+    """A port nothing listens on right now, for a server started as a process."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def test_settings(tmp_path: Path, **env: str) -> Settings:

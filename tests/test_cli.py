@@ -7,7 +7,6 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 import socketio
 
 from ecigdis_ws import __version__
+from tests.support import free_port
 
 BIN = Path(sys.executable).parent
 SCRIPT = BIN / "ecigdis-ws"
@@ -77,13 +77,6 @@ def ok(tmp_path: Path, *args: str, **env: str | None) -> str:
     result = run(tmp_path, *args, **env)
     assert result.returncode == 0, result.stderr
     return result.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -277,3 +277,13 @@ def test_no_redis_means_a_single_node() -> None:
 def test_redis_url_with_an_unknown_scheme_is_refused() -> None:
     with pytest.raises(SettingsError, match="REDIS_URL"):
         load_settings({"REDIS_URL": "http://cache:6379"}, dotenv_path=None)
+
+
+def test_main_site_url_and_auth_verify_url_are_read() -> None:
+    settings = load_settings(
+        {"MAIN_SITE_URL": "https://portal.example",
+         "AUTH_VERIFY_URL": "https://portal.example/api/messenger/verify-token"},
+        dotenv_path=None,
+    )
+    assert settings.main_site_url == "https://portal.example"
+    assert settings.auth_verify_url == "https://portal.example/api/messenger/verify-token"

@@ -20,18 +20,13 @@ import jwt
 import pytest
 import socketio
 
+from tests.support import free_port
+
 SECRET = "shutdown-test-secret-long-enough-for-production"
 CLI = str(Path(sys.executable).with_name("ecigdis-ws"))
 SENDERS = 4
 MESSAGES_PER_SENDER = 400
 SHUTDOWN_TIMEOUT_S = 5
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def token(user_id: int) -> str:

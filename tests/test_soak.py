@@ -32,7 +32,6 @@ import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import sys
 import time
@@ -51,7 +50,7 @@ from ecigdis_ws.clock import SystemClock
 from ecigdis_ws.services.auth import mint_token
 from ecigdis_ws.settings import load_settings
 from ecigdis_ws.storage.factory import open_storage
-from tests.support import WAIT_S, ChatClient, RunningServer
+from tests.support import WAIT_S, ChatClient, RunningServer, free_port
 
 ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
 
@@ -397,13 +396,6 @@ class ServerProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             await asyncio.wait_for(self.process.wait(), SERVER_STOP_TIMEOUT_S)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def soak_env(tmp_path: Path) -> dict[str, str]:

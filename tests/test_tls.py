@@ -17,17 +17,11 @@ import pytest
 import socketio
 
 from tests.certificates import self_signed
+from tests.support import free_port
 
 SECRET = "tls-test-secret-that-is-long-enough-for-production"
 CLI = str(Path(sys.executable).with_name("ecigdis-ws"))
 START_TIMEOUT_S = 15
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ import redis
 
 from ecigdis_ws.settings import load_settings
 from ecigdis_ws.storage.factory import open_storage
-from tests.support import ChatClient
+from tests.support import ChatClient, free_port
 
 SCRIPT = Path(sys.executable).parent / "ecigdis-ws"
 REDIS_SERVER = "redis-server"
@@ -66,13 +66,6 @@ def unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI", "").lower() in ("true", "1"):
         pytest.fail(message)
     pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def get_json(url: str, timeout_s: float = 2.0) -> tuple[int, dict[str, Any]]:
