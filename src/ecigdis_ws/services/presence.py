@@ -171,6 +171,10 @@ class PresenceService:
         candidates = everyone.keys() if among is None else among
         return [OnlineUser(user, everyone[user]) for user in candidates if user in everyone]
 
+    def local_sockets(self, user_id: UserId) -> frozenset[str]:
+        """The user's sockets on this node (the per-user connection cap counts them)."""
+        return frozenset(self._sockets.get(user_id, ()))
+
     def is_online_here(self, user_id: UserId) -> bool:
         return user_id in self._names
 

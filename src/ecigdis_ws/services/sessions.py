@@ -82,7 +82,6 @@ class SessionService:
         self._auth_timeout_s = limits.auth_timeout_ms / 1000
         self._limits = limits
         self._sessions: dict[str, Session] = {}
-        self._by_user: dict[UserId, set[str]] = {}
         self._anonymous_by_ip: dict[str, set[str]] = {}
         self.main_site: MainSiteVerifier | None = None
 
@@ -125,11 +124,10 @@ class SessionService:
         identity = await self._identify(token)
         if session.identity is not None and session.identity.user_id != identity.user_id:
             raise ChatError(ErrorCode.AUTH_FAILED, "socket is authenticated as another user")
-        users_sockets = self._by_user.setdefault(identity.user_id, set())
+        users_sockets = self._presence.local_sockets(identity.user_id)
         cap = self._limits.max_connections_per_user
         if cap and sid not in users_sockets and len(users_sockets) >= cap:
             raise ChatError(ErrorCode.RATE_LIMITED, "too many connections for this user")
-        users_sockets.add(sid)
         self._forget_anonymous(session)
         session.identity = identity
         session.authenticated = True
@@ -151,7 +149,7 @@ class SessionService:
 
     async def end_user_sessions(self, user_id: UserId) -> None:
         """The main site revoked the user's token: their sockets here are closed."""
-        for sid in list(self._by_user.get(user_id, ())):
+        for sid in self._presence.local_sockets(user_id):
             await self._fanout.emit(
                 "error",
                 {"code": ErrorCode.AUTH_FAILED.value, "message": "token revoked", "event": None},
@@ -185,11 +183,6 @@ class SessionService:
         if session is None:
             return
         self._forget_anonymous(session)
-        if session.identity is not None:
-            users_sockets = self._by_user.get(session.identity.user_id, set())
-            users_sockets.discard(sid)
-            if not users_sockets:
-                self._by_user.pop(session.identity.user_id, None)
         for name in list(session.timers):
             session.disarm(name)
         self._event_limiter.forget(sid)

@@ -63,6 +63,7 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
             await socket.close(wait=False, abort=True, reason=self.eio.reason.TRANSPORT_ERROR)
             if socket.upgraded:
                 socket.queue.put_nowait(None)  # the websocket writer closes on it
+            # (a polling socket's waiting GET is answered by _handle_eio_disconnect)
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         """A packet that does not decode closes its connection, as socket.io-parser

@@ -100,19 +100,21 @@ class SocketEvents:
         try:
             chat.sessions.open(sid, address, has_token=token is not None)
         except ChatError as exc:
-            chat.metrics.errors.labels(exc.code.value).inc()
-            raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.as_dict()) from None
+            raise self._refused(exc) from None
         authenticated = None
         if token is not None:
             try:
                 authenticated = await chat.sessions.authenticate(sid, token)
             except ChatError as exc:
                 await chat.sessions.close(sid)
-                chat.metrics.errors.labels(exc.code.value).inc()
-                refused = socketio.exceptions.ConnectionRefusedError(exc.message, exc.as_dict())
-                raise refused from None
+                raise self._refused(exc) from None
         # Sent once the CONNECT packet is out, as the Node server's io.on('connection') does.
         chat.tasks.spawn(self._greet(sid, authenticated is not None))
+
+    def _refused(self, error: ChatError) -> socketio.exceptions.ConnectionRefusedError:
+        """The handshake refusal: socket.io-client shows `data` as connect_error's."""
+        self._services().metrics.errors.labels(error.code.value).inc()
+        return socketio.exceptions.ConnectionRefusedError(error.message, error.as_dict())
 
     async def _greet(self, sid: str, authenticated: bool) -> None:
         chat = self._services()
