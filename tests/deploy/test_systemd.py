@@ -123,7 +123,7 @@ BREAKAGES = {
     # Mistakes systemd ignores with a warning: verify exits 0 but says so.
     "misspelt key": (PLAIN, "ProtectSystem=strict", "ProtectSytem=strict", "Unknown key", False),
     "invalid value": (PLAIN, "Restart=on-failure", "Restart=sometimes", "Failed to parse", False),
-    "misspelt type": (TEMPLATE, "Type=exec", "Type=exce", "Failed to parse", False),
+    "misspelt type": (TEMPLATE, "Type=notify", "Type=notfy", "Failed to parse", False),
 }
 
 
@@ -203,7 +203,9 @@ def _with_headers(items: list[tuple[str, str, str]]) -> list[tuple[str, str, str
 # -- the settings the deployment relies on ------------------------------------------------------
 
 EXPECTED_SERVICE = {
-    "Type": ["exec"],
+    # READY=1 comes from the server once it listens (tests/ops/test_sd_notify.py).
+    "Type": ["notify"],
+    "NotifyAccess": ["main"],
     "User": ["ecigdis-ws"],
     "Group": ["ecigdis-ws"],
     "EnvironmentFile": ["/etc/ecigdis-ws/env"],

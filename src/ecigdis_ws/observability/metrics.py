@@ -51,6 +51,14 @@ class Metrics:
             buckets=SEND_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        # Set when /metrics is scraped, from the same round-trips as /health, so an
+        # alert rule can tell "database down" from "node down" (deploy/prometheus/).
+        self.dependency_up = Gauge(
+            "ecigdis_ws_dependency_up",
+            "1 if the dependency answered at this scrape, else 0 (redis only where configured)",
+            ["dependency"],
+            registry=self.registry,
+        )
 
     def track_connections(self, count: Callable[[], int], users: Callable[[], int]) -> None:
         self.connections.set_function(lambda: float(count()))

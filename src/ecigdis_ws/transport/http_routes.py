@@ -16,14 +16,18 @@ def _uptime(request: web.Request) -> float:
     return round(time.monotonic() - request.app[STARTED_AT], 3)
 
 
-async def health(request: web.Request) -> web.Response:
-    chat = request.app[SERVICES]
+async def _dependencies(request: web.Request) -> tuple[str, str]:
+    """("connected" or "disconnected", and Redis's status) after a round-trip to each."""
     try:
-        await chat.storage.ping()
+        await request.app[SERVICES].storage.ping()
         database = "connected"
     except StorageUnavailable:
         database = "disconnected"
-    redis = await request.app[CLUSTER].redis_status()
+    return database, await request.app[CLUSTER].redis_status()
+
+
+async def health(request: web.Request) -> web.Response:
+    database, redis = await _dependencies(request)
     healthy = database == "connected" and redis != "disconnected"
     body = {
         "status": "ok" if healthy else "degraded",
@@ -47,6 +51,10 @@ async def status(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     chat = request.app[SERVICES]
+    database, redis = await _dependencies(request)
+    chat.metrics.dependency_up.labels("database").set(database == "connected")
+    if redis != "disabled":
+        chat.metrics.dependency_up.labels("redis").set(redis == "connected")
     if request.query.get("format") == "json":
         return web.json_response(chat.metrics.as_json())
     return web.Response(

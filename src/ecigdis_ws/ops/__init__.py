@@ -1,0 +1,1 @@
+"""Operator tooling: `ecigdis-ws check`, `ecigdis-ws config`, systemd readiness."""
