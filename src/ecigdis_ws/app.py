@@ -12,7 +12,7 @@ from aiohttp import web
 from ecigdis_ws import jsonmod
 from ecigdis_ws.clock import Clock, SystemClock
 from ecigdis_ws.cluster.setup import ClusterState, fanout_manager
-from ecigdis_ws.fanout.local import SocketIOFanout
+from ecigdis_ws.fanout.local import DirectEmitManager, SocketIOFanout
 from ecigdis_ws.fanout.redis import ClusterRedisManager
 from ecigdis_ws.keys import CLUSTER, SERVICES, SETTINGS, STARTED_AT
 from ecigdis_ws.observability.logging import get_logger
@@ -21,9 +21,11 @@ from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.services.main_site import MainSiteVerifier
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.storage.factory import open_storage
+from ecigdis_ws.transport.client_routes import add_client_routes
 from ecigdis_ws.transport.http_routes import add_routes
 from ecigdis_ws.transport.limits import polling_limits_middleware
 from ecigdis_ws.transport.origins import allowed_origins, origin_middleware
+from ecigdis_ws.transport.rest_routes import add_rest_routes
 from ecigdis_ws.transport.server import ChatSocketServer
 from ecigdis_ws.transport.socket_events import SocketEvents
 
@@ -38,7 +40,8 @@ def build_socketio(
     settings: Settings, manager: ClusterRedisManager | None = None
 ) -> ChatSocketServer:
     return ChatSocketServer(
-        client_manager=manager,
+        client_manager=manager or DirectEmitManager(),
+        ws_max_buffered=None if settings.ws_compression else settings.ws_max_buffered_bytes,
         async_mode="aiohttp",
         # One socket's events are handled strictly in order (PROTOCOL.md): run each
         # handler to completion before reading that socket's next packet.
@@ -72,6 +75,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     events = SocketEvents(sio, lambda: app[SERVICES])
     events.register()
     add_routes(app)
+    add_rest_routes(app, sio.manager)  # docs/openapi.yaml
+    add_client_routes(app, settings)
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         storage = await open_storage(settings)

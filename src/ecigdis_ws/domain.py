@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -14,8 +15,13 @@ ReactionAction = Literal["added", "removed"]
 
 def iso_ms(epoch_ms: int) -> str:
     """`2026-11-25T10:00:00.123Z`: ISO-8601 UTC with milliseconds, as PROTOCOL.md says."""
-    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+    return _iso_second(epoch_ms // 1000) + f"{epoch_ms % 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=64)
+def _iso_second(epoch_s: int) -> str:
+    # Every message in a second shares this part; formatting it is the costly bit.
+    return datetime.fromtimestamp(epoch_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +70,23 @@ class StoredMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to store, as `message:send` gave it."""
+
+    conversation_id: int
+    user_id: UserId
+    sender_name: str
+    client_message_id: str
+    text: str
+    created_at_ms: int
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What makes a send idempotent: (sender, client message id), as text."""
+        return (str(self.user_id), self.client_message_id)
+
+
+@dataclass(frozen=True, slots=True)
 class SendResult:
     message: StoredMessage
     duplicate: bool
@@ -85,3 +108,68 @@ class Actor:
     sid: str
     user_id: UserId
     name: str
+
+
+# -- the REST API and its event log ---------------------------------------------------
+
+EventKind = Literal["message", "read", "reaction"]
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """One row of the event log the long-poll reads: a stored message, an advanced
+    read position or a reaction toggle, in the order they were committed."""
+
+    id: int
+    kind: EventKind
+    conversation_id: int
+    message_id: int
+    user_id: UserId
+    emoji: str | None
+    action: ReactionAction | None
+    created_at_ms: int
+    message: StoredMessage | None  # the message itself, for kind "message"
+
+    def wire(self) -> dict[str, Any]:
+        """`{event, data}`: the socket event this row stands for, with its payload."""
+        if self.kind == "message":
+            assert self.message is not None
+            return {"event": "message:new", "data": self.message.wire()}
+        if self.kind == "read":
+            return {"event": "message:read-receipt", "data": {
+                "messageId": self.message_id,
+                "userId": self.user_id,
+                "conversationId": self.conversation_id,
+                "readAt": iso_ms(self.created_at_ms),
+            }}
+        return {"event": "message:reaction", "data": {
+            "messageId": self.message_id,
+            "emoji": self.emoji,
+            "userId": self.user_id,
+            "conversationId": self.conversation_id,
+            "action": self.action,
+        }}
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    """One entry of a user's conversation list."""
+
+    id: int
+    title: str
+    created_at_ms: int
+    members: tuple[UserId, ...]
+    unread_count: int
+    last_read_message_id: int | None
+    last_message: StoredMessage | None
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "createdAt": iso_ms(self.created_at_ms),
+            "members": list(self.members),
+            "unreadCount": self.unread_count,
+            "lastReadMessageId": self.last_read_message_id,
+            "lastMessage": None if self.last_message is None else self.last_message.wire(),
+        }

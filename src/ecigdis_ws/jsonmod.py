@@ -2,15 +2,22 @@
 
 orjson refuses lone surrogates that the stdlib accepts; falling back to the stdlib
 for those keeps hostile payloads a validation error (INVALID_PAYLOAD) rather than
-a broken packet.
+a broken packet. orjson also reads an integer beyond 64 bits as a float, losing
+digits (a messageId of 2**64 + 1 would be echoed as 2**64): text with a run of 19
+or more digits is read by the stdlib, which keeps integers exact.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
+
+# 19 digits can exceed a signed 64-bit integer (9223372036854775807).
+_LONG_DIGITS = re.compile(r"\d{19}")
+_LONG_DIGITS_BYTES = re.compile(rb"\d{19}")
 
 
 def dumps(obj: Any, **kwargs: Any) -> str:
@@ -21,6 +28,10 @@ def dumps(obj: Any, **kwargs: Any) -> str:
 
 
 def loads(text: str | bytes, **kwargs: Any) -> Any:
+    digits = _LONG_DIGITS.search(text) if isinstance(text, str) else (
+        _LONG_DIGITS_BYTES.search(text))
+    if digits is not None:
+        return json.loads(text, **kwargs)
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:

@@ -24,6 +24,8 @@ UserIdType = Literal["int", "string"]
 ConversationAccess = Literal["members", "open"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "console", "json"]
+PresenceScope = Literal["global", "contacts"]
+EventLoop = Literal["uvloop", "asyncio"]
 
 DEV_JWT_SECRET = "ecigdis-ws-development-secret-not-for-production"
 # A production secret must be long enough that brute force on HS256 is hopeless.
@@ -57,6 +59,16 @@ def _bool(raw: str) -> bool:
     if value in {"0", "false", "no", "off", ""}:
         return False
     raise ValueError("expected true or false")
+
+
+def _auto_bool(raw: str) -> bool | None:
+    """auto (None: decided from other settings), or true/false."""
+    if raw.strip().lower() == "auto":
+        return None
+    try:
+        return _bool(raw)
+    except ValueError:
+        raise ValueError("expected auto, true or false") from None
 
 
 def _int_range(low: int, high: int) -> Parser:
@@ -145,6 +157,8 @@ SPECS: tuple[Spec, ...] = (
          "how long a main-site answer is reused for the same token"),
     Spec("CORS_ORIGINS", "cors_origins", _csv, "",
          "comma-separated exact Origin allowlist; empty allows every origin in development"),
+    Spec("DEMO_PAGE", "demo_page", _auto_bool, "auto",
+         "serve the demo chat page at /; auto: only when NODE_ENV=development"),
     Spec("JWT_SECRET", "jwt_secret", _optional_text, "",
          "HS* signing secret; required and 32+ characters in production", secret=True),
     Spec("JWT_ALGORITHMS", "jwt_algorithms", _algorithms, "HS256",
@@ -181,6 +195,12 @@ SPECS: tuple[Spec, ...] = (
          "events per second per socket (bursts of twice that); 0 turns it off"),
     Spec("RATE_LIMIT_MESSAGES", "rate_limit_messages", _int_range(0, 1_000_000), "5",
          "message:send per second per user (bursts of twice that); 0 turns it off"),
+    Spec("LONG_POLL_TIMEOUT_MS", "long_poll_timeout_ms", _int_range(0, 120_000), "25000",
+         "GET /api/messenger/poll is held this long when nothing is new (under "
+         "proxies' usual 30 s idle timeout)"),
+    Spec("API_KEY", "api_key", _optional_text, "",
+         "key the main site sends as X-API-Key to /api/server/*; empty turns those routes "
+         "off (404)", secret=True),
     Spec("MAX_CONNECTIONS_PER_USER", "max_connections_per_user", _int_range(0, 100_000), "20",
          "sockets one user may hold on a node (tabs and devices); 0 turns it off"),
     Spec("MAX_UNAUTHENTICATED_PER_IP", "max_unauthenticated_per_ip", _int_range(0, 1_000_000),
@@ -191,6 +211,21 @@ SPECS: tuple[Spec, ...] = (
          "Engine.IO heartbeat interval (socket.io's default)"),
     Spec("PING_TIMEOUT_MS", "ping_timeout_ms", _int_range(1000, _MS_MAX), "20000",
          "a client silent this long after a ping is dropped (socket.io's default)"),
+    Spec("WS_COMPRESSION", "ws_compression", _bool, "false",
+         "permessage-deflate on websocket frames; off as in socket.io since v3: it costs "
+         "CPU on every frame and rules out writing one pre-encoded frame to every recipient"),
+    Spec("WS_MAX_BUFFERED_BYTES", "ws_max_buffered_bytes", _int_range(65536, 1_000_000_000),
+         "8388608", "a websocket client this far behind on reading is disconnected as too "
+         "slow (as Centrifugo does), so it cannot grow the server's memory; generous, as "
+         "the Node server never cut a slow client"),
+    Spec("EVENT_LOOP", "event_loop", _choice("uvloop", "asyncio"), "uvloop",
+         "uvloop (libuv: faster I/O and timers) or asyncio's own loop"),
+    Spec("PRESENCE_SCOPE", "presence_scope", _choice("global", "contacts"), "global",
+         "who hears user:online/offline: every authenticated socket, or only users who "
+         "share a conversation (contacts: no quadratic broadcast in a connect storm)"),
+    Spec("MEMBERSHIP_CACHE_S", "membership_cache_s", _int_range(0, 86400), "60",
+         "how long a positive membership check is trusted without asking the database; "
+         "changes made through this server invalidate it at once, 0 turns the cache off"),
     Spec("DATABASE_URL", "database_url", _database_url, "sqlite:///./data/ecigdis-ws.db",
          "sqlite:///path (embedded default) or mysql://user:pass@host:3306/db"),
     Spec("DB_POOL_MIN", "db_pool_min", _int_range(0, 1000), "1",
@@ -243,6 +278,7 @@ class Settings:
     auth_verify_timeout_ms: int = 2000
     auth_verify_cache_s: int = 60
     cors_origins: tuple[str, ...] = ()
+    demo_page: bool | None = None
     jwt_secret: str | None = None
     jwt_algorithms: tuple[str, ...] = ("HS256",)
     jwt_public_key_path: str | None = None
@@ -262,11 +298,18 @@ class Settings:
     max_payload_bytes: int = 65536
     rate_limit_events: int = 20
     rate_limit_messages: int = 5
+    long_poll_timeout_ms: int = 25000
+    api_key: str | None = None
     max_connections_per_user: int = 20
     max_unauthenticated_per_ip: int = 50
     trust_proxy: bool = False
     ping_interval_ms: int = 25000
     ping_timeout_ms: int = 20000
+    ws_compression: bool = False
+    ws_max_buffered_bytes: int = 8388608
+    presence_scope: PresenceScope = "global"
+    event_loop: EventLoop = "uvloop"
+    membership_cache_s: int = 60
     database_url: str = "sqlite:///./data/ecigdis-ws.db"
     db_pool_min: int = 1
     db_pool_max: int = 10
@@ -289,6 +332,13 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def serves_demo_page(self) -> bool:
+        """DEMO_PAGE, where `auto` means on in development only."""
+        if self.demo_page is None:
+            return self.environment == "development"
+        return self.demo_page
 
     @property
     def effective_server_id(self) -> str:
@@ -356,6 +406,18 @@ def load_settings(
     return settings
 
 
+def notify_socket(environ: Mapping[str, str] | None = None) -> str | None:
+    """$NOTIFY_SOCKET, where `serve` reports readiness to systemd (Type=notify).
+
+    Not a setting in SPECS: systemd sets it, an operator never does, and a unit's
+    EnvironmentFile wins over systemd's own variables, so an env file copied from
+    .env.example with an empty `NOTIFY_SOCKET=` line would silently break start-up.
+    Read from the process environment only, never from `.env`.
+    """
+    env = os.environ if environ is None else environ
+    return env.get("NOTIFY_SOCKET") or None
+
+
 def _read_dotenv(path: str | Path | None) -> dict[str, str]:
     if path is None or not Path(path).is_file():
         return {}
@@ -384,6 +446,9 @@ def _cross_checks(settings: Settings) -> list[str]:
                 "JWT_SECRET: production needs a secret of at least "
                 f"{MIN_PRODUCTION_SECRET_LENGTH} characters that is not a known default"
             )
+        if settings.api_key and len(settings.api_key) < MIN_PRODUCTION_SECRET_LENGTH:
+            problems.append(f"API_KEY: production needs at least {MIN_PRODUCTION_SECRET_LENGTH} "
+                            "characters (or leave it empty to turn /api/server/* off)")
     if settings.db_pool_min > settings.db_pool_max:
         problems.append("DB_POOL_MIN must not be larger than DB_POOL_MAX")
     if not settings.db_table_prefix.replace("_", "").isalnum() and settings.db_table_prefix:

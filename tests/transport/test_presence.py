@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
 from tests.support import RunningServer
+
+ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
 
 
 async def test_first_connection_announces_user_online(server: RunningServer) -> None:
@@ -97,3 +102,39 @@ async def test_offline_records_last_seen(server: RunningServer) -> None:
     table = f"{server.settings.db_table_prefix}users"
     row = await engine.fetch_one(f"SELECT last_seen_ms FROM {table} WHERE id = '2'")
     assert row == (int(server.clock.now() * 1000) - 2500,)
+
+
+async def test_contacts_scope_announces_arrivals_and_departures_only_to_contacts(
+    make_server: ServerFactory,
+) -> None:
+    async with make_server(PRESENCE_SCOPE="contacts") as server:
+        await server.conversation(1, 2)  # Alice and Bob share a conversation; Cy shares none
+        alice = await server.client(1, "Alice")
+        stranger = await server.client(3, "Cy")
+        bob = await server.client(2, "Bob")
+        await server.client(4, "Dee")  # nobody's contact: announced to no one
+        assert await alice.wait_for("user:online") == [{"userId": 2, "name": "Bob"}]
+        await server.disconnect(bob)
+        await server.advance(2.1)
+        [offline] = await alice.wait_for("user:offline")
+        assert offline["userId"] == 2
+        # One more contact arrival, so the stranger's silence is not just early.
+        await server.conversation(1, 3, title="later")
+        await server.client(5, "Eve")
+        await server.disconnect(stranger)
+        await server.advance(2.1)
+        [late] = await alice.wait_for("user:offline", lambda e: e["userId"] == 3)
+        assert late["userId"] == 3
+        assert stranger.received("user:online") == []
+        assert stranger.received("user:offline") == []
+        assert [e["userId"] for e in alice.received("user:online")] == [2]
+
+
+async def test_contacts_scope_still_lists_everyone_online_on_request(
+    make_server: ServerFactory,
+) -> None:
+    async with make_server(PRESENCE_SCOPE="contacts") as server:
+        alice = await server.client(1, "Alice")
+        await server.client(2, "Bob")
+        listing = await alice.call("presence:request")
+        assert sorted(user["userId"] for user in listing["users"]) == [1, 2]

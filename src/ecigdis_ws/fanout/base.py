@@ -11,11 +11,17 @@ def conversation_room(conversation_id: int) -> str:
     return f"conversation:{conversation_id}"
 
 
+def user_room(user_id: object) -> str:
+    """Every authenticated socket of one user (PRESENCE_SCOPE=contacts addresses these)."""
+    return f"user:{user_id}"
+
+
 class Fanout(Protocol):
     async def emit(
-        self, event: str, data: Any, *, room: str, skip_sid: str | None = None
+        self, event: str, data: Any, *, room: str | list[str], skip_sid: str | None = None
     ) -> None:
-        """Deliver to every socket in `room` (a room or a socket id) but `skip_sid`."""
+        """Deliver to every socket in `room` (a room, a socket id, or a list of rooms,
+        each socket once) but `skip_sid`."""
 
     def enter_room(self, sid: str, room: str) -> None: ...
 

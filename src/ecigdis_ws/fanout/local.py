@@ -2,13 +2,78 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import socketio
+from engineio import packet as eio_packet
 
+from ecigdis_ws import jsonmod
 from ecigdis_ws.observability.metrics import Metrics
+from ecigdis_ws.transport.websocket import DirectSocket, message_frame
 
 NAMESPACE = "/"
+
+
+class DirectEmitManager(socketio.AsyncManager):  # type: ignore[misc]
+    """python-socketio's room bookkeeping, with emits that cost no task per recipient.
+
+    python-socketio's AsyncManager starts a task per recipient and waits for them
+    all. Here an emit without a callback is encoded once; a websocket recipient
+    gets that same frame written to its connection (see transport/websocket.py)
+    and a polling one the same Engine.IO packet on its queue, in a plain loop.
+    The Redis manager puts this class under its pub/sub layer, so deliveries
+    that arrive from other nodes take the same path.
+    """
+
+    # Told (event, data, room) of every emit this node delivers, whichever node
+    # sent it; must not block or raise. The REST long-poll wakes on it
+    # (transport/rest_routes.py, services/server_api.py `delivered`).
+    on_deliver: Callable[[str, Any, str | list[str] | None], None] | None = None
+
+    async def emit(
+        self,
+        event: str,
+        data: Any,
+        namespace: str,
+        room: str | None = None,
+        skip_sid: str | list[str] | None = None,
+        callback: Any = None,
+        to: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        room = to or room
+        if self.on_deliver is not None:
+            self.on_deliver(event, data, room)
+        encoded = None
+        if callback is None and namespace == NAMESPACE and namespace in self.rooms:
+            encoded = _encode_event(event, data)
+        if encoded is None:  # acks, other namespaces, binary: python-socketio's way
+            await super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
+                               callback=callback, **kwargs)
+            return
+        skipped = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+        frame: bytes | None = None
+        sockets = self.server.eio.sockets
+        for sid, eio_sid in self.get_participants(namespace, room):  # (a copy)
+            socket = sockets.get(eio_sid)
+            if sid in skipped or socket is None or socket.closed:
+                continue
+            if isinstance(socket, DirectSocket) and socket.direct:
+                frame = frame or message_frame(encoded)
+                socket.write_frame(frame)
+            else:
+                await socket.send(eio_packet.Packet(eio_packet.MESSAGE, encoded))
+
+
+def _encode_event(event: str, data: Any) -> str | None:
+    """A Socket.IO EVENT packet for the default namespace, as socket.io-parser
+    writes it; None for data JSON cannot carry (binary attachments)."""
+    args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
+    try:
+        return "2" + jsonmod.dumps([event, *args])
+    except (TypeError, ValueError):
+        return None
 
 
 class SocketIOFanout:
@@ -16,12 +81,16 @@ class SocketIOFanout:
         self._sio = sio
         self._metrics = metrics
 
-    def _local_recipients(self, room: str, skip_sid: str | None) -> int:
-        members = self._sio.manager.rooms.get(NAMESPACE, {}).get(room, {})
+    def _local_recipients(self, room: str | list[str], skip_sid: str | None) -> int:
+        rooms = self._sio.manager.rooms.get(NAMESPACE, {})
+        if isinstance(room, str):
+            members = rooms.get(room, {})
+        else:
+            members = {sid for one in room for sid in rooms.get(one, {})}
         return len(members) - (1 if skip_sid is not None and skip_sid in members else 0)
 
     async def emit(
-        self, event: str, data: Any, *, room: str, skip_sid: str | None = None
+        self, event: str, data: Any, *, room: str | list[str], skip_sid: str | None = None
     ) -> None:
         self._metrics.deliveries.inc(self._local_recipients(room, skip_sid))
         await self._sio.emit(event, data, room=room, skip_sid=skip_sid, namespace=NAMESPACE)

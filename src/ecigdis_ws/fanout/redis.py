@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 import socketio
 from socketio.redis_manager import parse_redis_sentinel_url
 
+from ecigdis_ws.fanout.local import DirectEmitManager
 from ecigdis_ws.observability.logging import get_logger
 
 log = get_logger(__name__)
@@ -89,7 +90,9 @@ async def _quietly_close(pubsub: Any, client: aioredis.Redis) -> None:
             log.debug("closing a broken Redis connection failed")
 
 
-class ClusterRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+# DirectEmitManager lands between the pub/sub layer and AsyncManager in the MRO,
+# so this node's deliveries, local or from the channel, take the direct path.
+class ClusterRedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # type: ignore[misc]
     def __init__(self, url: str, channel: str, key: bytes, timeout_s: float) -> None:
         super().__init__(url=url, channel=channel)
         self.redis: aioredis.Redis | None = None

@@ -6,12 +6,33 @@ handler logs carries them. Tokens and message text are never passed to a logger.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
 from ecigdis_ws.settings import Settings
+
+# The socket event being handled: (sid, user id, event name). One ContextVar set
+# per event is far cheaper than structlog's bound_contextvars on this hot path.
+EVENT_CONTEXT: contextvars.ContextVar[tuple[str, Any, str] | None] = contextvars.ContextVar(
+    "ecigdis_ws_event", default=None
+)
+
+
+def merge_event_context(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    context = EVENT_CONTEXT.get()
+    if context is not None:
+        sid, user_id, event = context
+        event_dict.setdefault("sid", sid)
+        event_dict.setdefault("user_id", user_id)
+        event_dict.setdefault("socket_event", event)
+    return event_dict
 
 
 def configure_logging(settings: Settings) -> None:
@@ -24,6 +45,7 @@ def configure_logging(settings: Settings) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            merge_event_context,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),

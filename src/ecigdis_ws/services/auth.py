@@ -36,6 +36,14 @@ class TokenUndecided(ChatError):
         super().__init__(ErrorCode.AUTH_FAILED, message)
 
 
+class TokenExpired(ChatError):
+    """A valid token past exp (plus leeway): AUTH_FAILED at a socket handshake, as
+    before; the REST API answers TOKEN_EXPIRED so the client refreshes it."""
+
+    def __init__(self) -> None:
+        super().__init__(ErrorCode.AUTH_FAILED, "token expired")
+
+
 class TokenVerifier:
     def __init__(self, settings: Settings, clock: Clock) -> None:
         self._settings = settings
@@ -118,7 +126,7 @@ class TokenVerifier:
             if claim in claims and not _is_number(claims[claim]):
                 raise _fail(f"{claim!r} must be a number")
         if "exp" in claims and now > float(claims["exp"]) + leeway:
-            raise _fail("token expired")
+            raise TokenExpired()
         if "nbf" in claims and now < float(claims["nbf"]) - leeway:
             raise _fail("token not yet valid")
 

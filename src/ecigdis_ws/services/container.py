@@ -41,6 +41,9 @@ class ChatServices:
     receipts: ReceiptService
     reactions: ReactionService
     message_limiter: RateLimiter
+    # Shared with the REST API (transport/rest_routes.py): one membership cache.
+    access: AccessPolicy
+    fanout: Fanout
 
     @classmethod
     def build(
@@ -54,7 +57,9 @@ class ChatServices:
         typing_store: TypingStore,
     ) -> ChatServices:
         tasks = BackgroundTasks()
-        access = AccessPolicy(storage, settings.conversation_access, clock)
+        access = AccessPolicy(
+            storage, settings.conversation_access, clock, settings.membership_cache_s
+        )
 
         def user_id(raw: str) -> UserId:
             # Ids read back from shared state were written by us from valid ids.
@@ -67,6 +72,7 @@ class ChatServices:
         presence = PresenceService(
             fanout, storage, clock, tasks, presence_registry,
             settings.presence_grace_ms, settings.presence_ttl_ms, user_id,
+            settings.presence_scope,
         )
         sessions = SessionService(
             TokenVerifier(settings, clock),
@@ -100,4 +106,6 @@ class ChatServices:
             receipts=ReceiptService(storage, fanout, access, clock),
             reactions=ReactionService(storage, fanout, access, clock),
             message_limiter=RateLimiter(settings.rate_limit_messages, clock),
+            access=access,
+            fanout=fanout,
         )

@@ -10,9 +10,10 @@ from ecigdis_ws.clock import Clock, Timer
 from ecigdis_ws.cluster.presence import PresenceRegistry
 from ecigdis_ws.domain import Actor, OnlineUser, UserId, iso_ms
 from ecigdis_ws.errors import StorageUnavailable
-from ecigdis_ws.fanout.base import AUTHENTICATED_ROOM, Fanout
+from ecigdis_ws.fanout.base import AUTHENTICATED_ROOM, Fanout, user_room
 from ecigdis_ws.observability.logging import get_logger
 from ecigdis_ws.services.tasks import BackgroundTasks
+from ecigdis_ws.settings import PresenceScope
 from ecigdis_ws.storage.base import Storage
 
 log = get_logger(__name__)
@@ -32,7 +33,9 @@ class PresenceService:
         grace_ms: int,
         ttl_ms: int,
         parse_user_id: Callable[[str], UserId],
+        scope: PresenceScope = "global",
     ) -> None:
+        self._scope = scope
         self._fanout = fanout
         self._storage = storage
         self._clock = clock
@@ -95,8 +98,20 @@ class PresenceService:
         for user in gone:
             await self._announce_offline(self._parse_user_id(user), self._now_ms(), False)
 
+    async def _audience(self, user_id: UserId) -> str | list[str]:
+        """Who hears that the user came or went (PRESENCE_SCOPE): every
+        authenticated socket, or the sockets of those who share a conversation."""
+        if self._scope == "global":
+            return AUTHENTICATED_ROOM
+        try:
+            return [user_room(contact) for contact in await self._storage.contact_ids(user_id)]
+        except StorageUnavailable:
+            log.warning("presence not announced: database unavailable", user_id=user_id)
+            return []
+
     async def socket_online(self, actor: Actor) -> None:
         self._fanout.enter_room(actor.sid, AUTHENTICATED_ROOM)
+        self._fanout.enter_room(actor.sid, user_room(actor.user_id))
         self._sockets.setdefault(actor.user_id, set()).add(actor.sid)
         self._names[actor.user_id] = actor.name
         pending = self._going_offline.pop(actor.user_id, None)
@@ -108,12 +123,14 @@ class PresenceService:
             log.warning("presence not shared", reason=str(exc) or type(exc).__name__)
             first = pending is None and len(self._sockets[actor.user_id]) == 1
         if first:
-            await self._fanout.emit(
-                "user:online",
-                {"userId": actor.user_id, "name": actor.name},
-                room=AUTHENTICATED_ROOM,
-                skip_sid=actor.sid,
-            )
+            audience = await self._audience(actor.user_id)
+            if audience:
+                await self._fanout.emit(
+                    "user:online",
+                    {"userId": actor.user_id, "name": actor.name},
+                    room=audience,
+                    skip_sid=actor.sid,
+                )
 
     async def socket_offline(self, actor: Actor) -> None:
         sockets = self._sockets.get(actor.user_id)
@@ -153,10 +170,12 @@ class PresenceService:
                 await self._storage.set_last_seen(user_id, last_seen_ms)
             except StorageUnavailable:
                 log.warning("last seen not stored: database unavailable", user_id=user_id)
-        await self._fanout.emit(
-            "user:offline", {"userId": user_id, "lastSeen": iso_ms(last_seen_ms)},
-            room=AUTHENTICATED_ROOM,
-        )
+        audience = await self._audience(user_id)
+        if audience:
+            await self._fanout.emit(
+                "user:offline", {"userId": user_id, "lastSeen": iso_ms(last_seen_ms)},
+                room=audience,
+            )
 
     async def online(self, among: Iterable[UserId] | None = None) -> list[OnlineUser]:
         """Online users of the whole cluster (grace periods included), optionally `among`."""

@@ -23,7 +23,10 @@ class ReceiptService:
         await self._access.require_member(conversation_id, actor.user_id)
         if not await self._storage.message_in_conversation(conversation_id, message_id):
             raise ChatError(ErrorCode.NOT_FOUND, "no such message in this conversation")
-        advanced = await self._storage.advance_read(conversation_id, actor.user_id, message_id)
+        now_ms = int(self._clock.now() * 1000)  # readAt, on the socket and in the event log
+        advanced = await self._storage.advance_read(
+            conversation_id, actor.user_id, message_id, now_ms
+        )
         if advanced:
             await self._fanout.emit(
                 "message:read-receipt",
@@ -31,7 +34,7 @@ class ReceiptService:
                     "messageId": message_id,
                     "userId": actor.user_id,
                     "conversationId": conversation_id,
-                    "readAt": iso_ms(int(self._clock.now() * 1000)),
+                    "readAt": iso_ms(now_ms),
                 },
                 room=conversation_room(conversation_id),
                 skip_sid=actor.sid,

@@ -3,6 +3,7 @@ timeout, and the presence that follows from them."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from ecigdis_ws.clock import Clock, Timer
@@ -24,6 +25,9 @@ log = get_logger(__name__)
 # A socket whose events are refused this many times in a row keeps flooding
 # after being told (RATE_LIMITED each time): it is disconnected.
 FLOOD_DISCONNECT_AFTER = 20
+# Users whose name this node wrote last, so a reconnect writes nothing; about
+# one entry per user of a busy node, the least recently seen forgotten first.
+RECORDED_USERS_KEPT = 50_000
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class SessionService:
         self._sessions: dict[str, Session] = {}
         self._anonymous_by_ip: dict[str, set[str]] = {}
         self.main_site: MainSiteVerifier | None = None
+        self._recorded: OrderedDict[UserId, str] = OrderedDict()
 
     def open(self, sid: str, ip: str = "", has_token: bool = False) -> Session:
         """A new socket, unauthenticated. One that came without a token counts
@@ -158,6 +163,9 @@ class SessionService:
             await self._fanout.disconnect(sid)
 
     async def _record_user(self, identity: Identity) -> None:
+        if self._recorded.get(identity.user_id) == identity.name:
+            self._recorded.move_to_end(identity.user_id)
+            return  # a reconnect with the same name: nothing to write
         try:
             await self._storage.upsert_user(
                 identity.user_id, identity.name, int(self._clock.now() * 1000)
@@ -166,6 +174,10 @@ class SessionService:
             # The token is the authority on who the user is; the users table only
             # mirrors names, so chat goes on while the database recovers.
             log.warning("user not recorded: database unavailable", user_id=identity.user_id)
+            return
+        self._recorded[identity.user_id] = identity.name
+        while len(self._recorded) > RECORDED_USERS_KEPT:
+            self._recorded.popitem(last=False)
 
     def allow_event(self, session: Session) -> bool:
         """The per-socket rate limit; a socket that keeps flooding is disconnected."""

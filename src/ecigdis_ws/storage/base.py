@@ -5,7 +5,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from ecigdis_ws.domain import ReactionAction, SendResult, StoredMessage, UserId
+from ecigdis_ws.domain import (
+    ConversationSummary,
+    LoggedEvent,
+    ReactionAction,
+    SendResult,
+    StoredMessage,
+    UserId,
+)
 
 
 class Storage(ABC):
@@ -56,6 +63,10 @@ class Storage(ABC):
     async def member_ids(self, conversation_id: int) -> list[UserId]: ...
 
     @abstractmethod
+    async def contact_ids(self, user_id: UserId) -> list[UserId]:
+        """Everyone who shares a conversation with the user, the user excluded."""
+
+    @abstractmethod
     async def store_message(
         self,
         conversation_id: int,
@@ -78,8 +89,11 @@ class Storage(ABC):
     async def message_in_conversation(self, conversation_id: int, message_id: int) -> bool: ...
 
     @abstractmethod
-    async def advance_read(self, conversation_id: int, user_id: UserId, message_id: int) -> bool:
-        """Move the member's read position up to message_id; never back. True if it moved."""
+    async def advance_read(
+        self, conversation_id: int, user_id: UserId, message_id: int, now_ms: int | None = None
+    ) -> bool:
+        """Move the member's read position up to message_id; never back. True if it
+        moved (and then the event log records it, read at `now_ms`)."""
 
     @abstractmethod
     async def last_read(self, conversation_id: int, user_id: UserId) -> int | None: ...
@@ -91,3 +105,45 @@ class Storage(ABC):
 
     @abstractmethod
     async def reactions(self, message_id: int) -> list[tuple[UserId, str]]: ...
+
+    # -- the REST API and the event log (docs/openapi.yaml) --------------------------
+    # store_message, advance_read (when it moved) and toggle_reaction append one
+    # event row each, in their own transaction; the row id is the poll cursor.
+
+    @abstractmethod
+    async def list_conversations(self, user_id: UserId, limit: int) -> list[ConversationSummary]:
+        """The user's conversations with unread counts, most recently active first."""
+
+    @abstractmethod
+    async def messages_page(
+        self, conversation_id: int, after_id: int | None, before_id: int | None, limit: int
+    ) -> list[StoredMessage]:
+        """Ascending. With after_id: the first `limit` above it (and below before_id);
+        without: the last `limit` below before_id (or the newest)."""
+
+    @abstractmethod
+    async def remove_member(self, conversation_id: int, user_id: UserId) -> bool:
+        """True when the user was a member before."""
+
+    @abstractmethod
+    async def conversation_ids_of(self, user_id: UserId) -> set[int]:
+        """The conversations the user is a member of."""
+
+    @abstractmethod
+    async def event_log_last_id(self) -> int:
+        """The highest event id written so far (0 for an empty log)."""
+
+    @abstractmethod
+    async def event_log_ids(self, after_id: int, limit: int) -> list[tuple[int, int]]:
+        """(id, created_at_ms) of the events after after_id, ascending, at most `limit`."""
+
+    @abstractmethod
+    async def event_log_id_before(self, created_before_ms: int) -> int:
+        """The id of the latest event created at or before that time (0: none)."""
+
+    @abstractmethod
+    async def events_for_user(
+        self, user_id: UserId, after_id: int, up_to_id: int, limit: int
+    ) -> list[LoggedEvent]:
+        """Events in after_id < id <= up_to_id of the conversations the user is a
+        member of, ascending, at most `limit`."""

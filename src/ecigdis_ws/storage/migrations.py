@@ -141,4 +141,40 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        3,
+        "event log for the REST long-poll",
+        # One row per stored message, advanced read position and reaction toggle,
+        # written in the same transaction; the id is the poll cursor. A row only
+        # points at what happened: the message itself is read from messages.
+        sqlite=(
+            """CREATE TABLE {p}events (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                conversation_id INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                message_id INTEGER NOT NULL,
+                user_id TEXT NOT NULL,
+                emoji TEXT,
+                action TEXT,
+                created_at_ms INTEGER NOT NULL)""",
+            "CREATE INDEX {p}events_by_conversation ON {p}events (conversation_id, id)",
+            "CREATE INDEX {p}events_by_time ON {p}events (created_at_ms)",
+        ),
+        mysql=(
+            f"""CREATE TABLE IF NOT EXISTS {{p}}events (
+                id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                conversation_id BIGINT NOT NULL,
+                kind VARCHAR(16) COLLATE utf8mb4_bin NOT NULL,
+                message_id BIGINT NOT NULL,
+                user_id {_NOPAD},
+                emoji VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin NULL,
+                action VARCHAR(8) COLLATE utf8mb4_bin NULL,
+                created_at_ms BIGINT NOT NULL,
+                KEY {{p}}events_by_conversation (conversation_id, id),
+                KEY {{p}}events_by_time (created_at_ms)) {_MYSQL_TABLE}""",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -60,27 +60,33 @@ class _Connection:
                 raise  # a broken schema or query is a bug, not an outage
             raise StorageUnavailable(f"sqlite: {exc}") from exc
 
-    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
-        async def run() -> Row | None:
-            async with self._conn.execute(sql, tuple(params)) as cursor:
-                row = await cursor.fetchone()
-                return tuple(row) if row is not None else None
+    # Each statement is one trip to aiosqlite's thread (aiosqlite's cursor API takes
+    # three: execute, fetch, close); under load every trip costs a thread wake-up
+    # on each side, and the trips, not SQLite, were the writer's cost.
 
-        return await self._guard(run())
+    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
-        async def run() -> list[Row]:
-            async with self._conn.execute(sql, tuple(params)) as cursor:
-                return [tuple(row) for row in await cursor.fetchall()]
-
-        return await self._guard(run())
+        rows = await self._guard(self._conn.execute_fetchall(sql, tuple(params)))
+        return [tuple(row) for row in rows]
 
     async def execute(self, sql: str, params: Params = ()) -> tuple[int, int | None]:
-        async def run() -> tuple[int, int | None]:
-            async with self._conn.execute(sql, tuple(params)) as cursor:
-                return cursor.rowcount, cursor.lastrowid
+        # aiosqlite's `_execute` (its one primitive) runs our function in its thread.
+        return await self._guard(
+            self._conn._execute(  # type: ignore[no-untyped-call]
+                _run_statement, self._conn._conn, sql, tuple(params)
+            )
+        )
 
-        return await self._guard(run())
+
+def _run_statement(raw: sqlite3.Connection, sql: str, params: Params) -> tuple[int, int | None]:
+    cursor = raw.execute(sql, params)
+    try:
+        return cursor.rowcount, cursor.lastrowid
+    finally:
+        cursor.close()
 
 
 class SqliteEngine:
@@ -132,8 +138,12 @@ class SqliteEngine:
         except TimeoutError as exc:
             raise StorageUnavailable("sqlite: writer busy") from exc
         try:
-            await self._writer.execute("BEGIN IMMEDIATE")
+            # A statement whose caller timed out still runs later in aiosqlite's
+            # thread: a BEGIN abandoned that way would leave the connection in a
+            # transaction nobody owns. The ROLLBACK queued behind it (the thread
+            # runs in order) undoes whatever of this transaction did run.
             try:
+                await self._writer.execute("BEGIN IMMEDIATE")
                 yield self._writer
                 await self._writer.execute("COMMIT")
             except BaseException:

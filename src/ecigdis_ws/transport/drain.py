@@ -14,16 +14,23 @@ class InFlight:
         self._idle.set()
         self.draining = False
 
+    def enter(self) -> None:
+        self._running += 1
+        if self._running == 1:
+            self._idle.clear()
+
+    def leave(self) -> None:
+        self._running -= 1
+        if self._running == 0:
+            self._idle.set()
+
     @asynccontextmanager
     async def track(self) -> AsyncIterator[None]:
-        self._running += 1
-        self._idle.clear()
+        self.enter()
         try:
             yield
         finally:
-            self._running -= 1
-            if self._running == 0:
-                self._idle.set()
+            self.leave()
 
     async def drain(self, timeout_s: float) -> bool:
         """Refuse new events from now on; wait for those running. False on timeout."""

@@ -6,11 +6,16 @@ from typing import Any
 
 import engineio.payload
 import socketio
+from engineio import packet as eio_packet
 
 from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.transport.connect_environ import CONNECT_ENVIRON_KEYS
 from ecigdis_ws.transport.limits import MAX_PACKETS_PER_POST, POLL_BODY, BufferedBody
+from ecigdis_ws.transport.websocket import DirectSocket, DirectWebSocket
 
 log = get_logger(__name__)
+
+NAMESPACE = "/"
 
 
 # Names the Socket.IO protocol reserves, which a client may never send as an
@@ -38,7 +43,9 @@ def well_formed_event(data: Any) -> bool:
 
 
 class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, ws_max_buffered: int | None = None, **kwargs: Any) -> None:
+        """`ws_max_buffered` set: websockets are served by DirectWebSocket (no
+        compression); None keeps engineio's own driver, with permessage-deflate."""
         super().__init__(*args, **kwargs)
         # A polling body already read (and bounded) by polling_limits_middleware is
         # handed to engineio from memory; its own copy of the driver table is
@@ -54,6 +61,8 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
             return environ
 
         drivers["translate_request"] = translate_request
+        if ws_max_buffered is not None:
+            drivers["websocket"] = DirectWebSocket.for_server(ws_max_buffered, self._direct_event)
         self.eio._async = drivers
 
     async def drop_session(self, eio_sid: str) -> None:
@@ -61,8 +70,7 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         socket = self.eio.sockets.get(eio_sid)
         if socket is not None:
             await socket.close(wait=False, abort=True, reason=self.eio.reason.TRANSPORT_ERROR)
-            if socket.upgraded:
-                socket.queue.put_nowait(None)  # the websocket writer closes on it
+            self._end_transport(socket, wake_poll=False)
             # (a polling socket's waiting GET is answered by _handle_eio_disconnect)
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
@@ -74,6 +82,50 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
             log.warning("closing a connection that sent a malformed packet",
                         reason=type(exc).__name__)
             await self.drop_session(eio_sid)
+
+    async def _direct_event(self, socket: DirectSocket, text: str) -> bool:
+        """An EVENT on the default namespace, from a websocket: decoded, handled
+        and acknowledged here; what this does not recognise (another namespace,
+        a malformed or unknown event, a socket not connected) returns False and
+        goes through python-socketio, which refuses it as usual.
+
+        This is python-socketio's `_handle_eio_message` → `_handle_event` →
+        `_trigger_event` → `_send_packet` path without its per-packet objects:
+        under chat load that machinery cost more than our handlers.
+        """
+        digits_end = 2
+        while digits_end < len(text) and text[digits_end].isdigit():
+            digits_end += 1
+        if text[digits_end:digits_end + 1] != "[":
+            return False
+        sid = self.manager.sid_from_eio_sid(socket.sid, NAMESPACE)
+        if sid is None or not self.manager.is_connected(sid, NAMESPACE):
+            return False
+        try:
+            data = self.packet_class.json.loads(text[digits_end:])
+        except ValueError:
+            return False
+        if not well_formed_event(data):
+            return False
+        handler = self.handlers.get(NAMESPACE, {}).get(data[0])
+        if handler is None:
+            return False
+        reply = await handler(sid, *data[1:])
+        if digits_end > 2 and not socket.closed:
+            ack = "3" + text[2:digits_end] + self.packet_class.json.dumps([reply])
+            await socket.send(eio_packet.Packet(eio_packet.MESSAGE, ack))
+        return True
+
+    async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        await super()._handle_connect(eio_sid, namespace, data)
+        # python-socketio holds the handshake's whole WSGI environ (about 1.5 KiB
+        # of header copies) for the connection's life, to hand to the connect
+        # handler again on a repeated CONNECT; it keeps only what that reads.
+        environ = self.environ.get(eio_sid)
+        if environ is not None and len(environ) > len(CONNECT_ENVIRON_KEYS):
+            self.environ[eio_sid] = {
+                key: environ[key] for key in CONNECT_ENVIRON_KEYS if key in environ
+            }
 
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any,
                             data: Any) -> None:
@@ -120,4 +172,11 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         """
         for socket in list(self.eio.sockets.values()):
             await socket.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
-            socket.queue.put_nowait(None)
+            self._end_transport(socket, wake_poll=True)
+
+    @staticmethod
+    def _end_transport(socket: Any, wake_poll: bool) -> None:
+        if isinstance(socket, DirectSocket) and socket.direct:
+            socket.end_transport()
+        elif socket.upgraded or wake_poll:
+            socket.queue.put_nowait(None)  # engineio's websocket writer / poll ends on it

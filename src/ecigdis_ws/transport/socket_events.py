@@ -12,13 +12,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import socketio
-import structlog
+from prometheus_client import Counter
 
 from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
-from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.observability.logging import EVENT_CONTEXT, get_logger
 from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.services.sessions import Session
 from ecigdis_ws.transport import validation as v
+from ecigdis_ws.transport.connect_environ import client_address, handshake_token
 from ecigdis_ws.transport.drain import InFlight
 
 log = get_logger(__name__)
@@ -38,33 +39,6 @@ CLIENT_EVENTS = (
     "message:react",
     "presence:request",
 )
-
-
-def handshake_token(environ: Mapping[str, Any], auth: Any) -> str | None:
-    """`auth.token` from io(url, { auth }), else an `Authorization: Bearer` header."""
-    if isinstance(auth, dict) and auth.get("token") is not None:
-        token = auth["token"]
-        return token if isinstance(token, str) else ""
-    header = environ.get("HTTP_AUTHORIZATION", "")
-    if isinstance(header, str) and header[:7].lower() == "bearer ":
-        return header[7:].strip()
-    return None
-
-
-def client_address(environ: Mapping[str, Any], trust_proxy: bool) -> str:
-    """The peer's address; behind our own proxy (TRUST_PROXY), the address it saw.
-
-    nginx appends the address it saw to X-Forwarded-For, so the last entry is the
-    one a client cannot forge; X-Real-IP is used when nginx sets that instead.
-    """
-    request = environ.get("aiohttp.request")
-    peer = str(getattr(request, "remote", "") or "")
-    if not trust_proxy:
-        return peer
-    forwarded = str(environ.get("HTTP_X_FORWARDED_FOR", ""))
-    if forwarded:
-        return forwarded.split(",")[-1].strip()
-    return str(environ.get("HTTP_X_REAL_IP", "")) or peer
 
 
 class SocketEvents:
@@ -142,34 +116,44 @@ class SocketEvents:
     def _dispatch(
         self, event: str, handler: Handler, needs_auth: bool, on_failure: FailureHook | None
     ) -> Callable[..., Awaitable[Reply]]:
+        received: Counter | None = None  # bound to its label once, not per event
+
         async def run(sid: str, *args: Any) -> Reply:
+            nonlocal received
             chat = self._services()
-            chat.metrics.events_received.labels(event).inc()
+            if received is None:
+                received = chat.metrics.events_received.labels(event)
+            received.inc()
             data = args[0] if args else None
             session = chat.sessions.get(sid)
             user_id = session.identity.user_id if session and session.identity else None
-            with structlog.contextvars.bound_contextvars(sid=sid, user_id=user_id, event=event):
+            context = EVENT_CONTEXT.set((sid, user_id, event))
+            try:
+                if self.in_flight.draining:
+                    raise ChatError(ErrorCode.UNAVAILABLE, "server is shutting down")
+                if session is None:
+                    raise ChatError(ErrorCode.UNAUTHENTICATED, "not connected")
+                if not chat.sessions.allow_event(session):
+                    raise ChatError(ErrorCode.RATE_LIMITED, "too many events")
+                if needs_auth:
+                    session.actor()
+                self.in_flight.enter()
                 try:
-                    if self.in_flight.draining:
-                        raise ChatError(ErrorCode.UNAVAILABLE, "server is shutting down")
-                    if session is None:
-                        raise ChatError(ErrorCode.UNAUTHENTICATED, "not connected")
-                    if not chat.sessions.allow_event(session):
-                        raise ChatError(ErrorCode.RATE_LIMITED, "too many events")
-                    if needs_auth:
-                        session.actor()
-                    async with self.in_flight.track():
-                        return {"ok": True, **await handler(session, data)}
-                except ChatError as exc:
-                    error = exc
-                except StorageUnavailable as exc:
-                    log.warning("database unavailable", reason=str(exc))
-                    error = ChatError(ErrorCode.UNAVAILABLE, "database unavailable, try again")
-                except Exception:
-                    trace_id = uuid.uuid4().hex[:16]
-                    log.exception("handler failed", trace_id=trace_id)
-                    error = ChatError(ErrorCode.INTERNAL, f"internal error (trace id {trace_id})")
-                return await self._fail(sid, event, data, error, on_failure)
+                    return {"ok": True, **await handler(session, data)}
+                finally:
+                    self.in_flight.leave()
+            except ChatError as exc:
+                error = exc
+            except StorageUnavailable as exc:
+                log.warning("database unavailable", reason=str(exc))
+                error = ChatError(ErrorCode.UNAVAILABLE, "database unavailable, try again")
+            except Exception:
+                trace_id = uuid.uuid4().hex[:16]
+                log.exception("handler failed", trace_id=trace_id)
+                error = ChatError(ErrorCode.INTERNAL, f"internal error (trace id {trace_id})")
+            finally:
+                EVENT_CONTEXT.reset(context)
+            return await self._fail(sid, event, data, error, on_failure)
 
         return run
 

@@ -1,0 +1,96 @@
+"""Group commit: writes that arrive while a commit is running share the next one.
+
+A database commits one transaction at a time about as fast as it commits a
+hundred rows, so under load a single writer loop takes everything queued, writes
+it in one transaction and answers each caller only after that commit. When
+writes are rare a batch holds one item and costs no more than before; the busier
+it gets, the bigger the batches, so throughput follows the load while every
+caller still waits for its own row's commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+# Rows per transaction: big enough to amortise a commit, small enough that one
+# statement stays far below SQLite's 32,766 bound parameters and MariaDB's
+# max_allowed_packet with messages of MAX_MESSAGE_LENGTH.
+MAX_BATCH = 256
+
+
+class GroupCommit(Generic[Item, Result]):
+    """Queues items; one task writes them in batches through `write_batch`.
+
+    `write_batch` returns one result (or exception) per item, in order; an
+    exception it raises fails the whole batch.
+    """
+
+    def __init__(
+        self, write_batch: Callable[[Sequence[Item]], Awaitable[Sequence[Result | Exception]]]
+    ) -> None:
+        self._write_batch = write_batch
+        self._queue: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._wakeup = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._writing: list[tuple[Item, asyncio.Future[Result]]] = []
+
+    async def submit(self, item: Item) -> Result:
+        loop = self._loop
+        if loop is None:  # (looked up once: each lookup is a getpid() system call)
+            loop = self._loop = asyncio.get_running_loop()
+            self._worker = loop.create_task(self._run(), name="group-commit")
+        future: asyncio.Future[Result] = loop.create_future()
+        self._queue.append((item, future))
+        self._wakeup.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch = self._take()
+                if batch:
+                    await self._commit(batch)
+
+    def _take(self) -> list[tuple[Item, asyncio.Future[Result]]]:
+        taken, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+        # A caller that gave up (its deadline passed) before the write began was
+        # told it failed; its item is not written behind its back.
+        return [(item, future) for item, future in taken if not future.done()]
+
+    async def _commit(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+        self._writing = batch
+        try:
+            results = await self._write_batch([item for item, _ in batch])
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue  # its caller gave up meanwhile; the row is stored all the same
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+            self._loop = None
+        for _, future in [*self._writing, *self._queue]:
+            if not future.done():
+                future.set_exception(RuntimeError("storage closed"))
+        self._queue.clear()

@@ -1,0 +1,41 @@
+"""What the Socket.IO connect handler reads from the handshake request."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+# Every WSGI environ key `handshake_token` and `client_address` read.
+CONNECT_ENVIRON_KEYS = (
+    "aiohttp.request",
+    "HTTP_AUTHORIZATION",
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_X_REAL_IP",
+)
+
+
+def handshake_token(environ: Mapping[str, Any], auth: Any) -> str | None:
+    """`auth.token` from io(url, { auth }), else an `Authorization: Bearer` header."""
+    if isinstance(auth, dict) and auth.get("token") is not None:
+        token = auth["token"]
+        return token if isinstance(token, str) else ""
+    header = environ.get("HTTP_AUTHORIZATION", "")
+    if isinstance(header, str) and header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return None
+
+
+def client_address(environ: Mapping[str, Any], trust_proxy: bool) -> str:
+    """The peer's address; behind our own proxy (TRUST_PROXY), the address it saw.
+
+    nginx appends the address it saw to X-Forwarded-For, so the last entry is the
+    one a client cannot forge; X-Real-IP is used when nginx sets that instead.
+    """
+    request = environ.get("aiohttp.request")
+    peer = str(getattr(request, "remote", "") or "")
+    if not trust_proxy:
+        return peer
+    forwarded = str(environ.get("HTTP_X_FORWARDED_FOR", ""))
+    if forwarded:
+        return forwarded.split(",")[-1].strip()
+    return str(environ.get("HTTP_X_REAL_IP", "")) or peer

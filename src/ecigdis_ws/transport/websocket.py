@@ -1,0 +1,331 @@
+"""The websocket transport's hot path: Engine.IO packets written straight to the wire.
+
+python-engineio gives every websocket a writer task that wakes for each packet,
+a task per packet received, and a sleeping task per heartbeat; under chat load
+those, not our handlers, were where the time went
+(../shared/bench/PROFILE-stock-python-socketio.md). Here a websocket connection
+is served by `DirectSocket`, an Engine.IO socket that writes each packet as one
+websocket frame the moment it is sent. Writes are synchronous, so a socket's
+packets leave in the order they were sent with no queue to keep them in order,
+and a broadcast is encoded into one frame that is written to every recipient.
+Frames sent to one socket within one turn of the event loop go out in one
+system call. Polling, the handshake and the upgrade probe stay engineio's.
+
+A client that reads too slowly is disconnected once `WS_MAX_BUFFERED_BYTES` wait
+for it (Centrifugo's "slow consumer" rule), so it cannot grow our memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import aiohttp
+import engineio.async_socket
+from aiohttp import web
+from engineio import packet as eio_packet
+
+from ecigdis_ws.observability.logging import get_logger
+
+log = get_logger(__name__)
+
+_TEXT = 0x81  # FIN + text opcode
+_BINARY = 0x82  # FIN + binary opcode
+_PROBE = "probe"
+# Closing handshakes in progress, kept referenced until they finish.
+_closing: set[asyncio.Future[Any]] = set()
+
+
+def frame(payload: str | bytes) -> bytes:
+    """One unmasked, uncompressed websocket frame (RFC 6455 5.2), as servers send."""
+    if isinstance(payload, str):
+        data, opcode = payload.encode(), _TEXT
+    else:
+        data, opcode = bytes(payload), _BINARY
+    size = len(data)
+    if size < 126:
+        header = bytes((opcode, size))
+    elif size < 65536:
+        header = struct.pack("!BBH", opcode, 126, size)
+    else:
+        header = struct.pack("!BBQ", opcode, 127, size)
+    return header + data
+
+
+def message_frame(socketio_packet: str) -> bytes:
+    """An Engine.IO MESSAGE carrying an encoded Socket.IO packet, framed once."""
+    return frame("4" + socketio_packet)
+
+
+class _Wire:
+    """The connection's byte stream, with writes corked for one loop turn."""
+
+    __slots__ = ("_limit", "_loop", "_on_overflow", "_pending", "_transport", "closed")
+
+    def __init__(
+        self, transport: asyncio.BaseTransport, limit: int, on_overflow: Callable[[], None]
+    ) -> None:
+        # (uvloop's transports do not subclass asyncio's classes, but behave alike)
+        self._transport = cast(asyncio.WriteTransport, transport)
+        self._pending: list[bytes] = []
+        self._loop = asyncio.get_running_loop()
+        self._limit = limit
+        self._on_overflow = on_overflow
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if self.closed or self._transport.is_closing():
+            return
+        self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        if self._transport.get_write_buffer_size() > self._limit:
+            self.closed = True
+            self._transport.abort()  # the reader sees the connection lost, and cleans up
+            self._on_overflow()
+
+
+# Handles a Socket.IO EVENT packet ("42...") read from a socket's websocket
+# without engineio's and socketio's general machinery; False: take the general path.
+EventShortcut = Callable[["DirectSocket", str], Awaitable[bool]]
+
+
+class _Sent:
+    """What stands for engineio's per-socket asyncio.Queue once a socket writes
+    straight to its websocket: nothing waits in it, so joining returns at once;
+    a packet engineio puts goes out at once, and `None` (engineio's "no more")
+    closes the websocket. About 3 KiB less per connection than the queue."""
+
+    __slots__ = ("_socket",)
+
+    def __init__(self, socket: DirectSocket) -> None:
+        self._socket = socket
+
+    def put_nowait(self, pkt: eio_packet.Packet | None) -> None:
+        if pkt is None:
+            self._socket.end_transport()
+        elif self._socket._wire is not None:
+            self._socket._wire.write(frame(pkt.encode()))
+
+    async def put(self, pkt: eio_packet.Packet | None) -> None:
+        self.put_nowait(pkt)
+
+    async def join(self) -> None:
+        return None
+
+    def empty(self) -> bool:
+        return True
+
+    def qsize(self) -> int:
+        return 0
+
+
+class DirectSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
+    """An Engine.IO socket on a websocket, sending without a queue or writer task.
+
+    Until its websocket is established it is engineio's own socket (polling);
+    `DirectWebSocket` switches its class when the websocket takes over.
+    """
+
+    _wire: _Wire | None
+    _response: web.WebSocketResponse | None
+    _ping_timer: asyncio.TimerHandle | None
+    # (engineio's attributes, typed here for mypy)
+    last_ping: float | None
+    connected: bool
+    queue: Any  # asyncio.Queue until the websocket takes over, then _Sent
+
+    def adopt(self) -> None:
+        self._wire = None
+        self._response = None
+        self._ping_timer = None
+
+    @property
+    def direct(self) -> bool:
+        return self._wire is not None
+
+    def write_frame(self, data: bytes) -> None:
+        """Write a pre-encoded frame (a broadcast's, shared by every recipient)."""
+        assert self._wire is not None
+        if not self.closed:
+            self._wire.write(data)
+
+    async def send(self, pkt: eio_packet.Packet) -> None:
+        if self._wire is None:
+            await super().send(pkt)
+        elif not self.closed:
+            self._wire.write(frame(pkt.encode()))
+
+    # Heartbeats on a timer, not a sleeping task per socket.
+    def schedule_ping(self) -> None:
+        if self._wire is None:
+            super().schedule_ping()
+        elif self.last_ping:
+            self.last_ping = None
+            self._cancel_ping()
+            self._ping_timer = asyncio.get_running_loop().call_later(
+                self.server.ping_interval, self._ping
+            )
+
+    def _ping(self) -> None:
+        self._ping_timer = None
+        if not self.closing and not self.closed and self._wire is not None:
+            self.last_ping = time.time()
+            self._wire.write(frame(eio_packet.Packet(eio_packet.PING).encode()))
+
+    def _cancel_ping(self) -> None:
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+            self._ping_timer = None
+
+    async def check_ping_timeout(self) -> bool:
+        if self._wire is None:
+            result: bool = await super().check_ping_timeout()
+            return result
+        if self.closed:
+            return False
+        if self.last_ping and time.time() - self.last_ping > self.server.ping_timeout:
+            await self.close(wait=False, abort=False, reason=self.server.reason.PING_TIMEOUT)
+            self.end_transport()
+            return False
+        return True
+
+    def end_transport(self) -> None:
+        """Close the websocket itself, after whatever was written before."""
+        response = self._response
+        if response is not None and not response.closed:
+            # A task started now runs after the corked frames are flushed.
+            task = asyncio.ensure_future(response.close())
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+
+    def _overflowed(self) -> None:
+        log.warning("disconnected a client that reads too slowly", sid=self.sid)
+
+    async def _websocket_handler(self, ws: DirectWebSocket) -> None:
+        response = ws.response
+        if self.connected and not await self._probe_upgrade(response):
+            return
+        self.connected = True
+        self.upgraded = True
+        self._response = response
+        assert ws.request is not None and ws.request.transport is not None
+        wire = _Wire(ws.request.transport, ws.max_buffered, self._overflowed)
+        # What was queued before the websocket took over goes first, then all
+        # later packets straight to the wire: the order is kept.
+        while not self.queue.empty():
+            queued = self.queue.get_nowait()
+            self.queue.task_done()
+            if queued is not None:
+                wire.write(frame(queued.encode()))
+        self._wire = wire
+        self.queue = _Sent(self)
+        try:
+            await self._read(response, ws)
+        finally:
+            wire.closed = True
+            self._cancel_ping()
+            if not response.closed:
+                await response.close()
+            await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+
+    def _silence_limit_s(self) -> float:
+        """A client that sends nothing, not even a pong, this long is gone."""
+        return float(self.server.ping_interval + self.server.ping_timeout)
+
+    async def _read(self, response: web.WebSocketResponse, ws: DirectWebSocket) -> None:
+        # No timeout per read (that costs a timer per packet): a client that goes
+        # silent misses its pong, and check_ping_timeout closes the websocket.
+        limit = self.server.max_http_buffer_size
+        while True:
+            message = await response.receive()
+            if message.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                return  # closed by the client, or a protocol error
+            if len(message.data) > limit:
+                return
+            data = message.data
+            if type(data) is str and data.startswith("42") and await ws.events(self, data):
+                if self.closed:
+                    return
+                continue
+            try:
+                await self.receive(eio_packet.Packet(encoded_packet=data))
+            except engineio.exceptions.UnknownPacketError:
+                continue
+            except engineio.exceptions.SocketIsClosedError:
+                return
+            if self.closed:
+                return
+
+    async def _probe_upgrade(self, response: web.WebSocketResponse) -> bool:
+        """The polling → websocket upgrade (Engine.IO v4): probe, then UPGRADE."""
+        self.upgrading = True
+        try:
+            probe = await self._next_packet(response)
+            if probe is None or probe.packet_type != eio_packet.PING or probe.data != _PROBE:
+                return False
+            await response.send_str(eio_packet.Packet(eio_packet.PONG, data=_PROBE).encode())
+            await self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends the pending poll
+            upgrade = await self._next_packet(response)
+            return upgrade is not None and upgrade.packet_type == eio_packet.UPGRADE
+        finally:
+            self.upgrading = False
+
+    async def _next_packet(self, response: web.WebSocketResponse) -> eio_packet.Packet | None:
+        try:
+            message = await response.receive(timeout=self._silence_limit_s())
+        except TimeoutError:
+            return None
+        if message.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+            return None
+        return eio_packet.Packet(encoded_packet=message.data)
+
+
+class DirectWebSocket:
+    """engineio's websocket driver for aiohttp, serving the socket as a DirectSocket.
+
+    Replaces `engineio.async_drivers.aiohttp.WebSocket` in our server's own copy
+    of the driver table (see ChatSocketServer).
+    """
+
+    # Set per server by `for_server`:
+    max_buffered = 1 << 20
+    events: EventShortcut  # the Socket.IO event fast path
+
+    def __init__(self, handler: Any, server: Any) -> None:
+        self.handler = handler
+        self.server = server
+        self.request: web.Request | None = None
+        self.response = web.WebSocketResponse(
+            max_msg_size=server.max_http_buffer_size, compress=False
+        )
+
+    @classmethod
+    def for_server(cls, max_buffered: int, events: EventShortcut) -> type[DirectWebSocket]:
+        return type(cls.__name__, (cls,), {
+            "max_buffered": max_buffered, "events": staticmethod(events)
+        })
+
+    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        socket = self.handler.__self__
+        self.request = environ["aiohttp.request"]  # (not the environ: see _handle_connect)
+        try:
+            await self.response.prepare(self.request)
+        except ConnectionResetError:  # the client left during the handshake
+            await socket.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+            return self.response
+        if not isinstance(socket, DirectSocket):
+            # engineio creates its own socket class; the websocket takes it over.
+            socket.__class__ = DirectSocket
+            socket.adopt()
+        await socket._websocket_handler(self)
+        return self.response

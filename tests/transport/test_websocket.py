@@ -1,0 +1,165 @@
+"""The direct websocket path (transport/websocket.py), driven by raw websocket clients."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from tests.support import RunningServer
+from tests.transport.conftest import room
+
+pytestmark = pytest.mark.backends("sqlite")
+
+ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
+
+
+def event_packet(ack_id: int, event: str, data: Any) -> str:
+    """A Socket.IO EVENT asking for an acknowledgement, as socket.io-client writes it."""
+    return f"42{ack_id}" + orjson.dumps([event, data]).decode()
+
+
+class RawClient:
+    """Engine.IO v4 / Socket.IO v5 spoken by hand, to control pongs and reading."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+
+    @classmethod
+    async def connect(
+        cls, session: aiohttp.ClientSession, server: RunningServer, token: str, **options: Any
+    ) -> RawClient:
+        url = f"{server.url}/socket.io/?EIO=4&transport=websocket"
+        client = cls(await session.ws_connect(url, **options))
+        opened = await client.ws.receive_str()
+        assert opened.startswith("0{")
+        await client.ws.send_str("40" + orjson.dumps({"token": token}).decode())
+        assert (await client.next_text()).startswith("40{")
+        return client
+
+    async def next_text(self) -> str:
+        message = await self.ws.receive(timeout=5)
+        assert message.type == aiohttp.WSMsgType.TEXT, message
+        return str(message.data)
+
+
+async def test_websocket_is_served_without_compression_by_default(server: RunningServer) -> None:
+    async with aiohttp.ClientSession() as session:
+        client = await RawClient.connect(session, server, server.token(1), compress=15)
+        assert client.ws.compress == 0
+        assert client.ws.protocol is None
+        await client.ws.close()
+
+
+async def test_ws_compression_true_negotiates_permessage_deflate_and_chat_works(
+    make_server: ServerFactory,
+) -> None:
+    async with make_server(WS_COMPRESSION="true") as server, aiohttp.ClientSession() as session:
+        conversation = await server.conversation(1, 2)
+        bob = await server.client(2)
+        assert (await bob.call("conversation:join", {"conversationId": conversation}))["ok"]
+        alice = await RawClient.connect(session, server, server.token(1), compress=15)
+        assert alice.ws.compress == 15
+        join = event_packet(1, "conversation:join", {"conversationId": conversation})
+        await alice.ws.send_str(join)
+        while not (await alice.next_text()).startswith("431"):
+            pass
+        await alice.ws.send_str(event_packet(2, "message:send", {
+            "conversationId": conversation, "text": "squeezed", "messageId": "z1"
+        }))
+        [message] = await bob.wait_for("message:new")
+        assert message["text"] == "squeezed"
+        await alice.ws.close()
+
+
+async def test_a_websocket_client_that_answers_pings_stays_connected(
+    make_server: ServerFactory,
+) -> None:
+    async with make_server(PING_INTERVAL_MS="1000", PING_TIMEOUT_MS="1000") as server, \
+            aiohttp.ClientSession() as session:
+        client = await RawClient.connect(session, server, server.token(1))
+        pings = 0
+        while pings < 3:  # three heartbeats: more than interval + timeout in all
+            text = await client.next_text()
+            if text == "2":
+                pings += 1
+                await client.ws.send_str("3")
+        assert server.chat.sessions.count == 1
+        await client.ws.close()
+
+
+async def test_a_websocket_client_that_stops_answering_pings_is_dropped(
+    make_server: ServerFactory,
+) -> None:
+    async with make_server(PING_INTERVAL_MS="1000", PING_TIMEOUT_MS="1000") as server, \
+            aiohttp.ClientSession() as session:
+        client = await RawClient.connect(session, server, server.token(1))
+        while await client.next_text() != "2":  # up to the first ping, never answered
+            pass
+        closed = await client.ws.receive(timeout=10)
+        while closed.type == aiohttp.WSMsgType.TEXT:  # the CLOSE packet, then the close
+            closed = await client.ws.receive(timeout=10)
+        assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        await server.wait_until(lambda: server.chat.sessions.count == 0)
+
+
+async def test_a_client_that_does_not_read_is_disconnected_once_its_backlog_passes_the_limit(
+    make_server: ServerFactory,
+) -> None:
+    async with make_server(
+        WS_MAX_BUFFERED_BYTES="65536", RATE_LIMIT_MESSAGES="0", RATE_LIMIT_EVENTS="0",
+        MAX_MESSAGE_LENGTH="50000",
+    ) as server:
+        conversation, (sender,) = await room(server, 1)
+        await server.chat.storage.add_member(conversation, 2, 0)
+        stalled = socket.create_connection(("127.0.0.1", server.port))
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        try:
+            await _raw_join(stalled, server, conversation)
+            await sender.wait_for("user:joined", lambda joined: joined["userId"] == 2)
+            text = "x" * 50000
+            for n in range(600):  # 30 MB, far more than the kernel's buffers and ours
+                reply = await sender.call("message:send", {
+                    "conversationId": conversation, "text": text, "messageId": f"m{n}"
+                })
+                assert reply["ok"]
+                if server.chat.sessions.count == 1:
+                    break
+            assert server.chat.sessions.count == 1  # the stalled reader is gone
+            # ...and the client that reads keeps working.
+            reply = await sender.call("message:send", {
+                "conversationId": conversation, "text": "still here", "messageId": "last"
+            })
+            assert reply["ok"]
+        finally:
+            stalled.close()
+
+
+async def _raw_join(sock: socket.socket, server: RunningServer, conversation: int) -> None:
+    """A websocket handshake and join over a plain socket that then never reads."""
+    loop = asyncio.get_running_loop()
+    sock.setblocking(False)
+    request = (
+        "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    await loop.sock_sendall(sock, request.encode())
+    for packet in ("40" + orjson.dumps({"token": server.token(2)}).decode(),
+                   event_packet(1, "conversation:join", {"conversationId": conversation})):
+        await loop.sock_sendall(sock, _masked_text_frame(packet.encode()))
+
+
+def _masked_text_frame(payload: bytes) -> bytes:
+    mask = b"\x01\x02\x03\x04"
+    assert len(payload) < 65536
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    size = bytes((0x80 | len(payload),)) if len(payload) < 126 else (
+        b"\xfe" + len(payload).to_bytes(2, "big"))
+    return b"\x81" + size + mask + masked
