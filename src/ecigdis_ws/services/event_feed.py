@@ -1,0 +1,179 @@
+"""The REST long-poll: every message, receipt and reaction of a user's
+conversations, in commit order, from the event log in the database.
+
+The log's ids are the cursors. An autoincrement id is handed out when a row is
+inserted, not when it commits, so on MariaDB a row with a smaller id can commit
+after one with a larger id; a poller that moved its cursor past the larger id
+would never see the smaller. So a poll only reads up to the *settled* position:
+the highest id below which every id is committed or will never be (its
+transaction rolled back). A missing id is waited for until the row after it is
+older than DB_TIMEOUT_MS plus a margin: every transaction is given up by then
+(the deadline covers the whole transaction and a given-up transaction is never
+committed), so the id was rolled back. Normally there is no gap and nothing
+waits. Each node tracks the settled position once for all its pollers.
+
+Waiting polls are woken by this node's fan-out deliveries (every node receives
+every conversation's events, from other nodes through Redis), only those whose
+user is in that conversation; a timer re-reads the log as well, for wake-ups
+missed while Redis was down and for gaps that settle with time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from ecigdis_ws.clock import Clock, Timer
+from ecigdis_ws.domain import LoggedEvent, UserId
+from ecigdis_ws.errors import ChatError, ErrorCode
+from ecigdis_ws.storage.base import Storage
+
+# Events in one poll answer: a client far behind gets several quick answers.
+POLL_PAGE = 500
+# Ids read per query while looking for the settled position.
+SCAN_PAGE = 1000
+# Waiting polls re-read the log this often, whatever the fan-out said.
+RECHECK_S = 2.0
+# Beyond DB_TIMEOUT_MS, how long a missing id may still commit: a COMMIT sent
+# just before the deadline, and clock skew between the nodes writing the log.
+SETTLE_MARGIN_MS = 5000
+
+
+@dataclass(eq=False)
+class _Waiter:
+    user_id: UserId
+    conversations: set[int]
+    woken: asyncio.Event = field(default_factory=asyncio.Event)
+    expired: bool = False
+
+    def expire(self) -> None:
+        self.expired = True
+        self.woken.set()
+
+
+class EventFeed:
+    def __init__(self, storage: Storage, clock: Clock, hold_s: float, db_timeout_ms: int) -> None:
+        self._storage = storage
+        self._clock = clock
+        self._hold_s = hold_s
+        self._settle_ms = db_timeout_ms + SETTLE_MARGIN_MS
+        self._settled: int | None = None
+        self._scan_lock = asyncio.Lock()
+        self._wakes = 0  # bumped on every wake-up; a scan is fresh as of one value
+        self._scanned_at_wake = -1
+        self._waiters: set[_Waiter] = set()
+        self._recheck: Timer | None = None
+        self._closed = False
+
+    def _now_ms(self) -> int:
+        return int(self._clock.now() * 1000)
+
+    # -- the settled position -------------------------------------------------------
+
+    async def settled(self, fresh: bool = True) -> int:
+        """The settled position, re-read unless a scan since the last wake-up did."""
+        if fresh:
+            self._wakes += 1
+        wanted = self._wakes
+        async with self._scan_lock:
+            if self._settled is not None and self._scanned_at_wake >= wanted:
+                return self._settled
+            as_of = self._wakes
+            self._settled = await self._scan()
+            self._scanned_at_wake = as_of
+            return self._settled
+
+    async def _scan(self) -> int:
+        now_ms = self._now_ms()
+        position = self._settled
+        if position is None:
+            # Every id below an event this old was handed out before it: settled.
+            position = await self._storage.event_log_id_before(now_ms - self._settle_ms)
+        while True:
+            rows = await self._storage.event_log_ids(position, SCAN_PAGE)
+            for event_id, created_at_ms in rows:
+                if event_id != position + 1 and now_ms - created_at_ms < self._settle_ms:
+                    return position  # ids in between may still commit
+                position = event_id
+            if len(rows) < SCAN_PAGE:
+                return position
+
+    # -- polling --------------------------------------------------------------------
+
+    async def poll(self, user_id: UserId, cursor: int | None) -> tuple[int, list[LoggedEvent]]:
+        """(next cursor, events after `cursor`); held up to the hold time when none.
+        No cursor: the current position and no events, at once."""
+        if cursor is None:
+            return await self.settled(), []
+        if cursor > await self._storage.event_log_last_id():
+            raise ChatError(ErrorCode.INVALID_PAYLOAD,
+                            "cursor is ahead of the event log: poll again without one")
+        waiter = _Waiter(user_id, await self._storage.conversation_ids_of(user_id))
+        self._waiters.add(waiter)
+        self._arm_recheck()
+        hold = self._clock.call_later(self._hold_s, waiter.expire)
+        try:
+            fresh = True
+            while True:
+                waiter.woken.clear()
+                position = await self.settled(fresh)
+                fresh = False
+                if position > cursor:
+                    events = await self._storage.events_for_user(
+                        user_id, cursor, position, POLL_PAGE
+                    )
+                    if events:
+                        full = len(events) == POLL_PAGE
+                        return (events[-1].id if full else position), events
+                    cursor = position
+                if waiter.expired or self._closed:
+                    return cursor, []
+                await waiter.woken.wait()
+        finally:
+            hold.cancel()
+            self._waiters.discard(waiter)
+
+    # -- wake-ups -------------------------------------------------------------------
+
+    def conversation_changed(self, conversation_id: int) -> None:
+        """A message, receipt or reaction of this conversation was delivered on this
+        node (so it is committed): wake the polls of its members."""
+        self._wakes += 1
+        for waiter in self._waiters:
+            if conversation_id in waiter.conversations:
+                waiter.woken.set()
+
+    def membership_changed(self, conversation_id: int, user_id: UserId, member: bool) -> None:
+        """The user was added to or removed from the conversation."""
+        self._wakes += 1
+        for waiter in self._waiters:
+            if waiter.user_id == user_id:
+                if member:
+                    waiter.conversations.add(conversation_id)
+                else:
+                    waiter.conversations.discard(conversation_id)
+                waiter.woken.set()
+
+    def _arm_recheck(self) -> None:
+        if self._recheck is None and self._waiters:
+            self._recheck = self._clock.call_later(RECHECK_S, self._recheck_all)
+
+    def _recheck_all(self) -> None:
+        self._recheck = None
+        self._wakes += 1
+        for waiter in self._waiters:
+            waiter.woken.set()
+        self._arm_recheck()
+
+    def close(self) -> None:
+        """Shutting down: every waiting poll answers now, with what it has."""
+        self._closed = True
+        if self._recheck is not None:
+            self._recheck.cancel()
+            self._recheck = None
+        for waiter in self._waiters:
+            waiter.woken.set()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)

@@ -1,0 +1,58 @@
+"""What the REST API reads and creates beyond the socket's events: a user's
+conversation list with unread counts, new conversations, pages of messages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ecigdis_ws.clock import Clock
+from ecigdis_ws.domain import ConversationSummary, StoredMessage, UserId
+from ecigdis_ws.services.access import AccessPolicy
+from ecigdis_ws.storage.base import Storage
+
+# Conversations in one listing, most recently active first: a staff member is in
+# tens; the bound only keeps one request's work finite.
+MAX_LISTED_CONVERSATIONS = 1000
+
+
+class InboxService:
+    def __init__(self, storage: Storage, access: AccessPolicy, clock: Clock) -> None:
+        self._storage = storage
+        self._access = access
+        self._clock = clock
+
+    async def conversations(self, user_id: UserId) -> list[ConversationSummary]:
+        return await self._storage.list_conversations(user_id, MAX_LISTED_CONVERSATIONS)
+
+    async def create(
+        self, user_id: UserId, title: str, members: Sequence[UserId]
+    ) -> ConversationSummary:
+        """A new conversation of `members` and its creator."""
+        now_ms = int(self._clock.now() * 1000)
+        everyone = list(dict.fromkeys([user_id, *members]))
+        conversation_id = await self._storage.create_conversation(title, everyone, now_ms)
+        return ConversationSummary(
+            id=conversation_id,
+            title=title,
+            created_at_ms=now_ms,
+            members=tuple(sorted(everyone, key=str)),  # the listing's order
+            unread_count=0,
+            last_read_message_id=None,
+            last_message=None,
+        )
+
+    async def messages(
+        self,
+        user_id: UserId,
+        conversation_id: int,
+        since: int | None,
+        before: int | None,
+        limit: int,
+    ) -> tuple[list[StoredMessage], bool]:
+        """A page, ascending, and whether more lie beyond it (after it with `since`,
+        before it otherwise). Members only, like conversation:join."""
+        await self._access.require_member(conversation_id, user_id)
+        page = await self._storage.messages_page(conversation_id, since, before, limit + 1)
+        if len(page) <= limit:
+            return page, False
+        return (page[:limit] if since is not None else page[1:]), True

@@ -1,0 +1,175 @@
+"""What the main site does through /api/server/*: post a message into a
+conversation, add and remove members; and how every node applies a membership
+change to its live sockets and waiting polls."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ecigdis_ws.clock import Clock
+from ecigdis_ws.domain import Actor, ClientMessageId, SendResult, UserId
+from ecigdis_ws.errors import ChatError, ErrorCode
+from ecigdis_ws.fanout.base import Fanout, conversation_room
+from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.observability.metrics import Metrics
+from ecigdis_ws.services.access import AccessPolicy
+from ecigdis_ws.services.event_feed import EventFeed
+from ecigdis_ws.services.messages import MessageService
+from ecigdis_ws.services.presence import PresenceService
+from ecigdis_ws.services.tasks import BackgroundTasks
+from ecigdis_ws.services.typing import TypingService
+from ecigdis_ws.settings import UserIdType
+from ecigdis_ws.storage.base import Storage
+
+log = get_logger(__name__)
+
+# Stands in for a socket id where an action comes from no socket (REST, the main
+# site): Engine.IO ids are 20 random characters, so it never skips a real socket.
+NO_SOCKET = "no-socket"
+SYSTEM_SENDER_NAME = "System"
+# Events that say a conversation changed (wake its pollers), and membership changes.
+CONVERSATION_EVENTS = frozenset({"message:new", "message:read-receipt", "message:reaction"})
+MEMBER_ADDED = "member:added"
+MEMBER_REMOVED = "member:removed"
+ROOM_PREFIX = conversation_room(0)[:-1]
+
+
+def system_user_id(user_id_type: UserIdType) -> UserId:
+    """The sender of the main site's messages: an id no token can carry with
+    USER_ID_TYPE=int (ids are positive); "system" with string ids."""
+    return 0 if user_id_type == "int" else "system"
+
+
+class _ExistingConversation(AccessPolicy):
+    """The main site may post into any conversation that exists, member or not."""
+
+    def __init__(self, storage: Storage, clock: Clock) -> None:
+        super().__init__(storage, "members", clock)
+        self._conversations = storage
+
+    async def require_member(self, conversation_id: int, user_id: UserId) -> None:
+        if not await self._conversations.conversation_exists(conversation_id):
+            raise ChatError(ErrorCode.NOT_FOUND, "no such conversation")
+
+
+class ServerApiService:
+    def __init__(
+        self,
+        storage: Storage,
+        fanout: Fanout,
+        access: AccessPolicy,
+        presence: PresenceService,
+        typing: TypingService,
+        feed: EventFeed,
+        clock: Clock,
+        tasks: BackgroundTasks,
+        metrics: Metrics,
+        deadline_s: float,
+        user_id_type: UserIdType,
+    ) -> None:
+        self._storage = storage
+        self._fanout = fanout
+        self._access = access
+        self._presence = presence
+        self._typing = typing
+        self._feed = feed
+        self._clock = clock
+        self._tasks = tasks
+        self._system_user = system_user_id(user_id_type)
+        # The socket's send path (store once, fan out, retry after UNAVAILABLE),
+        # with "the conversation exists" in place of "the sender is a member".
+        self._messages = MessageService(
+            storage, fanout, _ExistingConversation(storage, clock), typing, clock, metrics,
+            deadline_s,
+        )
+
+    async def post_message(
+        self,
+        conversation_id: int,
+        client_message_id: ClientMessageId,
+        text: str,
+        user_id: UserId | None,
+        sender_name: str | None,
+    ) -> SendResult:
+        sender = self._system_user if user_id is None else user_id
+        name = sender_name or (SYSTEM_SENDER_NAME if user_id is None else str(user_id))
+        actor = Actor(NO_SOCKET, sender, name)
+        return await self._messages.send(actor, conversation_id, text, client_message_id)
+
+    async def _require_conversation(self, conversation_id: int) -> None:
+        if not await self._storage.conversation_exists(conversation_id):
+            raise ChatError(ErrorCode.NOT_FOUND, "no such conversation")
+
+    async def add_member(self, conversation_id: int, user_id: UserId) -> bool:
+        """True when the user was not a member before; the room hears member:added."""
+        await self._require_conversation(conversation_id)
+        added = await self._storage.add_member(
+            conversation_id, user_id, int(self._clock.now() * 1000)
+        )
+        if added:
+            await self._announce(MEMBER_ADDED, conversation_id, user_id)
+        return added
+
+    async def remove_member(self, conversation_id: int, user_id: UserId) -> bool:
+        """True when the user was a member; the room (the user included) hears
+        member:removed, then every node takes the user's sockets out of the room."""
+        await self._require_conversation(conversation_id)
+        removed = await self._storage.remove_member(conversation_id, user_id)
+        # Forgotten whether or not a row went: this node may have cached it anyway.
+        self._access.memberships.forget(conversation_id, user_id)
+        if removed:
+            await self._announce(MEMBER_REMOVED, conversation_id, user_id)
+        return removed
+
+    async def _announce(self, event: str, conversation_id: int, user_id: UserId) -> None:
+        await self._fanout.emit(
+            event,
+            {"userId": user_id, "conversationId": conversation_id},
+            room=conversation_room(conversation_id),
+        )
+
+    # -- on every node --------------------------------------------------------------
+
+    def delivered(self, event: str, data: Any, room: str | list[str] | None) -> None:
+        """Called for every event this node delivers to a room, whichever node
+        emitted it (the Redis manager brings the others'): wakes the long-polls
+        of that conversation and applies membership changes here. Never raises:
+        it runs inside the delivery."""
+        try:
+            self._delivered(event, data, room)
+        except Exception:  # a bug here must not fail the send that is delivering
+            log.exception("delivery observer failed", delivered=event)
+
+    def _delivered(self, event: str, data: Any, room: str | list[str] | None) -> None:
+        # (a list of rooms addresses users, as presence does, never a conversation)
+        if not isinstance(room, str) or not room.startswith(ROOM_PREFIX) or not isinstance(
+            data, dict
+        ):
+            return
+        try:
+            conversation_id = int(room[len(ROOM_PREFIX):])
+        except ValueError:
+            return
+        if event in CONVERSATION_EVENTS:
+            self._feed.conversation_changed(conversation_id)
+        elif event in (MEMBER_ADDED, MEMBER_REMOVED):
+            user_id = data.get("userId")
+            if isinstance(user_id, int | str):
+                self._membership_changed(conversation_id, user_id, event == MEMBER_ADDED)
+
+    def _membership_changed(self, conversation_id: int, user_id: UserId, member: bool) -> None:
+        self._feed.membership_changed(conversation_id, user_id, member)
+        if member:
+            return
+        self._access.memberships.forget(conversation_id, user_id)
+        # Called as member:removed is being delivered: the user's sockets leave the
+        # room right after it has gone out, so they hear it too.
+        asyncio.get_running_loop().call_soon(self._leave_room, conversation_id, user_id)
+
+    def _leave_room(self, conversation_id: int, user_id: UserId) -> None:
+        room = conversation_room(conversation_id)
+        for sid in self._presence.local_sockets(user_id):
+            if self._fanout.in_room(sid, room):
+                self._fanout.leave_room(sid, room)
+                self._tasks.spawn(self._typing.socket_gone(sid, conversation_id))

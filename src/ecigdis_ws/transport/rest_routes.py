@@ -1,0 +1,425 @@
+"""The REST API beside the socket (docs/openapi.yaml): validate, call one
+service method, reply. Failures carry the socket's error codes."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from ecigdis_ws import jsonmod
+from ecigdis_ws.domain import Actor, Identity, SendResult, UserId
+from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
+from ecigdis_ws.fanout.local import DirectEmitManager
+from ecigdis_ws.keys import SERVICES, SETTINGS
+from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.services.auth import TokenExpired, TokenUndecided, TokenVerifier, parse_user_id
+from ecigdis_ws.services.container import ChatServices
+from ecigdis_ws.services.event_feed import EventFeed
+from ecigdis_ws.services.inbox import InboxService
+from ecigdis_ws.services.rate_limit import RateLimiter
+from ecigdis_ws.services.server_api import NO_SOCKET, ServerApiService
+from ecigdis_ws.settings import Settings
+from ecigdis_ws.transport import validation as v
+from ecigdis_ws.transport.origins import allowed_origins
+
+log = get_logger(__name__)
+
+USER_API = "/api/messenger"
+SERVER_API = "/api/server"
+STATUS = {
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.AUTH_FAILED: 401,
+    ErrorCode.TOKEN_EXPIRED: 401,
+    ErrorCode.INVALID_PAYLOAD: 400,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.INTERNAL: 500,
+}
+# A token bucket refills at least one request a second (rates are whole numbers).
+RETRY_AFTER_S = 1
+# Messages per page: the default, and at most (the socket replays in pages of 500).
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+# A conversation title fits the column (VARCHAR(255)).
+MAX_TITLE_LENGTH = 255
+# Members named in one create: a group beyond this is a mailing list.
+MAX_NEW_MEMBERS = 1000
+# A sender name fits the column (VARCHAR(255)), as a token's name is cut to it.
+MAX_SENDER_NAME = 255
+# Browsers may cache a CORS preflight answer this long.
+PREFLIGHT_MAX_AGE_S = 600
+
+
+@dataclass(frozen=True)
+class RestApi:
+    chat: ChatServices
+    verifier: TokenVerifier
+    requests: RateLimiter
+    inbox: InboxService
+    feed: EventFeed
+    server: ServerApiService
+
+
+REST_API = web.AppKey("rest_api", RestApi)
+
+
+class BodyTooLarge(ChatError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(ErrorCode.INVALID_PAYLOAD, f"body over {limit} bytes")
+
+
+def _error(error: ChatError, status: int | None = None) -> web.Response:
+    response = web.json_response(
+        {"error": error.as_dict()},
+        status=status or (413 if isinstance(error, BodyTooLarge) else STATUS[error.code]),
+        dumps=jsonmod.dumps,
+    )
+    if error.code == ErrorCode.RATE_LIMITED:
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
+def _reply(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=jsonmod.dumps)
+
+
+# -- the middleware: errors as JSON, CORS for the user API ------------------------------
+
+
+def rest_middleware(settings: Settings) -> Middleware:
+    allowed = allowed_origins(settings)
+
+    def cors_origin(request: web.Request) -> str | None:
+        origin = request.headers.get("Origin")
+        if origin is None or not request.path.startswith(USER_API + "/"):
+            return None
+        return origin if allowed == "*" or origin in allowed else None
+
+    @web.middleware
+    async def rest(request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        if not path.startswith((USER_API + "/", SERVER_API + "/")):
+            return await handler(request)
+        origin = cors_origin(request)
+        if request.method == "OPTIONS" and origin is not None:
+            response: web.StreamResponse = web.Response(status=204, headers={
+                "Access-Control-Allow-Methods": "GET, POST, DELETE",
+                "Access-Control-Allow-Headers": "Authorization, Content-Type",
+                "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_S),
+            })
+        else:
+            response = await _answer(request, handler)
+        if origin is not None:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+        return response
+
+    return rest
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ChatError as exc:
+        error = exc
+    except StorageUnavailable as exc:
+        log.warning("database unavailable", reason=str(exc), path=request.path)
+        error = ChatError(ErrorCode.UNAVAILABLE, "database unavailable, try again")
+    except web.HTTPNotFound:
+        error = ChatError(ErrorCode.NOT_FOUND, f"no route {request.path[:200]}")
+    except web.HTTPMethodNotAllowed as exc:
+        error = ChatError(ErrorCode.INVALID_PAYLOAD, f"{request.method} is not allowed here")
+        return _error(error, exc.status)
+    except web.HTTPException:
+        raise
+    except Exception:
+        trace_id = uuid.uuid4().hex[:16]
+        log.exception("REST handler failed", trace_id=trace_id, path=request.path)
+        error = ChatError(ErrorCode.INTERNAL, f"internal error (trace id {trace_id})")
+    request.app[SERVICES].metrics.errors.labels(error.code.value).inc()
+    return _error(error)
+
+
+# -- request parts ----------------------------------------------------------------------
+
+
+def _api(request: web.Request) -> RestApi:
+    return request.app[REST_API]
+
+
+async def _identify(request: web.Request) -> Identity:
+    """The user an `Authorization: Bearer` token names, checked as on the socket."""
+    api = _api(request)
+    header = request.headers.get("Authorization")
+    if header is None:
+        raise ChatError(ErrorCode.UNAUTHENTICATED, "send Authorization: Bearer <token>")
+    if header[:7].lower() != "bearer ":
+        raise ChatError(ErrorCode.AUTH_FAILED, "expected Authorization: Bearer <token>")
+    token = header[7:].strip()
+    try:
+        identity = api.verifier.verify(token)
+    except TokenExpired:
+        raise ChatError(ErrorCode.TOKEN_EXPIRED, "token expired") from None
+    except TokenUndecided:
+        main_site = api.chat.sessions.main_site
+        if main_site is None:
+            raise
+        identity = await main_site.verify(token)
+    if not api.requests.allow(identity.user_id):
+        raise ChatError(ErrorCode.RATE_LIMITED, "too many requests")
+    return identity
+
+
+def _actor(identity: Identity) -> Actor:
+    return Actor(NO_SOCKET, identity.user_id, identity.name)
+
+
+def _require_server_key(request: web.Request) -> None:
+    expected = request.app[SETTINGS].api_key
+    if not expected:
+        raise ChatError(ErrorCode.NOT_FOUND, "the server API is off: API_KEY is not set")
+    given = request.headers.get("X-API-Key")
+    if given is None:
+        raise ChatError(ErrorCode.UNAUTHENTICATED, "send X-API-Key")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ChatError(ErrorCode.AUTH_FAILED, "wrong API key")
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    limit = request.app[SETTINGS].max_payload_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge(limit)
+    raw = bytearray()
+    while chunk := await request.content.read(limit + 1 - len(raw)):
+        raw += chunk
+        if len(raw) > limit:
+            raise BodyTooLarge(limit)
+    try:
+        data = jsonmod.loads(bytes(raw))
+    except (ValueError, UnicodeDecodeError):
+        raise v.invalid("the body is not JSON") from None
+    return v.payload(data)
+
+
+def _path_id(request: web.Request, name: str) -> int:
+    value = v.positive_id({name: request.match_info[name]}, name)
+    assert value is not None
+    return value
+
+
+def _query_int(request: web.Request, name: str, low: int, high: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or not low <= int(raw) <= high:
+        raise v.invalid(f"{name} must be an integer from {low} to {high}")
+    return int(raw)
+
+
+def _user_id(raw: Any, settings: Settings, field: str = "userId") -> UserId:
+    parsed = parse_user_id(raw, settings.user_id_type)
+    if parsed is None:
+        raise v.invalid(f"{field} is not a valid user id ({settings.user_id_type})")
+    return parsed
+
+
+def _encodable(value: str, field: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise v.invalid(f"{field} is not valid Unicode (lone surrogate)") from None
+    return value
+
+
+def _sent(result: SendResult, client_id: int | str) -> web.Response:
+    return _reply(result.message.ack(result.duplicate, client_id),
+                  status=200 if result.duplicate else 201)
+
+
+# -- /api/messenger ---------------------------------------------------------------------
+
+
+async def list_conversations(request: web.Request) -> web.Response:
+    identity = await _identify(request)
+    conversations = await _api(request).inbox.conversations(identity.user_id)
+    return _reply({"conversations": [c.wire() for c in conversations]})
+
+
+async def create_conversation(request: web.Request) -> web.Response:
+    identity = await _identify(request)
+    fields = await _body(request)
+    settings = request.app[SETTINGS]
+    title = fields.get("title", "")
+    if not isinstance(title, str) or len(title) > MAX_TITLE_LENGTH:
+        raise v.invalid(f"title must be a string of at most {MAX_TITLE_LENGTH} characters")
+    title = _encodable(title, "title")
+    members = fields.get("members", [])
+    if not isinstance(members, list) or len(members) > MAX_NEW_MEMBERS:
+        raise v.invalid(f"members must be a list of at most {MAX_NEW_MEMBERS} user ids")
+    member_ids = [_user_id(member, settings, "members[]") for member in members]
+    created = await _api(request).inbox.create(identity.user_id, title, member_ids)
+    return _reply(created.wire(), status=201)
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    identity = await _identify(request)
+    conversation_id = _path_id(request, "conversationId")
+    since = _query_int(request, "since", 0, v.MAX_ID)
+    before = _query_int(request, "before", 1, v.MAX_ID)
+    limit = _query_int(request, "limit", 1, MAX_PAGE) or DEFAULT_PAGE
+    page, more = await _api(request).inbox.messages(
+        identity.user_id, conversation_id, since, before, limit
+    )
+    return _reply({"messages": [message.wire() for message in page], "hasMore": more})
+
+
+async def send_message(request: web.Request) -> web.Response:
+    identity = await _identify(request)
+    conversation_id = _path_id(request, "conversationId")
+    fields = await _body(request)
+    client_id = v.client_message_id(fields)
+    chat = _api(request).chat
+    text = v.text(fields, chat.settings.max_message_length)
+    if not chat.message_limiter.allow(identity.user_id):  # message:send's bucket
+        raise ChatError(ErrorCode.RATE_LIMITED, "too many messages")
+    result = await chat.messages.send(_actor(identity), conversation_id, text, client_id)
+    return _sent(result, client_id)
+
+
+async def mark_read(request: web.Request) -> web.Response:
+    identity = await _identify(request)
+    conversation_id = _path_id(request, "conversationId")
+    fields = await _body(request)
+    message_id = v.positive_id(fields, "messageId")
+    assert message_id is not None
+    advanced = await _api(request).chat.receipts.mark_read(
+        _actor(identity), conversation_id, message_id
+    )
+    return _reply({"advanced": advanced})
+
+
+async def toggle_reaction(request: web.Request) -> web.Response:
+    identity = await _identify(request)
+    conversation_id = _path_id(request, "conversationId")
+    message_id = _path_id(request, "messageId")
+    emoji = v.emoji(await _body(request))
+    action = await _api(request).chat.reactions.toggle(
+        _actor(identity), conversation_id, message_id, emoji
+    )
+    return _reply({"action": action})
+
+
+async def poll(request: web.Request) -> web.Response:
+    identity = await _identify(request)
+    raw = request.query.get("cursor")
+    cursor = None if raw is None or raw == "" else _query_int(request, "cursor", 0, v.MAX_ID)
+    position, events = await _api(request).feed.poll(identity.user_id, cursor)
+    return _reply({"cursor": str(position), "events": [event.wire() for event in events]})
+
+
+# -- /api/server ------------------------------------------------------------------------
+
+
+async def post_system_message(request: web.Request) -> web.Response:
+    _require_server_key(request)
+    conversation_id = _path_id(request, "conversationId")
+    fields = await _body(request)
+    settings = request.app[SETTINGS]
+    client_id = v.client_message_id(fields)
+    text = v.text(fields, settings.max_message_length)
+    user_id = None if fields.get("userId") is None else _user_id(fields["userId"], settings)
+    name = fields.get("senderName")
+    if name is not None and (
+        not isinstance(name, str) or not name.strip() or len(name) > MAX_SENDER_NAME
+    ):
+        raise v.invalid(f"senderName must be a non-blank string of at most {MAX_SENDER_NAME}")
+    if name is not None:
+        name = _encodable(name, "senderName")
+    result = await _api(request).server.post_message(
+        conversation_id, client_id, text, user_id, name
+    )
+    return _sent(result, client_id)
+
+
+async def add_member(request: web.Request) -> web.Response:
+    _require_server_key(request)
+    conversation_id = _path_id(request, "conversationId")
+    user_id = _user_id((await _body(request)).get("userId"), request.app[SETTINGS])
+    added = await _api(request).server.add_member(conversation_id, user_id)
+    return _reply({"conversationId": conversation_id, "userId": user_id, "changed": added})
+
+
+async def remove_member(request: web.Request) -> web.Response:
+    _require_server_key(request)
+    conversation_id = _path_id(request, "conversationId")
+    user_id = _user_id(request.match_info["userId"], request.app[SETTINGS])
+    removed = await _api(request).server.remove_member(conversation_id, user_id)
+    return _reply({"conversationId": conversation_id, "userId": user_id, "changed": removed})
+
+
+# -- wiring -----------------------------------------------------------------------------
+
+Route = Callable[[web.Request], Awaitable[web.Response]]
+ROUTES: tuple[tuple[str, str, Route], ...] = (
+    ("GET", USER_API + "/conversations", list_conversations),
+    ("POST", USER_API + "/conversations", create_conversation),
+    ("GET", USER_API + "/conversations/{conversationId}/messages", list_messages),
+    ("POST", USER_API + "/conversations/{conversationId}/messages", send_message),
+    ("POST", USER_API + "/conversations/{conversationId}/read", mark_read),
+    ("POST", USER_API + "/conversations/{conversationId}/messages/{messageId}/reactions",
+     toggle_reaction),
+    ("GET", USER_API + "/poll", poll),
+    ("POST", SERVER_API + "/conversations/{conversationId}/messages", post_system_message),
+    ("POST", SERVER_API + "/conversations/{conversationId}/members", add_member),
+    ("DELETE", SERVER_API + "/conversations/{conversationId}/members/{userId}", remove_member),
+)
+
+
+def add_rest_routes(app: web.Application, manager: DirectEmitManager) -> None:
+    """The REST API; its services once the chat services exist; and the hook in
+    the fan-out manager, told of every delivery, that wakes its long-polls."""
+    settings = app[SETTINGS]
+    app.middlewares.append(rest_middleware(settings))
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+
+    async def start(app: web.Application) -> None:
+        # An on_startup handler runs after every cleanup_ctx has started, so the
+        # chat services exist by now.
+        chat = app[SERVICES]
+        feed = EventFeed(
+            chat.storage, chat.clock, settings.long_poll_timeout_ms / 1000, settings.db_timeout_ms
+        )
+        server = ServerApiService(
+            chat.storage, chat.fanout, chat.access, chat.presence, chat.typing, feed,
+            chat.clock, chat.tasks, chat.metrics, settings.db_timeout_ms / 1000,
+            settings.user_id_type,
+        )
+        app[REST_API] = RestApi(
+            chat=chat,
+            verifier=TokenVerifier(settings, chat.clock),
+            requests=RateLimiter(settings.rate_limit_events, chat.clock),
+            inbox=InboxService(chat.storage, chat.access, chat.clock),
+            feed=feed,
+            server=server,
+        )
+        manager.on_deliver = server.delivered
+
+    async def release_polls(app: web.Application) -> None:
+        manager.on_deliver = None
+        api = app.get(REST_API)
+        if api is not None:
+            api.feed.close()
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(release_polls)
+
+
