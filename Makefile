@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck clean env-example
+.PHONY: install run test lint typecheck clean env-example client
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,27 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Installs, applies migrations to the embedded SQLite database and serves on :8080.
-run: $(STAMP)
+# The browser client (client/): `npm ci` installs the locked socket.io-client and
+# esbuild, redone only when package.json or the lock changes; esbuild bundles
+# ChatManager with socket.io-client into one ES module, served at
+# /client/chat-manager.js, rebuilt only when a source changed. The output folder is
+# git-ignored.
+CLIENT_DIR := client
+CLIENT_MODULES := $(CLIENT_DIR)/node_modules/.installed
+CLIENT_BUNDLE := src/ecigdis_ws/static/build/chat-manager.js
+
+$(CLIENT_MODULES): $(CLIENT_DIR)/package.json $(CLIENT_DIR)/package-lock.json
+	cd $(CLIENT_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(CLIENT_BUNDLE): $(CLIENT_MODULES) $(wildcard $(CLIENT_DIR)/src/*.js)
+	cd $(CLIENT_DIR) && npm run --silent build
+
+client: $(CLIENT_BUNDLE)
+
+# Installs, builds the browser client, applies migrations to the embedded SQLite
+# database and serves on :8080 (the demo page at http://localhost:8080/).
+run: $(STAMP) client
 	$(BIN)/ecigdis-ws migrate
 	$(BIN)/ecigdis-ws serve
 

@@ -1,0 +1,93 @@
+"""The browser side served beside Socket.IO: ChatManager.js, the demo page, /dev/token.
+
+- `GET /client/chat-manager.js` (and its source map): the ChatManager bundle that
+  `make client` builds from client/ into static/build/. Without a build the route
+  answers 404 with a text saying so; the rest of the server does not need it.
+- `GET /` and `/demo/...`: the demo page, when DEMO_PAGE is on (default: in
+  development only).
+- `POST /dev/token` `{ name, ttlS? }`: a token for the demo user of that name, who
+  is made a member of the demo lobby. Registered only when NODE_ENV=development.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
+from ecigdis_ws.keys import SERVICES
+from ecigdis_ws.services.dev_accounts import DevAccounts
+from ecigdis_ws.settings import Settings
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+BUILD_DIR = STATIC_DIR / "build"
+DEMO_DIR = STATIC_DIR / "demo"
+# The files `make client` writes; nothing else in build/ is served.
+BUNDLE_FILES = {
+    "chat-manager.js": "text/javascript",
+    "chat-manager.js.map": "application/json",
+}
+# A sign-in body is a name and a number; anything bigger is not one.
+MAX_DEV_TOKEN_BODY_BYTES = 1024
+# Development files change under the developer's hands: always revalidate.
+NO_CACHE = {"Cache-Control": "no-cache"}
+
+NOT_BUILT = (
+    "chat-manager.js has not been built. Run `make client` in the repository "
+    "(npm installs socket.io-client and esbuild bundles client/src/chat-manager.js "
+    "into src/ecigdis_ws/static/build/), then reload.\n"
+)
+
+
+async def client_bundle(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    content_type = BUNDLE_FILES.get(name)
+    if content_type is None:
+        raise web.HTTPNotFound(text=f"no such client file: {name[:100]}\n")
+    path = BUILD_DIR / name
+    if not path.is_file():
+        return web.Response(status=404, text=NOT_BUILT, content_type="text/plain")
+    return web.FileResponse(path, headers={**NO_CACHE, "Content-Type": content_type})
+
+
+async def demo_index(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(DEMO_DIR / "index.html", headers=NO_CACHE)
+
+
+def _error(error: ChatError, status: int) -> web.Response:
+    return web.json_response({"error": error.as_dict()}, status=status)
+
+
+async def dev_token(request: web.Request) -> web.Response:
+    if request.content_length is not None and request.content_length > MAX_DEV_TOKEN_BODY_BYTES:
+        return _error(ChatError(ErrorCode.INVALID_PAYLOAD, "body too large"), 413)
+    raw = await request.content.read(MAX_DEV_TOKEN_BODY_BYTES + 1)
+    if len(raw) > MAX_DEV_TOKEN_BODY_BYTES:
+        return _error(ChatError(ErrorCode.INVALID_PAYLOAD, "body too large"), 413)
+    try:
+        body: Any = json.loads(raw or b"null")
+    except ValueError:
+        return _error(ChatError(ErrorCode.INVALID_PAYLOAD, "body is not JSON"), 400)
+    if not isinstance(body, dict):
+        return _error(ChatError(ErrorCode.INVALID_PAYLOAD, "expected { name, ttlS? }"), 400)
+    chat = request.app[SERVICES]
+    accounts = DevAccounts(chat.settings, chat.clock, chat.storage)
+    try:
+        login = await accounts.sign_in(body.get("name"), body.get("ttlS"))
+    except ChatError as exc:
+        return _error(exc, 400)
+    except StorageUnavailable:
+        return _error(ChatError(ErrorCode.UNAVAILABLE, "database unavailable, try again"), 503)
+    return web.json_response(login.wire(), headers={"Cache-Control": "no-store"})
+
+
+def add_client_routes(app: web.Application, settings: Settings) -> None:
+    app.router.add_get("/client/{name}", client_bundle)
+    if settings.serves_demo_page:
+        app.router.add_get("/", demo_index)
+        app.router.add_static("/demo/", DEMO_DIR, append_version=False)
+    if settings.environment == "development":
+        app.router.add_post("/dev/token", dev_token)
