@@ -5,23 +5,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import re
 import ssl
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+import uvloop
 from aiohttp import web
 
 from ecigdis_ws import __version__
 from ecigdis_ws.app import NotMigrated, create_app
+from ecigdis_ws.bench.command import add_bench_parser, bench_command
 from ecigdis_ws.clock import SystemClock
+from ecigdis_ws.errors import StorageUnavailable
 from ecigdis_ws.observability.logging import configure_logging, get_logger
+from ecigdis_ws.ops import check as check_command
+from ecigdis_ws.ops import config as config_command
+from ecigdis_ws.ops.sd_notify import notify
 from ecigdis_ws.services.auth import mint_token, parse_user_id
-from ecigdis_ws.settings import Settings, SettingsError, load_settings
+from ecigdis_ws.settings import Settings, SettingsError, load_settings, notify_socket
 from ecigdis_ws.storage.factory import open_storage
 from ecigdis_ws.storage.sql import SqlStorage
 
+# Young-generation allocations between collections, then how many young and
+# middle collections before an older one (CPython's defaults: 700, 10, 10).
+GC_THRESHOLDS = (50_000, 20, 100)
 # The socket.io default backlog of 511 (Node's) keeps a connect storm from being refused.
 LISTEN_BACKLOG = 511
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
@@ -59,11 +69,25 @@ def _parser() -> argparse.ArgumentParser:
     add = actions.add_parser("add-member", help="add a user to a conversation")
     add.add_argument("conversation_id", type=int)
     add.add_argument("user")
+
+    check_command.register(commands)
+    config_command.register(commands)
+    add_bench_parser(commands)
     return parser
+
+
+# Commands that read the settings themselves: `config` reports invalid ones, and
+# `check` needs them only to mint a token for --user.
+_SELF_CONFIGURED: dict[str, Callable[[argparse.Namespace], int]] = {
+    "check": check_command.run,
+    "config": config_command.run,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in _SELF_CONFIGURED:
+        return _SELF_CONFIGURED[args.command](args)
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -74,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "migrate": _migrate,
         "token": _token,
         "conversation": _conversation,
+        "bench": bench_command,
     }[args.command]
     try:
         return command(args, settings)
@@ -107,12 +132,39 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+def _tune_garbage_collector() -> None:
+    """Collect cycles less often: each connection keeps thousands of long-lived
+    objects, and under chat load the default thresholds spent about 15 % of the
+    CPU re-scanning them (py-spy, BENCHMARKS.md). Objects that exist at start-up
+    (modules, settings, the app) are moved out of the collector's sight."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = dataclasses.replace(settings, **overrides)
     configure_logging(settings)
+    if settings.event_loop == "uvloop":
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    _tune_garbage_collector()
     ssl_context = _ssl_context(settings)
     app = create_app(settings, SystemClock())
+    url = f"{'https' if ssl_context else 'http'}://{settings.host}:{settings.port}"
+    notify_to = notify_socket()  # systemd's, for Type=notify; None elsewhere
+
+    def listening(_: str) -> None:
+        # run_app calls this once every site listens, after the startup hooks (the
+        # services' cleanup_ctx: storage opened, migrations checked) succeeded.
+        get_logger("ecigdis_ws").info("listening", url=url, version=__version__,
+                                      server_id=settings.effective_server_id)
+        notify(notify_to, "READY=1", f"STATUS=accepting connections on {url}")
+
+    async def stopping(_: web.Application) -> None:
+        notify(notify_to, "STOPPING=1", "STATUS=closing connections")
+
+    app.on_shutdown.insert(0, stopping)
     try:
         web.run_app(
             app,
@@ -123,15 +175,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             shutdown_timeout=settings.shutdown_timeout_ms / 1000,
             access_log=None,
             # Through the logger, so production's stream stays JSON lines throughout.
-            print=lambda _: get_logger("ecigdis_ws").info(
-                "listening",
-                url=f"{'https' if ssl_context else 'http'}://{settings.host}:{settings.port}",
-                version=__version__,
-                server_id=settings.effective_server_id,
-            ),
+            print=listening,
         )
     except NotMigrated as exc:
         print(f"ecigdis-ws: {exc}", file=sys.stderr)
+        return 1
+    except StorageUnavailable as exc:
+        print(f"ecigdis-ws: cannot open the database: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"ecigdis-ws: cannot listen on {settings.host}:{settings.port}: {exc}",
@@ -150,7 +200,11 @@ def _with_storage(
         finally:
             await storage.close()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except StorageUnavailable as exc:
+        print(f"ecigdis-ws: cannot open the database: {exc}", file=sys.stderr)
+        return 1
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:

@@ -83,3 +83,10 @@ async def test_metrics_count_events_messages_deliveries_errors_and_latency(
     assert figures["ecigdis_ws_errors_total"] == {"code=INVALID_PAYLOAD": 1.0}
     # user:joined to the earlier joiners (1 + 2), user:online (0 + 1 + 2), message:new (2)
     assert figures["ecigdis_ws_deliveries_total"] == 8.0
+
+
+async def test_metrics_report_the_processes_resident_memory(server: RunningServer) -> None:
+    await server.client(1)
+    _, figures, _ = await get(server, "/metrics?format=json")
+    resident = figures["process_resident_memory_bytes"]
+    assert isinstance(resident, float) and resident > 10 * 2**20  # a Python server: > 10 MiB

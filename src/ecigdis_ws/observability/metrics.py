@@ -10,6 +10,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
 
@@ -22,6 +23,9 @@ SEND_LATENCY_BUCKETS = (
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # process_resident_memory_bytes, CPU seconds, open fds: what operators and
+        # `ecigdis-ws bench` read to see memory per connection.
+        ProcessCollector(registry=self.registry)
         self.connections = Gauge(
             "ecigdis_ws_connections", "Open Socket.IO connections", registry=self.registry
         )

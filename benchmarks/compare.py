@@ -1,0 +1,494 @@
+"""Run the same `ecigdis-ws bench` scenarios against this server and the Node.js peer.
+
+Started by benchmarks/compare.sh (which raises the open-files limit first). Every
+run gets a freshly started server: ours with SQLite in a temporary directory or
+MariaDB (database `ecigdis_bench`), or the Node peer copied to /tmp and installed
+with npm. Targets alternate within each scenario (ours, node, ours, node, …) so
+that drifting noise on the machine hits both. Each bench run is a subprocess whose
+exact command line is recorded; its JSON report is kept.
+
+Scenarios (sizes are options):
+  chat       ramp, 5,000 clients in conversations of 5, until p99 > 100 ms or a loss:
+             the highest message rate held (SQLite, MariaDB and the peer)
+  broadcast  ramp, one conversation of 1,000: deliveries/s at the highest rate held
+  connect    5,000 clients connect, authenticate and join: seconds until all joined
+             (ours with each PRESENCE_SCOPE the server knows, the peer has global)
+  memory     10,000 idle authenticated connections: resident KiB per connection
+
+Output: OUT/compare-<date>.json (every report, every command) and OUT/compare-<date>.md
+(the tables, ratios, machine, commands and date, ready for BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pymysql
+
+from ecigdis_ws.bench.report import machine, markdown_table
+from ecigdis_ws.settings import SPECS
+from ecigdis_ws.storage.mariadb import MariaDbTarget
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = Path(sys.executable).parent / "ecigdis-ws"
+PEER_SOURCE = REPO.parent / "shared" / "bench" / "node-reference"
+SERVER_UP_TIMEOUT_S = 30
+SERVER_STOP_TIMEOUT_S = 30
+NPM_INSTALL_TIMEOUT_S = 600
+# A bench run that has not finished in this long is stuck: it is killed.
+RUN_TIMEOUT_S = 3 * 3600
+SETTING_NAMES = {spec.name for spec in SPECS}
+
+# What the server needs to be benchmarked at all (the bench says so too).
+BENCH_SETTINGS = {
+    "RATE_LIMIT_MESSAGES": "0",
+    "RATE_LIMIT_EVENTS": "0",
+    "MAX_CONNECTIONS_PER_USER": "0",
+    "MAX_UNAUTHENTICATED_PER_IP": "0",
+    "LOG_LEVEL": "warning",
+    "MIGRATE_ON_START": "true",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def say(text: str) -> None:
+    print(f"[{datetime.now().strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def wait_for(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + SERVER_UP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{url}: the server exited:\n{log.read_text(errors='replace')}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} did not answer in {SERVER_UP_TIMEOUT_S} s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(SERVER_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# -- the servers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int
+    env: dict[str, str]  # the environment a bench of this server runs with
+    target: str  # ecigdis or node
+
+
+@dataclass
+class Ours:
+    name: str  # ours-sqlite, ours-mariadb
+    database_url: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def settings(self, workdir: Path, secret: str) -> dict[str, str]:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(workdir),
+            "LANG": "C.UTF-8",
+            "NODE_ENV": "production",
+            "JWT_SECRET": secret,
+            "DATABASE_URL": self.database_url,
+            **BENCH_SETTINGS,
+            **self.extra,
+        }
+        # uvloop when the server has the setting (the lead's choice of loop).
+        if "EVENT_LOOP" in SETTING_NAMES:
+            env.setdefault("EVENT_LOOP", "uvloop")
+        return {k: v for k, v in env.items() if k in SETTING_NAMES or k in (
+            "PATH", "HOME", "LANG")}
+
+    @contextmanager
+    def running(self, workdir: Path, secret: str) -> Iterator[Server]:
+        env = self.settings(workdir, secret)
+        port = free_port()
+        log = workdir / f"{self.name}-{port}.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [str(SCRIPT), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                env=env, cwd=workdir, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_for(f"{url}/health", process, log)
+            yield Server(url, process.pid, env, "ecigdis")
+        finally:
+            stop(process)
+
+
+@dataclass
+class Peer:
+    directory: Path
+    port: int
+    name: str = "node"
+
+    def install(self) -> None:
+        """Copy the peer to a scratch folder (shared/ is read-only) and npm install it."""
+        if not (self.directory / "node_modules" / "socket.io").is_dir():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            for item in ("package.json", "server.js", "README.md"):
+                target = self.directory / item
+                if target.exists():
+                    target.chmod(0o644)
+                shutil.copyfile(PEER_SOURCE / item, target)
+            npm = shutil.which("npm")
+            if npm is None or shutil.which("node") is None:
+                raise SystemExit("the Node peer needs node and npm on PATH")
+            subprocess.run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error"],
+                           cwd=self.directory, check=True, timeout=NPM_INSTALL_TIMEOUT_S)
+
+    def versions(self) -> dict[str, str]:
+        node = subprocess.run(["node", "--version"], capture_output=True, text=True,
+                              check=False).stdout.strip()
+        manifest = self.directory / "node_modules" / "socket.io" / "package.json"
+        socket_io = json.loads(manifest.read_text())["version"] if manifest.is_file() else "?"
+        return {"node": node, "socket.io": socket_io}
+
+    @contextmanager
+    def running(self, workdir: Path, secret: str) -> Iterator[Server]:
+        port = self.port or free_port()
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PORT": str(port),
+               "HOST": "127.0.0.1"}
+        log = workdir / f"node-{port}.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(["node", str(self.directory / "server.js")], env=env,
+                                       cwd=self.directory, stdout=output,
+                                       stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_for(f"{url}/status", process, log)
+            yield Server(url, process.pid, {"PATH": env["PATH"], "HOME": str(workdir),
+                                            "LANG": "C.UTF-8"}, "node")
+        finally:
+            stop(process)
+
+
+def ensure_mariadb_database(url: str) -> None:
+    target = MariaDbTarget.from_url(url)
+    connection = pymysql.connect(host=target.host, port=target.port, user=target.user,
+                                 password=target.password, autocommit=True, connect_timeout=5)
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{target.database}` "
+                       "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    connection.close()
+
+
+# -- runs -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    scenario: str
+    target: str  # ours-sqlite, ours-mariadb, ours-sqlite-contacts, node
+    round: int
+    command: list[str]
+    report: dict[str, Any] | None = None
+    exit_code: int | None = None
+    seconds: float = 0.0
+
+
+def bench_args(scenario: str, options: argparse.Namespace) -> list[str]:
+    common = ["--settle", str(options.settle), "--connect-timeout",
+              str(options.connect_timeout), "--no-progress"]
+    if scenario == "chat":
+        return ["--scenario", "ramp", "--clients", str(options.chat_clients), "--group", "5",
+                "--start", str(options.chat_start), "--factor", str(options.factor),
+                "--step-duration", str(options.step_duration), "--p99-bound-ms", "100",
+                "--warmup", "2", *common]
+    if scenario == "broadcast":
+        clients = options.broadcast_clients
+        return ["--scenario", "ramp", "--clients", str(clients), "--group", str(clients),
+                "--start", str(options.broadcast_start), "--factor", str(options.factor),
+                "--step-duration", str(options.step_duration), "--p99-bound-ms", "100",
+                "--warmup", "2", *common]
+    if scenario == "connect":
+        return ["--scenario", "connect", "--clients", str(options.connect_clients), *common]
+    if scenario == "memory":
+        return ["--scenario", "connect", "--clients", str(options.memory_clients),
+                "--settle", str(options.memory_settle), "--connect-timeout",
+                str(options.connect_timeout), "--no-progress"]
+    raise ValueError(scenario)
+
+
+def run_bench(server: Server, scenario: str, target: str, round_: int,
+              options: argparse.Namespace, out: Path, stamp: str) -> Run:
+    report = out / f"compare-{stamp}-{scenario}-{target}-{round_}.json"
+    command = [str(SCRIPT), "bench", server.url, *bench_args(scenario, options),
+               "--target", server.target, "--server-pid", str(server.pid),
+               "--json", str(report)]
+    if server.target == "ecigdis":
+        command.append("--setup")
+    run = Run(scenario, target, round_, command)
+    say(f"{scenario} round {round_}: {target}")
+    started = time.monotonic()
+    done = subprocess.run(command, env=server.env, cwd=server.env["HOME"], timeout=RUN_TIMEOUT_S,
+                          capture_output=True, text=True, check=False)
+    run.seconds = round(time.monotonic() - started, 1)
+    run.exit_code = done.returncode
+    sys.stderr.write(done.stdout)
+    if done.returncode not in (0, 1):
+        sys.stderr.write(done.stderr[-3000:])
+    if report.is_file():
+        run.report = json.loads(report.read_text())
+    return run
+
+
+# -- figures and tables -----------------------------------------------------------------------
+
+
+def figure(run: Run) -> float | None:
+    """The scenario's headline figure of one run (None: the run has none)."""
+    report = run.report
+    if report is None:
+        return None
+    if run.scenario in ("chat", "broadcast"):
+        held = report["ramp"]["highest_rate_held"]
+        if held is None:
+            return None
+        if run.scenario == "chat":
+            return float(held)
+        step = next(s for s in report["ramp"]["steps"] if s["target_rate"] == held)
+        return float(step["deliveries_per_s"])
+    if run.scenario == "connect":
+        connect = report["connect"]
+        return float(connect["total_s"]) if connect["failed"] == 0 else None
+    if run.scenario == "memory":
+        kib = report["memory"]["per_connection_kib"]
+        return float(kib) if kib is not None else None
+    return None
+
+
+HIGHER_IS_BETTER = {"chat": True, "broadcast": True, "connect": False, "memory": False}
+HEADLINE = {
+    "chat": "chat, {chat_clients:,} clients in groups of 5: highest msg/s held "
+            "(no loss, p99 ≤ 100 ms)",
+    "broadcast": "broadcast, one conversation of {broadcast_clients:,}: deliveries/s at the "
+                 "highest rate held",
+    "connect": "connect {connect_clients:,} clients (auth + join): seconds until all joined",
+    "memory": "resident KiB per idle authenticated connection at {memory_clients:,}",
+}
+GOAL = {"chat": "≥ 1.0x the peer (1.5x the mark)", "broadcast": "≥ 0.8x the peer",
+        "connect": "≤ the peer's time", "memory": "≤ 20 KiB"}
+
+
+def best(runs: list[Run]) -> float | None:
+    values = [v for v in (figure(r) for r in runs) if v is not None]
+    if not values:
+        return None
+    higher = HIGHER_IS_BETTER[runs[0].scenario]
+    return max(values) if higher else min(values)
+
+
+def fmt(value: float | None, scenario: str) -> str:
+    if value is None:
+        return "—"
+    if scenario == "connect":
+        return f"{value:.2f} s"
+    if scenario == "memory":
+        return f"{value:.1f}"
+    return f"{value:,.0f}"
+
+
+def markdown(result: dict[str, Any], runs: list[Run], options: argparse.Namespace) -> str:
+    m = result["machine"]
+    lines = [
+        f"# ecigdis-ws vs the Node.js peer — {result['date']}",
+        "",
+        f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, Linux "
+        f"{m['kernel']}, Python {m['python']}, Node {result['peer']['node']} with socket.io "
+        f"{result['peer']['socket.io']}. Open files: {result['open_files']}. The load "
+        "generator runs on the same machine as the server under test, for both.",
+        f"Each figure is the best of {options.rounds} run(s) per target, the targets "
+        "alternating within a scenario; every run is listed below.",
+        "",
+    ]
+    order = ["ours-sqlite", "ours-mariadb", "ours-sqlite-contacts", "node"]
+    targets = sorted({r.target for r in runs},
+                     key=lambda t: (order.index(t) if t in order else len(order), t))
+    ours = [t for t in targets if t != "node"]
+    header = ["scenario", *targets, *[f"{t} / node" for t in ours], "goal"]
+    rows = []
+    for scenario in result["scenarios"]:
+        scenario_runs = [r for r in runs if r.scenario == scenario]
+        if not scenario_runs:
+            continue
+        values = {t: best([r for r in scenario_runs if r.target == t]) for t in targets}
+        node = values.get("node")
+        ratios = []
+        for target in ours:
+            value = values.get(target)
+            ratios.append(f"{value / node:.2f}x" if value is not None and node else "—")
+        rows.append([HEADLINE[scenario].format(**vars(options)),
+                     *[fmt(values.get(t), scenario) for t in targets], *ratios,
+                     GOAL[scenario]])
+    lines += markdown_table(header, rows)
+    lines += ["", "## Every run", ""]
+    run_rows = []
+    for run in runs:
+        report = run.report or {}
+        errors = report.get("errors", {}).get("total", "—")
+        generator = report.get("generator", {}).get("cpu_percent_busiest_phase", [])
+        detail = ""
+        if report.get("ramp"):
+            held = report["ramp"]["highest_rate_held"]
+            step = next((s for s in report["ramp"]["steps"] if s["target_rate"] == held), None)
+            if step:
+                detail = (f"held {held:,.0f} msg/s: p50 {step['latency_ms']['p50']:.1f} ms, "
+                          f"p99 {step['latency_ms']['p99']:.1f} ms; ")
+            detail += f"stopped at {report['ramp']['stopped_because']}"
+        elif report.get("connect"):
+            c = report["connect"]
+            detail = (f"{c['joined']}/{c['clients']} joined in {c['total_s']} s "
+                      f"({c['per_s']}/s)")
+            if run.scenario == "memory":
+                mem = report["memory"]
+                detail += f"; {mem['per_connection_kib']} KiB/conn ({mem['source']})"
+        run_rows.append([run.scenario, run.target, run.round, fmt(figure(run), run.scenario),
+                         detail, errors, report.get("losses", "—"),
+                         ", ".join(f"{c:.0f} %" for c in generator), f"{run.seconds} s"])
+    lines += markdown_table(["scenario", "target", "round", "figure", "detail", "errors",
+                             "losses", "generator CPU per worker", "wall"], run_rows)
+    lines += ["", "## Commands", "", "```",
+              " ".join(sys.argv if sys.argv[0].endswith("compare.sh") else
+                       ["benchmarks/compare.sh", *sys.argv[1:]]), "```", "",
+              "Each bench run (the server was started fresh for each, with the "
+              "environment in the JSON):", "", "```"]
+    lines += [" ".join(run.command) for run in runs]
+    lines += ["```", ""]
+    return "\n".join(lines)
+
+
+# -- main -------------------------------------------------------------------------------------
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="benchmarks/compare.sh", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="runs per target of chat, broadcast and connect (memory: 1)")
+    parser.add_argument("--scenarios", default="chat,broadcast,connect,memory")
+    parser.add_argument("--targets", default="ours-sqlite,ours-mariadb,node",
+                        help="MariaDB runs only the chat scenario")
+    parser.add_argument("--mariadb-url", default="mysql://root@127.0.0.1:3306/ecigdis_bench")
+    parser.add_argument("--node-dir", default="/tmp/node-reference")
+    parser.add_argument("--node-port", type=int, default=9100)
+    parser.add_argument("--chat-clients", type=int, default=5000)
+    parser.add_argument("--chat-start", type=float, default=1000)
+    parser.add_argument("--broadcast-clients", type=int, default=1000)
+    parser.add_argument("--broadcast-start", type=float, default=20)
+    parser.add_argument("--factor", type=float, default=1.25, help="ramp step factor")
+    parser.add_argument("--step-duration", type=float, default=5)
+    parser.add_argument("--connect-clients", type=int, default=5000)
+    parser.add_argument("--memory-clients", type=int, default=10000)
+    parser.add_argument("--settle", type=float, default=2)
+    parser.add_argument("--memory-settle", type=float, default=10)
+    parser.add_argument("--connect-timeout", type=float, default=600)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str]) -> int:
+    options = parse(argv)
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    scenarios = [s for s in options.scenarios.split(",") if s]
+    wanted = [t for t in options.targets.split(",") if t]
+    secret = secrets.token_urlsafe(32)
+    scratch = Path(tempfile.mkdtemp(prefix="ecigdis-compare-"))
+    peer = Peer(Path(options.node_dir), options.node_port)
+    if "node" in wanted:
+        peer.install()
+    if "ours-mariadb" in wanted and "chat" in scenarios:
+        ensure_mariadb_database(options.mariadb_url)
+    scopes = ["global", "contacts"] if "PRESENCE_SCOPE" in SETTING_NAMES else [None]
+
+    def ours(name: str, **extra: str) -> Ours:
+        database = (options.mariadb_url if "mariadb" in name
+                    else f"sqlite:///{scratch / (name + '.db')}")
+        return Ours(name, database, dict(extra))
+
+    def targets_for(scenario: str) -> list[Ours | Peer]:
+        chosen: list[Ours | Peer] = []
+        if "ours-sqlite" in wanted:
+            if scenario == "connect" and scopes != [None]:
+                chosen += [ours("ours-sqlite" + ("" if s == "global" else f"-{s}"),
+                                PRESENCE_SCOPE=str(s)) for s in scopes]
+            else:
+                chosen.append(ours("ours-sqlite"))
+        if "ours-mariadb" in wanted and scenario == "chat":
+            chosen.append(ours("ours-mariadb"))
+        if "node" in wanted:
+            chosen.append(peer)
+        # ours, node, ours, …: the peer goes between ours where there are several.
+        if len(chosen) > 2 and isinstance(chosen[-1], Peer):
+            chosen.insert(1, chosen.pop())
+        return chosen
+
+    runs: list[Run] = []
+    for scenario in scenarios:
+        rounds = 1 if scenario == "memory" else options.rounds
+        for round_ in range(1, rounds + 1):
+            for target in targets_for(scenario):
+                workdir = scratch / f"{scenario}-{target.name}-{round_}"
+                workdir.mkdir()
+                with target.running(workdir, secret) as server:
+                    runs.append(run_bench(server, scenario, target.name, round_, options,
+                                          out, stamp))
+    result = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "peer": peer.versions() if "node" in wanted else {},
+        "open_files": subprocess.run(["sh", "-c", "ulimit -n"], capture_output=True,
+                                     text=True, check=False).stdout.strip(),
+        "scenarios": scenarios,
+        "options": vars(options),
+        "command": ["benchmarks/compare.sh", *argv],
+        "runs": [vars(run) for run in runs],
+    }
+    (out / f"compare-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"compare-{stamp}.md").write_text(markdown(result, runs, options))
+    say(f"wrote {out / f'compare-{stamp}.md'} and .json")
+    print((out / f"compare-{stamp}.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

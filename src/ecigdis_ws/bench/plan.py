@@ -1,0 +1,190 @@
+"""What a bench run does: its options, and which client is which user in which conversation.
+
+Client i (0-based) is user `user_base + i` and a member of group i // group, whose
+conversation id is `conversation_base + group * GROUP_STRIDE + i // group`: the same
+ids on every run, so conversations created once in the database (--setup) are found
+again, and runs with different group sizes never share a conversation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import secrets
+from dataclasses import dataclass
+from typing import Literal
+
+Scenario = Literal["chat", "broadcast", "connect", "ramp"]
+Target = Literal["ecigdis", "node"]
+SCENARIOS: tuple[Scenario, ...] = ("chat", "broadcast", "connect", "ramp")
+TARGETS: tuple[Target, ...] = ("ecigdis", "node")
+
+# Groups per group size in the conversation id space: 100,000 conversations of one
+# size fit before the next size's ids start.
+GROUP_STRIDE = 100_000
+DEFAULT_USER_BASE = 1_000_000
+DEFAULT_CONVERSATION_BASE = 1_000_000
+# One worker process per this many clients, up to one per core, by default. Measured
+# here (2 cores): at 8,000 msg/s to 1,000 clients in groups of 5 (48,000 frames/s
+# in and out) each of 2 workers used 26 % of a core while the Node peer used 85 %;
+# one worker would be near 55 %, so past a few hundred clients two keep each well
+# under 70 % and leave the server the rest.
+CLIENTS_PER_PROCESS = 500
+
+
+class BenchError(Exception):
+    """The run could not be carried out (not a server failing under load: that is
+    reported as errors and losses)."""
+
+
+@dataclass(frozen=True)
+class ScenarioDefaults:
+    clients: int
+    group: int | None  # None: everyone in one conversation
+    rate: float
+
+
+SCENARIO_DEFAULTS: dict[Scenario, ScenarioDefaults] = {
+    "chat": ScenarioDefaults(clients=5000, group=5, rate=1000.0),
+    "broadcast": ScenarioDefaults(clients=1000, group=None, rate=20.0),
+    "connect": ScenarioDefaults(clients=5000, group=5, rate=0.0),
+    "ramp": ScenarioDefaults(clients=5000, group=5, rate=0.0),
+}
+
+
+@dataclass(frozen=True)
+class RampOptions:
+    start: float = 1000.0  # msg/s of the first step
+    step: float = 1000.0  # added per step, unless factor is set
+    factor: float | None = None  # multiplies the rate per step instead
+    step_duration_s: float = 5.0
+    p99_bound_ms: float = 100.0
+    max_rate: float = 1_000_000.0
+
+    def rates(self) -> list[float]:
+        """The ladder, from start up to max_rate."""
+        rates: list[float] = []
+        rate = self.start
+        while rate <= self.max_rate + 1e-9 and len(rates) < 1000:
+            rates.append(round(rate, 3))
+            rate = rate * self.factor if self.factor else rate + self.step
+        return rates
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    url: str
+    scenario: Scenario = "chat"
+    target: Target = "ecigdis"
+    clients: int | None = None  # None: the scenario's default
+    group: int | None = None  # None: the scenario's default (broadcast: all clients)
+    rate: float | None = None  # msg/s in total; None: the scenario's default
+    duration_s: float = 10.0
+    warmup_s: float = 2.0
+    drain_s: float = 5.0  # wait at most this long after sending for late deliveries
+    settle_s: float = 2.0  # idle time after connecting before memory is read
+    concurrency: int = 200  # connections being opened at once, over all processes
+    connect_timeout_s: float = 30.0
+    processes: int | None = None  # None: sized from the client count
+    user_base: int = DEFAULT_USER_BASE
+    conversation_base: int = DEFAULT_CONVERSATION_BASE
+    jwt_secret: str | None = None  # ecigdis: signs the tokens; None: from the settings
+    token_ttl_s: int = 6 * 3600
+    server_pid: int | None = None  # read VmRSS from /proc instead of /metrics
+    ramp: RampOptions = dataclasses.field(default_factory=RampOptions)
+    progress: bool | None = None  # None: a bar on a tty, a periodic line otherwise
+    run_id: str = dataclasses.field(default_factory=lambda: secrets.token_hex(4))
+
+    @property
+    def client_count(self) -> int:
+        return self.clients if self.clients is not None else SCENARIO_DEFAULTS[
+            self.scenario].clients
+
+    @property
+    def group_size(self) -> int:
+        if self.group is not None:
+            return min(self.group, self.client_count)
+        default = SCENARIO_DEFAULTS[self.scenario].group
+        return self.client_count if default is None else min(default, self.client_count)
+
+    @property
+    def message_rate(self) -> float:
+        return self.rate if self.rate is not None else SCENARIO_DEFAULTS[self.scenario].rate
+
+    @property
+    def process_count(self) -> int:
+        if self.processes is not None:
+            return max(1, min(self.processes, self.client_count))
+        wanted = math.ceil(self.client_count / CLIENTS_PER_PROCESS)
+        return max(1, min(wanted, os.cpu_count() or 1, self.client_count))
+
+    @property
+    def group_count(self) -> int:
+        return math.ceil(self.client_count / self.group_size)
+
+    def check(self) -> list[str]:
+        """Every problem with these options, as sentences."""
+        problems = []
+        if not self.url.startswith(("http://", "https://", "ws://", "wss://")):
+            problems.append(f"URL {self.url!r}: expected http(s):// or ws(s)://")
+        if self.client_count < 1:
+            problems.append("--clients must be at least 1")
+        if self.group is not None and self.group < 1:
+            problems.append("--group must be at least 1")
+        if self.scenario in ("chat", "broadcast", "ramp") and self.group_size < 2:
+            problems.append("messages need groups of at least 2 (a sender and a receiver)")
+        if self.group_count > GROUP_STRIDE:
+            problems.append(f"at most {GROUP_STRIDE} conversations per run")
+        if self.scenario in ("chat", "broadcast") and self.message_rate <= 0:
+            problems.append("--rate must be above 0")
+        if self.duration_s <= 0 or self.warmup_s < 0 or self.drain_s < 0:
+            problems.append("--duration must be above 0, --warmup and --drain not negative")
+        if self.concurrency < 1:
+            problems.append("--concurrency must be at least 1")
+        if self.ramp.start <= 0 or self.ramp.step_duration_s <= 0:
+            problems.append("--start and --step-duration must be above 0")
+        if self.ramp.factor is not None and self.ramp.factor <= 1:
+            problems.append("--factor must be above 1")
+        if self.ramp.factor is None and self.ramp.step <= 0:
+            problems.append("--step must be above 0")
+        return problems
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    index: int
+    user_id: int
+    group: int
+    conversation_id: int
+
+
+def conversation_id(options: BenchOptions, group: int) -> int:
+    return options.conversation_base + options.group_size * GROUP_STRIDE + group
+
+
+def client_specs(options: BenchOptions) -> list[ClientSpec]:
+    size = options.group_size
+    return [
+        ClientSpec(i, options.user_base + i, i // size, conversation_id(options, i // size))
+        for i in range(options.client_count)
+    ]
+
+
+def groups(options: BenchOptions) -> dict[int, list[int]]:
+    """Conversation id -> the user ids of its members."""
+    members: dict[int, list[int]] = {}
+    for spec in client_specs(options):
+        members.setdefault(spec.conversation_id, []).append(spec.user_id)
+    return members
+
+
+def split(specs: list[ClientSpec], parts: int) -> list[list[ClientSpec]]:
+    """Contiguous, nearly equal slices: one per worker process."""
+    size, extra = divmod(len(specs), parts)
+    slices, start = [], 0
+    for part in range(parts):
+        end = start + size + (1 if part < extra else 0)
+        slices.append(specs[start:end])
+        start = end
+    return slices
