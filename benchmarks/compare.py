@@ -328,12 +328,15 @@ def fmt(value: float | None, scenario: str) -> str:
 
 def markdown(result: dict[str, Any], runs: list[Run], options: argparse.Namespace) -> str:
     m = result["machine"]
+    peer = result.get("peer", {})
+    peer_text = (f", Node {peer['node']} with socket.io {peer['socket.io']}"
+                 if "node" in peer else " (no Node peer in this run)")
     lines = [
         f"# ecigdis-ws vs the Node.js peer — {result['date']}",
         "",
         f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, Linux "
-        f"{m['kernel']}, Python {m['python']}, Node {result['peer']['node']} with socket.io "
-        f"{result['peer']['socket.io']}. Open files: {result['open_files']}. The load "
+        f"{m['kernel']}, Python {m['python']}{peer_text}. Open files: "
+        f"{result['open_files']}. The load "
         "generator runs on the same machine as the server under test, for both.",
         f"Each figure is the best of {options.rounds} run(s) per target, the targets "
         "alternating within a scenario; every run is listed below.",
