@@ -27,10 +27,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 
+from tests.deploy.support import unavailable
 from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,17 +61,6 @@ SERVER_STOP_TIMEOUT_S = 15
 WAIT_MS = 8000  # a page waiting for something another page or the server does
 
 Json = dict[str, Any]
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("true", "1")
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Skip, or fail under CI=true, where every tool must be there."""
-    if in_ci():
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 def _tail(text: str, lines: int = 30) -> str:
