@@ -26,7 +26,15 @@ from tests.deploy.support import run_bounded, stop_process, unavailable
 from tests.support import RunningServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
-PEER_DIR = REPO.parent / "shared" / "bench" / "node-reference"
+# ../shared beside the checkout, as on the workplace's machines and in CI; a clone
+# made elsewhere (a scratch copy of main) finds the workplace's own copy.
+PEER_DIR = next(
+    (candidate for candidate in (
+        REPO.parent / "shared" / "bench" / "node-reference",
+        Path("/work/shared/bench/node-reference"),
+    ) if candidate.is_dir()),
+    REPO.parent / "shared" / "bench" / "node-reference",
+)
 CACHE = Path(__file__).resolve().parent / ".cache"
 NPM_INSTALL_TIMEOUT_S = 300
 PEER_UP_TIMEOUT_S = 15
