@@ -353,6 +353,22 @@ async def test_closing_the_last_tab_announces_user_offline_once_after_the_grace(
         assert offline["lastSeen"].endswith("Z")
 
 
+async def test_contacts_scope_announces_presence_across_nodes_only_to_contacts(
+    cluster: Cluster,
+) -> None:
+    a, b = cluster.start("A", "B", PRESENCE_SCOPE="contacts")
+    shared = await cluster.conversation(1, 2)
+    others = await cluster.conversation(3, 4)
+    contact = await joined(cluster, a, 2, shared)
+    stranger = await joined(cluster, a, 3, others)
+    await joined(cluster, b, 1, shared)  # user 1 arrives on B: only user 2 is told
+    await contact.wait_for("user:online", about(1))
+    await joined(cluster, b, 4, others)  # published after it by B: once 3 hears of 4,
+    await stranger.wait_for("user:online", about(4))  # 1's announcement would be in
+    assert count(stranger, "user:online", about(1)) == 0
+    assert count(contact, "user:online", about(4)) == 0
+
+
 async def test_presence_request_on_any_node_lists_the_users_of_every_node(trio: Cluster) -> None:
     clients = [await trio.client(node, user) for user, node in enumerate(trio.nodes, start=1)]
 
