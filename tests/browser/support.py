@@ -31,13 +31,12 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.support import unavailable
+from tests.deploy.support import npm_tool, unavailable
 from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 RUNNER = HERE / "runner.mjs"
-NPM_CACHE = HERE / ".cache"
 ARTIFACTS = REPO / "artifacts" / "browser"
 BUNDLE = REPO / "src" / "ecigdis_ws" / "static" / "build" / "chat-manager.js"
 # `python -m ecigdis_ws`, the same CLI as the ecigdis-ws script.
@@ -52,7 +51,6 @@ PLAYWRIGHT_VERSION = "1.65.1"
 
 APT_UPDATE_TIMEOUT_S = 300
 APT_INSTALL_TIMEOUT_S = 900
-NPM_INSTALL_TIMEOUT_S = 300
 MAKE_CLIENT_TIMEOUT_S = 300
 BROWSER_START_TIMEOUT_S = 30
 COMMAND_TIMEOUT_S = 30  # one runner command; every wait inside one is shorter
@@ -108,34 +106,11 @@ def node() -> str:
 
 
 def playwright_core() -> Path:
-    """The folder whose node_modules holds playwright-core (pinned), installed once.
-
-    --ignore-scripts and playwright-core itself: nothing downloads a browser."""
-    prefix = NPM_CACHE / PLAYWRIGHT_CORE
-    manifest = prefix / "node_modules" / PLAYWRIGHT_CORE / "package.json"
-
-    def installed() -> str | None:
-        if not manifest.is_file():
-            return None
-        version: str = json.loads(manifest.read_text(encoding="utf-8"))["version"]
-        return version
-
-    if installed() != PLAYWRIGHT_VERSION:
-        npm = shutil.which("npm")
-        assert npm is not None
-        prefix.mkdir(parents=True, exist_ok=True)
-        command = [npm, "install", "--prefix", str(prefix), "--no-save", "--no-package-lock",
-                   "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error",
-                   f"{PLAYWRIGHT_CORE}@{PLAYWRIGHT_VERSION}"]
-        try:
-            done = _run(command, NPM_INSTALL_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            unavailable(f"npm install {PLAYWRIGHT_CORE} took over {NPM_INSTALL_TIMEOUT_S} s")
-        if done.returncode != 0:
-            unavailable(f"npm install {PLAYWRIGHT_CORE}@{PLAYWRIGHT_VERSION} failed "
-                        f"({done.returncode}):\n{_tail(done.stdout + done.stderr)}")
-    assert installed() == PLAYWRIGHT_VERSION, f"{PLAYWRIGHT_CORE} {installed()} is installed"
-    return prefix
+    """The folder whose node_modules holds playwright-core (pinned), installed once by
+    the deploy tests' npm helper: --ignore-scripts, and playwright-core itself, so
+    nothing downloads a browser."""
+    # npm_tool answers prefix/node_modules/.bin/playwright-core.
+    return npm_tool(PLAYWRIGHT_CORE, PLAYWRIGHT_VERSION, PLAYWRIGHT_CORE).parents[2]
 
 
 def build_client() -> Path:
