@@ -28,6 +28,7 @@ from ecigdis_ws.transport.origins import allowed_origins, origin_middleware
 from ecigdis_ws.transport.rest_routes import add_rest_routes
 from ecigdis_ws.transport.server import ChatSocketServer
 from ecigdis_ws.transport.socket_events import SocketEvents
+from ecigdis_ws.transport.stale_sessions import stale_session_middleware
 
 log = get_logger(__name__)
 
@@ -63,9 +64,12 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     manager = fanout_manager(settings)
     sio = build_socketio(settings, manager)
     cluster = ClusterState.open(settings, manager)
+    stale = stale_session_middleware(lambda: sio.eio.sockets, metrics.stale_session_requests)
     app = web.Application(middlewares=[
         origin_middleware(settings),
+        stale,  # before a polling body is read: a request for no session is not read
         polling_limits_middleware(settings.max_payload_bytes, sio.drop_session),
+        stale,  # and again, for a session that closed while its body was read
     ])
     app[SETTINGS] = settings
     app[CLUSTER] = cluster

@@ -49,6 +49,11 @@ class Metrics:
         self.errors = Counter(
             "ecigdis_ws_errors", "Error replies sent, by code", ["code"], registry=self.registry
         )
+        self.stale_session_requests = Counter(
+            "ecigdis_ws_stale_session_requests",
+            "Engine.IO requests for a session that is closed or unknown (answered 400)",
+            registry=self.registry,
+        )
         self.send_latency = Histogram(
             "ecigdis_ws_message_send_latency_seconds",
             "message:send from receipt to fan-out",
