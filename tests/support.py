@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import socket
 from collections import defaultdict
@@ -21,6 +22,7 @@ from ecigdis_ws.keys import SERVICES
 from ecigdis_ws.services.auth import mint_token
 from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.settings import Settings, load_settings
+from ecigdis_ws.transport.server import SOCKET_SERVER
 
 WAIT_S = 5.0
 
@@ -78,6 +80,7 @@ class ChatClient:
         self.sio.on("connect_error", self._on_connect_error)
         self.sio.on("disconnect", self._on_disconnect)
         self.disconnected = asyncio.Event()
+        self.disconnect_reason: tuple[Any, ...] = ()
 
     async def _record(self, event: str, *args: Any) -> None:
         self.events[event].append(args[0] if len(args) == 1 else list(args))
@@ -89,6 +92,7 @@ class ChatClient:
         self.connect_error = data
 
     async def _on_disconnect(self, *args: Any) -> None:
+        self.disconnect_reason = args  # (python-socketio's reason, when it gives one)
         self.disconnected.set()
 
     async def connect(
@@ -181,9 +185,23 @@ class RunningServer:
         await self.wait_until(lambda: self.chat.sessions.get(sid) is None)
 
     async def advance(self, seconds: float) -> None:
-        """Move the injected clock and let the work its timers started finish."""
-        self.clock.advance(seconds)
-        await self.chat.tasks.drain()
+        """Move the injected clock and let the work its timers started finish.
+
+        Websocket heartbeats run on this clock too, and a client answers a PING
+        in real time: so time moves in steps shorter than the ping timeout, and
+        after each step the clients' PONGs are awaited, as a live client's would
+        arrive. (A client that never answers is closed once its timeout passes.)
+        """
+        step = self.settings.ping_timeout_ms / 1000 / 2
+        sio = self.app[SOCKET_SERVER]
+        while seconds > 0:
+            moved = min(step, seconds)
+            self.clock.advance(moved)
+            seconds -= moved
+            await self.chat.tasks.drain()
+            if sio.pongs_awaited:
+                with contextlib.suppress(TimeoutError):
+                    await self.wait_until(lambda: sio.pongs_awaited == 0)
 
 
 @asynccontextmanager

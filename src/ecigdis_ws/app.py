@@ -26,7 +26,7 @@ from ecigdis_ws.transport.http_routes import add_routes
 from ecigdis_ws.transport.limits import polling_limits_middleware
 from ecigdis_ws.transport.origins import allowed_origins, origin_middleware
 from ecigdis_ws.transport.rest_routes import add_rest_routes
-from ecigdis_ws.transport.server import ChatSocketServer
+from ecigdis_ws.transport.server import SOCKET_SERVER, ChatSocketServer
 from ecigdis_ws.transport.socket_events import SocketEvents
 from ecigdis_ws.transport.stale_sessions import stale_session_middleware
 
@@ -38,9 +38,10 @@ class NotMigrated(RuntimeError):
 
 
 def build_socketio(
-    settings: Settings, manager: ClusterRedisManager | None = None
+    settings: Settings, clock: Clock, manager: ClusterRedisManager | None = None
 ) -> ChatSocketServer:
     return ChatSocketServer(
+        clock=clock,
         client_manager=manager or DirectEmitManager(),
         ws_max_buffered=None if settings.ws_compression else settings.ws_max_buffered_bytes,
         async_mode="aiohttp",
@@ -62,7 +63,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     clock = clock or SystemClock()
     metrics = Metrics()
     manager = fanout_manager(settings)
-    sio = build_socketio(settings, manager)
+    sio = build_socketio(settings, clock, manager)
     cluster = ClusterState.open(settings, manager)
     stale = stale_session_middleware(lambda: sio.eio.sockets, metrics.stale_session_requests)
     app = web.Application(middlewares=[
@@ -74,6 +75,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app[SETTINGS] = settings
     app[CLUSTER] = cluster
     app[STARTED_AT] = time.monotonic()
+    app[SOCKET_SERVER] = sio
     sio.attach(app)
     fanout = SocketIOFanout(sio, metrics)
     events = SocketEvents(sio, lambda: app[SERVICES])

@@ -12,6 +12,7 @@ import aiohttp
 import orjson
 import pytest
 
+from ecigdis_ws.transport.server import SOCKET_SERVER
 from tests.support import RunningServer
 from tests.transport.conftest import room
 
@@ -78,33 +79,43 @@ async def test_ws_compression_true_negotiates_permessage_deflate_and_chat_works(
         await alice.ws.close()
 
 
+async def next_ping(client: RawClient) -> None:
+    """Read up to the next Engine.IO PING (what the handshake sent comes first)."""
+    while await client.next_text() != "2":
+        pass
+
+
 async def test_a_websocket_client_that_answers_pings_stays_connected(
-    make_server: ServerFactory,
+    server: RunningServer,
 ) -> None:
-    async with make_server(PING_INTERVAL_MS="1000", PING_TIMEOUT_MS="1000") as server, \
-            aiohttp.ClientSession() as session:
+    interval = server.settings.ping_interval_ms / 1000
+    sio = server.app[SOCKET_SERVER]
+    async with aiohttp.ClientSession() as session:
         client = await RawClient.connect(session, server, server.token(1))
-        pings = 0
-        while pings < 3:  # three heartbeats: more than interval + timeout in all
-            text = await client.next_text()
-            if text == "2":
-                pings += 1
-                await client.ws.send_str("3")
+        for _ in range(3):  # three heartbeats: more than interval + timeout in all
+            server.clock.advance(interval)
+            await next_ping(client)
+            await client.ws.send_str("3")
+            await server.wait_until(lambda: sio.pongs_awaited == 0)
         assert server.chat.sessions.count == 1
+        assert not client.ws.closed
         await client.ws.close()
 
 
 async def test_a_websocket_client_that_stops_answering_pings_is_dropped(
-    make_server: ServerFactory,
+    server: RunningServer,
 ) -> None:
-    async with make_server(PING_INTERVAL_MS="1000", PING_TIMEOUT_MS="1000") as server, \
-            aiohttp.ClientSession() as session:
+    interval = server.settings.ping_interval_ms / 1000
+    timeout = server.settings.ping_timeout_ms / 1000
+    async with aiohttp.ClientSession() as session:
         client = await RawClient.connect(session, server, server.token(1))
-        while await client.next_text() != "2":  # up to the first ping, never answered
-            pass
-        closed = await client.ws.receive(timeout=10)
-        while closed.type == aiohttp.WSMsgType.TEXT:  # the CLOSE packet, then the close
-            closed = await client.ws.receive(timeout=10)
+        server.clock.advance(interval)
+        await next_ping(client)  # never answered
+        server.clock.advance(timeout - 0.1)
+        assert server.chat.sessions.count == 1  # still within the ping timeout
+        server.clock.advance(0.2)
+        assert await client.next_text() == "1"  # Engine.IO CLOSE, then the close itself
+        closed = await client.ws.receive(timeout=5)
         assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         await server.wait_until(lambda: server.chat.sessions.count == 0)
 

@@ -6,8 +6,10 @@ from typing import Any
 
 import engineio.payload
 import socketio
+from aiohttp import web
 from engineio import packet as eio_packet
 
+from ecigdis_ws.clock import Clock
 from ecigdis_ws.observability.logging import get_logger
 from ecigdis_ws.transport.connect_environ import CONNECT_ENVIRON_KEYS
 from ecigdis_ws.transport.limits import MAX_PACKETS_PER_POST, POLL_BODY, BufferedBody
@@ -43,9 +45,12 @@ def well_formed_event(data: Any) -> bool:
 
 
 class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
-    def __init__(self, *args: Any, ws_max_buffered: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, clock: Clock, ws_max_buffered: int | None = None, **kwargs: Any
+    ) -> None:
         """`ws_max_buffered` set: websockets are served by DirectWebSocket (no
-        compression); None keeps engineio's own driver, with permessage-deflate."""
+        compression), whose heartbeats run on `clock`; None keeps engineio's own
+        driver, with permessage-deflate."""
         super().__init__(*args, **kwargs)
         # A polling body already read (and bounded) by polling_limits_middleware is
         # handed to engineio from memory; its own copy of the driver table is
@@ -62,7 +67,9 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
 
         drivers["translate_request"] = translate_request
         if ws_max_buffered is not None:
-            drivers["websocket"] = DirectWebSocket.for_server(ws_max_buffered, self._direct_event)
+            drivers["websocket"] = DirectWebSocket.for_server(
+                ws_max_buffered, self._direct_event, clock
+            )
         self.eio._async = drivers
 
     async def drop_session(self, eio_sid: str) -> None:
@@ -180,3 +187,14 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
             socket.end_transport()
         elif socket.upgraded or wake_poll:
             socket.queue.put_nowait(None)  # engineio's websocket writer / poll ends on it
+
+    @property
+    def pongs_awaited(self) -> int:
+        """Websockets whose client has not yet answered the last PING."""
+        return sum(
+            1 for socket in self.eio.sockets.values()
+            if isinstance(socket, DirectSocket) and socket.awaiting_pong
+        )
+
+
+SOCKET_SERVER = web.AppKey("socket_server", ChatSocketServer)

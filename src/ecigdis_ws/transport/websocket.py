@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import struct
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -28,6 +27,7 @@ import engineio.async_socket
 from aiohttp import web
 from engineio import packet as eio_packet
 
+from ecigdis_ws.clock import Clock, Timer
 from ecigdis_ws.observability.logging import get_logger
 
 log = get_logger(__name__)
@@ -134,20 +134,28 @@ class DirectSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
 
     Until its websocket is established it is engineio's own socket (polling);
     `DirectWebSocket` switches its class when the websocket takes over.
+
+    Its heartbeat runs on the server's injected clock, as every other timer does:
+    a PING every ping interval, and the connection closed when no PONG came back
+    within the ping timeout (tests move the clock instead of waiting).
     """
 
     _wire: _Wire | None
     _response: web.WebSocketResponse | None
-    _ping_timer: asyncio.TimerHandle | None
+    _clock: Clock
+    _ping_timer: Timer | None  # the next PING
+    _pong_timer: Timer | None  # set while a PING waits for its PONG
     # (engineio's attributes, typed here for mypy)
     last_ping: float | None
     connected: bool
     queue: Any  # asyncio.Queue until the websocket takes over, then _Sent
 
-    def adopt(self) -> None:
+    def adopt(self, clock: Clock) -> None:
         self._wire = None
         self._response = None
+        self._clock = clock
         self._ping_timer = None
+        self._pong_timer = None
 
     @property
     def direct(self) -> bool:
@@ -162,42 +170,58 @@ class DirectSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
     async def send(self, pkt: eio_packet.Packet) -> None:
         if self._wire is None:
             await super().send(pkt)
+        elif pkt.packet_type == eio_packet.PING:
+            return  # engineio's pinger, started at the handshake: the clock's owns it now
         elif not self.closed:
             self._wire.write(frame(pkt.encode()))
 
-    # Heartbeats on a timer, not a sleeping task per socket.
+    # Heartbeats on the clock's timers, not a sleeping task per socket.
+    def _start_heartbeat(self) -> None:
+        self._ping_timer = self._clock.call_later(self.server.ping_interval, self._ping)
+
     def schedule_ping(self) -> None:
+        """A PONG came: the next PING one interval from now."""
         if self._wire is None:
             super().schedule_ping()
-        elif self.last_ping:
-            self.last_ping = None
-            self._cancel_ping()
-            self._ping_timer = asyncio.get_running_loop().call_later(
-                self.server.ping_interval, self._ping
-            )
+        elif self._pong_timer is not None:
+            self._pong_timer.cancel()
+            self._pong_timer = None
+            self._start_heartbeat()
+        # (a PONG to a PING sent before the websocket took over: nothing waits on it)
 
     def _ping(self) -> None:
         self._ping_timer = None
         if not self.closing and not self.closed and self._wire is not None:
-            self.last_ping = time.time()
             self._wire.write(frame(eio_packet.Packet(eio_packet.PING).encode()))
+            self._pong_timer = self._clock.call_later(self.server.ping_timeout, self._pong_missed)
 
-    def _cancel_ping(self) -> None:
-        if self._ping_timer is not None:
-            self._ping_timer.cancel()
-            self._ping_timer = None
+    def _pong_missed(self) -> None:
+        self._pong_timer = None
+        if not self.closed:
+            log.info("closing a websocket whose client missed its heartbeat", sid=self.sid)
+            task = asyncio.ensure_future(self._close_for_silence())
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+
+    async def _close_for_silence(self) -> None:
+        await self.close(wait=False, abort=False, reason=self.server.reason.PING_TIMEOUT)
+        self.end_transport()
+
+    @property
+    def awaiting_pong(self) -> bool:
+        return self._wire is not None and self._pong_timer is not None
+
+    def _stop_heartbeat(self) -> None:
+        for timer in (self._ping_timer, self._pong_timer):
+            if timer is not None:
+                timer.cancel()
+        self._ping_timer = self._pong_timer = None
 
     async def check_ping_timeout(self) -> bool:
         if self._wire is None:
             result: bool = await super().check_ping_timeout()
             return result
-        if self.closed:
-            return False
-        if self.last_ping and time.time() - self.last_ping > self.server.ping_timeout:
-            await self.close(wait=False, abort=False, reason=self.server.reason.PING_TIMEOUT)
-            self.end_transport()
-            return False
-        return True
+        return not self.closed  # (the clock's pong timer closes a silent client)
 
     def end_transport(self) -> None:
         """Close the websocket itself, after whatever was written before."""
@@ -229,11 +253,12 @@ class DirectSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
                 wire.write(frame(queued.encode()))
         self._wire = wire
         self.queue = _Sent(self)
+        self._start_heartbeat()
         try:
             await self._read(response, ws)
         finally:
             wire.closed = True
-            self._cancel_ping()
+            self._stop_heartbeat()
             if not response.closed:
                 await response.close()
             await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
@@ -300,6 +325,7 @@ class DirectWebSocket:
     # Set per server by `for_server`:
     max_buffered = 1 << 20
     events: EventShortcut  # the Socket.IO event fast path
+    clock: Clock  # the server's, for heartbeats
 
     def __init__(self, handler: Any, server: Any) -> None:
         self.handler = handler
@@ -310,9 +336,11 @@ class DirectWebSocket:
         )
 
     @classmethod
-    def for_server(cls, max_buffered: int, events: EventShortcut) -> type[DirectWebSocket]:
+    def for_server(
+        cls, max_buffered: int, events: EventShortcut, clock: Clock
+    ) -> type[DirectWebSocket]:
         return type(cls.__name__, (cls,), {
-            "max_buffered": max_buffered, "events": staticmethod(events)
+            "max_buffered": max_buffered, "events": staticmethod(events), "clock": clock,
         })
 
     async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
@@ -326,6 +354,6 @@ class DirectWebSocket:
         if not isinstance(socket, DirectSocket):
             # engineio creates its own socket class; the websocket takes it over.
             socket.__class__ = DirectSocket
-            socket.adopt()
+            socket.adopt(self.clock)
         await socket._websocket_handler(self)
         return self.response
