@@ -45,6 +45,7 @@ class _Waiter:
     conversations: set[int]
     woken: asyncio.Event = field(default_factory=asyncio.Event)
     expired: bool = False
+    asleep: bool = False  # waiting for a wake-up, with nothing left to read
 
     def expire(self) -> None:
         self.expired = True
@@ -128,7 +129,9 @@ class EventFeed:
                     cursor = position
                 if waiter.expired or self._closed:
                     return cursor, []
+                waiter.asleep = True
                 await waiter.woken.wait()
+                waiter.asleep = False
         finally:
             hold.cancel()
             self._waiters.discard(waiter)
@@ -177,3 +180,9 @@ class EventFeed:
     @property
     def waiting(self) -> int:
         return len(self._waiters)
+
+    @property
+    def all_asleep(self) -> bool:
+        """Every waiting poll has read all it was woken for and waits again: what
+        has happened so far leaves them held (observable state for tests)."""
+        return all(w.asleep and not w.woken.is_set() for w in self._waiters)
