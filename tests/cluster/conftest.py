@@ -36,6 +36,7 @@ import redis
 
 from ecigdis_ws.settings import load_settings
 from ecigdis_ws.storage.factory import open_storage
+from tests import needs
 from tests.support import ChatClient, free_port
 
 SCRIPT = Path(sys.executable).parent / "ecigdis-ws"
@@ -62,10 +63,7 @@ CLIENT_CLOSE_TIMEOUT_S = 2.0
 POLL_S = 0.05
 
 def unavailable(reason: str) -> NoReturn:
-    message = f"{reason}; the cluster tests need Redis and redis-server"
-    if os.environ.get("CI", "").lower() in ("true", "1"):
-        pytest.fail(message)
-    pytest.skip(message)
+    needs.unavailable(f"{reason}; the cluster tests need Redis and redis-server")
 
 
 def get_json(url: str, timeout_s: float = 2.0) -> tuple[int, dict[str, Any]]:

@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 import jwt
 import pytest
 
+from tests.needs import unavailable
 from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,17 +44,6 @@ NODE_UP_TIMEOUT_S = 15
 NODE_STOP_TIMEOUT_S = 15
 
 Json = dict[str, Any]
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("true", "1")
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Skip the test, or fail it under CI=true, where every tool must be there."""
-    if in_ci():
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 def _tail(text: str, lines: int = 20) -> str:
