@@ -74,9 +74,12 @@ class TypingService:
         )
         if not locally_new:
             self._timers[key].cancel()  # a repeated start only extends the timer
-        self._timers[key] = self._clock.call_later(
-            self._timeout_ms / 1000, lambda: self._tasks.spawn(self._expire(key))
-        )
+
+        def expire() -> None:
+            self._tasks.spawn(self._expire(key, timer))
+
+        timer = self._clock.call_later(self._timeout_ms / 1000, expire)
+        self._timers[key] = timer
         self._sids[key] = actor.sid
         if new:
             await self._announce(conversation_id, actor.user_id, True, actor.sid)
@@ -107,8 +110,10 @@ class TypingService:
             if owner == sid and (conversation_id is None or key.startswith(f"{conversation_id}:")):
                 await self._end(key, sid)
 
-    async def _expire(self, key: str) -> None:
-        if key in self._timers:
+    async def _expire(self, key: str, timer: Timer) -> None:
+        # Only if this timer is still the indicator's: a start that ran between the
+        # timer firing and this task extended the indicator with a timer of its own.
+        if self._timers.get(key) is timer:
             await self._end(key, self._sids.get(key))
 
     def start_sweeping(self) -> None:

@@ -1,0 +1,167 @@
+"""Service tests: every service built once, as the app builds them, on the real
+parts that need no network.
+
+- The injected clock is a `ManualClock`: a test moves time with `advance`.
+- Storage is the real SQLite storage in the test's temporary directory, migrated.
+- Fan-out is the real `SocketIOFanout` on python-socketio's room bookkeeping
+  (`DirectEmitManager`). Only the last hop is replaced: instead of writing to an
+  Engine.IO socket (there is none), `RecordingManager` notes what each socket id
+  in the room would have received, and which sockets the server disconnected.
+- Presence and typing use the single-node stores (no Redis).
+
+Sockets are ids registered with the manager, as python-socketio registers a
+connecting client; `harness.user(7)` is one authenticated socket of user 7.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ecigdis_ws.app import build_socketio
+from ecigdis_ws.clock import ManualClock
+from ecigdis_ws.cluster.presence import LocalPresenceRegistry
+from ecigdis_ws.cluster.typing import LocalTypingStore
+from ecigdis_ws.domain import UserId
+from ecigdis_ws.fanout.local import NAMESPACE, DirectEmitManager, SocketIOFanout
+from ecigdis_ws.observability.metrics import Metrics
+from ecigdis_ws.services.auth import mint_token
+from ecigdis_ws.services.container import ChatServices
+from ecigdis_ws.settings import Settings
+from ecigdis_ws.storage.base import Storage
+from ecigdis_ws.storage.factory import open_storage
+from tests.support import test_settings
+
+
+class RecordingManager(DirectEmitManager):  # type: ignore[misc]
+    """python-socketio's rooms; each delivery is recorded per recipient socket."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inbox: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+        self.disconnected: list[str] = []
+
+    async def emit(
+        self,
+        event: str,
+        data: Any,
+        namespace: str,
+        room: str | list[str] | None = None,
+        skip_sid: str | list[str] | None = None,
+        callback: Any = None,
+        to: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        skipped = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+        for sid, _eio_sid in self.get_participants(namespace, to or room):
+            if sid not in skipped:
+                self.inbox[sid].append((event, data))
+
+    async def disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
+        self.disconnected.append(sid)
+        await super().disconnect(sid, namespace, **kwargs)
+
+
+class ServiceHarness:
+    """The services of one node, and the sockets a test opens on it."""
+
+    def __init__(
+        self, settings: Settings, clock: ManualClock, storage: Storage, manager: RecordingManager,
+        chat: ChatServices,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.storage = storage
+        self.manager = manager
+        self.chat = chat
+        self._eio_ids = itertools.count(1)
+
+    @property
+    def now_ms(self) -> int:
+        return int(self.clock.now() * 1000)
+
+    def token(self, user_id: UserId, name: str | None = None, ttl_s: float = 3600) -> str:
+        return mint_token(self.settings, self.clock, user_id, name or f"user{user_id}", ttl_s)
+
+    async def socket(self, ip: str = "127.0.0.1", has_token: bool = False) -> str:
+        """A connected, unauthenticated socket, opened with the session service."""
+        sid: str = await self.manager.connect(f"eio-{next(self._eio_ids)}", NAMESPACE)
+        self.chat.sessions.open(sid, ip, has_token)
+        return sid
+
+    async def user(self, user_id: UserId, name: str | None = None) -> str:
+        """A socket authenticated as `user_id` (its user:online has been announced)."""
+        sid = await self.socket(has_token=True)
+        await self.chat.sessions.authenticate(sid, self.token(user_id, name))
+        return sid
+
+    async def close(self, sid: str) -> None:
+        """The socket went away, as the transport reports a disconnect."""
+        await self.chat.sessions.close(sid)
+        if self.manager.is_connected(sid, NAMESPACE):
+            await self.manager.disconnect(sid, NAMESPACE)
+
+    async def conversation(self, *members: UserId, title: str = "test") -> int:
+        return await self.storage.create_conversation(title, list(members), self.now_ms)
+
+    def received(self, sid: str, event: str | None = None) -> list[Any]:
+        """What socket `sid` was sent, oldest first (payloads of `event` only, if given)."""
+        inbox = self.manager.inbox.get(sid, [])
+        if event is None:
+            return list(inbox)
+        return [data for name, data in inbox if name == event]
+
+    def forget_received(self) -> None:
+        self.manager.inbox.clear()
+
+    async def advance(self, seconds: float) -> None:
+        """Move the clock and let the work its timers started finish."""
+        self.clock.advance(seconds)
+        await self.chat.tasks.drain()
+
+
+@asynccontextmanager
+async def service_harness(tmp_path: Path, **env: str) -> AsyncIterator[ServiceHarness]:
+    settings = test_settings(tmp_path, **env)
+    clock = ManualClock()
+    manager = RecordingManager()
+    sio = build_socketio(settings, clock, manager)
+    metrics = Metrics()
+    storage = await open_storage(settings)
+    await storage.migrate()
+    chat = ChatServices.build(
+        settings, clock, storage, SocketIOFanout(sio, metrics), metrics,
+        LocalPresenceRegistry(), LocalTypingStore(),
+    )
+    await chat.presence.start()
+    try:
+        yield ServiceHarness(settings, clock, storage, manager, chat)
+    finally:
+        await chat.presence.stop()
+        await chat.tasks.cancel_all()
+        await storage.close()
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[ServiceHarness]:
+    """The services with default settings."""
+    async with service_harness(tmp_path) as built:
+        yield built
+
+
+@pytest.fixture
+def make_harness(
+    tmp_path: Path,
+) -> Callable[..., AbstractAsyncContextManager[ServiceHarness]]:
+    """Build the services with settings overridden as environment variables."""
+
+    def build(**env: str) -> AbstractAsyncContextManager[ServiceHarness]:
+        return service_harness(tmp_path, **env)
+
+    return build
