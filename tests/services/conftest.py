@@ -39,7 +39,7 @@ from ecigdis_ws.storage.factory import open_storage
 from tests.support import test_settings
 
 
-class RecordingManager(DirectEmitManager):  # type: ignore[misc]
+class RecordingManager(DirectEmitManager):
     """python-socketio's rooms; each delivery is recorded per recipient socket."""
 
     def __init__(self) -> None:
@@ -58,6 +58,8 @@ class RecordingManager(DirectEmitManager):  # type: ignore[misc]
         to: str | None = None,
         **kwargs: Any,
     ) -> None:
+        if self.on_deliver is not None:  # (as DirectEmitManager.emit tells it)
+            self.on_deliver(event, data, to or room)
         skipped = skip_sid if isinstance(skip_sid, list) else [skip_sid]
         for sid, _eio_sid in self.get_participants(namespace, to or room):
             if sid not in skipped:

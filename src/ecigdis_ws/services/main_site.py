@@ -13,6 +13,7 @@ with AUTH_FAILED; tokens that verify locally never depend on the main site.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -68,6 +69,9 @@ class MainSiteVerifier:
         answer = await self._ask(token)
         identity = await self._identity(answer)
         ttl = self._cache_s if identity is not None else NEGATIVE_CACHE_S
+        if identity is not None and identity.expires_at is not None:
+            # Never served from the cache past the expiry the main site gave.
+            ttl = min(ttl, identity.expires_at - self._clock.now())
         self._remember(key, identity, ttl)
         if identity is None:
             raise _fail("token refused by the main site")
@@ -112,8 +116,15 @@ class MainSiteVerifier:
             raise _fail("main site named no valid user")
         name = answer.get("name")
         exp = answer.get("exp")
+        if exp is not None and not _is_time(exp):
+            raise _fail("main site answered an exp that is not a time in seconds")
         return Identity(
             user_id=user_id,
             name=name[:MAX_NAME_LENGTH] if isinstance(name, str) and name else str(user_id),
-            expires_at=float(exp) if isinstance(exp, int | float) else None,
+            expires_at=float(exp) if exp is not None else None,
         )
+
+
+def _is_time(value: object) -> bool:
+    """A finite number (JSON's true is not one, nor Python's NaN and Infinity)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -112,14 +112,15 @@ class ServerApiService:
         return added
 
     async def remove_member(self, conversation_id: int, user_id: UserId) -> bool:
-        """True when the user was a member; the room (the user included) hears
-        member:removed, then every node takes the user's sockets out of the room."""
+        """True when the user was a member. Either way the room (the user included)
+        hears member:removed, and every node takes the user's sockets out of the
+        room: the main site shares the database and may have deleted the row
+        itself, calling this so that the change reaches the live sockets."""
         await self._require_conversation(conversation_id)
         removed = await self._storage.remove_member(conversation_id, user_id)
         # Forgotten whether or not a row went: this node may have cached it anyway.
         self._access.memberships.forget(conversation_id, user_id)
-        if removed:
-            await self._announce(MEMBER_REMOVED, conversation_id, user_id)
+        await self._announce(MEMBER_REMOVED, conversation_id, user_id)
         return removed
 
     async def _announce(self, event: str, conversation_id: int, user_id: UserId) -> None:
