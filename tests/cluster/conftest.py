@@ -54,6 +54,11 @@ TIMERS = {
 }
 # A heartbeat renews a node's lease this often (PresenceService.HEARTBEATS_PER_TTL).
 HEARTBEAT_S = TTL_MS / 1000 / 3
+# What each node says in /metrics of its presence timers.
+HEARTBEATS = "ecigdis_ws_presence_heartbeats_total"
+GRACES_ENDED = "ecigdis_ws_presence_graces_ended_total"
+GRACES_PENDING = "ecigdis_ws_presence_graces_pending"
+METRIC_WAIT_S = 10.0  # bounds a wait for something that normally takes a fraction of it
 
 NODE_UP_TIMEOUT_S = 15.0
 NODE_KILL_TIMEOUT_S = 5.0
@@ -195,6 +200,26 @@ class Node:
     async def health_async(self) -> tuple[int, dict[str, Any]]:
         return await asyncio.to_thread(self.health)
 
+    def metric(self, name: str) -> float:
+        """One unlabelled figure of /metrics (0 while it has not been counted)."""
+        figure = get_json(f"{self.url}/metrics?format=json")[1].get(name, 0.0)
+        return float(figure)
+
+    async def metric_reaches(self, name: str, value: float, within: float = METRIC_WAIT_S) -> None:
+        """Wait until the node's figure (a counter) is at least `value`."""
+        await asyncio.to_thread(wait_until, lambda: self.metric(name) >= value, within)
+
+    async def graces_ended(self, count: int, since: float) -> None:
+        """Wait until `count` more grace periods ran out here, and were announced."""
+        await self.metric_reaches(GRACES_ENDED, since + count)
+
+    async def figure(self, name: str) -> float:
+        return await asyncio.to_thread(self.metric, name)
+
+    async def graces_settled(self) -> None:
+        """Wait until no grace period is running here (each ended or was cut short)."""
+        await asyncio.to_thread(wait_until, lambda: self.metric(GRACES_PENDING) == 0, METRIC_WAIT_S)
+
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as when a machine dies."""
         if self.process.poll() is None:
@@ -222,6 +247,15 @@ class Node:
 
     async def wait_healthy_async(self, within: float = NODE_UP_TIMEOUT_S) -> float:
         return await asyncio.to_thread(self.wait_healthy, within)
+
+
+async def heartbeats(*nodes: Node, count: int = 1) -> None:
+    """Wait until each node has run `count` more presence heartbeats from now (each
+    announces the users of nodes found dead)."""
+    before = [await node.figure(HEARTBEATS) for node in nodes]
+    within = METRIC_WAIT_S + count * HEARTBEAT_S
+    for node, seen in zip(nodes, before, strict=True):
+        await node.metric_reaches(HEARTBEATS, seen + count, within)
 
 
 class Cluster:

@@ -34,6 +34,7 @@ import redis
 
 from tests.cluster.conftest import (
     GRACE_MS,
+    GRACES_ENDED,
     HEARTBEAT_S,
     NODE_KILL_TIMEOUT_S,
     POLL_S,
@@ -43,6 +44,7 @@ from tests.cluster.conftest import (
     Node,
     RedisServer,
     cluster_on,
+    heartbeats,
     wait_until,
 )
 from tests.support import ChatClient
@@ -64,7 +66,6 @@ REDIS_DOWN_S = 3.0
 # The outage's clients are closed by their nodes and reconnect: a grace period
 # longer than that (GRACE_MS is shorter) keeps them from going offline and back.
 OUTAGE_GRACE_MS = 3000
-GRACE_MARGIN_S = 1.0
 FORGED_LOG_LINE = "dropped a forged or malformed fan-out message"
 
 
@@ -319,9 +320,12 @@ async def test_closing_a_tab_while_another_is_open_on_another_node_announces_no_
     pair: Cluster,
 ) -> None:
     tabs = await two_tabs(pair)
+    a, b = pair.nodes
+    ended = await a.figure(GRACES_ENDED)
 
     await tabs.tab_a.close()
-    await asyncio.sleep(GRACE_MS / 1000 + HEARTBEAT_S)  # A's grace ran out, and a heartbeat
+    await a.graces_ended(1, since=ended)  # A's grace ran out (and B still has a tab)
+    await heartbeats(a, b)  # and neither node's heartbeat finds user 1 gone either
     await barrier(tabs.watcher_a, tabs.lobby, tabs.watcher_b)  # A would have sent it first
 
     for watcher in tabs.watchers:
@@ -334,8 +338,10 @@ async def test_closing_the_last_tab_announces_user_offline_once_after_the_grace(
     pair: Cluster,
 ) -> None:
     tabs = await two_tabs(pair)
+    a, b = pair.nodes
+    ended = {node: await node.figure(GRACES_ENDED) for node in pair.nodes}
     await tabs.tab_a.close()
-    await asyncio.sleep(GRACE_MS / 1000 + 0.2)
+    await a.graces_ended(1, since=ended[a])
 
     closed = time.monotonic()
     await tabs.tab_b.close()
@@ -343,7 +349,8 @@ async def test_closing_the_last_tab_announces_user_offline_once_after_the_grace(
         await elapsed_until(watcher, "user:offline", about(1), closed, WAIT_S)
         for watcher in tabs.watchers
     ]
-    await asyncio.sleep(GRACE_MS / 1000 + HEARTBEAT_S)  # room for a second announcement
+    await b.graces_ended(1, since=ended[b])
+    await heartbeats(a, b)  # room for a second announcement, which neither may make
     await barrier(tabs.watcher_a, tabs.lobby, tabs.watcher_b)
     await barrier(tabs.watcher_b, tabs.lobby, tabs.watcher_a)
 
@@ -439,7 +446,7 @@ async def kill_run(
                                     lambda data: not data["isTyping"], typing_started,
                                     TYPING_END_LIMIT_S + 3)
         *offline_s, typing_end_s = await asyncio.gather(*offline_waits, typing_wait)
-        await asyncio.sleep(2 * HEARTBEAT_S + 0.5)  # room for a second announcement
+        await heartbeats(b, c, count=2)  # room for a second announcement
         await barrier(watchers["B"], lobby, watchers["C"])
         await barrier(watchers["C"], lobby, watchers["B"])
 
@@ -765,11 +772,10 @@ async def outage(cluster: Cluster, server: RedisServer) -> RedisOutage:
     everyone = await carol.call("presence:request")
     members = await carol.call("presence:request", {"conversationId": conversation})
 
-    # A user:offline the resync caused would come a grace period after the close.
-    last_close = max((seen[0].at for seen in ended.values() if seen), default=restarted)
-    await asyncio.sleep(
-        max(0.0, last_close + OUTAGE_GRACE_MS / 1000 + GRACE_MARGIN_S - time.monotonic())
-    )
+    # A user:offline the resync caused would come a grace period after the close:
+    # every grace period the closes started has ended (or was cut short) by now.
+    for node in (a, b):
+        await node.graces_settled()
     await barrier(watchers["A"], lobby, watchers["B"])
     await barrier(watchers["B"], lobby, watchers["A"])
     await barrier(alice, conversation, carol)

@@ -54,6 +54,23 @@ class Metrics:
             "Engine.IO requests for a session that is closed or unknown (answered 400)",
             registry=self.registry,
         )
+        # What presence does on its own timers, so an operator (and a test of real
+        # processes) can see a lease being renewed and grace periods running out.
+        self.presence_heartbeats = Counter(
+            "ecigdis_ws_presence_heartbeats",
+            "Presence heartbeats run by this node (lease renewed, dead nodes swept)",
+            registry=self.registry,
+        )
+        self.presence_graces_ended = Counter(
+            "ecigdis_ws_presence_graces_ended",
+            "Grace periods that ran out here (the user's last socket stayed closed)",
+            registry=self.registry,
+        )
+        self.presence_graces_pending = Gauge(
+            "ecigdis_ws_presence_graces_pending",
+            "Users whose last socket here closed and whose grace period has not ended",
+            registry=self.registry,
+        )
         self.send_latency = Histogram(
             "ecigdis_ws_message_send_latency_seconds",
             "message:send from receipt to fan-out",
@@ -72,6 +89,9 @@ class Metrics:
     def track_connections(self, count: Callable[[], int], users: Callable[[], int]) -> None:
         self.connections.set_function(lambda: float(count()))
         self.authenticated_users.set_function(lambda: float(users()))
+
+    def track_graces(self, pending: Callable[[], int]) -> None:
+        self.presence_graces_pending.set_function(lambda: float(pending()))
 
     def prometheus_text(self) -> bytes:
         return generate_latest(self.registry)

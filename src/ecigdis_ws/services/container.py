@@ -71,7 +71,7 @@ class ChatServices:
         )
         presence = PresenceService(
             fanout, storage, clock, tasks, presence_registry,
-            settings.presence_grace_ms, settings.presence_ttl_ms, user_id,
+            settings.presence_grace_ms, settings.presence_ttl_ms, user_id, metrics,
             settings.presence_scope,
         )
         sessions = SessionService(

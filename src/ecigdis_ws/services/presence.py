@@ -12,6 +12,7 @@ from ecigdis_ws.domain import Actor, OnlineUser, UserId, iso_ms
 from ecigdis_ws.errors import StorageUnavailable
 from ecigdis_ws.fanout.base import AUTHENTICATED_ROOM, Fanout, user_room
 from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.tasks import BackgroundTasks
 from ecigdis_ws.settings import PresenceScope
 from ecigdis_ws.storage.base import Storage
@@ -33,9 +34,12 @@ class PresenceService:
         grace_ms: int,
         ttl_ms: int,
         parse_user_id: Callable[[str], UserId],
+        metrics: Metrics,
         scope: PresenceScope = "global",
     ) -> None:
         self._scope = scope
+        self._metrics = metrics
+        metrics.track_graces(lambda: self.graces_pending)
         self._fanout = fanout
         self._storage = storage
         self._clock = clock
@@ -47,6 +51,7 @@ class PresenceService:
         self._sockets: dict[UserId, set[str]] = {}  # this node's sockets per user
         self._names: dict[UserId, str] = {}
         self._going_offline: dict[UserId, Timer] = {}
+        self._graces_ending = 0  # grace periods whose end is being announced
         self._beat: Timer | None = None
 
     def _now_ms(self) -> int:
@@ -73,6 +78,7 @@ class PresenceService:
             gone = []
         for user in gone:
             await self._announce_offline(self._parse_user_id(user), self._now_ms())
+        self._metrics.presence_heartbeats.inc()
         self._beat = self._clock.call_later(
             self._beat_s, lambda: self._tasks.spawn(self._heartbeat())
         )
@@ -151,8 +157,15 @@ class PresenceService:
 
     async def _grace_over(self, user_id: UserId, last_seen_ms: int) -> None:
         self._going_offline.pop(user_id, None)
+        self._graces_ending += 1
+        try:
+            await self._end_grace(user_id, last_seen_ms)
+        finally:
+            self._graces_ending -= 1
+
+    async def _end_grace(self, user_id: UserId, last_seen_ms: int) -> None:
         if self._sockets.get(user_id):
-            return
+            return  # back just as the grace ran out
         self._sockets.pop(user_id, None)
         self._names.pop(user_id, None)
         try:
@@ -162,6 +175,7 @@ class PresenceService:
             gone = True
         if gone:
             await self._announce_offline(user_id, last_seen_ms)
+        self._metrics.presence_graces_ended.inc()  # (counted once it is announced)
 
     async def _announce_offline(self, user_id: UserId, last_seen_ms: int,
                                 record: bool = True) -> None:
@@ -196,6 +210,11 @@ class PresenceService:
 
     def is_online_here(self, user_id: UserId) -> bool:
         return user_id in self._names
+
+    @property
+    def graces_pending(self) -> int:
+        """Users in a grace period here, until its end has been announced."""
+        return len(self._going_offline) + self._graces_ending
 
     @property
     def user_count(self) -> int:
