@@ -35,6 +35,13 @@ def free_port() -> int:
         return port
 
 
+async def wait_until(condition: Callable[[], bool], within: float = WAIT_S) -> None:
+    """Poll state that has no event to wait on; `within` only bounds a failure."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - the state has no event to await
+            await asyncio.sleep(0.01)
+
+
 def test_settings(tmp_path: Path, **env: str) -> Settings:
     base = {
         "NODE_ENV": "test",
@@ -174,9 +181,7 @@ class RunningServer:
 
     async def wait_until(self, condition: Callable[[], bool], within: float = WAIT_S) -> None:
         """Poll server state that has no event to wait on (e.g. a disconnect handled)."""
-        async with asyncio.timeout(within):
-            while not condition():  # noqa: ASYNC110 - server state has no event to await
-                await asyncio.sleep(0.01)
+        await wait_until(condition, within)
 
     async def disconnect(self, client: ChatClient) -> None:
         """Close a client and wait until the server has handled the disconnect."""

@@ -7,7 +7,6 @@ typing, pressing Enter, clicking reactions. What the pages show is read from the
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import time
@@ -331,7 +330,6 @@ async def test_an_expired_token_is_replaced_through_get_token_without_losing_the
     # The server says TOKEN_EXPIRED; the page's getToken asks /dev/token again and
     # the ChatManager authenticates the same socket with it.
     await alice.wait_for("() => window.demo.authentications >= 2", timeout_ms=10000)
-    await asyncio.sleep(0.2)
     await send(alice, "after my token was refreshed")
     await wait_for_texts(bob, "after my token was refreshed")
     assert await alice.eval("() => document.querySelector('#chat-error').textContent") == ""

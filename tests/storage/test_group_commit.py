@@ -10,7 +10,9 @@ import pytest
 from ecigdis_ws.errors import StorageUnavailable
 from ecigdis_ws.storage.base import Storage
 from ecigdis_ws.storage.group_commit import MAX_BATCH
+from ecigdis_ws.storage.sql import SqlStorage
 from tests.storage.conftest import Backend
+from tests.support import wait_until
 
 NOW_MS = 1_764_064_800_000
 
@@ -75,7 +77,8 @@ async def test_a_send_whose_caller_gave_up_before_its_batch_began_is_not_stored(
         blocked = asyncio.ensure_future(
             storage.store_message(conversation, 1, "u", "first", "first", NOW_MS)
         )
-        await asyncio.sleep(0.2)
+        assert isinstance(storage, SqlStorage)
+        await wait_until(lambda: storage.messages_being_written == 1)
         # ...while this send queues behind it and is abandoned by its caller.
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.1):

@@ -33,6 +33,7 @@ import pytest
 
 from ecigdis_ws.errors import StorageUnavailable
 from ecigdis_ws.storage.mariadb import MariaDbTarget
+from ecigdis_ws.storage.sql import SqlStorage
 from tests.backends import connect, unique_prefix
 from tests.support import ChatClient, RunningServer, running_server
 from tests.tcp_proxy import CutMode, TcpProxy
@@ -306,7 +307,9 @@ async def test_presence_request_answers_at_once_while_a_send_waits_on_a_blackhol
 ) -> None:
     await rig.proxy.cut("blackhole")
     send = asyncio.ensure_future(rig.send("m-cut"))
-    await asyncio.sleep(0.05)  # the send is now waiting on the database
+    storage = rig.server.chat.storage
+    assert isinstance(storage, SqlStorage)
+    await rig.server.wait_until(lambda: storage.messages_being_written == 1)  # on the database
     presence = await timed(rig.carol.call("presence:request"))
     log.info("presence:request answered in %.3f s during a blackholed send", presence.seconds)
     assert not send.done()

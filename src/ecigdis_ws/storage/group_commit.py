@@ -75,6 +75,8 @@ class GroupCommit(Generic[Item, Result]):
                 if not future.done():
                     future.set_exception(exc)
             return
+        finally:
+            self._writing = []
         for (_, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue  # its caller gave up meanwhile; the row is stored all the same
@@ -82,6 +84,11 @@ class GroupCommit(Generic[Item, Result]):
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+    @property
+    def writing(self) -> int:
+        """Items in the batch being written now (its transaction has begun)."""
+        return len(self._writing)
 
     async def close(self) -> None:
         if self._worker is not None:

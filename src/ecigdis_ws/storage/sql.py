@@ -29,6 +29,11 @@ _EVENT_KINDS: frozenset[str] = frozenset({"message", "read", "reaction"})
 
 
 class SqlStorage(Storage):
+    @property
+    def messages_being_written(self) -> int:
+        """Messages in the batch whose transaction has begun and not yet ended."""
+        return self._message_writes.writing
+
     def __init__(self, engine: Engine, table_prefix: str, user_id_type: UserIdType) -> None:
         self._engine = engine
         self._p = table_prefix
