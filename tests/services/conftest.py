@@ -28,7 +28,7 @@ from ecigdis_ws.app import build_socketio
 from ecigdis_ws.clock import ManualClock
 from ecigdis_ws.cluster.presence import LocalPresenceRegistry
 from ecigdis_ws.cluster.typing import LocalTypingStore
-from ecigdis_ws.domain import UserId
+from ecigdis_ws.domain import Actor, ClientMessageId, SendResult, UserId
 from ecigdis_ws.fanout.local import NAMESPACE, DirectEmitManager, SocketIOFanout
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.auth import mint_token
@@ -102,6 +102,23 @@ class ServiceHarness:
         sid = await self.socket(has_token=True)
         await self.chat.sessions.authenticate(sid, self.token(user_id, name))
         return sid
+
+    def actor(self, sid: str) -> Actor:
+        """Who an authenticated socket acts as."""
+        return self.chat.sessions.actor(sid)
+
+    async def join(self, conversation: int, *sids: str) -> None:
+        """Each socket joins the conversation's room (no replay)."""
+        for sid in sids:
+            await self.chat.conversations.join(self.actor(sid), conversation, None)
+
+    async def send(
+        self, sid: str, conversation: int, text: str, client_id: ClientMessageId | None = None
+    ) -> SendResult:
+        """message:send from the socket (the client id defaults to the text)."""
+        return await self.chat.messages.send(
+            self.actor(sid), conversation, text, text if client_id is None else client_id
+        )
 
     async def close(self, sid: str) -> None:
         """The socket went away, as the transport reports a disconnect."""

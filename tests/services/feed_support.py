@@ -1,23 +1,20 @@
 """The REST API's services (event feed, inbox, server API) built on a service
-harness as the app builds them (transport/rest_routes.py `add_rest_routes`), and
-what a test needs to watch a long-poll wait.
+harness by `RestServices.build`, as the app builds them, and what a test needs
+to watch a long-poll wait.
 
-These services are not part of `ChatServices`: the app builds them at start-up
-from the chat services and hooks `ServerApiService.delivered` into the fan-out
-manager (`DirectEmitManager.on_deliver`), which is told of every delivery. The
-harness's `RecordingManager` records deliveries in place of writing frames and
-tells that hook of every emit, as `DirectEmitManager.emit` does.
+The app hooks `ServerApiService.delivered` into the fan-out manager
+(`DirectEmitManager.on_deliver`), which is told of every delivery; the harness's
+`RecordingManager` tells that hook of every emit too.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 from ecigdis_ws.domain import Actor, LoggedEvent, UserId
+from ecigdis_ws.services.container import RestServices
 from ecigdis_ws.services.event_feed import EventFeed
-from ecigdis_ws.services.inbox import InboxService
-from ecigdis_ws.services.server_api import NO_SOCKET, ServerApiService
+from ecigdis_ws.services.server_api import NO_SOCKET
 from ecigdis_ws.storage.sql import SqlStorage
 from tests.services.conftest import ServiceHarness
 
@@ -27,27 +24,11 @@ HANG_S = 5.0
 Poll = asyncio.Task[tuple[int, list[LoggedEvent]]]
 
 
-@dataclass(frozen=True)
-class RestServices:
-    feed: EventFeed
-    server: ServerApiService
-    inbox: InboxService
-
-
 def rest_services(harness: ServiceHarness) -> RestServices:
     """The REST services of the harness's node, wired as `add_rest_routes` wires them."""
-    chat, settings = harness.chat, harness.settings
-    feed = EventFeed(
-        chat.storage, chat.clock, settings.long_poll_timeout_ms / 1000, settings.db_timeout_ms
-    )
-    server = ServerApiService(
-        chat.storage, chat.fanout, chat.access, chat.presence, chat.typing, feed,
-        chat.clock, chat.tasks, chat.metrics, settings.db_timeout_ms / 1000,
-        settings.user_id_type,
-    )
-    inbox = InboxService(chat.storage, chat.access, chat.clock)
-    harness.manager.on_deliver = server.delivered
-    return RestServices(feed, server, inbox)
+    rest = RestServices.build(harness.chat)
+    harness.manager.on_deliver = rest.server.delivered
+    return rest
 
 
 def rest_actor(user_id: UserId) -> Actor:

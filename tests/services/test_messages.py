@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from ecigdis_ws.domain import SendResult
 from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
 from tests.services.conftest import ServiceHarness
 
@@ -18,12 +17,9 @@ async def test_a_sent_message_reaches_the_other_members_in_the_room_not_the_send
 ) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     conversation = await harness.conversation(1, 2)
-    for sid in (alice, bob):
-        await harness.chat.conversations.join(harness.chat.sessions.actor(sid), conversation, None)
+    await harness.join(conversation, alice, bob)
 
-    result = await harness.chat.messages.send(
-        harness.chat.sessions.actor(alice), conversation, "hello", "m-1"
-    )
+    result = await harness.send(alice, conversation, "hello", "m-1")
 
     assert not result.duplicate
     assert [m["text"] for m in harness.received(bob, "message:new")] == ["hello"]
@@ -31,19 +27,6 @@ async def test_a_sent_message_reaches_the_other_members_in_the_room_not_the_send
 
 
 # -- helpers --------------------------------------------------------------------------
-
-
-async def joined(harness: ServiceHarness, conversation: int, *sids: str) -> None:
-    for sid in sids:
-        await harness.chat.conversations.join(harness.chat.sessions.actor(sid), conversation, None)
-
-
-async def send(
-    harness: ServiceHarness, sid: str, conversation: int, text: str, client_id: int | str
-) -> SendResult:
-    return await harness.chat.messages.send(
-        harness.chat.sessions.actor(sid), conversation, text, client_id
-    )
 
 
 async def stored_texts(harness: ServiceHarness, conversation: int) -> list[str]:
@@ -83,7 +66,7 @@ async def test_the_message_is_stored_with_the_senders_name_and_the_clocks_time(
     conversation = await harness.conversation(1, 2)
     await harness.advance(1.5)
 
-    result = await send(harness, alice, conversation, "hello", "m-1")
+    result = await harness.send(alice, conversation, "hello", "m-1")
 
     [message] = await harness.storage.messages_after(conversation, 0, 10)
     assert message == result.message
@@ -98,9 +81,9 @@ async def test_message_new_carries_the_whole_message_with_the_client_id_as_sent(
 ) -> None:
     alice, bob = await harness.user(1, "Alice"), await harness.user(2)
     conversation = await harness.conversation(1, 2)
-    await joined(harness, conversation, alice, bob)
+    await harness.join(conversation, alice, bob)
 
-    result = await send(harness, alice, conversation, "hello", 42)
+    result = await harness.send(alice, conversation, "hello", 42)
 
     assert harness.received(bob, "message:new") == [{
         "id": result.message.id,
@@ -118,9 +101,9 @@ async def test_the_senders_other_sockets_in_the_room_receive_the_message(
 ) -> None:
     alice, alice_tab = await harness.user(1), await harness.user(1)
     conversation = await harness.conversation(1, 2)
-    await joined(harness, conversation, alice, alice_tab)
+    await harness.join(conversation, alice, alice_tab)
 
-    await send(harness, alice, conversation, "from the phone", "m-1")
+    await harness.send(alice, conversation, "from the phone", "m-1")
 
     assert [m["text"] for m in harness.received(alice_tab, "message:new")] == ["from the phone"]
     assert harness.received(alice, "message:new") == []
@@ -131,9 +114,9 @@ async def test_members_whose_sockets_are_not_in_the_room_are_not_sent_the_messag
 ) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     conversation = await harness.conversation(1, 2)
-    await joined(harness, conversation, alice)
+    await harness.join(conversation, alice)
 
-    await send(harness, alice, conversation, "hello", "m-1")
+    await harness.send(alice, conversation, "hello", "m-1")
 
     assert harness.received(bob, "message:new") == []
     assert await stored_texts(harness, conversation) == ["hello"]
@@ -144,10 +127,10 @@ async def test_a_resent_client_message_id_is_a_duplicate_and_is_not_fanned_out_a
 ) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     conversation = await harness.conversation(1, 2)
-    await joined(harness, conversation, alice, bob)
-    first = await send(harness, alice, conversation, "hello", "m-1")
+    await harness.join(conversation, alice, bob)
+    first = await harness.send(alice, conversation, "hello", "m-1")
 
-    again = await send(harness, alice, conversation, "hello, edited", "m-1")
+    again = await harness.send(alice, conversation, "hello, edited", "m-1")
 
     assert again.duplicate is True
     assert again.message == first.message  # the stored message, text and all
@@ -161,11 +144,11 @@ async def test_two_concurrent_sends_of_one_client_message_id_store_and_announce_
 ) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     conversation = await harness.conversation(1, 2)
-    await joined(harness, conversation, alice, bob)
+    await harness.join(conversation, alice, bob)
 
     results = await asyncio.gather(
-        send(harness, alice, conversation, "hello", "m-1"),
-        send(harness, alice, conversation, "hello", "m-1"),
+        harness.send(alice, conversation, "hello", "m-1"),
+        harness.send(alice, conversation, "hello", "m-1"),
     )
 
     assert sorted(result.duplicate for result in results) == [False, True]
@@ -177,10 +160,10 @@ async def test_two_concurrent_sends_of_one_client_message_id_store_and_announce_
 async def test_client_message_ids_compare_as_text(harness: ServiceHarness) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     conversation = await harness.conversation(1, 2)
-    await joined(harness, conversation, alice, bob)
-    first = await send(harness, alice, conversation, "five", 5)
+    await harness.join(conversation, alice, bob)
+    first = await harness.send(alice, conversation, "five", 5)
 
-    again = await send(harness, alice, conversation, "five", "5")
+    again = await harness.send(alice, conversation, "five", "5")
 
     assert again.duplicate is True and again.message.id == first.message.id
     assert len(harness.received(bob, "message:new")) == 1
@@ -191,10 +174,10 @@ async def test_the_same_client_message_id_from_another_user_is_a_new_message(
 ) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     conversation = await harness.conversation(1, 2)
-    await joined(harness, conversation, alice, bob)
-    from_alice = await send(harness, alice, conversation, "a", "m-1")
+    await harness.join(conversation, alice, bob)
+    from_alice = await harness.send(alice, conversation, "a", "m-1")
 
-    from_bob = await send(harness, bob, conversation, "b", "m-1")
+    from_bob = await harness.send(bob, conversation, "b", "m-1")
 
     assert from_bob.duplicate is False
     assert from_bob.message.id != from_alice.message.id
@@ -207,9 +190,9 @@ async def test_messages_get_increasing_ids_in_the_order_they_were_sent(
 ) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     conversation = await harness.conversation(1, 2)
-    await joined(harness, conversation, alice, bob)
+    await harness.join(conversation, alice, bob)
 
-    results = [await send(harness, alice, conversation, f"n{i}", f"m{i}") for i in range(5)]
+    results = [await harness.send(alice, conversation, f"n{i}", f"m{i}") for i in range(5)]
 
     ids = [result.message.id for result in results]
     assert ids == sorted(ids) and len(set(ids)) == 5
@@ -221,10 +204,10 @@ async def test_a_non_member_send_is_forbidden_and_nothing_is_stored_or_fanned_ou
 ) -> None:
     alice, mallory = await harness.user(1), await harness.user(9)
     conversation = await harness.conversation(1)
-    await joined(harness, conversation, alice)
+    await harness.join(conversation, alice)
 
     with pytest.raises(ChatError) as refused:
-        await send(harness, mallory, conversation, "let me in", "m-1")
+        await harness.send(mallory, conversation, "let me in", "m-1")
 
     assert refused.value.code == ErrorCode.FORBIDDEN
     assert await stored_texts(harness, conversation) == []
@@ -237,15 +220,15 @@ async def test_a_send_that_failed_unavailable_stores_nothing_and_its_retry_is_an
 ) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     conversation = await harness.conversation(1, 2)
-    await joined(harness, conversation, alice, bob)
+    await harness.join(conversation, alice, bob)
 
     async with database_full(harness):
         with pytest.raises(StorageUnavailable):
-            await send(harness, alice, conversation, BIG, "m-1")
+            await harness.send(alice, conversation, BIG, "m-1")
     assert await stored_texts(harness, conversation) == []
     assert harness.received(bob, "message:new") == []
 
-    retry = await send(harness, alice, conversation, BIG, "m-1")
+    retry = await harness.send(alice, conversation, BIG, "m-1")
 
     assert retry.duplicate is False
     assert [m["id"] for m in harness.received(bob, "message:new")] == [retry.message.id]
@@ -257,17 +240,17 @@ async def test_a_retry_announces_a_message_stored_by_an_attempt_that_answered_un
 ) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     conversation = await harness.conversation(1, 2)
-    await joined(harness, conversation, alice, bob)
+    await harness.join(conversation, alice, bob)
     async with database_full(harness):
         with pytest.raises(StorageUnavailable):
-            await send(harness, alice, conversation, BIG, "m-1")
+            await harness.send(alice, conversation, BIG, "m-1")
     # Faked: the failed attempt's COMMIT reached the database and only its answer was
     # lost. SQLite cannot lose an answer, so the row it would have left is written here.
     landed = await harness.storage.store_message(
         conversation, 1, "user1", "m-1", BIG, harness.now_ms
     )
 
-    retry = await send(harness, alice, conversation, BIG, "m-1")
+    retry = await harness.send(alice, conversation, BIG, "m-1")
 
     assert retry.duplicate is True
     assert retry.message == landed.message
@@ -279,15 +262,15 @@ async def test_once_the_retry_announced_it_a_further_duplicate_is_not_announced_
 ) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     conversation = await harness.conversation(1, 2)
-    await joined(harness, conversation, alice, bob)
+    await harness.join(conversation, alice, bob)
     async with database_full(harness):
         with pytest.raises(StorageUnavailable):
-            await send(harness, alice, conversation, BIG, "m-1")
+            await harness.send(alice, conversation, BIG, "m-1")
     # Faked as above: the failed attempt's row did land.
     await harness.storage.store_message(conversation, 1, "user1", "m-1", BIG, harness.now_ms)
-    await send(harness, alice, conversation, BIG, "m-1")
+    await harness.send(alice, conversation, BIG, "m-1")
 
-    again = await send(harness, alice, conversation, BIG, "m-1")
+    again = await harness.send(alice, conversation, BIG, "m-1")
 
     assert again.duplicate is True
     assert len(harness.received(bob, "message:new")) == 1
@@ -298,13 +281,13 @@ async def test_an_unavailable_send_of_one_user_does_not_make_anothers_duplicate_
 ) -> None:
     alice, bob, carol = await harness.user(1), await harness.user(2), await harness.user(3)
     conversation = await harness.conversation(1, 2, 3)
-    await joined(harness, conversation, alice, bob, carol)
-    await send(harness, bob, conversation, "bob's", "m-1")
+    await harness.join(conversation, alice, bob, carol)
+    await harness.send(bob, conversation, "bob's", "m-1")
     async with database_full(harness):
         with pytest.raises(StorageUnavailable):
-            await send(harness, alice, conversation, BIG, "m-1")  # same client id, alice
+            await harness.send(alice, conversation, BIG, "m-1")  # same client id, alice
 
-    again = await send(harness, bob, conversation, "bob's", "m-1")
+    again = await harness.send(bob, conversation, "bob's", "m-1")
 
     assert again.duplicate is True
     assert [m["text"] for m in harness.received(carol, "message:new")] == ["bob's"]

@@ -17,11 +17,6 @@ THUMBS_UP = "👍🏽"  # thumbs up with a skin tone: two code points, stored as
 FAMILY = "👨‍👩‍👧"  # a ZWJ sequence
 
 
-async def joined(harness: ServiceHarness, conversation: int, *sids: str) -> None:
-    for sid in sids:
-        await harness.chat.conversations.join(harness.chat.sessions.actor(sid), conversation, None)
-
-
 async def message(harness: ServiceHarness, conversation: int, client_id: str = "c") -> int:
     result = await harness.storage.store_message(
         conversation, 1, "user1", client_id, "text", harness.now_ms
@@ -50,7 +45,7 @@ async def test_the_first_toggle_adds_the_reaction_and_announces_it(
     alice, bob, bob_tab = await harness.user(1), await harness.user(2), await harness.user(2)
     carol = await harness.user(3)  # a member whose socket is not in the room
     conversation = await harness.conversation(1, 2, 3)
-    await joined(harness, conversation, alice, bob, bob_tab)
+    await harness.join(conversation, alice, bob, bob_tab)
     message_id = await message(harness, conversation)
 
     action = await react(harness, bob, conversation, message_id, THUMBS_UP)
@@ -69,7 +64,7 @@ async def test_the_second_toggle_removes_the_reaction_and_announces_the_removal(
 ) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     conversation = await harness.conversation(1, 2)
-    await joined(harness, conversation, alice, bob)
+    await harness.join(conversation, alice, bob)
     message_id = await message(harness, conversation)
     await react(harness, bob, conversation, message_id, THUMBS_UP)
 
@@ -132,8 +127,8 @@ async def test_reacting_to_a_message_of_another_conversation_is_not_found(
 ) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     conversation, other = await harness.conversation(1, 2), await harness.conversation(1, 2)
-    await joined(harness, conversation, alice)
-    await joined(harness, other, alice)
+    await harness.join(conversation, alice)
+    await harness.join(other, alice)
     foreign = await message(harness, other)
 
     with pytest.raises(ChatError) as refused:
@@ -161,7 +156,7 @@ async def test_a_non_member_cannot_react_and_nothing_is_stored_or_announced(
 ) -> None:
     alice, mallory = await harness.user(1), await harness.user(9)
     conversation = await harness.conversation(1)
-    await joined(harness, conversation, alice)
+    await harness.join(conversation, alice)
     message_id = await message(harness, conversation)
 
     with pytest.raises(ChatError) as refused:

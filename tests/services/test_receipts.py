@@ -13,11 +13,6 @@ from ecigdis_ws.errors import ChatError, ErrorCode
 from tests.services.conftest import ServiceHarness
 
 
-async def joined(harness: ServiceHarness, conversation: int, *sids: str) -> None:
-    for sid in sids:
-        await harness.chat.conversations.join(harness.chat.sessions.actor(sid), conversation, None)
-
-
 async def messages(harness: ServiceHarness, conversation: int, count: int) -> list[int]:
     ids = []
     for i in range(count):
@@ -45,7 +40,7 @@ async def test_reading_a_message_advances_the_position_and_announces_a_receipt(
     alice, bob, bob_tab = await harness.user(1), await harness.user(2), await harness.user(2)
     carol = await harness.user(3)  # a member whose socket is not in the room
     conversation = await harness.conversation(1, 2, 3)
-    await joined(harness, conversation, alice, bob, bob_tab)
+    await harness.join(conversation, alice, bob, bob_tab)
     [message_id] = await messages(harness, conversation, 1)
 
     advanced = await read(harness, bob, conversation, message_id)
@@ -62,7 +57,7 @@ async def test_reading_a_message_advances_the_position_and_announces_a_receipt(
 async def test_read_at_is_the_time_of_the_services_clock(harness: ServiceHarness) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     conversation = await harness.conversation(1, 2)
-    await joined(harness, conversation, alice, bob)
+    await harness.join(conversation, alice, bob)
     [message_id] = await messages(harness, conversation, 1)
     await harness.advance(61.25)
 
@@ -75,7 +70,7 @@ async def test_read_at_is_the_time_of_the_services_clock(harness: ServiceHarness
 async def test_a_later_message_advances_the_position_again(harness: ServiceHarness) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     conversation = await harness.conversation(1, 2)
-    await joined(harness, conversation, alice, bob)
+    await harness.join(conversation, alice, bob)
     first, second = await messages(harness, conversation, 2)
     await read(harness, bob, conversation, first)
 
@@ -93,7 +88,7 @@ async def test_reading_an_earlier_message_does_not_move_the_position_back_or_ann
 ) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     conversation = await harness.conversation(1, 2)
-    await joined(harness, conversation, alice, bob)
+    await harness.join(conversation, alice, bob)
     first, second = await messages(harness, conversation, 2)
     await read(harness, bob, conversation, second)
 
@@ -107,7 +102,7 @@ async def test_reading_an_earlier_message_does_not_move_the_position_back_or_ann
 async def test_reading_the_same_message_again_announces_nothing(harness: ServiceHarness) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     conversation = await harness.conversation(1, 2)
-    await joined(harness, conversation, alice, bob)
+    await harness.join(conversation, alice, bob)
     [message_id] = await messages(harness, conversation, 1)
     await read(harness, bob, conversation, message_id)
 
@@ -120,7 +115,7 @@ async def test_reading_the_same_message_again_announces_nothing(harness: Service
 async def test_read_positions_are_kept_per_user(harness: ServiceHarness) -> None:
     alice, bob, carol = await harness.user(1), await harness.user(2), await harness.user(3)
     conversation = await harness.conversation(1, 2, 3)
-    await joined(harness, conversation, alice, bob, carol)
+    await harness.join(conversation, alice, bob, carol)
     first, second = await messages(harness, conversation, 2)
     await read(harness, bob, conversation, second)
 
@@ -137,8 +132,8 @@ async def test_a_message_of_another_conversation_is_not_found_and_nothing_change
 ) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     conversation, other = await harness.conversation(1, 2), await harness.conversation(1, 2)
-    await joined(harness, conversation, alice, bob)
-    await joined(harness, other, alice)
+    await harness.join(conversation, alice, bob)
+    await harness.join(other, alice)
     [foreign] = await messages(harness, other, 1)
 
     with pytest.raises(ChatError) as refused:
@@ -164,7 +159,7 @@ async def test_a_message_that_does_not_exist_is_not_found(harness: ServiceHarnes
 async def test_a_non_member_cannot_mark_a_message_read(harness: ServiceHarness) -> None:
     alice, mallory = await harness.user(1), await harness.user(9)
     conversation = await harness.conversation(1)
-    await joined(harness, conversation, alice)
+    await harness.join(conversation, alice)
     [message_id] = await messages(harness, conversation, 1)
 
     with pytest.raises(ChatError) as refused:

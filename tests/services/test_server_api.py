@@ -26,7 +26,7 @@ HarnessFactory = Callable[..., AbstractAsyncContextManager[ServiceHarness]]
 async def in_room(harness: ServiceHarness, user: UserId, conversation: int) -> str:
     """A socket of `user` that has joined the conversation's room."""
     sid = await harness.user(user)
-    await harness.chat.conversations.join(harness.chat.sessions.actor(sid), conversation, None)
+    await harness.join(conversation, sid)
     return sid
 
 
@@ -35,10 +35,6 @@ async def settled(harness: ServiceHarness) -> None:
     member:removed went out, and the background work it spawned."""
     await asyncio.sleep(0)
     await harness.chat.tasks.drain()
-
-
-async def send_as(harness: ServiceHarness, sid: str, conversation: int, text: str) -> None:
-    await harness.chat.messages.send(harness.chat.sessions.actor(sid), conversation, text, text)
 
 
 async def deliver_from_another_node(
@@ -222,7 +218,7 @@ async def test_a_removed_member_hears_member_removed_then_leaves_the_room(
         assert harness.received(sid, "member:removed") == [told]
     assert [harness.chat.fanout.in_room(sid, room) for sid in (alice, bob_phone, bob_laptop)] == [
         True, False, False]
-    await send_as(harness, alice, conversation, "bob is gone")
+    await harness.send(alice, conversation, "bob is gone")
     assert harness.received(bob_phone, "message:new") == []
     assert await harness.storage.member_ids(conversation) == [1]
 
@@ -233,13 +229,13 @@ async def test_a_removed_members_next_send_is_forbidden_though_the_cache_knew_th
     server = rest_services(harness).server
     conversation = await harness.conversation(1, 2)
     bob = await in_room(harness, 2, conversation)
-    await send_as(harness, bob, conversation, "still here")  # the cache now knows bob
+    await harness.send(bob, conversation, "still here")  # the cache now knows bob
 
     await server.remove_member(conversation, 2)
     await settled(harness)
 
     with pytest.raises(ChatError) as refused:
-        await send_as(harness, bob, conversation, "let me in")
+        await harness.send(bob, conversation, "let me in")
     assert refused.value.code == ErrorCode.FORBIDDEN
 
 
@@ -321,7 +317,7 @@ async def test_a_removal_delivered_from_another_node_forgets_the_cached_membersh
     rest_services(harness)
     conversation = await harness.conversation(1, 2)
     bob = await harness.user(2)
-    await send_as(harness, bob, conversation, "cached")  # the cache now knows bob
+    await harness.send(bob, conversation, "cached")  # the cache now knows bob
     await harness.storage.remove_member(conversation, 2)  # by the other node
 
     await deliver_from_another_node(harness, "member:removed",
@@ -330,7 +326,7 @@ async def test_a_removal_delivered_from_another_node_forgets_the_cached_membersh
     await settled(harness)
 
     with pytest.raises(ChatError) as refused:
-        await send_as(harness, bob, conversation, "refused")
+        await harness.send(bob, conversation, "refused")
     assert refused.value.code == ErrorCode.FORBIDDEN
 
 
@@ -386,7 +382,7 @@ async def test_removing_a_member_already_removed_behind_the_servers_back_still_e
 
     assert await server.remove_member(conversation, 2) is False
     await settled(harness)
-    await send_as(harness, alice, conversation, "members only")
+    await harness.send(alice, conversation, "members only")
 
     assert not harness.chat.fanout.in_room(bob, conversation_room(conversation))
     assert harness.received(bob, "message:new") == []

@@ -22,11 +22,6 @@ def indicator(user_id: int, conversation_id: int, is_typing: bool) -> dict[str, 
     return {"userId": user_id, "conversationId": conversation_id, "isTyping": is_typing}
 
 
-async def join(harness: ServiceHarness, conversation: int, *sids: str) -> None:
-    for sid in sids:
-        await harness.chat.conversations.join(harness.chat.sessions.actor(sid), conversation, None)
-
-
 async def start(harness: ServiceHarness, sid: str, conversation: int) -> None:
     await harness.chat.typing.start(harness.chat.sessions.actor(sid), conversation)
 
@@ -37,7 +32,7 @@ async def test_typing_start_reaches_the_room_but_not_the_typing_socket(
     alice, alice_tab, bob = await harness.user(1), await harness.user(1), await harness.user(2)
     carol = await harness.user(3)  # a member whose socket is not in the room
     conversation = await harness.conversation(1, 2, 3)
-    await join(harness, conversation, alice, alice_tab, bob)
+    await harness.join(conversation, alice, alice_tab, bob)
 
     await start(harness, alice, conversation)
 
@@ -53,7 +48,7 @@ async def test_typing_stop_announces_the_end_and_reports_that_the_user_was_typin
 ) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     conversation = await harness.conversation(1, 2)
-    await join(harness, conversation, alice, bob)
+    await harness.join(conversation, alice, bob)
     await start(harness, alice, conversation)
 
     stopped = await harness.chat.typing.stop(harness.chat.sessions.actor(alice), conversation)
@@ -71,7 +66,7 @@ async def test_typing_stop_when_not_typing_returns_false_and_announces_nothing(
 ) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     conversation = await harness.conversation(1, 2)
-    await join(harness, conversation, alice, bob)
+    await harness.join(conversation, alice, bob)
 
     stopped = await harness.chat.typing.stop(harness.chat.sessions.actor(alice), conversation)
 
@@ -87,7 +82,7 @@ async def test_typing_stops_by_itself_after_the_typing_timeout(
             await harness.user(1), await harness.user(1), await harness.user(2)
         )
         conversation = await harness.conversation(1, 2)
-        await join(harness, conversation, alice, alice_tab, bob)
+        await harness.join(conversation, alice, alice_tab, bob)
         await start(harness, alice, conversation)
 
         await harness.advance(2.99)
@@ -112,7 +107,7 @@ async def test_a_repeated_start_extends_the_indicator_without_announcing_it_agai
     async with make_harness(TYPING_TIMEOUT_MS="3000") as harness:
         alice, bob = await harness.user(1), await harness.user(2)
         conversation = await harness.conversation(1, 2)
-        await join(harness, conversation, alice, bob)
+        await harness.join(conversation, alice, bob)
         await start(harness, alice, conversation)
         await harness.advance(2)
 
@@ -134,7 +129,7 @@ async def test_an_indicator_stopped_by_hand_does_not_end_again_at_its_timeout(
     async with make_harness(TYPING_TIMEOUT_MS="3000") as harness:
         alice, bob = await harness.user(1), await harness.user(2)
         conversation = await harness.conversation(1, 2)
-        await join(harness, conversation, alice, bob)
+        await harness.join(conversation, alice, bob)
         await start(harness, alice, conversation)
         await harness.chat.typing.stop(harness.chat.sessions.actor(alice), conversation)
 
@@ -151,7 +146,7 @@ async def test_typing_again_after_the_automatic_end_is_announced_again(
     async with make_harness(TYPING_TIMEOUT_MS="3000") as harness:
         alice, bob = await harness.user(1), await harness.user(2)
         conversation = await harness.conversation(1, 2)
-        await join(harness, conversation, alice, bob)
+        await harness.join(conversation, alice, bob)
         await start(harness, alice, conversation)
         await harness.advance(3.01)
 
@@ -171,7 +166,7 @@ async def test_indicators_of_two_users_end_each_at_its_own_timeout(
     async with make_harness(TYPING_TIMEOUT_MS="3000") as harness:
         alice, bob, carol = await harness.user(1), await harness.user(2), await harness.user(3)
         conversation = await harness.conversation(1, 2, 3)
-        await join(harness, conversation, alice, bob, carol)
+        await harness.join(conversation, alice, bob, carol)
         await start(harness, alice, conversation)
         await harness.advance(1)
         await start(harness, bob, conversation)
@@ -195,7 +190,7 @@ async def test_typing_in_a_conversation_the_user_is_not_a_member_of_is_forbidden
 ) -> None:
     alice, mallory = await harness.user(1), await harness.user(9)
     conversation = await harness.conversation(1)
-    await join(harness, conversation, alice)
+    await harness.join(conversation, alice)
 
     with pytest.raises(ChatError) as started:
         await start(harness, mallory, conversation)
@@ -212,7 +207,7 @@ async def test_sending_a_message_ends_the_senders_typing_after_delivering_the_me
 ) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     conversation = await harness.conversation(1, 2)
-    await join(harness, conversation, alice, bob)
+    await harness.join(conversation, alice, bob)
     await start(harness, alice, conversation)
 
     await harness.chat.messages.send(harness.chat.sessions.actor(alice), conversation, "hi", "m")
@@ -232,7 +227,7 @@ async def test_sending_a_message_while_not_typing_announces_no_typing_end(
 ) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     conversation = await harness.conversation(1, 2)
-    await join(harness, conversation, alice, bob)
+    await harness.join(conversation, alice, bob)
 
     await harness.chat.messages.send(harness.chat.sessions.actor(alice), conversation, "hi", "m")
 
@@ -245,8 +240,8 @@ async def test_sending_a_message_in_one_conversation_leaves_typing_in_another_al
 ) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     here, there = await harness.conversation(1, 2), await harness.conversation(1, 2)
-    await join(harness, here, alice, bob)
-    await join(harness, there, alice, bob)
+    await harness.join(here, alice, bob)
+    await harness.join(there, alice, bob)
     await start(harness, alice, there)
 
     await harness.chat.messages.send(harness.chat.sessions.actor(alice), here, "hi", "m")
@@ -260,8 +255,8 @@ async def test_leaving_the_room_ends_that_sockets_typing_in_that_conversation_on
 ) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     left, stayed = await harness.conversation(1, 2), await harness.conversation(1, 2)
-    await join(harness, left, alice, bob)
-    await join(harness, stayed, alice, bob)
+    await harness.join(left, alice, bob)
+    await harness.join(stayed, alice, bob)
     await start(harness, alice, left)
     await start(harness, alice, stayed)
 
@@ -281,8 +276,8 @@ async def test_disconnecting_ends_every_indicator_the_socket_started(
 ) -> None:
     alice, bob = await harness.user(1), await harness.user(2)
     first, second = await harness.conversation(1, 2), await harness.conversation(1, 2)
-    await join(harness, first, alice, bob)
-    await join(harness, second, alice, bob)
+    await harness.join(first, alice, bob)
+    await harness.join(second, alice, bob)
     await start(harness, alice, first)
     await start(harness, alice, second)
 
@@ -300,7 +295,7 @@ async def test_closing_another_socket_of_the_same_user_does_not_end_the_typing(
 ) -> None:
     alice, alice_tab, bob = await harness.user(1), await harness.user(1), await harness.user(2)
     conversation = await harness.conversation(1, 2)
-    await join(harness, conversation, alice, alice_tab, bob)
+    await harness.join(conversation, alice, alice_tab, bob)
     await start(harness, alice, conversation)
 
     await harness.close(alice_tab)
@@ -315,7 +310,7 @@ async def test_an_indicator_ended_by_disconnect_does_not_end_again_at_its_timeou
     async with make_harness(TYPING_TIMEOUT_MS="3000") as harness:
         alice, bob = await harness.user(1), await harness.user(2)
         conversation = await harness.conversation(1, 2)
-        await join(harness, conversation, alice, bob)
+        await harness.join(conversation, alice, bob)
         await start(harness, alice, conversation)
         await harness.close(alice)
 
@@ -332,7 +327,7 @@ async def test_a_start_in_the_moment_the_timeout_fires_keeps_the_user_shown_as_t
     async with make_harness(TYPING_TIMEOUT_MS="3000") as harness:
         alice, bob = await harness.user(1), await harness.user(2)
         conversation = await harness.conversation(1, 2)
-        await join(harness, conversation, alice, bob)
+        await harness.join(conversation, alice, bob)
         await start(harness, alice, conversation)
 
         # The timer fires and schedules the end as a task; before that task runs (one

@@ -13,11 +13,14 @@ from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.access import AccessPolicy
 from ecigdis_ws.services.auth import TokenVerifier, parse_user_id
 from ecigdis_ws.services.conversations import ConversationService
+from ecigdis_ws.services.event_feed import EventFeed
+from ecigdis_ws.services.inbox import InboxService
 from ecigdis_ws.services.messages import MessageService
 from ecigdis_ws.services.presence import PresenceService
 from ecigdis_ws.services.rate_limit import RateLimiter
 from ecigdis_ws.services.reactions import ReactionService
 from ecigdis_ws.services.receipts import ReceiptService
+from ecigdis_ws.services.server_api import ServerApiService
 from ecigdis_ws.services.sessions import SessionLimits, SessionService
 from ecigdis_ws.services.tasks import BackgroundTasks
 from ecigdis_ws.services.typing import TypingService
@@ -109,3 +112,27 @@ class ChatServices:
             access=access,
             fanout=fanout,
         )
+
+
+@dataclass(frozen=True)
+class RestServices:
+    """What the REST API adds to the chat services: the long-poll's event feed,
+    the main site's server API and the conversation list. The server API must be
+    told of every delivery (`ServerApiService.delivered`)."""
+
+    feed: EventFeed
+    server: ServerApiService
+    inbox: InboxService
+
+    @classmethod
+    def build(cls, chat: ChatServices) -> RestServices:
+        settings = chat.settings
+        feed = EventFeed(
+            chat.storage, chat.clock, settings.long_poll_timeout_ms / 1000, settings.db_timeout_ms
+        )
+        server = ServerApiService(
+            chat.storage, chat.fanout, chat.access, chat.presence, chat.typing, feed,
+            chat.clock, chat.tasks, chat.metrics, settings.db_timeout_ms / 1000,
+            settings.user_id_type,
+        )
+        return cls(feed, server, InboxService(chat.storage, chat.access, chat.clock))

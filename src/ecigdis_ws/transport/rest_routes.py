@@ -19,7 +19,7 @@ from ecigdis_ws.fanout.local import DirectEmitManager
 from ecigdis_ws.keys import SERVICES, SETTINGS
 from ecigdis_ws.observability.logging import get_logger
 from ecigdis_ws.services.auth import TokenExpired, TokenUndecided, TokenVerifier, parse_user_id
-from ecigdis_ws.services.container import ChatServices
+from ecigdis_ws.services.container import ChatServices, RestServices
 from ecigdis_ws.services.event_feed import EventFeed
 from ecigdis_ws.services.inbox import InboxService
 from ecigdis_ws.services.rate_limit import RateLimiter
@@ -395,23 +395,16 @@ def add_rest_routes(app: web.Application, manager: DirectEmitManager) -> None:
         # An on_startup handler runs after every cleanup_ctx has started, so the
         # chat services exist by now.
         chat = app[SERVICES]
-        feed = EventFeed(
-            chat.storage, chat.clock, settings.long_poll_timeout_ms / 1000, settings.db_timeout_ms
-        )
-        server = ServerApiService(
-            chat.storage, chat.fanout, chat.access, chat.presence, chat.typing, feed,
-            chat.clock, chat.tasks, chat.metrics, settings.db_timeout_ms / 1000,
-            settings.user_id_type,
-        )
+        rest = RestServices.build(chat)
         app[REST_API] = RestApi(
             chat=chat,
             verifier=TokenVerifier(settings, chat.clock),
             requests=RateLimiter(settings.rate_limit_events, chat.clock),
-            inbox=InboxService(chat.storage, chat.access, chat.clock),
-            feed=feed,
-            server=server,
+            inbox=rest.inbox,
+            feed=rest.feed,
+            server=rest.server,
         )
-        manager.on_deliver = server.delivered
+        manager.on_deliver = rest.server.delivered
 
     async def release_polls(app: web.Application) -> None:
         manager.on_deliver = None
