@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +155,10 @@ class TokenVerifier:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A finite number: JSON's true is not one, nor the NaN and Infinity that
+    Python's JSON reader (and so PyJWT) accepts."""
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 def parse_user_id(raw: object, user_id_type: str) -> UserId | None:

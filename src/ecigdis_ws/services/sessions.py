@@ -127,6 +127,7 @@ class SessionService:
         if session is None:
             raise ChatError(ErrorCode.AUTH_FAILED, "no such session")
         identity = await self._identify(token)
+        self._still_open(session)  # (the main site may have taken a while)
         if session.identity is not None and session.identity.user_id != identity.user_id:
             raise ChatError(ErrorCode.AUTH_FAILED, "socket is authenticated as another user")
         users_sockets = self._presence.local_sockets(identity.user_id)
@@ -141,8 +142,15 @@ class SessionService:
         if not session.online:
             session.online = True
             await self._record_user(identity)
+            self._still_open(session)  # (and the database)
             await self._presence.socket_online(session.actor())
         return identity
+
+    def _still_open(self, session: Session) -> None:
+        """The socket may have closed while authentication waited: then it is
+        refused, and nothing is done for a socket that is gone."""
+        if self._sessions.get(session.sid) is not session:
+            raise ChatError(ErrorCode.AUTH_FAILED, "the socket closed during authentication")
 
     async def _identify(self, token: object) -> Identity:
         try:
