@@ -137,6 +137,11 @@ class ChatClient:
             await self._changed.wait_for(lambda: len(matches()) >= count)
         return matches()
 
+    async def wait_disconnected(self, within: float = WAIT_S) -> None:
+        """Wait until the connection has ended (`within` only bounds a failure)."""
+        async with asyncio.timeout(within):
+            await self.disconnected.wait()
+
     def received(self, event: str) -> list[Any]:
         return list(self.events[event])
 

@@ -93,7 +93,7 @@ async def test_unauthenticated_socket_is_disconnected_after_auth_timeout(
     await server.advance(9.9)
     assert client.sio.connected
     await server.advance(0.2)
-    await client.disconnected.wait()
+    await client.wait_disconnected()
     assert server.chat.sessions.count == 0
 
 
@@ -140,7 +140,7 @@ async def test_expired_socket_is_disconnected_without_fresh_token(server: Runnin
     await server.advance(91)
     await client.wait_for("error")
     await server.advance(10.1)
-    await client.disconnected.wait()
+    await client.wait_disconnected()
 
 
 @pytest.mark.parametrize(

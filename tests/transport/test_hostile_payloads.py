@@ -648,8 +648,7 @@ async def test_hostile_handshake_auth_connects_or_is_refused_with_auth_failed(
 
 async def closed_by_the_server(server: RunningServer, client: ChatClient, sid: str) -> None:
     """The server closed the client's connection and has forgotten its session."""
-    async with asyncio.timeout(WAIT_S):
-        await client.disconnected.wait()
+    await client.wait_disconnected()
     await server.wait_until(lambda: server.chat.sessions.get(sid) is None)
 
 

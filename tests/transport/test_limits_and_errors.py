@@ -57,7 +57,7 @@ async def test_packet_over_max_payload_closes_only_that_socket(make_server: Serv
         conversation, (alice, bob) = await room(server, 1, 2)
         await alice.sio.emit("message:send", {
             "conversationId": conversation, "text": "x" * 5000, "messageId": "big"})
-        await alice.disconnected.wait()
+        await alice.wait_disconnected()
         assert await server.chat.storage.messages_after(conversation, 0, 10) == []
         ack = await bob.call("message:send", {
             "conversationId": conversation, "text": "still here", "messageId": "b"})
@@ -127,7 +127,7 @@ async def test_a_socket_that_keeps_flooding_is_disconnected(make_server: ServerF
             if not flooder.sio.connected:
                 break
             await flooder.sio.emit("presence:request")
-        await flooder.disconnected.wait()
+        await flooder.wait_disconnected()
         assert len(flooder.received("error")) >= FLOOD_DISCONNECT_AFTER - 1
         assert (await calm.call("presence:request"))["ok"]
 

@@ -144,7 +144,7 @@ async def test_a_revocation_answer_ends_the_users_sessions(
         await victim.wait_for("authenticated")
         bystander = await connect(server, server.token(8, "Hal"))
         assert (await refused(server, "sess-stolen"))["code"] == "AUTH_FAILED"
-        await victim.disconnected.wait()
+        await victim.wait_disconnected()
         [error] = await victim.wait_for("error")
         assert error == {"code": "AUTH_FAILED", "message": "token revoked", "event": None}
         assert bystander.sio.connected

@@ -33,7 +33,7 @@ async def test_auth_timeout_ms_sets_when_anonymous_sockets_go(make_server: Serve
         await server.advance(0.4)
         assert client.sio.connected
         await server.advance(0.2)
-        await client.disconnected.wait()
+        await client.wait_disconnected()
 
 
 async def test_presence_grace_ms_sets_the_offline_delay(make_server: ServerFactory) -> None:
