@@ -39,10 +39,13 @@ run: $(STAMP) client
 	$(BIN)/ecigdis-ws serve
 
 # Installs, then runs lint, type checks, the dependency audit and the whole test suite.
-test: $(STAMP)
+# The npm tools the tests drive (Artillery, pm2, playwright-core, socket.io-client) and
+# the browser client are installed first, so pytest's time is the tests' own.
+test: $(STAMP) client
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/mypy --strict src
 	$(BIN)/python scripts/audit_dependencies.py
+	$(BIN)/python -m tests.tools
 	@# pytest's exit code 5 means it collected no tests: that is a failure, not a pass.
 	$(BIN)/pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \

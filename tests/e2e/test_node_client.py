@@ -85,10 +85,8 @@ def _needs_install() -> bool:
     return _installed_version() != _pinned_version()
 
 
-@pytest.fixture(scope="session")
-def node() -> str:
-    """The node executable, with tests/e2e/node's packages installed."""
-    node_path = _require("node")
+def install_node_packages() -> None:
+    """npm install in tests/e2e/node, unless what is installed is what is pinned."""
     npm_path = _require("npm")
     if _needs_install():
         # --no-package-lock: node_modules is git-ignored and a lockfile would be an
@@ -106,6 +104,13 @@ def node() -> str:
         os.utime(NODE_MODULES)  # the stamp _needs_install compares package.json with
     installed = _installed_version()
     assert installed == _pinned_version(), f"socket.io-client {installed} is installed"
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    """The node executable, with tests/e2e/node's packages installed."""
+    node_path = _require("node")
+    install_node_packages()
     return node_path
 
 
