@@ -14,9 +14,9 @@ from tests.storage.conftest import OpenStorage
 
 pytestmark = pytest.mark.backends("sqlite")
 
-# Counts to tens of millions: seconds of work for the writer thread, far past 200 ms.
+# Counts to ten million: seconds of work for the writer thread, far past 200 ms.
 SLOW_STATEMENT = (
-    "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 30000000) "
+    "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 10000000) "
     "SELECT count(*) FROM n"
 )
 
