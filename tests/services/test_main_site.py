@@ -10,23 +10,21 @@ verify endpoint would."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from ecigdis_ws.clock import ManualClock
 from ecigdis_ws.domain import Identity
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.services.main_site import NEGATIVE_CACHE_S, MainSiteVerifier
 from ecigdis_ws.settings import Settings
+from tests.main_site import MainSite, main_site_running
 from tests.services.conftest import ServiceHarness
 from tests.support import test_settings as settings_from_env
 
@@ -35,44 +33,10 @@ REFUSED = "token refused by the main site"
 UNAVAILABLE = "main site unavailable to verify this token"
 
 
-@dataclass
-class MainSite:
-    """The portal's verify endpoint: answers by token, records what it was asked."""
-
-    answers: dict[str, tuple[int, Any]] = field(default_factory=dict)
-    asked: list[str] = field(default_factory=list)
-    bearers: list[str | None] = field(default_factory=list)
-    released: asyncio.Event = field(default_factory=asyncio.Event)
-    hang: bool = False
-    url: str = ""
-
-    def accept(self, token: str, answer: dict[str, Any]) -> None:
-        self.answers[token] = (200, {"valid": True, **answer})
-
-    async def verify(self, request: web.Request) -> web.StreamResponse:
-        self.asked.append((await request.json())["token"])
-        self.bearers.append(request.headers.get("Authorization"))
-        if self.hang:
-            await self.released.wait()  # until the test ends
-        status, body = self.answers.get(self.asked[-1], (401, {}))
-        if isinstance(body, str):
-            return web.Response(text=body, status=status, content_type="text/html")
-        return web.json_response(body, status=status)
-
-
 @pytest.fixture
 async def main_site() -> AsyncIterator[MainSite]:
-    site = MainSite()
-    app = web.Application()
-    app.router.add_post("/api/messenger/verify-token", site.verify)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    tcp = web.TCPSite(runner, "127.0.0.1", 0)
-    await tcp.start()
-    site.url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/messenger/verify-token"
-    yield site
-    site.released.set()
-    await runner.cleanup()
+    async with main_site_running() as site:
+        yield site
 
 
 @pytest.fixture
@@ -313,7 +277,7 @@ async def test_an_answer_that_is_not_an_object_refuses_the_token(
 async def test_a_main_site_slower_than_the_timeout_refuses_the_token(
     verifying: Callable[..., Verifying], main_site: MainSite
 ) -> None:
-    main_site.hang = True
+    main_site.may_answer.clear()
     # aiohttp's timeout runs on real time, not on the injected clock: a short one
     # (AUTH_VERIFY_TIMEOUT_MS allows 50 ms at least) keeps the test quick.
     verifier = verifying(timeout_s=0.02).verifier

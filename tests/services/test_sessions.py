@@ -15,13 +15,13 @@ from contextlib import AbstractAsyncContextManager
 import aiohttp
 import jwt
 import pytest
-from aiohttp import web
 from structlog.testing import capture_logs
 
 from ecigdis_ws.domain import Actor, Identity, OnlineUser, UserId
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.services.main_site import MainSiteVerifier
 from ecigdis_ws.services.sessions import FLOOD_DISCONNECT_AFTER
+from tests.main_site import MainSite, main_site_running
 from tests.services.conftest import ServiceHarness
 
 HarnessFactory = Callable[..., AbstractAsyncContextManager[ServiceHarness]]
@@ -726,49 +726,20 @@ async def test_ending_the_sessions_of_a_user_not_connected_does_nothing(
 # -- tokens the JWT check cannot decide ----------------------------------------------------
 
 
-class MainSite:
-    """The portal's verify endpoint on a loopback port: vouches for known tokens."""
-
-    def __init__(self) -> None:
-        self.identities: dict[str, dict[str, object]] = {}
-        self.asked: list[str] = []
-        self.was_asked = asyncio.Event()
-        self.may_answer = asyncio.Event()  # cleared: the answer waits for it
-        self.may_answer.set()
-
-    async def verify(self, request: web.Request) -> web.Response:
-        token = (await request.json())["token"]
-        self.asked.append(token)
-        self.was_asked.set()
-        await self.may_answer.wait()
-        if token not in self.identities:
-            return web.json_response({}, status=401)
-        return web.json_response({"valid": True, **self.identities[token]})
-
-
 @pytest.fixture
 async def main_site(harness: ServiceHarness) -> AsyncIterator[MainSite]:
     """A MainSite the harness's sessions ask, as app.py wires AUTH_VERIFY_URL."""
-    site = MainSite()
-    app = web.Application()
-    app.router.add_post("/verify", site.verify)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/verify"
-    async with aiohttp.ClientSession() as http:
+    async with main_site_running() as site, aiohttp.ClientSession() as http:
         harness.chat.sessions.main_site = MainSiteVerifier(
-            url, http, harness.clock, 2.0, 60, harness.settings.user_id_type)
+            site.url, http, harness.clock, 2.0, 60, harness.settings.user_id_type)
         yield site
-    site.may_answer.set()
-    await runner.cleanup()
 
 
 async def test_a_token_the_main_site_vouches_for_makes_the_socket_that_users(
     harness: ServiceHarness, main_site: MainSite,
 ) -> None:
     exp = harness.clock.now() + 120
-    main_site.identities["sess-1"] = {"userId": 42, "name": "Portal User", "exp": exp}
+    main_site.accept("sess-1", {"userId": 42, "name": "Portal User", "exp": exp})
     sid = await harness.socket()
 
     identity = await harness.chat.sessions.authenticate(sid, "sess-1")
@@ -801,7 +772,7 @@ async def test_a_token_the_jwt_check_refuses_is_never_asked_of_the_main_site(
 async def test_a_socket_that_closes_while_the_main_site_checks_its_token_is_refused_quietly(
     harness: ServiceHarness, main_site: MainSite,
 ) -> None:
-    main_site.identities["sess-1"] = {"userId": 42, "name": "Late"}
+    main_site.accept("sess-1", {"userId": 42, "name": "Late"})
     main_site.may_answer.clear()
     observer = await harness.user(1)
     sid = await harness.socket()

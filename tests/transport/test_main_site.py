@@ -3,54 +3,26 @@ down never hangs a connection nor affects tokens that verify locally."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 import pytest
 import socketio
-from aiohttp import web
 
+from tests.main_site import MainSite, main_site_running
 from tests.support import ChatClient, RunningServer
 
 ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
 TIMEOUT_MS = 400
 
 
-@dataclass
-class MainSite:
-    """A small real HTTP server standing in for the portal's verify endpoint."""
-
-    answers: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
-    asked: list[str] = field(default_factory=list)
-    hang: bool = False
-    url: str = ""
-
-    async def verify(self, request: web.Request) -> web.Response:
-        token = (await request.json())["token"]
-        self.asked.append(token)
-        if self.hang:
-            await asyncio.sleep(30)
-        status, body = self.answers.get(token, (401, {}))
-        return web.json_response(body, status=status)
-
-
 @pytest.fixture
 async def main_site() -> AsyncIterator[MainSite]:
-    site = MainSite()
-    app = web.Application()
-    app.router.add_post("/api/messenger/verify-token", site.verify)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    tcp = web.TCPSite(runner, "127.0.0.1", 0)
-    await tcp.start()
-    site.url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/messenger/verify-token"
-    yield site
-    await runner.cleanup()
+    async with main_site_running() as site:
+        yield site
 
 
 def start(make_server: ServerFactory, site: MainSite) -> AbstractAsyncContextManager[
@@ -115,7 +87,7 @@ async def test_an_unknown_token_is_refused(
 async def test_a_hanging_main_site_is_given_up_on_within_the_timeout(
     make_server: ServerFactory, main_site: MainSite
 ) -> None:
-    main_site.hang = True
+    main_site.may_answer.clear()
     async with start(make_server, main_site) as server:
         started = time.monotonic()
         assert (await refused(server, "sess-slow"))["code"] == "AUTH_FAILED"
