@@ -128,8 +128,9 @@ hostile_text = st.one_of(short_text, long_text)
 
 
 
-def json_values(binary: bool) -> st.SearchStrategy[Json]:
-    """Anything JSON can say, nested; with bytes where Socket.IO can carry them."""
+def json_values() -> st.SearchStrategy[Json]:
+    """Anything JSON can say, nested. (No bytes: a packet with binary attachments
+    closes the connection, tests/transport/test_binary_attachments.py.)"""
     leaf = st.one_of(
         st.none(),
         st.booleans(),
@@ -137,7 +138,6 @@ def json_values(binary: bool) -> st.SearchStrategy[Json]:
         st.integers(),
         st.floats(allow_nan=False, allow_infinity=False),  # NaN and inf are not JSON
         short_text,
-        *([st.binary(max_size=8)] if binary else []),  # a Socket.IO binary attachment
     )
     key = st.one_of(st.sampled_from(FIELD_NAMES), short_text)
     return st.recursive(
@@ -149,8 +149,7 @@ def json_values(binary: bool) -> st.SearchStrategy[Json]:
     )
 
 
-json_value = json_values(binary=True)
-plain_json_value = json_values(binary=False)  # a CONNECT packet cannot be binary
+json_value = plain_json_value = json_values()
 # Fields a payload should not have; a userId or senderName never changes the sender.
 extra_fields = {
     "userId": st.one_of(st.sampled_from([OBSERVER, str(OBSERVER)]), json_value),

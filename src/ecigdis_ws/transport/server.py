@@ -28,6 +28,9 @@ RESERVED_EVENTS = frozenset({
     "connect", "connect_error", "disconnect", "disconnecting", "newListener",
     "removeListener", "*",
 })
+# Socket.IO packet types 5 (BINARY_EVENT) and 6 (BINARY_ACK) announce binary
+# attachments that follow as frames of their own. The chat protocol has none.
+BINARY_PACKET_TYPES = ("5", "6")
 # A polling client sends everything it buffered in one POST; socket.io-client
 # has no cap, so this only guards against absurd batches (bytes are capped by
 # MAX_PAYLOAD_BYTES, events by the rate limit).
@@ -83,6 +86,12 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         """A packet that does not decode closes its connection, as socket.io-parser
         does in Node; without this the client would wait for an ack for ever."""
+        if not isinstance(data, str) or data[:1] in BINARY_PACKET_TYPES:
+            # python-socketio would keep every frame a BINARY_EVENT announces, as
+            # many as it announces, before any check: the chat has no binary data.
+            log.warning("closing a connection that sent binary data")
+            await self.drop_session(eio_sid)
+            return
         try:
             await super()._handle_eio_message(eio_sid, data)
         except (ValueError, TypeError, KeyError, RecursionError) as exc:
