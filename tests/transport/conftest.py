@@ -1,6 +1,18 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
 from tests.support import ChatClient, RunningServer
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client for the test's requests (REST, polling, raw websockets)."""
+    async with aiohttp.ClientSession() as http:
+        yield http
 
 
 async def room(server: RunningServer, *users: int) -> tuple[int, list[ChatClient]]:

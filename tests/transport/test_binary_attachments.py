@@ -5,7 +5,6 @@ any check, so one socket, authenticated or not, could fill the server's memory."
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -23,17 +22,11 @@ ANNOUNCEMENTS = {
 }
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def connected(
-    server: RunningServer, http: aiohttp.ClientSession, token: str | None
+    server: RunningServer, session: aiohttp.ClientSession, token: str | None
 ) -> aiohttp.ClientWebSocketResponse:
     """A websocket at the Socket.IO level: CONNECT answered (authenticated or not)."""
-    ws = await http.ws_connect(server.url + "/socket.io/?EIO=4&transport=websocket")
+    ws = await session.ws_connect(server.url + "/socket.io/?EIO=4&transport=websocket")
     assert (await ws.receive_str(timeout=WAIT_S)).startswith("0{")
     await ws.send_str("40" + (json.dumps({"token": token}) if token else ""))
     assert (await ws.receive_str(timeout=WAIT_S)).startswith("40{")
@@ -52,10 +45,10 @@ async def closed(ws: aiohttp.ClientWebSocketResponse) -> bool:
 @pytest.mark.parametrize("announcement", list(ANNOUNCEMENTS.values()), ids=list(ANNOUNCEMENTS))
 @pytest.mark.parametrize("logged_in", [False, True], ids=["anonymous", "authenticated"])
 async def test_a_packet_announcing_attachments_closes_the_connection_before_any_is_kept(
-    server: RunningServer, http: aiohttp.ClientSession, announcement: str, logged_in: bool
+    server: RunningServer, session: aiohttp.ClientSession, announcement: str, logged_in: bool
 ) -> None:
     sio = server.app[SOCKET_SERVER]
-    ws = await connected(server, http, server.token(1) if logged_in else None)
+    ws = await connected(server, session, server.token(1) if logged_in else None)
     await ws.send_str(announcement)
     assert await closed(ws)
     assert sio._binary_packet == {}  # (python-socketio's store of announced packets)
@@ -63,10 +56,10 @@ async def test_a_packet_announcing_attachments_closes_the_connection_before_any_
 
 
 async def test_binary_frames_after_the_announcement_find_the_connection_closed(
-    server: RunningServer, http: aiohttp.ClientSession
+    server: RunningServer, session: aiohttp.ClientSession
 ) -> None:
     sio = server.app[SOCKET_SERVER]
-    ws = await connected(server, http, None)
+    ws = await connected(server, session, None)
     await ws.send_str(ANNOUNCEMENTS["event, before login"])
     for _ in range(20):  # 1.3 MB a socket could otherwise leave in the server's memory
         if ws.closed:
@@ -81,9 +74,9 @@ async def test_binary_frames_after_the_announcement_find_the_connection_closed(
 
 
 async def test_a_binary_frame_without_an_announcement_closes_the_connection(
-    server: RunningServer, http: aiohttp.ClientSession
+    server: RunningServer, session: aiohttp.ClientSession
 ) -> None:
-    ws = await connected(server, http, server.token(1))
+    ws = await connected(server, session, server.token(1))
     await ws.send_bytes(b"\x04binary")  # an Engine.IO MESSAGE frame of bytes
     assert await closed(ws)
     await server.wait_until(lambda: server.chat.sessions.count == 0)

@@ -4,7 +4,7 @@ message:send, and fan-out to the sockets in the room."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -16,12 +16,6 @@ from ecigdis_ws.settings import Settings
 from tests.support import RunningServer
 from tests.transport.conftest import room
 from tests.transport.rest_support import USER_API, Rest
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as http:
-        yield http
 
 
 @pytest.fixture

@@ -19,12 +19,6 @@ KEY = "main-site-key-0123456789abcdef0123456789"
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as http:
-        yield http
-
-
-@pytest.fixture
 async def keyed(
     make_server: Callable[..., AbstractAsyncContextManager[RunningServer]],
     session: aiohttp.ClientSession,

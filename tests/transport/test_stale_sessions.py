@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -20,20 +19,14 @@ pytestmark = pytest.mark.backends("sqlite")
 POLLING = "/socket.io/?EIO=4&transport=polling"
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def stale_count(server: RunningServer) -> float:
     value = server.chat.metrics.registry.get_sample_value(
         "ecigdis_ws_stale_session_requests_total")
     return value or 0.0
 
 
-async def open_polling_session(server: RunningServer, http: aiohttp.ClientSession) -> str:
-    async with http.get(server.url + POLLING) as handshake:
+async def open_polling_session(server: RunningServer, session: aiohttp.ClientSession) -> str:
+    async with session.get(server.url + POLLING) as handshake:
         text = await handshake.text()
     assert handshake.status == 200 and text.startswith("0{"), text
     sid: str = json.loads(text[1:])["sid"]
@@ -41,25 +34,25 @@ async def open_polling_session(server: RunningServer, http: aiohttp.ClientSessio
 
 
 async def closed_by_its_client(
-    server: RunningServer, http: aiohttp.ClientSession, sid: str
+    server: RunningServer, session: aiohttp.ClientSession, sid: str
 ) -> None:
     """The client sends Engine.IO CLOSE: the server closes the session at once, and
     engineio keeps the closed socket in its table until its next sweep."""
-    async with http.post(f"{server.url}{POLLING}&sid={sid}", data=b"1") as closed:
+    async with session.post(f"{server.url}{POLLING}&sid={sid}", data=b"1") as closed:
         assert closed.status == 200
     sockets = server.app[SOCKET_SERVER].eio.sockets
     await server.wait_until(lambda: sid not in sockets or sockets[sid].closed)
 
 
 async def test_a_poll_for_a_session_that_just_closed_is_answered_400_without_an_error_line(
-    server: RunningServer, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+    server: RunningServer, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sid = await open_polling_session(server, http)
-    await closed_by_its_client(server, http, sid)
+    sid = await open_polling_session(server, session)
+    await closed_by_its_client(server, session, sid)
     before = stale_count(server)
     with caplog.at_level(logging.DEBUG):
         for _ in range(2):  # python-engineio logs the first at ERROR, then at INFO
-            async with http.get(f"{server.url}{POLLING}&sid={sid}") as late:
+            async with session.get(f"{server.url}{POLLING}&sid={sid}") as late:
                 assert late.status == 400
                 assert await late.json() == UNKNOWN_SID
     assert stale_count(server) == before + 2
@@ -67,16 +60,16 @@ async def test_a_poll_for_a_session_that_just_closed_is_answered_400_without_an_
 
 
 async def test_a_request_for_an_unknown_session_is_answered_like_node(
-    server: RunningServer, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+    server: RunningServer, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.DEBUG):
         for method in ("GET", "POST"):
-            async with http.request(method, f"{server.url}{POLLING}&sid=nosuchsession",
+            async with session.request(method, f"{server.url}{POLLING}&sid=nosuchsession",
                                     data=b"40" if method == "POST" else None) as reply:
                 assert (reply.status, await reply.json()) == (400, UNKNOWN_SID)
         upgrade = f"{server.url}/socket.io/?EIO=4&transport=websocket&sid=nosuchsession"
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-            await http.ws_connect(upgrade)
+            await session.ws_connect(upgrade)
         assert refused.value.status == 400
     assert stale_count(server) == 3
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
@@ -101,12 +94,12 @@ async def test_a_post_for_no_session_is_refused_before_its_body_is_read(
 
 
 async def test_a_live_polling_session_is_served_as_before(
-    server: RunningServer, http: aiohttp.ClientSession
+    server: RunningServer, session: aiohttp.ClientSession
 ) -> None:
-    sid = await open_polling_session(server, http)
-    async with http.post(f"{server.url}{POLLING}&sid={sid}", data=b"40") as connect:
+    sid = await open_polling_session(server, session)
+    async with session.post(f"{server.url}{POLLING}&sid={sid}", data=b"40") as connect:
         assert connect.status == 200
-    async with http.get(f"{server.url}{POLLING}&sid={sid}") as poll:
+    async with session.get(f"{server.url}{POLLING}&sid={sid}") as poll:
         assert poll.status == 200
         assert (await poll.text()).startswith("40{")
     assert stale_count(server) == 0

@@ -124,7 +124,7 @@ class TokenVerifier:
         now = self._clock.now()
         leeway = self._settings.jwt_leeway_s
         for claim in ("exp", "nbf"):
-            if claim in claims and not _is_number(claims[claim]):
+            if claim in claims and not is_finite_number(claims[claim]):
                 raise _fail(f"{claim!r} must be a number")
         if "exp" in claims and now > float(claims["exp"]) + leeway:
             raise TokenExpired()
@@ -154,7 +154,7 @@ class TokenVerifier:
         return identity.expires_at + self._settings.jwt_leeway_s - self._clock.now()
 
 
-def _is_number(value: object) -> bool:
+def is_finite_number(value: object) -> bool:
     """A finite number: JSON's true is not one, nor the NaN and Infinity that
     Python's JSON reader (and so PyJWT) accepts."""
     return (isinstance(value, int | float) and not isinstance(value, bool)

@@ -13,7 +13,6 @@ with AUTH_FAILED; tokens that verify locally never depend on the main site.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,7 +23,7 @@ from ecigdis_ws.clock import Clock
 from ecigdis_ws.domain import Identity, UserId
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.observability.logging import get_logger
-from ecigdis_ws.services.auth import MAX_NAME_LENGTH, parse_user_id
+from ecigdis_ws.services.auth import MAX_NAME_LENGTH, is_finite_number, parse_user_id
 
 log = get_logger(__name__)
 
@@ -116,15 +115,10 @@ class MainSiteVerifier:
             raise _fail("main site named no valid user")
         name = answer.get("name")
         exp = answer.get("exp")
-        if exp is not None and not _is_time(exp):
+        if exp is not None and not is_finite_number(exp):
             raise _fail("main site answered an exp that is not a time in seconds")
         return Identity(
             user_id=user_id,
             name=name[:MAX_NAME_LENGTH] if isinstance(name, str) and name else str(user_id),
             expires_at=float(exp) if exp is not None else None,
         )
-
-
-def _is_time(value: object) -> bool:
-    """A finite number (JSON's true is not one, nor Python's NaN and Infinity)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

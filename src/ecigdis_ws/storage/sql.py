@@ -29,11 +29,6 @@ _EVENT_KINDS: frozenset[str] = frozenset({"message", "read", "reaction"})
 
 
 class SqlStorage(Storage):
-    @property
-    def messages_being_written(self) -> int:
-        """Messages in the batch whose transaction has begun and not yet ended."""
-        return self._message_writes.writing
-
     def __init__(self, engine: Engine, table_prefix: str, user_id_type: UserIdType) -> None:
         self._engine = engine
         self._p = table_prefix
@@ -45,6 +40,11 @@ class SqlStorage(Storage):
         self._last_seen_writes: GroupCommit[tuple[str, int], None] = GroupCommit(
             self._set_last_seen
         )
+
+    @property
+    def messages_being_written(self) -> int:
+        """Messages in the batch whose transaction has begun and not yet ended."""
+        return self._message_writes.writing
 
     def _insert_once(self, table: str, columns: str, values: str = "") -> str:
         """An INSERT that skips a row whose unique key exists (0 rows affected).

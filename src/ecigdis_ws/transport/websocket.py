@@ -39,6 +39,13 @@ _PROBE = "probe"
 _closing: set[asyncio.Future[Any]] = set()
 
 
+def _keep_closing(work: Awaitable[Any]) -> None:
+    """Run a close in a task of its own, referenced until it finishes."""
+    task = asyncio.ensure_future(work)
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
 def frame(payload: str | bytes) -> bytes:
     """One unmasked, uncompressed websocket frame (RFC 6455 5.2), as servers send."""
     if isinstance(payload, str):
@@ -199,9 +206,7 @@ class DirectSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
         self._pong_timer = None
         if not self.closed:
             log.info("closing a websocket whose client missed its heartbeat", sid=self.sid)
-            task = asyncio.ensure_future(self._close_for_silence())
-            _closing.add(task)
-            task.add_done_callback(_closing.discard)
+            _keep_closing(self._close_for_silence())
 
     async def _close_for_silence(self) -> None:
         await self.close(wait=False, abort=False, reason=self.server.reason.PING_TIMEOUT)
@@ -228,9 +233,7 @@ class DirectSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
         response = self._response
         if response is not None and not response.closed:
             # A task started now runs after the corked frames are flushed.
-            task = asyncio.ensure_future(response.close())
-            _closing.add(task)
-            task.add_done_callback(_closing.discard)
+            _keep_closing(response.close())
 
     def _overflowed(self) -> None:
         log.warning("disconnected a client that reads too slowly", sid=self.sid)
