@@ -33,6 +33,7 @@ from tests.deploy.support import (
     npm_tool,
     run_bounded,
     server_env,
+    unavailable,
     wait_for_health,
 )
 
@@ -196,7 +197,7 @@ def load_ecosystem(**env: str) -> Json:
     """The exported configuration, as node evaluates it with exactly `env`."""
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not on PATH")
+        unavailable("node is not on PATH")  # (a failure under CI=true)
     script = f"process.stdout.write(JSON.stringify(require({json.dumps(str(ECOSYSTEM))})))"
     done = run_bounded([node, "-e", script], PM2_TIMEOUT_S, env={"PATH": "/usr/bin:/bin", **env})
     assert done.returncode == 0, done.stderr
