@@ -12,11 +12,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import jwt
 import pytest
 import socketio
@@ -26,6 +27,7 @@ from ecigdis_ws.storage.migrations import MIGRATIONS
 from tests.support import free_port
 
 BIN = Path(sys.executable).parent
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = BIN / "ecigdis-ws"
 SECRET = "cli-test-secret-that-is-long-enough-for-production"
 COMMAND_TIMEOUT_S = 30
@@ -264,8 +266,12 @@ def serving(workdir: Path, **env: str | None) -> Iterator[Serving]:
                 process.wait()
 
 
-def serve_once(workdir: Path, **env: str | None) -> ServeRun:
+def serve_once(
+    workdir: Path, attack: Callable[[int], Awaitable[None]] | None = None, **env: str | None
+) -> ServeRun:
     with serving(workdir, **env) as server:
+        if attack is not None:
+            asyncio.run(attack(server.port))
         server.process.send_signal(signal.SIGTERM)
         returncode = server.process.wait(timeout=SERVER_STOP_TIMEOUT_S)
     stderr = server.stderr_path.read_text(encoding="utf-8")
@@ -279,11 +285,31 @@ def development_run(tmp_path_factory: pytest.TempPathFactory) -> ServeRun:
     return serve_once(workdir, NODE_ENV="development", JWT_SECRET=None)
 
 
+# Client input that once made library code log plain-text tracebacks.
+MALFORMED_FRAMES = ("9hello", "", "42" + "[" * 20_000 + "]" * 20_000)
+
+
+async def send_malformed_packets(port: int) -> None:
+    """Each frame on a websocket of its own; the server closes each connection."""
+    async with aiohttp.ClientSession() as http:
+        for frame in MALFORMED_FRAMES:
+            url = f"http://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
+            async with http.ws_connect(url) as ws:
+                await ws.receive_str()
+                await ws.send_str(frame)
+                while not ws.closed:
+                    await ws.receive()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        await reader.read()  # (aiohttp answers 400 and closes)
+        writer.close()
+
+
 @pytest.fixture(scope="module")
 def production_run(tmp_path_factory: pytest.TempPathFactory) -> ServeRun:
-    """`serve` in production with a strong JWT_SECRET."""
+    """`serve` in production with a strong JWT_SECRET, sent malformed packets."""
     workdir = tmp_path_factory.mktemp("serve-production")
-    return serve_once(workdir, NODE_ENV="production")
+    return serve_once(workdir, send_malformed_packets, NODE_ENV="production")
 
 
 def test_serve_answers_health_with_the_database_connected(development_run: ServeRun) -> None:
@@ -320,6 +346,10 @@ def test_production_serve_logs_only_json_lines_to_stderr(production_run: ServeRu
         assert {"level", "event", "timestamp"} <= record.keys()
     assert any(record["event"] == "migrations applied" for record in records)
     assert any(record["event"] == "listening" for record in records)
+    refused = [r for r in records if r["event"] == "closing a connection that broke the protocol"]
+    assert len(refused) == len(MALFORMED_FRAMES)
+    assert all(r["level"] == "warning" and "exception" not in r for r in refused)
+    assert not any("Traceback" in line for line in lines)
 
 
 def test_development_serve_logs_are_not_json(development_run: ServeRun) -> None:
@@ -350,3 +380,27 @@ async def test_sigterm_disconnects_connected_clients_at_once(tmp_path: Path) -> 
                 server.process.wait()
             if client.connected:
                 await client.disconnect()
+
+
+def test_a_library_traceback_is_one_json_line_in_production(tmp_path: Path) -> None:
+    """Whatever a library logs (aiohttp's "Error handling request" with its traceback)
+    keeps the JSON format, so a log shipper never sees a stray plain-text line."""
+    code = (
+        "import logging, pathlib\n"
+        "from tests.support import test_settings\n"
+        "from ecigdis_ws.observability.logging import configure_logging\n"
+        f"configure_logging(test_settings(pathlib.Path({str(tmp_path)!r}), LOG_FORMAT='json'))\n"
+        "try:\n"
+        "    1 / 0\n"
+        "except ZeroDivisionError:\n"
+        "    logging.getLogger('aiohttp.server').exception('Error handling request')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        check=True,
+    )
+    (line,) = result.stderr.splitlines()
+    record = json.loads(line)
+    assert record["event"] == "Error handling request"
+    assert record["level"] == "error" and record["logger"] == "aiohttp.server"
+    assert "ZeroDivisionError" in record["exception"]

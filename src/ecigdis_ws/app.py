@@ -25,6 +25,7 @@ from ecigdis_ws.transport.client_routes import add_client_routes
 from ecigdis_ws.transport.http_routes import add_routes
 from ecigdis_ws.transport.limits import polling_limits_middleware
 from ecigdis_ws.transport.origins import allowed_origins, origin_middleware
+from ecigdis_ws.transport.protocol_errors import ProtocolErrors
 from ecigdis_ws.transport.rest_routes import add_rest_routes
 from ecigdis_ws.transport.server import SOCKET_SERVER, ChatSocketServer
 from ecigdis_ws.transport.socket_events import SocketEvents
@@ -38,10 +39,11 @@ class NotMigrated(RuntimeError):
 
 
 def build_socketio(
-    settings: Settings, clock: Clock, manager: ClusterRedisManager | None = None
+    settings: Settings, clock: Clock, metrics: Metrics, manager: ClusterRedisManager | None = None
 ) -> ChatSocketServer:
     return ChatSocketServer(
         clock=clock,
+        protocol_errors=ProtocolErrors(metrics.protocol_errors),
         client_manager=manager or DirectEmitManager(),
         ws_max_buffered=None if settings.ws_compression else settings.ws_max_buffered_bytes,
         async_mode="aiohttp",
@@ -63,13 +65,13 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     clock = clock or SystemClock()
     metrics = Metrics()
     manager = fanout_manager(settings)
-    sio = build_socketio(settings, clock, manager)
+    sio = build_socketio(settings, clock, metrics, manager)
     cluster = ClusterState.open(settings, manager)
     stale = stale_session_middleware(lambda: sio.eio.sockets, metrics.stale_session_requests)
     app = web.Application(middlewares=[
         origin_middleware(settings),
         stale,  # before a polling body is read: a request for no session is not read
-        polling_limits_middleware(settings.max_payload_bytes, sio.drop_session),
+        polling_limits_middleware(settings.max_payload_bytes, sio.drop_session, sio.refuse),
         stale,  # and again, for a session that closed while its body was read
     ])
     app[SETTINGS] = settings

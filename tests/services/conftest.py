@@ -150,8 +150,8 @@ async def service_harness(tmp_path: Path, **env: str) -> AsyncIterator[ServiceHa
     settings = test_settings(tmp_path, **env)
     clock = ManualClock()
     manager = RecordingManager()
-    sio = build_socketio(settings, clock, manager)
     metrics = Metrics()
+    sio = build_socketio(settings, clock, metrics, manager)
     storage = await open_storage(settings)
     await storage.migrate()
     chat = ChatServices.build(

@@ -54,6 +54,13 @@ class Metrics:
             "Engine.IO requests for a session that is closed or unknown (answered 400)",
             registry=self.registry,
         )
+        self.protocol_errors = Counter(
+            "ecigdis_ws_protocol_errors",
+            "Connections closed for a packet that breaks the Engine.IO or Socket.IO "
+            "protocol, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
         # What presence does on its own timers, so an operator (and a test of real
         # processes) can see a lease being renewed and grace periods running out.
         self.presence_heartbeats = Counter(

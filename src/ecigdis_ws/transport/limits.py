@@ -9,12 +9,15 @@ silently with 200. Here each is refused at once with its own status.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from ecigdis_ws.transport.origins import SOCKET_IO_PATH
+from ecigdis_ws.transport.protocol_errors import polling_body_problem
 
 # Packets in one polling POST: socket.io-client sends all it buffered at once,
 # so this is generous (bytes are bounded by MAX_PAYLOAD_BYTES, events by the
@@ -37,8 +40,11 @@ def _refuse(status: int, message: str) -> web.Response:
     return web.json_response({"code": "INVALID_PAYLOAD", "message": message}, status=status)
 
 
-def polling_limits_middleware(max_payload_bytes: int, drop_session: Any) -> Middleware:
-    """`drop_session(sid)` closes an Engine.IO session that sent an oversized body."""
+def polling_limits_middleware(
+    max_payload_bytes: int, drop_session: Any, refuse: Callable[[str, str], Awaitable[None]]
+) -> Middleware:
+    """`drop_session(sid)` closes an Engine.IO session that sent an oversized body;
+    `refuse(sid, reason)` one that sent a body of malformed packets."""
 
     @web.middleware
     async def limit_polling(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -53,9 +59,16 @@ def polling_limits_middleware(max_payload_bytes: int, drop_session: Any) -> Midd
         if length > max_payload_bytes:
             await drop_session(request.query.get("sid", ""))
             return _refuse(413, f"body over {max_payload_bytes} bytes")
-        body = await request.content.readexactly(length)
+        try:
+            body = await request.content.readexactly(length) if length else b""
+        except asyncio.IncompleteReadError:  # the client left before its body was all sent
+            return _refuse(400, "request body ended before its Content-Length")
         if body.count(b"\x1e") + 1 > MAX_PACKETS_PER_POST:
             return _refuse(400, f"more than {MAX_PACKETS_PER_POST} packets in one request")
+        problem = polling_body_problem(body)
+        if problem is not None:
+            await refuse(request.query.get("sid", ""), problem)
+            return _refuse(400, f"malformed Engine.IO packet ({problem})")
         request[POLL_BODY] = body
         return await handler(request)
 

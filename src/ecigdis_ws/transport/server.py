@@ -13,7 +13,16 @@ from ecigdis_ws.clock import Clock
 from ecigdis_ws.observability.logging import get_logger
 from ecigdis_ws.transport.connect_environ import CONNECT_ENVIRON_KEYS
 from ecigdis_ws.transport.limits import MAX_PACKETS_PER_POST, POLL_BODY, BufferedBody
-from ecigdis_ws.transport.websocket import DirectSocket, DirectWebSocket
+from ecigdis_ws.transport.protocol_errors import (
+    BINARY,
+    MAX_ACK_ID_DIGITS,
+    RESERVED_EVENT,
+    SOCKETIO_PACKET,
+    ProtocolErrors,
+    ack_id_end,
+    socketio_problem,
+)
+from ecigdis_ws.transport.websocket import DirectSocket, DirectWebSocket, checked_websocket
 
 log = get_logger(__name__)
 
@@ -28,9 +37,6 @@ RESERVED_EVENTS = frozenset({
     "connect", "connect_error", "disconnect", "disconnecting", "newListener",
     "removeListener", "*",
 })
-# Socket.IO packet types 5 (BINARY_EVENT) and 6 (BINARY_ACK) announce binary
-# attachments that follow as frames of their own. The chat protocol has none.
-BINARY_PACKET_TYPES = ("5", "6")
 # A polling client sends everything it buffered in one POST; socket.io-client
 # has no cap, so this only guards against absurd batches (bytes are capped by
 # MAX_PAYLOAD_BYTES, events by the rate limit).
@@ -49,12 +55,14 @@ def well_formed_event(data: Any) -> bool:
 
 class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
     def __init__(
-        self, *args: Any, clock: Clock, ws_max_buffered: int | None = None, **kwargs: Any
+        self, *args: Any, clock: Clock, protocol_errors: ProtocolErrors,
+        ws_max_buffered: int | None = None, **kwargs: Any,
     ) -> None:
         """`ws_max_buffered` set: websockets are served by DirectWebSocket (no
         compression), whose heartbeats run on `clock`; None keeps engineio's own
-        driver, with permessage-deflate."""
+        driver, with permessage-deflate. Either way each frame is checked first."""
         super().__init__(*args, **kwargs)
+        self.protocol_errors = protocol_errors
         # A polling body already read (and bounded) by polling_limits_middleware is
         # handed to engineio from memory; its own copy of the driver table is
         # changed, never the module's.
@@ -71,8 +79,10 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         drivers["translate_request"] = translate_request
         if ws_max_buffered is not None:
             drivers["websocket"] = DirectWebSocket.for_server(
-                ws_max_buffered, self._direct_event, clock
+                ws_max_buffered, self._direct_event, clock, protocol_errors
             )
+        else:
+            drivers["websocket"] = checked_websocket(drivers["websocket"], protocol_errors)
         self.eio._async = drivers
 
     async def drop_session(self, eio_sid: str) -> None:
@@ -83,21 +93,24 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
             self._end_transport(socket, wake_poll=False)
             # (a polling socket's waiting GET is answered by _handle_eio_disconnect)
 
+    async def refuse(self, eio_sid: str, reason: str) -> None:
+        """A packet broke the protocol: counted, logged once, connection closed."""
+        self.protocol_errors.refuse(reason, eio_sid)
+        await self.drop_session(eio_sid)
+
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         """A packet that does not decode closes its connection, as socket.io-parser
-        does in Node; without this the client would wait for an ack for ever."""
-        if not isinstance(data, str) or data[:1] in BINARY_PACKET_TYPES:
-            # python-socketio would keep every frame a BINARY_EVENT announces, as
-            # many as it announces, before any check: the chat has no binary data.
-            log.warning("closing a connection that sent binary data")
-            await self.drop_session(eio_sid)
+        does in Node; without this the client would wait for an ack for ever.
+        Binary data is refused before socketio sees it: it would keep every frame
+        a BINARY_EVENT announces, as many as it announces, before any check."""
+        problem = socketio_problem(data) if isinstance(data, str) else BINARY
+        if problem is not None:
+            await self.refuse(eio_sid, problem)
             return
         try:
             await super()._handle_eio_message(eio_sid, data)
-        except (ValueError, TypeError, KeyError, RecursionError) as exc:
-            log.warning("closing a connection that sent a malformed packet",
-                        reason=type(exc).__name__)
-            await self.drop_session(eio_sid)
+        except (ValueError, TypeError, KeyError, IndexError, RecursionError):
+            await self.refuse(eio_sid, SOCKETIO_PACKET)
 
     async def _direct_event(self, socket: DirectSocket, text: str) -> bool:
         """An EVENT on the default namespace, from a websocket: decoded, handled
@@ -109,17 +122,15 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         `_trigger_event` → `_send_packet` path without its per-packet objects:
         under chat load that machinery cost more than our handlers.
         """
-        digits_end = 2
-        while digits_end < len(text) and text[digits_end].isdigit():
-            digits_end += 1
-        if text[digits_end:digits_end + 1] != "[":
+        digits_end = ack_id_end(text, 2)
+        if text[digits_end:digits_end + 1] != "[" or digits_end - 2 > MAX_ACK_ID_DIGITS:
             return False
         sid = self.manager.sid_from_eio_sid(socket.sid, NAMESPACE)
         if sid is None or not self.manager.is_connected(sid, NAMESPACE):
             return False
         try:
             data = self.packet_class.json.loads(text[digits_end:])
-        except ValueError:
+        except (ValueError, RecursionError):  # (deep nesting: the stdlib's RecursionError)
             return False
         if not well_formed_event(data):
             return False
@@ -146,8 +157,7 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any,
                             data: Any) -> None:
         if not well_formed_event(data):
-            log.warning("closing a connection that sent a malformed or reserved event")
-            await self.drop_session(eio_sid)
+            await self.refuse(eio_sid, RESERVED_EVENT)
             return
         await super()._handle_event(eio_sid, namespace, id, data)
 

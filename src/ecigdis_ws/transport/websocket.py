@@ -29,6 +29,7 @@ from engineio import packet as eio_packet
 
 from ecigdis_ws.clock import Clock, Timer
 from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.transport.protocol_errors import ProtocolErrors, engineio_problem
 
 log = get_logger(__name__)
 
@@ -281,6 +282,10 @@ class DirectSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
             if len(message.data) > limit:
                 return
             data = message.data
+            problem = engineio_problem(data)
+            if problem is not None:
+                ws.protocol_errors.refuse(problem, self.sid)
+                return
             if type(data) is str and data.startswith("42") and await ws.events(self, data):
                 if self.closed:
                     return
@@ -329,6 +334,7 @@ class DirectWebSocket:
     max_buffered = 1 << 20
     events: EventShortcut  # the Socket.IO event fast path
     clock: Clock  # the server's, for heartbeats
+    protocol_errors: ProtocolErrors  # the server's, for frames that break the protocol
 
     def __init__(self, handler: Any, server: Any) -> None:
         self.handler = handler
@@ -340,10 +346,12 @@ class DirectWebSocket:
 
     @classmethod
     def for_server(
-        cls, max_buffered: int, events: EventShortcut, clock: Clock
+        cls, max_buffered: int, events: EventShortcut, clock: Clock,
+        protocol_errors: ProtocolErrors,
     ) -> type[DirectWebSocket]:
         return type(cls.__name__, (cls,), {
             "max_buffered": max_buffered, "events": staticmethod(events), "clock": clock,
+            "protocol_errors": protocol_errors,
         })
 
     async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
@@ -360,3 +368,20 @@ class DirectWebSocket:
             socket.adopt(self.clock)
         await socket._websocket_handler(self)
         return self.response
+
+
+def checked_websocket(driver: type[Any], protocol_errors: ProtocolErrors) -> type[Any]:
+    """engineio's own websocket driver (used with WS_COMPRESSION), with each frame
+    checked before engineio decodes it. Its `wait()` raising OSError is how the
+    driver says "connection gone": engineio's reader then closes the socket."""
+
+    class CheckedWebSocket(driver):  # type: ignore[misc]
+        async def wait(self) -> Any:
+            data = await super().wait()
+            problem = engineio_problem(data)
+            if problem is not None:
+                protocol_errors.refuse(problem)
+                raise OSError(problem)
+            return data
+
+    return CheckedWebSocket
