@@ -21,6 +21,7 @@ from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.services.main_site import MainSiteVerifier
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.storage.factory import open_storage
+from ecigdis_ws.transport.admission_gate import admission_middleware
 from ecigdis_ws.transport.client_routes import add_client_routes
 from ecigdis_ws.transport.http_routes import add_routes
 from ecigdis_ws.transport.limits import polling_limits_middleware
@@ -70,6 +71,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     stale = stale_session_middleware(lambda: sio.eio.sockets, metrics.stale_session_requests)
     app = web.Application(middlewares=[
         origin_middleware(settings),
+        admission_middleware(lambda: app[SERVICES].admission, settings.trust_proxy),
         stale,  # before a polling body is read: a request for no session is not read
         polling_limits_middleware(settings.max_payload_bytes, sio.drop_session, sio.refuse),
         stale,  # and again, for a session that closed while its body was read
@@ -103,6 +105,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
             services = ChatServices.build(
                 settings, clock, storage, fanout, metrics, cluster.presence, cluster.typing
             )
+            services.admission.close_connection = sio.close_unadmitted
             if manager is not None:
                 manager.on_recovered = lambda: fanout_recovered(services)
             sio.start_manager()

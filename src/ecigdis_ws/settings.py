@@ -176,7 +176,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("CONVERSATION_ACCESS", "conversation_access", _choice("members", "open"), "members",
          "members: only listed members may use a conversation; open: anyone, joining on use"),
     Spec("AUTH_TIMEOUT_MS", "auth_timeout_ms", _int_range(100, _MS_MAX), "10000",
-         "an unauthenticated socket is disconnected after this long"),
+         "a connection not authenticated this long after its handshake is closed (and a "
+         "socket whose token expired, this long after)"),
     Spec("TYPING_TIMEOUT_MS", "typing_timeout_ms", _int_range(100, _MS_MAX), "6000",
          "typing ends by itself after this long without a new typing:start"),
     Spec("PRESENCE_GRACE_MS", "presence_grace_ms", _int_range(0, _MS_MAX), "2000",
@@ -204,7 +205,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("MAX_CONNECTIONS_PER_USER", "max_connections_per_user", _int_range(0, 100_000), "20",
          "sockets one user may hold on a node (tabs and devices); 0 turns it off"),
     Spec("MAX_UNAUTHENTICATED_PER_IP", "max_unauthenticated_per_ip", _int_range(0, 1_000_000),
-         "50", "sockets not yet authenticated from one address; 0 turns it off"),
+         "50", "connections from one address between their handshake and authentication; "
+         "past it a handshake is answered 429; 0 turns it off"),
     Spec("TRUST_PROXY", "trust_proxy", _bool, "false",
          "take the client address from X-Forwarded-For (only behind your own proxy)"),
     Spec("PING_INTERVAL_MS", "ping_interval_ms", _int_range(1000, _MS_MAX), "25000",

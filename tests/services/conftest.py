@@ -91,15 +91,18 @@ class ServiceHarness:
     def token(self, user_id: UserId, name: str | None = None, ttl_s: float = 3600) -> str:
         return mint_token(self.settings, self.clock, user_id, name or f"user{user_id}", ttl_s)
 
-    async def socket(self, ip: str = "127.0.0.1", has_token: bool = False) -> str:
-        """A connected, unauthenticated socket, opened with the session service."""
-        sid: str = await self.manager.connect(f"eio-{next(self._eio_ids)}", NAMESPACE)
-        self.chat.sessions.open(sid, ip, has_token)
+    async def socket(self, ip: str = "127.0.0.1") -> str:
+        """A connected, unauthenticated socket: its connection admitted (as at an
+        Engine.IO handshake), then its session opened (as at the Socket.IO CONNECT)."""
+        connection = f"eio-{next(self._eio_ids)}"
+        self.chat.admission.arrived(connection, ip)
+        sid: str = await self.manager.connect(connection, NAMESPACE)
+        self.chat.sessions.open(sid, connection)
         return sid
 
     async def user(self, user_id: UserId, name: str | None = None) -> str:
         """A socket authenticated as `user_id` (its user:online has been announced)."""
-        sid = await self.socket(has_token=True)
+        sid = await self.socket()
         await self.chat.sessions.authenticate(sid, self.token(user_id, name))
         return sid
 
@@ -122,9 +125,11 @@ class ServiceHarness:
 
     async def close(self, sid: str) -> None:
         """The socket went away, as the transport reports a disconnect."""
+        connection = self.manager.eio_sid_from_sid(sid, NAMESPACE)
         await self.chat.sessions.close(sid)
         if self.manager.is_connected(sid, NAMESPACE):
             await self.manager.disconnect(sid, NAMESPACE)
+        self.chat.admission.closed(connection)
 
     async def conversation(self, *members: UserId, title: str = "test") -> int:
         return await self.storage.create_conversation(title, list(members), self.now_ms)
@@ -160,6 +165,7 @@ async def service_harness(tmp_path: Path, **env: str) -> AsyncIterator[ServiceHa
     )
     await chat.presence.start()
     try:
+        chat.admission.close_connection = sio.close_unadmitted  # (as app.py wires it)
         yield ServiceHarness(settings, clock, storage, manager, chat)
     finally:
         await chat.presence.stop()

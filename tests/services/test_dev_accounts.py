@@ -124,7 +124,7 @@ async def test_signing_in_puts_the_user_in_the_lobby_with_everyone_else(
 
 async def test_a_signed_in_user_may_join_the_lobby_room(harness: ServiceHarness) -> None:
     login = await accounts_of(harness).sign_in("Alice")
-    sid = await harness.socket(has_token=True)
+    sid = await harness.socket()
     await harness.chat.sessions.authenticate(sid, login.token)
 
     online = await harness.chat.conversations.join(

@@ -1,10 +1,10 @@
 """SessionService: one session per socket. A socket opens unauthenticated and is
-disconnected after AUTH_TIMEOUT_MS unless a token makes it a user's; a token
-expiring mid-session is told with TOKEN_EXPIRED and starts the timeout again; a
-socket never changes hands. It also keeps the per-address cap on unauthenticated
-sockets, the per-user cap on connections and the per-socket event rate (a socket
-that keeps flooding is disconnected), records the user's name, and starts and ends
-their presence."""
+disconnected after AUTH_TIMEOUT_MS unless a token makes it a user's (the deadline
+is its connection's, kept by the AdmissionService: tests/services/test_admission.py);
+a token expiring mid-session is told with TOKEN_EXPIRED and starts the timeout
+again; a socket never changes hands. It also keeps the per-user cap on connections
+and the per-socket event rate (a socket that keeps flooding is disconnected),
+records the user's name, and starts and ends their presence."""
 
 from __future__ import annotations
 
@@ -66,8 +66,8 @@ async def test_a_new_socket_has_a_session_but_acts_as_nobody(harness: ServiceHar
 
     session = harness.chat.sessions.get(sid)
     assert session is not None
-    assert (session.sid, session.ip, session.identity, session.authenticated) == (
-        sid, "203.0.113.9", None, False)
+    assert (session.sid, session.identity, session.authenticated) == (sid, None, False)
+    assert session.connection_id == harness.manager.eio_sid_from_sid(sid, "/")
     assert acts_as(harness, sid) is None
     assert harness.chat.sessions.count == 1
 
@@ -173,11 +173,12 @@ async def test_closing_an_unauthenticated_socket_cancels_its_auth_timeout(
     sid = await harness.socket()
     assert harness.clock.pending == timers + 1
 
-    await harness.chat.sessions.close(sid)
+    await harness.close(sid)
 
     assert harness.clock.pending == timers
+    closed = list(harness.manager.disconnected)
     await harness.advance(AUTH_TIMEOUT_S * 2)
-    assert harness.manager.disconnected == []
+    assert harness.manager.disconnected == closed
 
 
 async def test_closing_an_authenticated_socket_cancels_its_expiry_timer(
@@ -328,95 +329,6 @@ async def test_a_token_for_another_user_is_refused_once_the_first_has_expired(
     assert acts_as(harness, sid) is None
     await harness.chat.sessions.authenticate(sid, harness.token(1, "Alice"))
     assert acts_as(harness, sid) == Actor(sid, 1, "Alice")
-
-
-# -- unauthenticated sockets per address ------------------------------------------------------
-
-
-async def test_unauthenticated_sockets_past_the_per_address_cap_are_refused(
-    make_harness: HarnessFactory,
-) -> None:
-    async with make_harness(MAX_UNAUTHENTICATED_PER_IP="2") as harness:
-        await harness.socket(ip="198.51.100.7")
-        await harness.socket(ip="198.51.100.7")
-        timers = harness.clock.pending
-
-        with pytest.raises(ChatError) as error:
-            await harness.socket(ip="198.51.100.7")
-
-        refused(error, ErrorCode.RATE_LIMITED, "too many connections from this address")
-        assert harness.chat.sessions.count == 2
-        assert harness.clock.pending == timers  # no auth timeout armed for it
-
-
-async def test_the_per_address_cap_counts_each_address_on_its_own(
-    make_harness: HarnessFactory,
-) -> None:
-    async with make_harness(MAX_UNAUTHENTICATED_PER_IP="2") as harness:
-        for ip in ("198.51.100.7", "198.51.100.7", "198.51.100.8", "198.51.100.8"):
-            await harness.socket(ip=ip)
-
-        assert harness.chat.sessions.count == 4
-
-
-async def test_sockets_that_come_with_a_token_do_not_count_against_the_address(
-    make_harness: HarnessFactory,
-) -> None:
-    async with make_harness(MAX_UNAUTHENTICATED_PER_IP="2") as harness:
-        for _ in range(5):
-            await harness.socket(ip="198.51.100.7", has_token=True)
-        await harness.socket(ip="198.51.100.7")
-        await harness.socket(ip="198.51.100.7")
-
-        assert harness.chat.sessions.count == 7
-
-
-async def test_a_socket_that_authenticates_frees_its_place_for_the_address(
-    make_harness: HarnessFactory,
-) -> None:
-    async with make_harness(MAX_UNAUTHENTICATED_PER_IP="1") as harness:
-        first = await harness.socket(ip="198.51.100.7")
-        with pytest.raises(ChatError):
-            await harness.socket(ip="198.51.100.7")
-
-        await harness.chat.sessions.authenticate(first, harness.token(1))
-
-        second = await harness.socket(ip="198.51.100.7")
-        assert harness.chat.sessions.get(second) is not None
-
-
-async def test_a_socket_that_fails_to_authenticate_keeps_its_place_for_the_address(
-    make_harness: HarnessFactory,
-) -> None:
-    async with make_harness(MAX_UNAUTHENTICATED_PER_IP="1") as harness:
-        first = await harness.socket(ip="198.51.100.7")
-        with pytest.raises(ChatError):
-            await harness.chat.sessions.authenticate(first, "not-a-token")
-
-        with pytest.raises(ChatError) as error:
-            await harness.socket(ip="198.51.100.7")
-
-        refused(error, ErrorCode.RATE_LIMITED, "too many connections from this address")
-
-
-async def test_a_closed_socket_frees_its_place_for_the_address(
-    make_harness: HarnessFactory,
-) -> None:
-    async with make_harness(MAX_UNAUTHENTICATED_PER_IP="1") as harness:
-        first = await harness.socket(ip="198.51.100.7")
-
-        await harness.close(first)
-
-        second = await harness.socket(ip="198.51.100.7")
-        assert harness.chat.sessions.get(second) is not None
-
-
-async def test_a_per_address_cap_of_zero_is_no_cap(make_harness: HarnessFactory) -> None:
-    async with make_harness(MAX_UNAUTHENTICATED_PER_IP="0") as harness:
-        for _ in range(60):  # more than the default cap of 50
-            await harness.socket(ip="198.51.100.7")
-
-        assert harness.chat.sessions.count == 60
 
 
 # -- connections per user ---------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
+import aiohttp
 import pytest
 import socketio
 
@@ -150,17 +151,23 @@ async def test_connections_per_user_are_capped(make_server: ServerFactory) -> No
 
 
 async def test_unauthenticated_sockets_per_address_are_capped(make_server: ServerFactory) -> None:
+    """Counted from the handshake (a token in it or not) until the socket authenticates;
+    past the cap the handshake is answered 429 (tests/transport/test_admission.py)."""
     async with make_server(MAX_UNAUTHENTICATED_PER_IP="2") as server:
         first = await server.client()
         await server.client()
         refused = ChatClient(server.url)
         server.clients.append(refused)
         with pytest.raises(socketio.exceptions.ConnectionError):
-            await refused.connect()
-        assert refused.connect_error["data"]["code"] == "RATE_LIMITED"
-        await server.client(5)  # an authenticated socket does not count
+            await refused.connect(token=server.token(5))
+        async with aiohttp.ClientSession() as http, http.get(
+            server.url + "/socket.io/?EIO=4&transport=polling"
+        ) as handshake:  # (what the refused client got, which python-socketio does not show)
+            assert handshake.status == 429
+            assert (await handshake.json())["code"] == "RATE_LIMITED"
         assert (await first.call("authenticate", {"token": server.token(1)}))["ok"]
-        assert (await server.client()).sio.connected  # the freed place is usable
+        assert (await server.client(5)).sio.connected  # the freed place is usable
+        assert (await server.client()).sio.connected  # (and an authenticated one frees its own)
 
 
 async def test_behind_a_trusted_proxy_the_forwarded_address_counts(

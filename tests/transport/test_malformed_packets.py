@@ -70,9 +70,12 @@ async def polling(server: RunningServer, http: aiohttp.ClientSession) -> AsyncIt
         # A bad Engine.IO packet is answered 400 here; a bad Socket.IO packet inside
         # a good one is Socket.IO's to refuse, after Engine.IO has answered 200 (as
         # in Node): either way the session is closed at once.
+        # (engineio hands the packet to Socket.IO in a task of its own: the session
+        # may close just after the 200)
         async with http.post(url, data=packet.encode()) as response:
             assert response.status == (400 if engineio_problem(packet) else 200)
-        return all_closed(server)
+        await server.wait_until(lambda: all_closed(server))
+        return True
 
     yield exchange
 

@@ -167,6 +167,10 @@ def _status_failure(status: int, body: Any, options: CheckOptions) -> StepFailed
     if status in (502, 503, 504):
         return StepFailed(detail, "the proxy in front got no answer from a server node: "
                           "are the nodes of its upstream running, on the ports it names?")
+    if status == 429:
+        return StepFailed(detail, "too many connections from this address are still "
+                          "authenticating (MAX_UNAUTHENTICATED_PER_IP); behind a proxy, set "
+                          "TRUST_PROXY=true so each client's own address counts")
     if status == 400:
         return StepFailed(detail, "the server refused the Engine.IO request: behind several "
                           "nodes, the proxy needs sticky sessions (ip_hash)")
@@ -369,7 +373,7 @@ class Check:
                 if isinstance(data, dict) and data.get("code"):
                     raise StepFailed(f"refused: {data['code']}: {_quote(data.get('message'))}",
                                      "the server refused the socket (its limits, e.g. "
-                                     "MAX_UNAUTHENTICATED_PER_IP)") from None
+                                     "MAX_CONNECTIONS_PER_USER)") from None
                 raise StepFailed(f"{_quote(exc)}", "is this a Socket.IO v5 server "
                                  "(socket.io v3/v4, EIO=4)?") from None
             raise connection_failure(self.trace.exception, self.trace.status,

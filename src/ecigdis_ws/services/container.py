@@ -11,6 +11,7 @@ from ecigdis_ws.domain import UserId
 from ecigdis_ws.fanout.base import Fanout
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.access import AccessPolicy
+from ecigdis_ws.services.admission import AdmissionService
 from ecigdis_ws.services.auth import TokenVerifier, parse_user_id
 from ecigdis_ws.services.conversations import ConversationService
 from ecigdis_ws.services.event_feed import EventFeed
@@ -36,6 +37,7 @@ class ChatServices:
     storage: Storage
     metrics: Metrics
     tasks: BackgroundTasks
+    admission: AdmissionService
     sessions: SessionService
     presence: PresenceService
     typing: TypingService
@@ -77,6 +79,9 @@ class ChatServices:
             settings.presence_grace_ms, settings.presence_ttl_ms, user_id, metrics,
             settings.presence_scope,
         )
+        admission = AdmissionService(
+            clock, tasks, settings.auth_timeout_ms / 1000, settings.max_unauthenticated_per_ip
+        )
         sessions = SessionService(
             TokenVerifier(settings, clock),
             presence,
@@ -86,11 +91,8 @@ class ChatServices:
             clock,
             tasks,
             RateLimiter(settings.rate_limit_events, clock),
-            SessionLimits(
-                settings.auth_timeout_ms,
-                settings.max_connections_per_user,
-                settings.max_unauthenticated_per_ip,
-            ),
+            SessionLimits(settings.auth_timeout_ms, settings.max_connections_per_user),
+            admission,
         )
         return cls(
             settings=settings,
@@ -99,6 +101,7 @@ class ChatServices:
             storage=storage,
             metrics=metrics,
             tasks=tasks,
+            admission=admission,
             sessions=sessions,
             presence=presence,
             typing=typing,

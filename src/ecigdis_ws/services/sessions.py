@@ -1,5 +1,6 @@
-"""Socket sessions: authentication, token expiry mid-session, the unauthenticated
-timeout, and the presence that follows from them."""
+"""Socket sessions: authentication, token expiry mid-session, and the presence that
+follows from them. (The way in, before a socket first authenticates, is the
+AdmissionService's: the per-address cap and the deadline.)"""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from ecigdis_ws.domain import Actor, Identity, UserId
 from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
 from ecigdis_ws.fanout.base import Fanout
 from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.services.admission import AdmissionService
 from ecigdis_ws.services.auth import TokenUndecided, TokenVerifier
 from ecigdis_ws.services.main_site import MainSiteVerifier
 from ecigdis_ws.services.presence import PresenceService
@@ -32,15 +34,14 @@ RECORDED_USERS_KEPT = 50_000
 
 @dataclass(frozen=True)
 class SessionLimits:
-    auth_timeout_ms: int
+    auth_timeout_ms: int  # to re-authenticate once a token has expired
     max_connections_per_user: int  # on this node; 0: no cap
-    max_unauthenticated_per_ip: int  # 0: no cap
 
 
 @dataclass
 class Session:
     sid: str
-    ip: str = ""
+    connection_id: str = ""  # the Engine.IO connection it came on
     refused_in_a_row: int = 0
     identity: Identity | None = None
     authenticated: bool = False
@@ -74,6 +75,7 @@ class SessionService:
         tasks: BackgroundTasks,
         event_limiter: RateLimiter,
         limits: SessionLimits,
+        admission: AdmissionService,
     ) -> None:
         self._verifier = verifier
         self._presence = presence
@@ -86,30 +88,15 @@ class SessionService:
         self._auth_timeout_s = limits.auth_timeout_ms / 1000
         self._limits = limits
         self._sessions: dict[str, Session] = {}
-        self._anonymous_by_ip: dict[str, set[str]] = {}
+        self._admission = admission
         self.main_site: MainSiteVerifier | None = None
         self._recorded: OrderedDict[UserId, str] = OrderedDict()
 
-    def open(self, sid: str, ip: str = "", has_token: bool = False) -> Session:
-        """A new socket, unauthenticated. One that came without a token counts
-        against the per-address cap (RATE_LIMITED past it) until it authenticates;
-        one with a token is authenticated, or refused, straight away."""
-        if not has_token:
-            anonymous = self._anonymous_by_ip.setdefault(ip, set())
-            cap = self._limits.max_unauthenticated_per_ip
-            if cap and len(anonymous) >= cap:
-                raise ChatError(ErrorCode.RATE_LIMITED, "too many connections from this address")
-            anonymous.add(sid)
-        session = self._sessions[sid] = Session(sid, ip)
-        self._arm_auth_timeout(session)
+    def open(self, sid: str, connection_id: str = "") -> Session:
+        """A new socket, unauthenticated: its connection's admission deadline runs
+        until it authenticates."""
+        session = self._sessions[sid] = Session(sid, connection_id)
         return session
-
-    def _forget_anonymous(self, session: Session) -> None:
-        anonymous = self._anonymous_by_ip.get(session.ip)
-        if anonymous is not None:
-            anonymous.discard(session.sid)
-            if not anonymous:
-                del self._anonymous_by_ip[session.ip]
 
     def get(self, sid: str) -> Session | None:
         return self._sessions.get(sid)
@@ -134,7 +121,7 @@ class SessionService:
         cap = self._limits.max_connections_per_user
         if cap and sid not in users_sockets and len(users_sockets) >= cap:
             raise ChatError(ErrorCode.RATE_LIMITED, "too many connections for this user")
-        self._forget_anonymous(session)
+        self._admission.authenticated(session.connection_id)
         session.identity = identity
         session.authenticated = True
         session.disarm("auth_timeout")
@@ -202,7 +189,6 @@ class SessionService:
         session = self._sessions.pop(sid, None)
         if session is None:
             return
-        self._forget_anonymous(session)
         for name in list(session.timers):
             session.disarm(name)
         self._event_limiter.forget(sid)

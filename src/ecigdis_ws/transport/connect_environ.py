@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from aiohttp import web
+
 # Every WSGI environ key `handshake_token` and `client_address` read.
 CONNECT_ENVIRON_KEYS = (
     "aiohttp.request",
@@ -39,3 +41,12 @@ def client_address(environ: Mapping[str, Any], trust_proxy: bool) -> str:
     if forwarded:
         return forwarded.split(",")[-1].strip()
     return str(environ.get("HTTP_X_REAL_IP", "")) or peer
+
+
+def request_address(request: web.Request, trust_proxy: bool) -> str:
+    """`client_address` for a request engineio has not seen yet (a handshake)."""
+    return client_address({
+        "aiohttp.request": request,
+        "HTTP_X_FORWARDED_FOR": request.headers.get("X-Forwarded-For", ""),
+        "HTTP_X_REAL_IP": request.headers.get("X-Real-IP", ""),
+    }, trust_proxy)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import engineio.payload
@@ -63,6 +64,9 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         driver, with permessage-deflate. Either way each frame is checked first."""
         super().__init__(*args, **kwargs)
         self.protocol_errors = protocol_errors
+        # Told of every Engine.IO connection opened and closed (the admission).
+        self.on_transport_open: Callable[[str, dict[str, Any]], None] | None = None
+        self.on_transport_close: Callable[[str], None] | None = None
         # A polling body already read (and bounded) by polling_limits_middleware is
         # handed to engineio from memory; its own copy of the driver table is
         # changed, never the module's.
@@ -143,7 +147,38 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
             await socket.send(eio_packet.Packet(eio_packet.MESSAGE, ack))
         return True
 
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
+        """An Engine.IO handshake: the connection is on its way in from here."""
+        await super()._handle_eio_connect(eio_sid, environ)
+        if self.on_transport_open is not None:
+            self.on_transport_open(eio_sid, environ)
+
+    async def disconnect(
+        self, sid: str, namespace: str | None = None, ignore_queue: bool = False
+    ) -> None:
+        """A server-side disconnect (refused token, timeout, revocation, flood) closes
+        the connection too, after the DISCONNECT packet, as Node's
+        `socket.disconnect(true)` does: socket.io-client closes it on its own, but a
+        client that ignores the packet would keep its TCP connection for ever."""
+        namespace = namespace or NAMESPACE
+        eio_sid = self.manager.eio_sid_from_sid(sid, namespace)
+        await super().disconnect(sid, namespace=namespace, ignore_queue=ignore_queue)
+        if eio_sid is not None and not self.manager.is_connected(sid, namespace):
+            await self.close_transport(eio_sid)
+
+    async def close_unadmitted(self, eio_sid: str) -> None:
+        """The admission deadline passed: a socket is told with a Socket.IO
+        disconnect; a connection that never sent CONNECT is just closed."""
+        sid = self.manager.sid_from_eio_sid(eio_sid, NAMESPACE)
+        if sid is not None and self.manager.is_connected(sid, NAMESPACE):
+            await self.disconnect(sid)
+        else:
+            await self.drop_session(eio_sid)
+
     async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        # (A refused CONNECT leaves the connection to its admission deadline, as Node
+        # leaves it to its connect timeout: socket.io-client closes it at once on its
+        # own, and python-socketio's client stalls if the server closes it meanwhile.)
         await super()._handle_connect(eio_sid, namespace, data)
         # python-socketio holds the handshake's whole WSGI environ (about 1.5 KiB
         # of header copies) for the connection's life, to hand to the connect
@@ -170,6 +205,16 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
             self.manager_initialized = True
             self.manager.initialize()
 
+    async def _handle_disconnect(
+        self, eio_sid: str, namespace: str | None, reason: Any = None
+    ) -> None:
+        """The client left the only namespace: its connection has no more use."""
+        await super()._handle_disconnect(eio_sid, namespace, reason)
+        socket = self.eio.sockets.get(eio_sid)
+        closing = socket is None or socket.closing or socket.closed  # (already on its way)
+        if not closing and self.manager.sid_from_eio_sid(eio_sid, NAMESPACE) is None:
+            await self.close_transport(eio_sid)
+
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any = None) -> None:
         """Answer a polling client's waiting GET as soon as its connection closes.
 
@@ -187,6 +232,8 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         if socket is not None and not socket.upgraded and not server_close:
             socket.queue.put_nowait(None)
         await super()._handle_eio_disconnect(eio_sid, reason)
+        if self.on_transport_close is not None:
+            self.on_transport_close(eio_sid)
 
     async def close_transports(self) -> None:
         """Close every Engine.IO connection so its client reconnects elsewhere.
@@ -196,7 +243,13 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         so browsers see "transport close" and reconnect, and our shutdown does not
         wait for their heartbeat to time out.
         """
-        for socket in list(self.eio.sockets.values()):
+        for eio_sid in list(self.eio.sockets):
+            await self.close_transport(eio_sid)
+
+    async def close_transport(self, eio_sid: str) -> None:
+        """Close one Engine.IO connection after what was already sent on it."""
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is not None:
             await socket.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
             self._end_transport(socket, wake_poll=True)
 

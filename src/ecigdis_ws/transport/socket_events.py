@@ -48,6 +48,8 @@ class SocketEvents:
         self.in_flight = InFlight()
 
     def register(self) -> None:
+        self._sio.on_transport_open = self.on_transport_open
+        self._sio.on_transport_close = self.on_transport_close
         self._sio.on("connect", self.on_connect)
         self._sio.on("disconnect", self.on_disconnect)
         self._sio.on("*", self.on_unknown)
@@ -67,14 +69,17 @@ class SocketEvents:
 
     # -- connection lifecycle -------------------------------------------------------
 
+    def on_transport_open(self, eio_sid: str, environ: Mapping[str, Any]) -> None:
+        chat = self._services()
+        chat.admission.arrived(eio_sid, client_address(environ, chat.settings.trust_proxy))
+
+    def on_transport_close(self, eio_sid: str) -> None:
+        self._services().admission.closed(eio_sid)
+
     async def on_connect(self, sid: str, environ: Mapping[str, Any], auth: Any = None) -> None:
         chat = self._services()
         token = handshake_token(environ, auth)
-        address = client_address(environ, chat.settings.trust_proxy)
-        try:
-            chat.sessions.open(sid, address, has_token=token is not None)
-        except ChatError as exc:
-            raise self._refused(exc) from None
+        chat.sessions.open(sid, self._sio.manager.eio_sid_from_sid(sid, "/") or "")
         authenticated = None
         if token is not None:
             try:

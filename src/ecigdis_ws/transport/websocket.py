@@ -91,8 +91,16 @@ class _Wire:
             self._loop.call_soon(self._flush)
         self._pending.append(data)
 
+    def close(self) -> None:
+        """No more writes; what was written before still goes out (a CONNECT_ERROR
+        or DISCONNECT written just before the reader closed the socket)."""
+        self._flush()
+        self.closed = True
+
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
+        if not pending:
+            return
         if self.closed or self._transport.is_closing():
             return
         self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
@@ -261,7 +269,7 @@ class DirectSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
         try:
             await self._read(response, ws)
         finally:
-            wire.closed = True
+            wire.close()
             self._stop_heartbeat()
             if not response.closed:
                 await response.close()

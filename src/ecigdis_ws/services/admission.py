@@ -1,0 +1,85 @@
+"""Connections on their way in: the per-address cap, and one deadline for the whole way.
+
+A connection counts against its address from its Engine.IO handshake, its first
+request, until its socket authenticates, whether or not it ever sends the
+Socket.IO CONNECT. One that has not authenticated within AUTH_TIMEOUT_MS of its
+handshake is closed at the transport (Node's socket.io closes a connection that
+joins no namespace after its connect timeout). Without this a websocket that
+answered pings but never sent CONNECT stayed open for ever, counted nowhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from ecigdis_ws.clock import Clock, Timer
+from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.services.tasks import BackgroundTasks
+
+log = get_logger(__name__)
+
+CloseConnection = Callable[[str], Coroutine[Any, Any, None]]
+
+
+@dataclass
+class _Arrival:
+    address: str
+    deadline: Timer
+
+
+class AdmissionService:
+    def __init__(
+        self, clock: Clock, tasks: BackgroundTasks, auth_timeout_s: float, per_address_cap: int
+    ) -> None:
+        self._clock = clock
+        self._tasks = tasks
+        self._auth_timeout_s = auth_timeout_s
+        self._cap = per_address_cap  # 0: no cap
+        self._arrivals: dict[str, _Arrival] = {}
+        self._by_address: dict[str, set[str]] = {}
+        # Set by the transport: closes a connection whose deadline passed.
+        self.close_connection: CloseConnection | None = None
+
+    def has_room(self, address: str) -> bool:
+        """May one more connection from `address` start its handshake?"""
+        return not self._cap or len(self._by_address.get(address, ())) < self._cap
+
+    def arrived(self, connection_id: str, address: str) -> None:
+        """A handshake opened a connection: counted, and its deadline armed."""
+        deadline = self._clock.call_later(
+            self._auth_timeout_s, lambda: self._deadline_passed(connection_id)
+        )
+        self._arrivals[connection_id] = _Arrival(address, deadline)
+        self._by_address.setdefault(address, set()).add(connection_id)
+
+    def authenticated(self, connection_id: str) -> None:
+        """Its socket authenticated: no longer counted, no deadline."""
+        self._forget(connection_id)
+
+    def closed(self, connection_id: str) -> None:
+        self._forget(connection_id)
+
+    def _forget(self, connection_id: str) -> None:
+        arrival = self._arrivals.pop(connection_id, None)
+        if arrival is None:
+            return
+        arrival.deadline.cancel()
+        waiting = self._by_address[arrival.address]
+        waiting.discard(connection_id)
+        if not waiting:
+            del self._by_address[arrival.address]
+
+    def _deadline_passed(self, connection_id: str) -> None:
+        if connection_id not in self._arrivals:
+            return
+        self._forget(connection_id)
+        log.info("closing a connection that did not authenticate in time", sid=connection_id)
+        if self.close_connection is not None:
+            self._tasks.spawn(self.close_connection(connection_id))
+
+    @property
+    def waiting(self) -> int:
+        """Connections between their handshake and authentication."""
+        return len(self._arrivals)

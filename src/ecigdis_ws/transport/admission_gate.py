@@ -1,0 +1,33 @@
+"""The per-address cap, applied to an Engine.IO handshake before engineio sees it.
+
+A handshake is a `/socket.io/` request without a `sid` (polling's first GET, or a
+websocket opened directly). Past MAX_UNAUTHENTICATED_PER_IP connections from one
+address that have not authenticated yet, it is answered 429 and nothing is
+allocated for it; socket.io-client retries with its reconnection backoff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from ecigdis_ws.services.admission import AdmissionService
+from ecigdis_ws.transport.connect_environ import request_address
+from ecigdis_ws.transport.origins import SOCKET_IO_PATH
+
+TOO_MANY = {"code": "RATE_LIMITED", "message": "too many connections from this address"}
+
+
+def admission_middleware(
+    admission: Callable[[], AdmissionService], trust_proxy: bool
+) -> Middleware:
+    @web.middleware
+    async def admit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if (request.path.startswith(SOCKET_IO_PATH) and "sid" not in request.query
+                and not admission().has_room(request_address(request, trust_proxy))):
+            return web.json_response(TOO_MANY, status=429)
+        return await handler(request)
+
+    return admit
