@@ -86,7 +86,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app = web.Application(middlewares=[
         origin_middleware(settings),
         stale,  # before a polling body is read: a request for no session is not read
-        polling_limits_middleware(settings.max_payload_bytes, sio.drop_session),
+        polling_limits_middleware(settings.max_payload_bytes, sio.drop_session, clock,
+                                  settings.http_body_timeout_ms / 1000),
         stale,  # and again, for a session that closed while its body was read
     ], handler_args=connection_deadlines(settings))
     app[SETTINGS] = settings

@@ -5,8 +5,8 @@ holds the connection (a file descriptor, a handler) for as long as it likes.
 Each test drives the attack over a raw TCP connection to the real server. The
 deadlines are settings, lowered here: HTTP_KEEPALIVE_TIMEOUT_MS (idle and head)
 is aiohttp's own timer, on the event loop's time, so it is short and awaited as
-a condition; HTTP_BODY_TIMEOUT_MS bounds (in real time, aiohttp's lingering)
-how long a body left unread by a refusal is drained.
+a condition; HTTP_BODY_TIMEOUT_MS runs on the injected clock, which the tests
+move, and also bounds (in real time) how long a refused body is drained.
 """
 
 from __future__ import annotations
@@ -132,6 +132,11 @@ def post_head(path: str, length: int, token: str | None = None) -> bytes:
             f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n").encode()
 
 
+async def body_timer_armed(server: RunningServer, before: int) -> None:
+    """The server is reading the body: its deadline is armed on the clock."""
+    await server.wait_until(lambda: server.clock.pending > before)
+
+
 async def open_polling_session(server: RunningServer) -> str:
     async with aiohttp.ClientSession() as http, http.get(server.url + POLLING) as handshake:
         text = await handshake.text()
@@ -187,7 +192,7 @@ async def test_an_idle_keep_alive_connection_is_closed_at_the_deadline(
         await server.wait_until(lambda: server.http_connections == 0)
 
 
-# -- bodies refused before they are read, then drained at most HTTP_BODY_TIMEOUT_MS -
+# -- bodies: refused before they are read, or HTTP_BODY_TIMEOUT_MS ----------------------
 
 
 async def test_a_polling_post_for_no_session_is_answered_before_its_trickled_body(
@@ -204,6 +209,29 @@ async def test_a_polling_post_for_no_session_is_answered_before_its_trickled_bod
         await server.wait_until(lambda: server.http_connections == 0)
 
 
+async def test_a_trickled_polling_body_is_answered_408_and_its_session_closed(
+    server: RunningServer,
+) -> None:
+    sid = await open_polling_session(server)
+    sockets = server.app[SOCKET_SERVER].eio.sockets
+    timers = server.clock.pending
+    async with raw(server) as connection:
+        await connection.send(post_head(f"{POLLING}&sid={sid}", 60000))
+        async with trickling(connection, b"40" + b" " * 59998):
+            await body_timer_armed(server, timers)
+            server.clock.advance(DEADLINE_MS / 1000)
+            status, headers, body = await connection.response()
+            assert status == 408 and headers["connection"].lower() == "close"
+            assert json.loads(body)["code"] == "INVALID_PAYLOAD"
+            assert await connection.closed_by_server() == b""
+        await server.wait_until(lambda: server.http_connections == 0)
+    # Not half-fed: the "40" (connect) that did arrive never reached Socket.IO,
+    # and the session is closed, so its client reconnects instead of believing
+    # its packets were delivered.
+    assert sid not in sockets or sockets[sid].closed
+    assert server.chat.sessions.count == 0
+
+
 async def test_a_rest_post_without_a_token_is_answered_401_before_its_trickled_body(
     server: RunningServer,
 ) -> None:
@@ -215,6 +243,38 @@ async def test_a_rest_post_without_a_token_is_answered_401_before_its_trickled_b
             assert connection.sent < 1000
             assert await connection.closed_by_server() == b""
         await server.wait_until(lambda: server.http_connections == 0)
+
+
+async def test_a_trickled_rest_body_is_answered_408_at_the_deadline(
+    server: RunningServer,
+) -> None:
+    timers = server.clock.pending
+    async with raw(server) as connection:
+        await connection.send(post_head(MESSAGES, 60000, server.token(1)))
+        async with trickling(connection, b"{" + b" " * 59999):
+            await body_timer_armed(server, timers)
+            server.clock.advance(DEADLINE_MS / 1000)
+            status, headers, body = await connection.response()
+            assert status == 408 and headers["connection"].lower() == "close"
+            assert json.loads(body)["error"]["code"] == "INVALID_PAYLOAD"
+            assert await connection.closed_by_server() == b""
+        await server.wait_until(lambda: server.http_connections == 0)
+
+
+async def test_a_body_that_arrives_in_time_is_served(server: RunningServer) -> None:
+    """The deadline bounds the read, and is disarmed by a body that completes."""
+    timers = server.clock.pending
+    body = json.dumps({"title": "slow but in time", "members": [2]}).encode()
+    async with raw(server) as connection:
+        await connection.send(post_head("/api/messenger/conversations", len(body),
+                                        server.token(1)))
+        await connection.trickle(body[:-1])
+        await body_timer_armed(server, timers)
+        server.clock.advance(DEADLINE_MS / 1000 / 2)
+        await connection.send(body[-1:])
+        status, _, answer = await connection.response()
+        assert status == 201 and json.loads(answer)["title"] == "slow but in time"
+    assert server.clock.pending == timers
 
 
 # -- what the deadlines must not cut --------------------------------------------------

@@ -1,20 +1,28 @@
-"""Bounds on what a polling POST may bring in, enforced before Engine.IO reads it.
+"""Bounds on what a polling POST may bring in, enforced before Engine.IO reads it;
+and the deadline on reading a request body, polling or REST.
 
 python-engineio checks a POST's Content-Length against maxPayload, but aiohttp
 inflates a gzip/deflate body as it reads, so a 48 KB bomb becomes 50 MB in memory;
 an oversized body makes engineio close the session while holding the request
 open until the client polls again; and a body of too many packets is dropped
-silently with 200. Here each is refused at once with its own status.
+silently with 200. Here each is refused at once with its own status; and a body
+that does not arrive within HTTP_BODY_TIMEOUT_MS is answered 408 with the
+connection closed, rather than holding it for as long as the client trickles.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from ecigdis_ws.clock import Clock
 from ecigdis_ws.transport.origins import SOCKET_IO_PATH
+
+T = TypeVar("T")
 
 # Packets in one polling POST: socket.io-client sends all it buffered at once,
 # so this is generous (bytes are bounded by MAX_PAYLOAD_BYTES, events by the
@@ -33,12 +41,30 @@ class BufferedBody:
         return self._body if length < 0 else self._body[:length]
 
 
+async def within(clock: Clock, seconds: float, read: Awaitable[T]) -> T:
+    """`read`, or TimeoutError once `seconds` have passed on `clock` (the injected
+    clock, so tests move time instead of waiting for it)."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(None) as deadline:
+        timer = clock.call_later(seconds, lambda: deadline.reschedule(loop.time()))
+        try:
+            return await read
+        finally:
+            timer.cancel()
+
+
 def _refuse(status: int, message: str) -> web.Response:
     return web.json_response({"code": "INVALID_PAYLOAD", "message": message}, status=status)
 
 
-def polling_limits_middleware(max_payload_bytes: int, drop_session: Any) -> Middleware:
-    """`drop_session(sid)` closes an Engine.IO session that sent an oversized body."""
+def body_too_slow(seconds: float) -> str:
+    return f"the request body did not arrive within {seconds:g} s"
+
+
+def polling_limits_middleware(
+    max_payload_bytes: int, drop_session: Any, clock: Clock, body_timeout_s: float
+) -> Middleware:
+    """`drop_session(sid)` closes an Engine.IO session whose body was refused."""
 
     @web.middleware
     async def limit_polling(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -53,7 +79,15 @@ def polling_limits_middleware(max_payload_bytes: int, drop_session: Any) -> Midd
         if length > max_payload_bytes:
             await drop_session(request.query.get("sid", ""))
             return _refuse(413, f"body over {max_payload_bytes} bytes")
-        body = await request.content.readexactly(length)
+        try:
+            body = await within(clock, body_timeout_s, request.content.readexactly(length))
+        except TimeoutError:
+            # None of the body reaches engineio: the session is closed rather than
+            # left to think its packets were sent (the client reconnects).
+            await drop_session(request.query.get("sid", ""))
+            late = _refuse(408, body_too_slow(body_timeout_s))
+            late.force_close()
+            return late
         if body.count(b"\x1e") + 1 > MAX_PACKETS_PER_POST:
             return _refuse(400, f"more than {MAX_PACKETS_PER_POST} packets in one request")
         request[POLL_BODY] = body
