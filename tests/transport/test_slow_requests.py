@@ -307,3 +307,23 @@ async def test_long_polls_and_websockets_outlive_every_deadline(
     await server.advance(server.settings.long_poll_timeout_ms / 1000)
     assert (await asyncio.wait_for(held, WAIT_S)).status == 200
 
+
+@pytest.mark.parametrize("path", ["polling", "rest"])
+async def test_a_client_that_hangs_up_part_way_through_a_body_leaves_no_traceback(
+    server: RunningServer, path: str
+) -> None:
+    """A 400 that nobody reads, the polling session closed as for a late body,
+    and no traceback (the server fixture fails the test on any)."""
+    sid = await open_polling_session(server)
+    sockets = server.app[SOCKET_SERVER].eio.sockets
+    timers = server.clock.pending
+    if path == "polling":
+        head = post_head(f"{POLLING}&sid={sid}", 60000)
+    else:
+        head = post_head(MESSAGES, 60000, server.token(1))
+    async with raw(server) as connection:
+        await connection.send(head + b"{")
+        await body_timer_armed(server, timers)
+    await server.wait_until(lambda: server.http_connections == 0)
+    await server.wait_until(lambda: server.clock.pending == timers)
+    assert (sid not in sockets or sockets[sid].closed) == (path == "polling")

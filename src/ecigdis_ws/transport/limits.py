@@ -29,6 +29,10 @@ T = TypeVar("T")
 # rate limit); python-engineio is set to decode as many (transport/server.py).
 MAX_PACKETS_PER_POST = 128
 POLL_BODY = web.RequestKey("poll_body", bytes)
+# What reading a body raises when the client hangs up part-way (aiohttp sets
+# ConnectionResetError on the stream) or sends a malformed chunked body: client
+# input, answered 400 (if anyone is still there), never a traceback.
+BODY_CUT_OFF = (ConnectionError, web.RequestPayloadError)
 
 
 class BufferedBody:
@@ -81,10 +85,12 @@ def polling_limits_middleware(
             return _refuse(413, f"body over {max_payload_bytes} bytes")
         try:
             body = await within(clock, body_timeout_s, request.content.readexactly(length))
-        except TimeoutError:
+        except (TimeoutError, *BODY_CUT_OFF) as exc:
             # None of the body reaches engineio: the session is closed rather than
             # left to think its packets were sent (the client reconnects).
             await drop_session(request.query.get("sid", ""))
+            if not isinstance(exc, TimeoutError):
+                return _refuse(400, "the request body was cut off")
             late = _refuse(408, body_too_slow(body_timeout_s))
             late.force_close()
             return late

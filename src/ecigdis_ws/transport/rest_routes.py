@@ -26,7 +26,7 @@ from ecigdis_ws.services.rate_limit import RateLimiter
 from ecigdis_ws.services.server_api import NO_SOCKET, ServerApiService
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.transport import validation as v
-from ecigdis_ws.transport.limits import body_too_slow, within
+from ecigdis_ws.transport.limits import BODY_CUT_OFF, body_too_slow, within
 from ecigdis_ws.transport.origins import allowed_origins
 
 log = get_logger(__name__)
@@ -225,6 +225,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raw = await within(_api(request).chat.clock, timeout_s, _read_at_most(request, limit))
     except TimeoutError:
         raise BodyTooSlow(timeout_s) from None
+    except BODY_CUT_OFF:
+        raise v.invalid("the request body was cut off") from None
     try:
         data = jsonmod.loads(raw)
     except (ValueError, UnicodeDecodeError):
