@@ -158,6 +158,13 @@ class RunningServer:
     clock: ManualClock
     settings: Settings
     clients: list[ChatClient] = dataclasses.field(default_factory=list)
+    runner: web.AppRunner | None = None
+
+    @property
+    def http_connections(self) -> int:
+        """TCP connections the HTTP server holds open (websockets included)."""
+        assert self.runner is not None and self.runner.server is not None
+        return len(self.runner.server.connections)
 
     @property
     def chat(self) -> ChatServices:
@@ -218,13 +225,14 @@ class RunningServer:
 async def running_server(tmp_path: Path, **env: str) -> AsyncIterator[RunningServer]:
     settings = test_settings(tmp_path, **env)
     clock = ManualClock()
-    app = create_app(settings, clock)
+    app = create_app(settings, clock)  # with serve's connection deadlines (handler_args)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    server = RunningServer(f"http://127.0.0.1:{port}", port, app, clock, settings)
+    server = RunningServer(f"http://127.0.0.1:{port}", port, app, clock, settings,
+                           runner=runner)
     try:
         yield server
     finally:

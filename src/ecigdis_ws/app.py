@@ -62,6 +62,23 @@ def build_socketio(
     )
 
 
+def connection_deadlines(settings: Settings) -> dict[str, float]:
+    """Keyword arguments of aiohttp's per-connection protocol (web_protocol.
+    RequestHandler), given to the Application as `handler_args` so that run_app
+    (`serve`) and an AppRunner (the tests) build connections alike."""
+    return {
+        # aiohttp closes a connection that has no complete request head this long
+        # after it opened or after its last answer: an idle keep-alive and a head
+        # trickled byte by byte alike (aiohttp has no separate head deadline). It is
+        # not armed while a request is handled: long-polls and websockets are not cut.
+        "keepalive_timeout": settings.http_keepalive_timeout_ms / 1000,
+        # A body left unread by an answer given before it (401, 400 for a gone
+        # session) is read and dropped at most this long, so the client can read
+        # the answer before the connection closes; then it is closed.
+        "lingering_time": settings.http_body_timeout_ms / 1000,
+    }
+
+
 def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
     clock = clock or SystemClock()
     metrics = Metrics()
@@ -73,9 +90,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
         origin_middleware(settings),
         admission_middleware(lambda: app[SERVICES].admission, settings.trust_proxy),
         stale,  # before a polling body is read: a request for no session is not read
-        polling_limits_middleware(settings.max_payload_bytes, sio.drop_session, sio.refuse),
+        polling_limits_middleware(settings.max_payload_bytes, sio.drop_session, sio.refuse,
+                                  clock, settings.http_body_timeout_ms / 1000),
         stale,  # and again, for a session that closed while its body was read
-    ])
+    ], handler_args=connection_deadlines(settings))
     app[SETTINGS] = settings
     app[CLUSTER] = cluster
     app[STARTED_AT] = time.monotonic()

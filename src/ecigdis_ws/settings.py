@@ -199,6 +199,12 @@ SPECS: tuple[Spec, ...] = (
     Spec("LONG_POLL_TIMEOUT_MS", "long_poll_timeout_ms", _int_range(0, 120_000), "25000",
          "GET /api/messenger/poll is held this long when nothing is new (under "
          "proxies' usual 30 s idle timeout)"),
+    Spec("HTTP_KEEPALIVE_TIMEOUT_MS", "http_keepalive_timeout_ms", _int_range(100, _MS_MAX),
+         "10000", "an HTTP connection without a complete request head this long after it "
+         "opened or after its last answer is closed: idle keep-alives and trickled heads"),
+    Spec("HTTP_BODY_TIMEOUT_MS", "http_body_timeout_ms", _int_range(100, _MS_MAX), "10000",
+         "a request body not complete this long after its head is answered 408 and its "
+         "connection closed; a body left unread by a refusal is drained at most this long"),
     Spec("API_KEY", "api_key", _optional_text, "",
          "key the main site sends as X-API-Key to /api/server/*; empty turns those routes "
          "off (404)", secret=True),
@@ -301,6 +307,8 @@ class Settings:
     rate_limit_events: int = 20
     rate_limit_messages: int = 5
     long_poll_timeout_ms: int = 25000
+    http_keepalive_timeout_ms: int = 10000
+    http_body_timeout_ms: int = 10000
     api_key: str | None = None
     max_connections_per_user: int = 20
     max_unauthenticated_per_ip: int = 50

@@ -3,8 +3,8 @@
 Before, a websocket that never sent the Socket.IO CONNECT stayed open for ever and
 was counted nowhere (300 from one address while /status said 2), and sockets cut
 off by AUTH_TIMEOUT_MS or refused at CONNECT got a Socket.IO packet but kept their
-TCP connection. Each test counts the server's established TCP connections on its
-port (from /proc/net/tcp), which is what those attacks held."""
+TCP connection. Each test counts the server's open TCP connections
+(`RunningServer.http_connections`), which is what those attacks held."""
 
 from __future__ import annotations
 
@@ -21,20 +21,6 @@ pytestmark = pytest.mark.backends("sqlite")
 
 ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
 AUTH_TIMEOUT_S = 10.0  # AUTH_TIMEOUT_MS's default
-ESTABLISHED = "01"  # (the kernel's TCP state code)
-
-
-def server_connections(port: int) -> int:
-    """Established TCP connections whose local end is the server's port."""
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table, encoding="ascii") as lines:
-            next(lines)
-            for line in lines:
-                fields = line.split()
-                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == ESTABLISHED:
-                    count += 1
-    return count
 
 
 async def raw_websocket(
@@ -61,16 +47,16 @@ async def test_a_websocket_that_never_sends_connect_is_closed_at_the_auth_timeou
 ) -> None:
     async with aiohttp.ClientSession() as http:
         sockets = [await raw_websocket(server, http) for _ in range(5)]
-        assert server_connections(server.port) == 5
+        assert server.http_connections == 5
         assert server.chat.admission.waiting == 5
 
         await server.advance(AUTH_TIMEOUT_S - 1)
-        assert server_connections(server.port) == 5
+        assert server.http_connections == 5
         await server.advance(1)
 
         for ws in sockets:
             assert await frames_until_closed(ws) == []
-        await server.wait_until(lambda: server_connections(server.port) == 0)
+        await server.wait_until(lambda: server.http_connections == 0)
         assert server.chat.admission.waiting == 0
 
 
@@ -88,7 +74,7 @@ async def test_connections_that_never_send_connect_count_against_the_address(
             assert response.status == 429
             assert await response.json() == {
                 "code": "RATE_LIMITED", "message": "too many connections from this address"}
-        assert server_connections(server.port) <= 4  # (the polling GET's, kept alive)
+        assert server.http_connections <= 4  # (the polling GET's, kept alive)
 
         await sockets[0].close()
         await server.wait_until(lambda: server.chat.admission.waiting == 2)
@@ -109,7 +95,7 @@ async def test_a_socket_refused_at_connect_loses_its_connection_at_the_deadline(
         await server.advance(AUTH_TIMEOUT_S)
 
         assert await frames_until_closed(ws) == []
-        await server.wait_until(lambda: server_connections(server.port) == 0)
+        await server.wait_until(lambda: server.http_connections == 0)
         assert server.chat.sessions.count == 0 and server.chat.admission.waiting == 0
 
 
@@ -125,7 +111,7 @@ async def test_a_socket_that_does_not_authenticate_in_time_is_told_then_cut_off(
 
         frames = await frames_until_closed(ws)
         assert "41" in frames  # the Socket.IO DISCONNECT comes before the close
-        await server.wait_until(lambda: server_connections(server.port) == 0)
+        await server.wait_until(lambda: server.http_connections == 0)
         assert server.chat.sessions.count == 0
 
 
@@ -141,7 +127,7 @@ async def test_a_socket_disconnected_by_the_server_loses_its_connection(
         await server.chat.sessions.end_user_sessions(1)  # the main site revoked the token
 
         assert "41" in await frames_until_closed(ws)
-        await server.wait_until(lambda: server_connections(server.port) == 0)
+        await server.wait_until(lambda: server.http_connections == 0)
 
 
 async def test_a_polling_connection_that_never_sends_connect_is_closed_at_the_deadline(
@@ -183,5 +169,5 @@ async def test_a_client_that_leaves_the_namespace_loses_its_connection(
         await ws.send_str("41")  # Socket.IO DISCONNECT, the Engine.IO connection kept
 
         await frames_until_closed(ws)
-        await server.wait_until(lambda: server_connections(server.port) == 0)
+        await server.wait_until(lambda: server.http_connections == 0)
         assert server.chat.sessions.count == 0

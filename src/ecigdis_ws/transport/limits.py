@@ -1,29 +1,40 @@
-"""Bounds on what a polling POST may bring in, enforced before Engine.IO reads it.
+"""Bounds on what a polling POST may bring in, enforced before Engine.IO reads it;
+and the deadline on reading a request body, polling or REST.
 
 python-engineio checks a POST's Content-Length against maxPayload, but aiohttp
 inflates a gzip/deflate body as it reads, so a 48 KB bomb becomes 50 MB in memory;
 an oversized body makes engineio close the session while holding the request
 open until the client polls again; and a body of too many packets is dropped
-silently with 200. Here each is refused at once with its own status.
+silently with 200. Here each is refused at once with its own status; and a body
+that does not arrive within HTTP_BODY_TIMEOUT_MS is answered 408 with the
+connection closed, rather than holding it for as long as the client trickles.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from ecigdis_ws.clock import Clock
 from ecigdis_ws.transport.origins import SOCKET_IO_PATH
 from ecigdis_ws.transport.protocol_errors import polling_body_problem
+
+T = TypeVar("T")
 
 # Packets in one polling POST: socket.io-client sends all it buffered at once,
 # so this is generous (bytes are bounded by MAX_PAYLOAD_BYTES, events by the
 # rate limit); python-engineio is set to decode as many (transport/server.py).
 MAX_PACKETS_PER_POST = 128
 POLL_BODY = web.RequestKey("poll_body", bytes)
+# What reading a body raises when the client hangs up part-way (aiohttp sets
+# ConnectionResetError on the stream) or sends a malformed chunked body: client
+# input, answered 400 (if anyone is still there), never a traceback.
+# (IncompleteReadError: the stream ended cleanly before its Content-Length.)
+BODY_CUT_OFF = (ConnectionError, web.RequestPayloadError, asyncio.IncompleteReadError)
 
 
 class BufferedBody:
@@ -36,14 +47,34 @@ class BufferedBody:
         return self._body if length < 0 else self._body[:length]
 
 
+async def within(clock: Clock, seconds: float, read: Awaitable[T]) -> T:
+    """`read`, or TimeoutError once `seconds` have passed on `clock` (the injected
+    clock, so tests move time instead of waiting for it)."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(None) as deadline:
+        timer = clock.call_later(seconds, lambda: deadline.reschedule(loop.time()))
+        try:
+            return await read
+        finally:
+            timer.cancel()
+
+
 def _refuse(status: int, message: str) -> web.Response:
     return web.json_response({"code": "INVALID_PAYLOAD", "message": message}, status=status)
 
 
+def body_too_slow(seconds: float) -> str:
+    return f"the request body did not arrive within {seconds:g} s"
+
+
 def polling_limits_middleware(
-    max_payload_bytes: int, drop_session: Any, refuse: Callable[[str, str], Awaitable[None]]
+    max_payload_bytes: int,
+    drop_session: Any,
+    refuse: Callable[[str, str], Awaitable[None]],
+    clock: Clock,
+    body_timeout_s: float,
 ) -> Middleware:
-    """`drop_session(sid)` closes an Engine.IO session that sent an oversized body;
+    """`drop_session(sid)` closes an Engine.IO session whose body was refused;
     `refuse(sid, reason)` one that sent a body of malformed packets."""
 
     @web.middleware
@@ -60,9 +91,19 @@ def polling_limits_middleware(
             await drop_session(request.query.get("sid", ""))
             return _refuse(413, f"body over {max_payload_bytes} bytes")
         try:
-            body = await request.content.readexactly(length) if length else b""
-        except asyncio.IncompleteReadError:  # the client left before its body was all sent
-            return _refuse(400, "request body ended before its Content-Length")
+            body = (
+                await within(clock, body_timeout_s, request.content.readexactly(length))
+                if length else b""  # (aiohttp's empty stream refuses readexactly(0))
+            )
+        except (TimeoutError, *BODY_CUT_OFF) as exc:
+            # None of the body reaches engineio: the session is closed rather than
+            # left to think its packets were sent (the client reconnects).
+            await drop_session(request.query.get("sid", ""))
+            if not isinstance(exc, TimeoutError):
+                return _refuse(400, "the request body was cut off")
+            late = _refuse(408, body_too_slow(body_timeout_s))
+            late.force_close()
+            return late
         if body.count(b"\x1e") + 1 > MAX_PACKETS_PER_POST:
             return _refuse(400, f"more than {MAX_PACKETS_PER_POST} packets in one request")
         problem = polling_body_problem(body)

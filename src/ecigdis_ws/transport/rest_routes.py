@@ -26,6 +26,7 @@ from ecigdis_ws.services.rate_limit import RateLimiter
 from ecigdis_ws.services.server_api import NO_SOCKET, ServerApiService
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.transport import validation as v
+from ecigdis_ws.transport.limits import BODY_CUT_OFF, body_too_slow, within
 from ecigdis_ws.transport.origins import allowed_origins
 
 log = get_logger(__name__)
@@ -71,17 +72,36 @@ class RestApi:
 REST_API = web.AppKey("rest_api", RestApi)
 
 
-class BodyTooLarge(ChatError):
+class BodyRefused(ChatError):
+    """A body refused for its size or pace, with the HTTP status that says which."""
+
+    http_status = 400
+
+
+class BodyTooLarge(BodyRefused):
+    http_status = 413
+
     def __init__(self, limit: int) -> None:
         super().__init__(ErrorCode.INVALID_PAYLOAD, f"body over {limit} bytes")
+
+
+class BodyTooSlow(BodyRefused):
+    http_status = 408
+
+    def __init__(self, limit_s: float) -> None:
+        super().__init__(ErrorCode.INVALID_PAYLOAD, body_too_slow(limit_s))
 
 
 def _error(error: ChatError, status: int | None = None) -> web.Response:
     response = web.json_response(
         {"error": error.as_dict()},
-        status=status or (413 if isinstance(error, BodyTooLarge) else STATUS[error.code]),
+        status=status or (
+            error.http_status if isinstance(error, BodyRefused) else STATUS[error.code]
+        ),
         dumps=jsonmod.dumps,
     )
+    if isinstance(error, BodyTooSlow):
+        response.force_close()  # `Connection: close`: the unread rest ends this connection
     if error.code == ErrorCode.RATE_LIMITED:
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
     return response
@@ -194,19 +214,33 @@ def _require_server_key(request: web.Request) -> None:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    limit = request.app[SETTINGS].max_payload_bytes
+    """The JSON body; read last, after every check that needs no body (the token,
+    the path), so a refused request is answered before its body arrives."""
+    settings = request.app[SETTINGS]
+    limit = settings.max_payload_bytes
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge(limit)
+    timeout_s = settings.http_body_timeout_ms / 1000
+    try:
+        raw = await within(_api(request).chat.clock, timeout_s, _read_at_most(request, limit))
+    except TimeoutError:
+        raise BodyTooSlow(timeout_s) from None
+    except BODY_CUT_OFF:
+        raise v.invalid("the request body was cut off") from None
+    try:
+        data = jsonmod.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise v.invalid("the body is not JSON") from None
+    return v.payload(data)
+
+
+async def _read_at_most(request: web.Request, limit: int) -> bytes:
     raw = bytearray()
     while chunk := await request.content.read(limit + 1 - len(raw)):
         raw += chunk
         if len(raw) > limit:
             raise BodyTooLarge(limit)
-    try:
-        data = jsonmod.loads(bytes(raw))
-    except (ValueError, UnicodeDecodeError):
-        raise v.invalid("the body is not JSON") from None
-    return v.payload(data)
+    return bytes(raw)
 
 
 def _path_id(request: web.Request, name: str) -> int:
