@@ -26,6 +26,10 @@ _MESSAGE_COLUMNS = (
     "id, conversation_id, sender_id, sender_name, client_message_id, text, created_at_ms"
 )
 _EVENT_KINDS: frozenset[str] = frozenset({"message", "read", "reaction"})
+# The health probe: a read that takes no write lock. SQLite's reads the file (a
+# bare SELECT 1 never touches it); MariaDB's names no table, so a LOCK TABLES held
+# elsewhere cannot block it.
+_PING = {"sqlite": "SELECT COUNT(*) FROM sqlite_master", "mysql": "SELECT 1"}
 
 
 class SqlStorage(Storage):
@@ -127,9 +131,11 @@ class SqlStorage(Storage):
         return [m.version for m in MIGRATIONS if m.version not in done]
 
     async def ping(self) -> None:
-        # Through a write transaction: a database that cannot take a message is down.
-        async with self._engine.transaction() as tx:
-            await tx.fetch_one("SELECT 1")
+        # Outside any write transaction (SQLite: the reader connection; MariaDB: a
+        # pooled autocommit connection): a probe neither takes nor waits for the
+        # writer's lock, so flooding the public /health cannot slow sends (it took
+        # a BEGIN IMMEDIATE per request). Bounded by DB_TIMEOUT_MS like every read.
+        await self._engine.fetch_one(_PING[self._engine.dialect])
 
     async def close(self) -> None:
         await self._message_writes.close()
