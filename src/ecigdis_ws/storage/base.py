@@ -65,6 +65,12 @@ class Storage(ABC):
         ConversationFull (and adds nobody) when a new member would exceed it."""
 
     @abstractmethod
+    async def add_members(
+        self, conversation_id: int, user_ids: Sequence[UserId], now_ms: int
+    ) -> int:
+        """Add many in one statement (no cap: for operators' tools); how many were new."""
+
+    @abstractmethod
     async def is_member(self, conversation_id: int, user_id: UserId) -> bool: ...
 
     @abstractmethod

@@ -230,6 +230,12 @@ class SqlStorage(Storage):
                 await self._require_room(tx, conversation_id, user_id, max_members)
             return await self._insert_members(tx, conversation_id, [user_id], now_ms) > 0
 
+    async def add_members(
+        self, conversation_id: int, user_ids: Sequence[UserId], now_ms: int
+    ) -> int:
+        async with self._engine.transaction() as tx:
+            return await self._insert_members(tx, conversation_id, user_ids, now_ms)
+
     async def _require_room(
         self, tx: Cursorish, conversation_id: int, user_id: UserId, max_members: int
     ) -> None:
