@@ -49,6 +49,9 @@ def scratch_env(tmp_path: Path, **overrides: str | None) -> dict[str, str]:
         "DATABASE_URL": f"sqlite:///{tmp_path / 'chat.db'}",
         "JWT_SECRET": SECRET,
     }
+    if "PYTHONPATH" in os.environ:  # PYTHONPATH=src: a clone's code, not the venv's install
+        paths = os.environ["PYTHONPATH"].split(os.pathsep)
+        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(path) for path in paths)
     for name, value in overrides.items():
         if value is None:
             env.pop(name, None)
@@ -137,6 +140,23 @@ def test_bad_member_id_exits_2_naming_it_and_creates_nothing(migrated: Path) -> 
     # Nothing was created: the next conversation is still the first.
     assert ok(migrated, "conversation", "create", "--title", "T", "--members", "1") == "1\n"
 
+
+
+def test_conversations_past_max_conversation_members_exit_2_and_write_nothing(
+    migrated: Path,
+) -> None:
+    cap = {"MAX_CONVERSATION_MEMBERS": "3"}
+    too_many = run(migrated, "conversation", "create", "--title", "T",
+                   "--members", "1,2,3,4", **cap)
+    assert too_many.returncode == 2 and "at most 3" in too_many.stderr
+    # Repeats count once: this is three members, and the first conversation.
+    full = ok(migrated, "conversation", "create", "--title", "T", "--members", "1,2,3,2", **cap)
+    assert full == "1\n"
+    refused = run(migrated, "conversation", "add-member", "1", "4", **cap)
+    assert refused.returncode == 2 and "MAX_CONVERSATION_MEMBERS" in refused.stderr
+    # A member already in is no new member: the add answers as before.
+    assert ok(migrated, "conversation", "add-member", "1", "3", **cap) == "already a member\n"
+    assert ok(migrated, "conversation", "add-member", "1", "4").strip() == "added"
 
 # -- tokens --------------------------------------------------------------------------
 

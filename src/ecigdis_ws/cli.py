@@ -26,6 +26,7 @@ from ecigdis_ws.ops import config as config_command
 from ecigdis_ws.ops.sd_notify import notify
 from ecigdis_ws.services.auth import mint_token, parse_user_id
 from ecigdis_ws.settings import Settings, SettingsError, load_settings, notify_socket
+from ecigdis_ws.storage.base import ConversationFull
 from ecigdis_ws.storage.factory import open_storage
 from ecigdis_ws.storage.sql import SqlStorage
 
@@ -229,6 +230,10 @@ def _conversation(args: argparse.Namespace, settings: Settings) -> int:
         members = [_user_id(settings, m) for m in args.members.split(",") if m.strip()]
         if not members:
             raise UsageError("--members needs at least one user id")
+        members = list(dict.fromkeys(members))
+        if len(members) > settings.max_conversation_members:
+            raise UsageError(f"{len(members)} members: a conversation has at most "
+                             f"{settings.max_conversation_members} (MAX_CONVERSATION_MEMBERS)")
         print(await storage.create_conversation(args.title, members, int(clock.now() * 1000)))
         return 0
 
@@ -236,7 +241,12 @@ def _conversation(args: argparse.Namespace, settings: Settings) -> int:
         user_id = _user_id(settings, args.user)
         if not await storage.conversation_exists(args.conversation_id):
             raise UsageError(f"no conversation {args.conversation_id}")
-        added = await storage.add_member(args.conversation_id, user_id, int(clock.now() * 1000))
+        try:
+            added = await storage.add_member(args.conversation_id, user_id,
+                                             int(clock.now() * 1000),
+                                             settings.max_conversation_members)
+        except ConversationFull as exc:
+            raise UsageError(f"{exc} (MAX_CONVERSATION_MEMBERS)") from None
         print("added" if added else "already a member")
         return 0
 

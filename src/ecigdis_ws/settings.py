@@ -25,6 +25,7 @@ ConversationAccess = Literal["members", "open"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "console", "json"]
 PresenceScope = Literal["global", "contacts"]
+MemberAddPolicy = Literal["anyone", "contacts", "server_api"]
 EventLoop = Literal["uvloop", "asyncio"]
 
 DEV_JWT_SECRET = "ecigdis-ws-development-secret-not-for-production"
@@ -196,6 +197,18 @@ SPECS: tuple[Spec, ...] = (
          "events per second per socket (bursts of twice that); 0 turns it off"),
     Spec("RATE_LIMIT_MESSAGES", "rate_limit_messages", _int_range(0, 1_000_000), "5",
          "message:send per second per user (bursts of twice that); 0 turns it off"),
+    Spec("RATE_LIMIT_CONVERSATIONS", "rate_limit_conversations", _int_range(0, 1_000_000),
+         "10", "conversations one user may create per minute over REST (bursts of twice "
+         "that; the server API is not limited); each create holds the database writer, "
+         "0 turns it off"),
+    Spec("MAX_CONVERSATION_MEMBERS", "max_conversation_members", _int_range(2, 1_000_000),
+         "1000", "members of one conversation, its creator included; a create or add past "
+         "it is refused before anything is written (the benchmark's broadcast group is 1000)"),
+    Spec("MEMBER_ADD_POLICY", "member_add_policy",
+         _choice("anyone", "contacts", "server_api"), "anyone",
+         "whom a user may put into a conversation they create: anyone (as the Node "
+         "server), contacts (users they already share a conversation with) or "
+         "server_api (only themselves; only the main site adds others)"),
     Spec("LONG_POLL_TIMEOUT_MS", "long_poll_timeout_ms", _int_range(0, 120_000), "25000",
          "GET /api/messenger/poll is held this long when nothing is new (under "
          "proxies' usual 30 s idle timeout)"),
@@ -306,6 +319,9 @@ class Settings:
     max_payload_bytes: int = 65536
     rate_limit_events: int = 20
     rate_limit_messages: int = 5
+    rate_limit_conversations: int = 10
+    max_conversation_members: int = 1000
+    member_add_policy: MemberAddPolicy = "anyone"
     long_poll_timeout_ms: int = 25000
     http_keepalive_timeout_ms: int = 10000
     http_body_timeout_ms: int = 10000

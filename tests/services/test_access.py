@@ -47,7 +47,7 @@ def server_api(harness: ServiceHarness) -> ServerApiService:
     return ServerApiService(
         chat.storage, chat.fanout, chat.access, chat.presence, chat.typing, feed, chat.clock,
         chat.tasks, chat.metrics, harness.settings.db_timeout_ms / 1000,
-        harness.settings.user_id_type,
+        harness.settings.user_id_type, harness.settings.max_conversation_members,
     )
 
 

@@ -96,3 +96,16 @@ def test_a_clock_stepping_backwards_grants_no_tokens() -> None:
     clock.advance(0.5)  # time moves on from there: tokens accrue as usual
     assert limiter.allow("s1")
     assert not limiter.allow("s1")
+
+
+def test_a_per_minute_limiter_bursts_twice_the_rate_and_refills_over_the_minute() -> None:
+    clock = ManualClock()
+    limiter = RateLimiter(6, clock, period_s=60)  # RATE_LIMIT_CONVERSATIONS
+    assert allowed(limiter, "u1", 13) == 12
+
+    clock.advance(9.9)
+    assert not limiter.allow("u1")
+    clock.advance(0.1)  # one every 10 s
+    assert limiter.allow("u1")
+    clock.advance(3600)
+    assert allowed(limiter, "u1", 20) == 12

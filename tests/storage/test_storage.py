@@ -94,6 +94,13 @@ async def test_add_member_reports_whether_the_user_was_new(storage: Storage) -> 
     assert sorted(await storage.member_ids(conversation)) == [1, 4]
 
 
+async def test_add_members_adds_the_new_ones_in_bulk_and_counts_them(storage: Storage) -> None:
+    conversation = await storage.create_conversation("team", [1, 2], NOW_MS)
+    assert await storage.add_members(conversation, [2, 3, 4, 3], NOW_MS) == 2
+    assert await storage.add_members(conversation, list(range(1, 6001)), NOW_MS) == 5996
+    assert len(await storage.member_ids(conversation)) == 6000
+
+
 async def test_int_user_ids_come_back_as_int(storage: Storage) -> None:
     conversation = await storage.create_conversation("team", [10, 9], NOW_MS)
     members = await storage.member_ids(conversation)

@@ -62,6 +62,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
         "LONG_POLL_TIMEOUT_MS": "100",
         "RATE_LIMIT_EVENTS": "0",
         "RATE_LIMIT_MESSAGES": "0",
+        "RATE_LIMIT_CONVERSATIONS": "0",
         "LOG_LEVEL": "warning",
     }
     log = (workdir / "server.log").open("wb")

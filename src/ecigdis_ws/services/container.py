@@ -16,6 +16,7 @@ from ecigdis_ws.services.auth import TokenVerifier, parse_user_id
 from ecigdis_ws.services.conversations import ConversationService
 from ecigdis_ws.services.event_feed import EventFeed
 from ecigdis_ws.services.inbox import InboxService
+from ecigdis_ws.services.member_rules import MemberRules
 from ecigdis_ws.services.messages import MessageService
 from ecigdis_ws.services.presence import PresenceService
 from ecigdis_ws.services.rate_limit import RateLimiter
@@ -136,6 +137,10 @@ class RestServices:
         server = ServerApiService(
             chat.storage, chat.fanout, chat.access, chat.presence, chat.typing, feed,
             chat.clock, chat.tasks, chat.metrics, settings.db_timeout_ms / 1000,
-            settings.user_id_type,
+            settings.user_id_type, settings.max_conversation_members,
         )
-        return cls(feed, server, InboxService(chat.storage, chat.access, chat.clock))
+        rules = MemberRules(
+            chat.storage, chat.clock, settings.max_conversation_members,
+            settings.member_add_policy, settings.rate_limit_conversations,
+        )
+        return cls(feed, server, InboxService(chat.storage, chat.access, chat.clock, rules))

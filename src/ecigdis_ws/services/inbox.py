@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from ecigdis_ws.clock import Clock
 from ecigdis_ws.domain import ConversationSummary, StoredMessage, UserId
 from ecigdis_ws.services.access import AccessPolicy
+from ecigdis_ws.services.member_rules import MemberRules
 from ecigdis_ws.storage.base import Storage
 
 # Conversations in one listing, most recently active first: a staff member is in
@@ -16,10 +17,13 @@ MAX_LISTED_CONVERSATIONS = 1000
 
 
 class InboxService:
-    def __init__(self, storage: Storage, access: AccessPolicy, clock: Clock) -> None:
+    def __init__(
+        self, storage: Storage, access: AccessPolicy, clock: Clock, rules: MemberRules
+    ) -> None:
         self._storage = storage
         self._access = access
         self._clock = clock
+        self._rules = rules
 
     async def conversations(self, user_id: UserId) -> list[ConversationSummary]:
         return await self._storage.list_conversations(user_id, MAX_LISTED_CONVERSATIONS)
@@ -27,9 +31,12 @@ class InboxService:
     async def create(
         self, user_id: UserId, title: str, members: Sequence[UserId]
     ) -> ConversationSummary:
-        """A new conversation of `members` and its creator."""
-        now_ms = int(self._clock.now() * 1000)
+        """A new conversation of `members` and its creator; refused, with nothing
+        written, past MAX_CONVERSATION_MEMBERS, MEMBER_ADD_POLICY or
+        RATE_LIMIT_CONVERSATIONS."""
         everyone = list(dict.fromkeys([user_id, *members]))
+        await self._rules.check_create(user_id, everyone)
+        now_ms = int(self._clock.now() * 1000)
         conversation_id = await self._storage.create_conversation(title, everyone, now_ms)
         return ConversationSummary(
             id=conversation_id,

@@ -1,4 +1,5 @@
-"""Token buckets for RATE_LIMIT_EVENTS (per socket) and RATE_LIMIT_MESSAGES (per user)."""
+"""Token buckets for RATE_LIMIT_EVENTS (per socket), RATE_LIMIT_MESSAGES (per user)
+and RATE_LIMIT_CONVERSATIONS (per user, per minute)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,16 @@ from collections.abc import Hashable
 
 from ecigdis_ws.clock import Clock
 
-# PROTOCOL.md: bursts of twice the per-second rate.
+# PROTOCOL.md: bursts of twice the rate (per second, or per the limiter's period).
 BURST_FACTOR = 2
 
 
 class TokenBucket:
     __slots__ = ("_capacity", "_rate", "_tokens", "_updated")
 
-    def __init__(self, rate: float, now: float) -> None:
+    def __init__(self, rate: float, now: float, capacity: float | None = None) -> None:
         self._rate = rate
-        self._capacity = rate * BURST_FACTOR
+        self._capacity = rate * BURST_FACTOR if capacity is None else capacity
         self._tokens = self._capacity
         self._updated = now
 
@@ -30,10 +31,12 @@ class TokenBucket:
 
 
 class RateLimiter:
-    """One bucket per key; a rate of 0 turns the limit off."""
+    """One bucket per key: `rate` per `period_s` seconds, bursts of twice that; a
+    rate of 0 turns the limit off."""
 
-    def __init__(self, rate_per_s: int, clock: Clock) -> None:
-        self._rate = rate_per_s
+    def __init__(self, rate: int, clock: Clock, period_s: float = 1.0) -> None:
+        self._rate = rate
+        self._period_s = period_s
         self._clock = clock
         self._buckets: dict[Hashable, TokenBucket] = {}
 
@@ -43,7 +46,9 @@ class RateLimiter:
         now = self._clock.now()
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(self._rate, now)
+            bucket = self._buckets[key] = TokenBucket(
+                self._rate / self._period_s, now, self._rate * BURST_FACTOR
+            )
         return bucket.take(now)
 
     def forget(self, key: Hashable) -> None:

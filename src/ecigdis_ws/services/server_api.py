@@ -15,12 +15,13 @@ from ecigdis_ws.observability.logging import get_logger
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.access import AccessPolicy
 from ecigdis_ws.services.event_feed import EventFeed
+from ecigdis_ws.services.member_rules import too_many_members
 from ecigdis_ws.services.messages import MessageService
 from ecigdis_ws.services.presence import PresenceService
 from ecigdis_ws.services.tasks import BackgroundTasks
 from ecigdis_ws.services.typing import TypingService
 from ecigdis_ws.settings import UserIdType
-from ecigdis_ws.storage.base import Storage
+from ecigdis_ws.storage.base import ConversationFull, Storage
 
 log = get_logger(__name__)
 
@@ -67,7 +68,9 @@ class ServerApiService:
         metrics: Metrics,
         deadline_s: float,
         user_id_type: UserIdType,
+        max_members: int,
     ) -> None:
+        self._max_members = max_members
         self._storage = storage
         self._fanout = fanout
         self._access = access
@@ -102,11 +105,16 @@ class ServerApiService:
             raise ChatError(ErrorCode.NOT_FOUND, "no such conversation")
 
     async def add_member(self, conversation_id: int, user_id: UserId) -> bool:
-        """True when the user was not a member before; the room hears member:added."""
+        """True when the user was not a member before; the room hears member:added.
+        Not a new member past MAX_CONVERSATION_MEMBERS: the main site is trusted
+        with whom it adds, not with sizes the server cannot carry."""
         await self._require_conversation(conversation_id)
-        added = await self._storage.add_member(
-            conversation_id, user_id, int(self._clock.now() * 1000)
-        )
+        try:
+            added = await self._storage.add_member(
+                conversation_id, user_id, int(self._clock.now() * 1000), self._max_members
+            )
+        except ConversationFull:
+            raise too_many_members(self._max_members) from None
         if added:
             await self._announce(MEMBER_ADDED, conversation_id, user_id)
         return added

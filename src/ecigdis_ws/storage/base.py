@@ -15,6 +15,14 @@ from ecigdis_ws.domain import (
 )
 
 
+class ConversationFull(Exception):
+    """An add was refused, nothing written: the conversation has `max_members`."""
+
+    def __init__(self, max_members: int) -> None:
+        super().__init__(f"the conversation already has {max_members} members")
+        self.max_members = max_members
+
+
 class Storage(ABC):
     """Chat persistence. Every method raises StorageUnavailable when the database
     cannot answer within the configured timeout, and then has changed nothing."""
@@ -50,8 +58,17 @@ class Storage(ABC):
         """Create the conversation row with this id if it does not exist (open access)."""
 
     @abstractmethod
-    async def add_member(self, conversation_id: int, user_id: UserId, now_ms: int) -> bool:
-        """True when the user was not a member before."""
+    async def add_member(
+        self, conversation_id: int, user_id: UserId, now_ms: int, max_members: int | None = None
+    ) -> bool:
+        """True when the user was not a member before. With `max_members`, raises
+        ConversationFull (and adds nobody) when a new member would exceed it."""
+
+    @abstractmethod
+    async def add_members(
+        self, conversation_id: int, user_ids: Sequence[UserId], now_ms: int
+    ) -> int:
+        """Add many in one statement (no cap: for operators' tools); how many were new."""
 
     @abstractmethod
     async def is_member(self, conversation_id: int, user_id: UserId) -> bool: ...

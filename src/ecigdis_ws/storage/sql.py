@@ -17,7 +17,7 @@ from ecigdis_ws.domain import (
 )
 from ecigdis_ws.errors import StorageUnavailable
 from ecigdis_ws.settings import UserIdType
-from ecigdis_ws.storage.base import Storage
+from ecigdis_ws.storage.base import ConversationFull, Storage
 from ecigdis_ws.storage.engine import Cursorish, Engine, Row
 from ecigdis_ws.storage.group_commit import GroupCommit
 from ecigdis_ws.storage.migrations import MIGRATIONS
@@ -26,6 +26,14 @@ _MESSAGE_COLUMNS = (
     "id, conversation_id, sender_id, sender_name, client_message_id, text, created_at_ms"
 )
 _EVENT_KINDS: frozenset[str] = frozenset({"message", "read", "reaction"})
+# Members per INSERT: a create writes its members in one statement (1,000 INSERTs
+# held the single SQLite writer ~110 ms); 3 parameters a row keeps a statement
+# under SQLite's bound of 32,766 parameters.
+MEMBER_ROWS_PER_INSERT = 5000
+# The health probe: a read that takes no write lock. SQLite's reads the file (a
+# bare SELECT 1 never touches it); MariaDB's names no table, so a LOCK TABLES held
+# elsewhere cannot block it.
+_PING = {"sqlite": "SELECT COUNT(*) FROM sqlite_master", "mysql": "SELECT 1"}
 
 
 class SqlStorage(Storage):
@@ -46,15 +54,17 @@ class SqlStorage(Storage):
         """Messages in the batch whose transaction has begun and not yet ended."""
         return self._message_writes.writing
 
-    def _insert_once(self, table: str, columns: str, values: str = "") -> str:
-        """An INSERT that skips a row whose unique key exists (0 rows affected).
+    def _insert_once(self, table: str, columns: str, values: str = "", rows: int = 1) -> str:
+        """An INSERT of `rows` rows that skips each whose unique key exists (0 rows
+        affected for it).
 
         MariaDB's INSERT IGNORE would also turn real errors into warnings, so the
         no-op update is used there instead.
         """
         first = columns.split(",")[0].strip()
         values = values or ", ".join("?" for _ in columns.split(","))
-        insert = f"INSERT INTO {self._p}{table} ({columns}) VALUES ({values})"
+        tuples = ", ".join(f"({values})" for _ in range(rows))
+        insert = f"INSERT INTO {self._p}{table} ({columns}) VALUES {tuples}"
         if self._engine.dialect == "sqlite":
             return insert + " ON CONFLICT DO NOTHING"
         return insert + f" ON DUPLICATE KEY UPDATE {first} = {first}"
@@ -127,9 +137,11 @@ class SqlStorage(Storage):
         return [m.version for m in MIGRATIONS if m.version not in done]
 
     async def ping(self) -> None:
-        # Through a write transaction: a database that cannot take a message is down.
-        async with self._engine.transaction() as tx:
-            await tx.fetch_one("SELECT 1")
+        # Outside any write transaction (SQLite: the reader connection; MariaDB: a
+        # pooled autocommit connection): a probe neither takes nor waits for the
+        # writer's lock, so flooding the public /health cannot slow sends (it took
+        # a BEGIN IMMEDIATE per request). Bounded by DB_TIMEOUT_MS like every read.
+        await self._engine.fetch_one(_PING[self._engine.dialect])
 
     async def close(self) -> None:
         await self._message_writes.close()
@@ -183,18 +195,26 @@ class SqlStorage(Storage):
                 (title, now_ms),
             )
             assert conversation_id is not None
-            for user_id in dict.fromkeys(member_ids):
-                await self._insert_member(tx, conversation_id, user_id, now_ms)
+            await self._insert_members(tx, conversation_id, member_ids, now_ms)
         return conversation_id
 
-    async def _insert_member(
-        self, tx: Cursorish, conversation_id: int, user_id: UserId, now_ms: int
-    ) -> bool:
-        inserted, _ = await tx.execute(
-            self._insert_once("members", "conversation_id, user_id, joined_at_ms"),
-            (conversation_id, str(user_id), now_ms),
-        )
-        return inserted > 0
+    async def _insert_members(
+        self, tx: Cursorish, conversation_id: int, user_ids: Sequence[UserId], now_ms: int
+    ) -> int:
+        """Members in one INSERT (per MEMBER_ROWS_PER_INSERT); existing ones are
+        skipped. Returns how many were not members before."""
+        ids = list(dict.fromkeys(str(user_id) for user_id in user_ids))
+        inserted = 0
+        for start in range(0, len(ids), MEMBER_ROWS_PER_INSERT):
+            chunk = ids[start:start + MEMBER_ROWS_PER_INSERT]
+            count, _ = await tx.execute(
+                self._insert_once(
+                    "members", "conversation_id, user_id, joined_at_ms", rows=len(chunk)
+                ),
+                [value for user_id in chunk for value in (conversation_id, user_id, now_ms)],
+            )
+            inserted += count
+        return inserted
 
     async def ensure_conversation(self, conversation_id: int, now_ms: int) -> None:
         await self._engine.execute(
@@ -202,9 +222,43 @@ class SqlStorage(Storage):
             (conversation_id, now_ms),
         )
 
-    async def add_member(self, conversation_id: int, user_id: UserId, now_ms: int) -> bool:
+    async def add_member(
+        self, conversation_id: int, user_id: UserId, now_ms: int, max_members: int | None = None
+    ) -> bool:
         async with self._engine.transaction() as tx:
-            return await self._insert_member(tx, conversation_id, user_id, now_ms)
+            if max_members is not None:
+                await self._require_room(tx, conversation_id, user_id, max_members)
+            return await self._insert_members(tx, conversation_id, [user_id], now_ms) > 0
+
+    async def add_members(
+        self, conversation_id: int, user_ids: Sequence[UserId], now_ms: int
+    ) -> int:
+        async with self._engine.transaction() as tx:
+            return await self._insert_members(tx, conversation_id, user_ids, now_ms)
+
+    async def _require_room(
+        self, tx: Cursorish, conversation_id: int, user_id: UserId, max_members: int
+    ) -> None:
+        """Raise ConversationFull unless the user is a member already or one more fits.
+
+        Counted inside the adding transaction: SQLite's has the only writer, and
+        on MariaDB the conversation's row is locked first, so concurrent adds to
+        one conversation count one after another and cannot overshoot together."""
+        if self._engine.dialect == "mysql":
+            await tx.fetch_one(
+                self._sql("SELECT id FROM {p}conversations WHERE id = ? FOR UPDATE"),
+                (conversation_id,),
+            )
+        row = await tx.fetch_one(
+            self._sql(
+                "SELECT COUNT(*), SUM(CASE WHEN user_id = ? THEN 1 ELSE 0 END) "
+                "FROM {p}members WHERE conversation_id = ?"
+            ),
+            (str(user_id), conversation_id),
+        )
+        assert row is not None
+        if not row[1] and int(row[0]) >= max_members:
+            raise ConversationFull(max_members)
 
     async def is_member(self, conversation_id: int, user_id: UserId) -> bool:
         row = await self._engine.fetch_one(

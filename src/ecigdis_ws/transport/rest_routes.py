@@ -51,8 +51,6 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 500
 # A conversation title fits the column (VARCHAR(255)).
 MAX_TITLE_LENGTH = 255
-# Members named in one create: a group beyond this is a mailing list.
-MAX_NEW_MEMBERS = 1000
 # A sender name fits the column (VARCHAR(255)), as a token's name is cut to it.
 MAX_SENDER_NAME = 255
 # Browsers may cache a CORS preflight answer this long.
@@ -296,8 +294,8 @@ async def create_conversation(request: web.Request) -> web.Response:
         raise v.invalid(f"title must be a string of at most {MAX_TITLE_LENGTH} characters")
     title = _encodable(title, "title")
     members = fields.get("members", [])
-    if not isinstance(members, list) or len(members) > MAX_NEW_MEMBERS:
-        raise v.invalid(f"members must be a list of at most {MAX_NEW_MEMBERS} user ids")
+    if not isinstance(members, list):  # (its length: MAX_CONVERSATION_MEMBERS, once merged)
+        raise v.invalid("members must be a list of user ids")
     member_ids = [_user_id(member, settings, "members[]") for member in members]
     created = await _api(request).inbox.create(identity.user_id, title, member_ids)
     return _reply(created.wire(), status=201)
