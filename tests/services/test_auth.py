@@ -149,6 +149,20 @@ def test_an_int_user_id_that_is_not_a_positive_63_bit_integer_is_refused(
     assert error.message == "user id is not a valid int"
 
 
+@pytest.mark.parametrize("user_id_type", ["int", "string"])
+def test_a_user_id_of_5000_digits_is_refused_before_any_conversion(
+    tmp_path: Path, user_id_type: str
+) -> None:
+    # int() of the text (or str() of the int) would raise ValueError past Python's
+    # 4,300-digit limit: a 500 on REST, a leaked session at the handshake.
+    check = verifier(tmp_path, USER_ID_TYPE=user_id_type)
+    huge_text = sign(claims(userId="7" * 5000))
+    huge_int = sign('{"userId": ' + "7" * 4000 + ', "exp": ' + str(now() + 60) + "}")
+
+    for token in (huge_text, huge_int):
+        assert refusal(check, token).message == f"user id is not a valid {user_id_type}"
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"), [("emp-0042", "emp-0042"), (42, "42"), ("x" * 64, "x" * 64)]
 )
@@ -271,6 +285,14 @@ def test_an_exp_of_nan_is_not_a_number(tmp_path: Path) -> None:
     error = refusal(verifier(tmp_path), token)
 
     assert error.message == "'exp' must be a number"
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf"])
+def test_a_time_too_large_for_a_float_is_not_a_number(tmp_path: Path, claim: str) -> None:
+    # math.isfinite(10**400) raises OverflowError rather than answering.
+    token = sign(claims(**{claim: 10**400}))
+
+    assert refusal(verifier(tmp_path), token).message == f"{claim!r} must be a number"
 
 
 @pytest.mark.parametrize("times", [{}, {"exp": None}])

@@ -82,6 +82,15 @@ class SocketEvents:
             except ChatError as exc:
                 await chat.sessions.close(sid)
                 raise self._refused(exc) from None
+            except Exception:
+                # A refused handshake never reaches on_disconnect: whatever went
+                # wrong, the session opened above must not stay counted.
+                await chat.sessions.close(sid)
+                trace_id = uuid.uuid4().hex[:16]
+                log.exception("handshake authentication failed", trace_id=trace_id)
+                raise self._refused(ChatError(
+                    ErrorCode.INTERNAL, f"internal error (trace id {trace_id})"
+                )) from None
         # Sent once the CONNECT packet is out, as the Node server's io.on('connection') does.
         chat.tasks.spawn(self._greet(sid, authenticated is not None))
 
@@ -207,9 +216,9 @@ class SocketEvents:
 
     async def _send_failed(self, sid: str, data: Any, error: ChatError) -> None:
         message_id = data.get("messageId") if isinstance(data, dict) else None
-        if isinstance(message_id, bool) or not isinstance(message_id, str | int) or len(
-            str(message_id)
-        ) > v.MAX_CLIENT_MESSAGE_ID:
+        if isinstance(message_id, bool) or not isinstance(
+            message_id, str | int
+        ) or not v.echoable_message_id(message_id):
             message_id = None  # echo the client's id only when it is one
         await self._emit(
             "message:ack",

@@ -80,11 +80,18 @@ def client_message_id(data: dict[str, Any]) -> int | str:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise invalid("messageId must be a string or an integer")
-    as_text = str(value)
-    if not as_text or len(as_text) > MAX_CLIENT_MESSAGE_ID:
+    if not echoable_message_id(value):
         raise invalid(f"messageId must be 1 to {MAX_CLIENT_MESSAGE_ID} characters")
-    _encodable(as_text, "messageId")
+    _encodable(str(value), "messageId")
     return value
+
+
+def echoable_message_id(value: int | str) -> bool:
+    """1 to 64 characters as text; an int's size is checked before str() of it,
+    which raises ValueError past Python's 4,300-digit limit."""
+    if isinstance(value, int) and abs(value) >= 10**MAX_CLIENT_MESSAGE_ID:
+        return False
+    return 0 < len(str(value)) <= MAX_CLIENT_MESSAGE_ID
 
 
 def emoji(data: dict[str, Any]) -> str:
