@@ -205,6 +205,13 @@ SPECS: tuple[Spec, ...] = (
          "sockets one user may hold on a node (tabs and devices); 0 turns it off"),
     Spec("MAX_UNAUTHENTICATED_PER_IP", "max_unauthenticated_per_ip", _int_range(0, 1_000_000),
          "50", "sockets not yet authenticated from one address; 0 turns it off"),
+    Spec("MAX_ROOMS_PER_SOCKET", "max_rooms_per_socket", _int_range(0, 1_000_000), "500",
+         "conversations one socket may be joined to at once (each room costs memory and "
+         "every disconnect walks all rooms); past it conversation:join is RATE_LIMITED; "
+         "0 turns it off"),
+    Spec("PRESENCE_LIST_MAX", "presence_list_max", _int_range(1, 1_000_000), "200",
+         "users in one presence:request answer, which says truncated: true when more "
+         "are online (a small request must not buy the whole online list)"),
     Spec("TRUST_PROXY", "trust_proxy", _bool, "false",
          "take the client address from X-Forwarded-For (only behind your own proxy)"),
     Spec("PING_INTERVAL_MS", "ping_interval_ms", _int_range(1000, _MS_MAX), "25000",
@@ -302,6 +309,8 @@ class Settings:
     api_key: str | None = None
     max_connections_per_user: int = 20
     max_unauthenticated_per_ip: int = 50
+    max_rooms_per_socket: int = 500
+    presence_list_max: int = 200
     trust_proxy: bool = False
     ping_interval_ms: int = 25000
     ping_timeout_ms: int = 20000

@@ -12,7 +12,7 @@ from ecigdis_ws.fanout.base import Fanout
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.access import AccessPolicy
 from ecigdis_ws.services.auth import TokenVerifier, parse_user_id
-from ecigdis_ws.services.conversations import ConversationService
+from ecigdis_ws.services.conversations import ConversationLimits, ConversationService
 from ecigdis_ws.services.event_feed import EventFeed
 from ecigdis_ws.services.inbox import InboxService
 from ecigdis_ws.services.messages import MessageService
@@ -102,7 +102,10 @@ class ChatServices:
             sessions=sessions,
             presence=presence,
             typing=typing,
-            conversations=ConversationService(storage, fanout, access, presence, typing),
+            conversations=ConversationService(
+                storage, fanout, access, presence, typing,
+                ConversationLimits(settings.max_rooms_per_socket, settings.presence_list_max),
+            ),
             messages=MessageService(
                 storage, fanout, access, typing, clock, metrics, settings.db_timeout_ms / 1000
             ),

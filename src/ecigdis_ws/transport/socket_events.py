@@ -19,6 +19,7 @@ from ecigdis_ws.observability.logging import EVENT_CONTEXT, get_logger
 from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.services.sessions import Session
 from ecigdis_ws.transport import validation as v
+from ecigdis_ws.transport.acks import ACK_WANTED
 from ecigdis_ws.transport.connect_environ import client_address, handshake_token
 from ecigdis_ws.transport.drain import InFlight
 
@@ -258,10 +259,12 @@ class SocketEvents:
         return {"action": action}
 
     async def presence(self, session: Session, data: Any) -> Reply:
+        """Answered once: in the ack when the client asked for one, else as the
+        presence:list event (the Node server sent both, twice the bytes)."""
         conversation_id = v.optional_conversation_id(data)
-        users = await self._services().conversations.online_members(
+        listing = (await self._services().conversations.presence_list(
             session.actor(), conversation_id
-        )
-        listing = {"users": [user.wire() for user in users], "count": len(users)}
-        await self._emit("presence:list", listing, session.sid)
+        )).wire()
+        if not ACK_WANTED.get():
+            await self._emit("presence:list", listing, session.sid)
         return listing
