@@ -171,6 +171,9 @@ SPECS: tuple[Spec, ...] = (
          "clock skew tolerated on exp/nbf between the portal and this machine"),
     Spec("JWT_REQUIRE_EXP", "jwt_require_exp", _bool, "true",
          "refuse tokens without `exp` so a leaked token cannot live forever"),
+    Spec("JWT_MAX_TTL_S", "jwt_max_ttl_s", _int_range(0, 10 * 365 * 86400), "2592000",
+         "refuse tokens whose `exp` lies further ahead than this (an `exp` of 1e30 is a "
+         "token that never expires); 0 turns it off; tokens without `exp` are untouched"),
     Spec("USER_ID_TYPE", "user_id_type", _choice("int", "string"), "int",
          "int: user ids are integers; string: 1-64 character strings"),
     Spec("CONVERSATION_ACCESS", "conversation_access", _choice("members", "open"), "members",
@@ -293,6 +296,7 @@ class Settings:
     jwt_audience: str | None = None
     jwt_leeway_s: int = 30
     jwt_require_exp: bool = True
+    jwt_max_ttl_s: int = 2592000
     user_id_type: UserIdType = "int"
     conversation_access: ConversationAccess = "members"
     auth_timeout_ms: int = 10000

@@ -295,6 +295,37 @@ def test_a_time_too_large_for_a_float_is_not_a_number(tmp_path: Path, claim: str
     assert refusal(verifier(tmp_path), token).message == f"{claim!r} must be a number"
 
 
+MAX_TTL_S = 30 * 86400  # JWT_MAX_TTL_S's default
+
+
+def test_a_token_expiring_within_jwt_max_ttl_s_is_accepted(tmp_path: Path) -> None:
+    token = sign(claims(exp=now() + MAX_TTL_S + LEEWAY_S))
+
+    assert verifier(tmp_path).verify(token).user_id == 1
+
+
+@pytest.mark.parametrize("exp", [now() + MAX_TTL_S + LEEWAY_S + 1, 1e30, 2**62])
+def test_a_token_expiring_further_ahead_than_jwt_max_ttl_s_is_refused(
+    tmp_path: Path, exp: float
+) -> None:
+    error = refusal(verifier(tmp_path), sign(claims(exp=exp)))
+
+    assert error.message == f"token expires more than JWT_MAX_TTL_S ({MAX_TTL_S} s) from now"
+
+
+def test_jwt_max_ttl_s_follows_the_setting_and_0_turns_it_off(tmp_path: Path) -> None:
+    token = sign(claims(exp=now() + 7200))
+
+    refusal(verifier(tmp_path, JWT_MAX_TTL_S="3600"), token)
+    assert verifier(tmp_path, JWT_MAX_TTL_S="0").verify(token).user_id == 1
+
+
+def test_a_token_without_exp_is_not_touched_by_jwt_max_ttl_s(tmp_path: Path) -> None:
+    check = verifier(tmp_path, JWT_REQUIRE_EXP="false", JWT_MAX_TTL_S="60")
+
+    assert check.verify(sign({"userId": 1})).expires_at is None
+
+
 @pytest.mark.parametrize("times", [{}, {"exp": None}])
 def test_a_token_without_exp_is_refused_by_default(
     tmp_path: Path, times: dict[str, Any]

@@ -10,14 +10,18 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 import aiohttp
+import jwt
 import pytest
+import socketio
 
 from ecigdis_ws.transport.server import SOCKET_SERVER
-from tests.support import WAIT_S, RunningServer
+from tests.support import WAIT_S, ChatClient, RunningServer
+from tests.transport.rest_support import Rest
 
 pytestmark = pytest.mark.backends("sqlite")
 
 ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
+SECRET = "test-secret-that-is-long-enough-for-production-use"
 
 
 class RawSocket:
@@ -126,3 +130,39 @@ async def test_a_socket_cannot_join_more_conversations_than_max_rooms_per_socket
 
         await server.disconnect(mallory)
         assert manager.conversation_rooms == {}
+
+
+# -- JWT_MAX_TTL_S -----------------------------------------------------------------
+
+
+async def test_a_token_with_exp_1e30_is_refused_at_the_handshake_by_authenticate_and_rest(
+    server: RunningServer, session: aiohttp.ClientSession
+) -> None:
+    """The probe's token with `exp: 1e30` was accepted: a leaked token for ever."""
+    forever = jwt.encode({"userId": 7, "exp": 1e30}, SECRET, algorithm="HS256")
+
+    client = ChatClient(server.url)
+    server.clients.append(client)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(token=forever)
+    assert client.connect_error["data"]["code"] == "AUTH_FAILED"
+    assert server.chat.sessions.count == 0
+
+    anonymous = await server.client()
+    reply = await anonymous.call("authenticate", {"token": forever})
+    assert reply["error"]["code"] == "AUTH_FAILED"
+    assert "JWT_MAX_TTL_S" in reply["error"]["message"]
+
+    answer = await Rest(server, session).get(
+        "/conversations", headers={"Authorization": f"Bearer {forever}"})
+    assert (answer.status, answer.code) == (401, "AUTH_FAILED")
+
+
+async def test_a_token_without_exp_is_unaffected_when_exp_is_not_required(
+    make_server: ServerFactory,
+) -> None:
+    async with make_server(JWT_REQUIRE_EXP="false", JWT_MAX_TTL_S="60") as server:
+        client = ChatClient(server.url)
+        server.clients.append(client)
+        await client.connect(token=jwt.encode({"userId": 7}, SECRET, algorithm="HS256"))
+        assert await client.wait_for("authenticated") == [{"userId": 7, "name": "7"}]

@@ -133,6 +133,11 @@ class TokenVerifier:
                 raise _fail(f"{claim!r} must be a number")
         if "exp" in claims and now > float(claims["exp"]) + leeway:
             raise TokenExpired()
+        max_ttl = self._settings.jwt_max_ttl_s
+        if max_ttl and "exp" in claims and float(claims["exp"]) > now + max_ttl + leeway:
+            # A token the portal meant to expire does not outlive JWT_MAX_TTL_S,
+            # whatever its exp says (a token without exp is JWT_REQUIRE_EXP's call).
+            raise _fail(f"token expires more than JWT_MAX_TTL_S ({max_ttl} s) from now")
         if "nbf" in claims and now < float(claims["nbf"]) - leeway:
             raise _fail("token not yet valid")
 
