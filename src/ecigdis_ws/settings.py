@@ -201,6 +201,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("LONG_POLL_TIMEOUT_MS", "long_poll_timeout_ms", _int_range(0, 120_000), "25000",
          "GET /api/messenger/poll is held this long when nothing is new (under "
          "proxies' usual 30 s idle timeout)"),
+    Spec("MAX_POLLS_PER_USER", "max_polls_per_user", _int_range(0, 100_000), "20",
+         "GET /api/messenger/poll requests one user may have held at once on a node (one "
+         "per tab in HTTP fallback); past it 429 RATE_LIMITED; 0 turns it off"),
     Spec("API_KEY", "api_key", _optional_text, "",
          "key the main site sends as X-API-Key to /api/server/*; empty turns those routes "
          "off (404)", secret=True),
@@ -310,6 +313,7 @@ class Settings:
     rate_limit_events: int = 20
     rate_limit_messages: int = 5
     long_poll_timeout_ms: int = 25000
+    max_polls_per_user: int = 20
     api_key: str | None = None
     max_connections_per_user: int = 20
     max_unauthenticated_per_ip: int = 50

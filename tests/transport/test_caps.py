@@ -5,6 +5,7 @@ user (MAX_POLLS_PER_USER). Each attack runs through the real server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -14,6 +15,7 @@ import jwt
 import pytest
 import socketio
 
+from ecigdis_ws.transport.rest_routes import REST_API
 from ecigdis_ws.transport.server import SOCKET_SERVER
 from tests.support import WAIT_S, ChatClient, RunningServer
 from tests.transport.rest_support import Rest
@@ -166,3 +168,38 @@ async def test_a_token_without_exp_is_unaffected_when_exp_is_not_required(
         server.clients.append(client)
         await client.connect(token=jwt.encode({"userId": 7}, SECRET, algorithm="HS256"))
         assert await client.wait_for("authenticated") == [{"userId": 7, "name": "7"}]
+
+
+# -- long-polls per user -----------------------------------------------------------
+
+
+async def test_long_polls_past_max_polls_per_user_are_refused_429_at_once(
+    make_server: ServerFactory, session: aiohttp.ClientSession
+) -> None:
+    """The probe held 400 polls with one token. Real polls are held here (the
+    clock does not move), and the one past the cap is answered at once."""
+    async with make_server(MAX_POLLS_PER_USER="3") as server:
+        rest = Rest(server, session)
+        feed = server.app[REST_API].feed
+        cursor = (await rest.poll(1)).body["cursor"]
+        held = []
+        for _ in range(3):
+            held.append(asyncio.create_task(rest.poll(1, cursor, wait_s=60)))
+            await server.wait_until(lambda: feed.waiting == len(held))
+
+        refused = await rest.poll(1, cursor, wait_s=2)
+
+        assert (refused.status, refused.code) == (429, "RATE_LIMITED")
+        assert refused.headers["Retry-After"] == "1"
+        assert feed.waiting == 3 and not any(task.done() for task in held)
+        other = asyncio.create_task(rest.poll(2, cursor, wait_s=60))  # a cap per user
+        await server.wait_until(lambda: feed.waiting == 4)
+
+        await server.advance(server.settings.long_poll_timeout_ms / 1000)
+        answers = await asyncio.wait_for(asyncio.gather(*held, other), WAIT_S)
+        assert [answer.status for answer in answers] == [200] * 4
+        # The held polls gave their places back.
+        again = asyncio.create_task(rest.poll(1, cursor, wait_s=60))
+        await server.wait_until(lambda: feed.waiting == 1)
+        await server.advance(server.settings.long_poll_timeout_ms / 1000)
+        assert (await asyncio.wait_for(again, WAIT_S)).status == 200

@@ -131,7 +131,8 @@ class RestServices:
     def build(cls, chat: ChatServices) -> RestServices:
         settings = chat.settings
         feed = EventFeed(
-            chat.storage, chat.clock, settings.long_poll_timeout_ms / 1000, settings.db_timeout_ms
+            chat.storage, chat.clock, settings.long_poll_timeout_ms / 1000, settings.db_timeout_ms,
+            settings.max_polls_per_user,
         )
         server = ServerApiService(
             chat.storage, chat.fanout, chat.access, chat.presence, chat.typing, feed,
