@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ecigdis_ws.errors import ChatError, ErrorCode
+from ecigdis_ws.transport.emoji import is_emoji
 
 # Ids are stored in signed 64-bit columns.
 MAX_ID = 2**63 - 1
@@ -100,7 +101,9 @@ def emoji(data: dict[str, Any]) -> str:
         raise invalid("emoji must be a non-empty string")
     if len(value) > MAX_EMOJI_LENGTH:
         raise invalid(f"emoji is longer than {MAX_EMOJI_LENGTH} characters")
-    return _encodable(value, "emoji")
+    if not is_emoji(value):  # (a lone surrogate is no emoji either)
+        raise invalid("emoji must be one emoji (a single emoji grapheme cluster)")
+    return value
 
 
 def optional_conversation_id(data: Any) -> int | None:
