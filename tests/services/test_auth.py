@@ -287,6 +287,17 @@ def test_an_exp_of_nan_is_not_a_number(tmp_path: Path) -> None:
     assert error.message == "'exp' must be a number"
 
 
+@pytest.mark.parametrize("claim", ["userId", "exp"])
+def test_a_payload_holding_an_integer_past_4300_digits_is_refused(
+    tmp_path: Path, claim: str
+) -> None:
+    # PyJWT's JSON reader raises ValueError on it; that must stay AUTH_FAILED.
+    fields = {"userId": "1", "exp": str(now() + 60), claim: "7" * 5000}
+    token = sign("{" + ", ".join(f'"{k}": {v}' for k, v in fields.items()) + "}")
+
+    assert refusal(verifier(tmp_path), token).message == "invalid token: DecodeError"
+
+
 @pytest.mark.parametrize("claim", ["exp", "nbf"])
 def test_a_time_too_large_for_a_float_is_not_a_number(tmp_path: Path, claim: str) -> None:
     # math.isfinite(10**400) raises OverflowError rather than answering.
