@@ -4,7 +4,11 @@ orjson refuses lone surrogates that the stdlib accepts; falling back to the stdl
 for those keeps hostile payloads a validation error (INVALID_PAYLOAD) rather than
 a broken packet. orjson also reads an integer beyond 64 bits as a float, losing
 digits (a messageId of 2**64 + 1 would be echoed as 2**64): text with a run of 19
-or more digits is read by the stdlib, which keeps integers exact.
+or more digits is read by the stdlib, which keeps integers exact up to MAX_INT_DIGITS.
+A longer integer literal is read as a float, as JavaScript's JSON.parse reads
+every number: the stdlib would raise ValueError past Python's 4,300-digit limit
+(a closed connection, or a 500), and no field takes such a number anyway, so
+validation refuses it (INVALID_PAYLOAD) like any other wrong type.
 """
 
 from __future__ import annotations
@@ -18,6 +22,16 @@ import orjson
 # 19 digits can exceed a signed 64-bit integer (9223372036854775807).
 _LONG_DIGITS = re.compile(r"\d{19}")
 _LONG_DIGITS_BYTES = re.compile(rb"\d{19}")
+# No field takes a longer integer (ids fit 19 digits, a client's messageId 64
+# characters); converting longer ones exactly costs time quadratic in digits.
+MAX_INT_DIGITS = 64
+
+
+def _int_or_float(literal: str) -> int | float:
+    """An integer literal: exact while it is short, a float (maybe inf) beyond."""
+    if len(literal) - literal.startswith("-") > MAX_INT_DIGITS:
+        return float(literal)
+    return int(literal)
 
 
 def dumps(obj: Any, **kwargs: Any) -> str:
@@ -31,8 +45,8 @@ def loads(text: str | bytes, **kwargs: Any) -> Any:
     digits = _LONG_DIGITS.search(text) if isinstance(text, str) else (
         _LONG_DIGITS_BYTES.search(text))
     if digits is not None:
-        return json.loads(text, **kwargs)
+        return json.loads(text, **{"parse_int": _int_or_float, **kwargs})
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
-        return json.loads(text, **kwargs)
+        return json.loads(text, **{"parse_int": _int_or_float, **kwargs})

@@ -172,6 +172,9 @@ SPECS: tuple[Spec, ...] = (
          "clock skew tolerated on exp/nbf between the portal and this machine"),
     Spec("JWT_REQUIRE_EXP", "jwt_require_exp", _bool, "true",
          "refuse tokens without `exp` so a leaked token cannot live forever"),
+    Spec("JWT_MAX_TTL_S", "jwt_max_ttl_s", _int_range(0, 10 * 365 * 86400), "2592000",
+         "refuse tokens whose `exp` lies further ahead than this (an `exp` of 1e30 is a "
+         "token that never expires); 0 turns it off; tokens without `exp` are untouched"),
     Spec("USER_ID_TYPE", "user_id_type", _choice("int", "string"), "int",
          "int: user ids are integers; string: 1-64 character strings"),
     Spec("CONVERSATION_ACCESS", "conversation_access", _choice("members", "open"), "members",
@@ -218,6 +221,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("HTTP_BODY_TIMEOUT_MS", "http_body_timeout_ms", _int_range(100, _MS_MAX), "10000",
          "a request body not complete this long after its head is answered 408 and its "
          "connection closed; a body left unread by a refusal is drained at most this long"),
+    Spec("MAX_POLLS_PER_USER", "max_polls_per_user", _int_range(0, 100_000), "20",
+         "GET /api/messenger/poll requests one user may have held at once on a node (one "
+         "per tab in HTTP fallback); past it 429 RATE_LIMITED; 0 turns it off"),
     Spec("API_KEY", "api_key", _optional_text, "",
          "key the main site sends as X-API-Key to /api/server/*; empty turns those routes "
          "off (404)", secret=True),
@@ -226,6 +232,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("MAX_UNAUTHENTICATED_PER_IP", "max_unauthenticated_per_ip", _int_range(0, 1_000_000),
          "50", "connections from one address between their handshake and authentication; "
          "past it a handshake is answered 429; 0 turns it off"),
+    Spec("MAX_ROOMS_PER_SOCKET", "max_rooms_per_socket", _int_range(0, 1_000_000), "500",
+         "conversations one socket may be joined to at once (each room costs memory and "
+         "every disconnect walks all rooms); past it conversation:join is RATE_LIMITED; "
+         "0 turns it off"),
+    Spec("PRESENCE_LIST_MAX", "presence_list_max", _int_range(1, 1_000_000), "200",
+         "users in one presence:request answer, which says truncated: true when more "
+         "are online (a small request must not buy the whole online list)"),
     Spec("TRUST_PROXY", "trust_proxy", _bool, "false",
          "take the client address from X-Forwarded-For (only behind your own proxy)"),
     Spec("PING_INTERVAL_MS", "ping_interval_ms", _int_range(1000, _MS_MAX), "25000",
@@ -307,6 +320,7 @@ class Settings:
     jwt_audience: str | None = None
     jwt_leeway_s: int = 30
     jwt_require_exp: bool = True
+    jwt_max_ttl_s: int = 2592000
     user_id_type: UserIdType = "int"
     conversation_access: ConversationAccess = "members"
     auth_timeout_ms: int = 10000
@@ -325,9 +339,12 @@ class Settings:
     long_poll_timeout_ms: int = 25000
     http_keepalive_timeout_ms: int = 10000
     http_body_timeout_ms: int = 10000
+    max_polls_per_user: int = 20
     api_key: str | None = None
     max_connections_per_user: int = 20
     max_unauthenticated_per_ip: int = 50
+    max_rooms_per_socket: int = 500
+    presence_list_max: int = 200
     trust_proxy: bool = False
     ping_interval_ms: int = 25000
     ping_timeout_ms: int = 20000

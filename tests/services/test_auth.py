@@ -149,6 +149,20 @@ def test_an_int_user_id_that_is_not_a_positive_63_bit_integer_is_refused(
     assert error.message == "user id is not a valid int"
 
 
+@pytest.mark.parametrize("user_id_type", ["int", "string"])
+def test_a_user_id_of_5000_digits_is_refused_before_any_conversion(
+    tmp_path: Path, user_id_type: str
+) -> None:
+    # int() of the text (or str() of the int) would raise ValueError past Python's
+    # 4,300-digit limit: a 500 on REST, a leaked session at the handshake.
+    check = verifier(tmp_path, USER_ID_TYPE=user_id_type)
+    huge_text = sign(claims(userId="7" * 5000))
+    huge_int = sign('{"userId": ' + "7" * 4000 + ', "exp": ' + str(now() + 60) + "}")
+
+    for token in (huge_text, huge_int):
+        assert refusal(check, token).message == f"user id is not a valid {user_id_type}"
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"), [("emp-0042", "emp-0042"), (42, "42"), ("x" * 64, "x" * 64)]
 )
@@ -271,6 +285,56 @@ def test_an_exp_of_nan_is_not_a_number(tmp_path: Path) -> None:
     error = refusal(verifier(tmp_path), token)
 
     assert error.message == "'exp' must be a number"
+
+
+@pytest.mark.parametrize("claim", ["userId", "exp"])
+def test_a_payload_holding_an_integer_past_4300_digits_is_refused(
+    tmp_path: Path, claim: str
+) -> None:
+    # PyJWT's JSON reader raises ValueError on it; that must stay AUTH_FAILED.
+    fields = {"userId": "1", "exp": str(now() + 60), claim: "7" * 5000}
+    token = sign("{" + ", ".join(f'"{k}": {v}' for k, v in fields.items()) + "}")
+
+    assert refusal(verifier(tmp_path), token).message == "invalid token: DecodeError"
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf"])
+def test_a_time_too_large_for_a_float_is_not_a_number(tmp_path: Path, claim: str) -> None:
+    # math.isfinite(10**400) raises OverflowError rather than answering.
+    token = sign(claims(**{claim: 10**400}))
+
+    assert refusal(verifier(tmp_path), token).message == f"{claim!r} must be a number"
+
+
+MAX_TTL_S = 30 * 86400  # JWT_MAX_TTL_S's default
+
+
+def test_a_token_expiring_within_jwt_max_ttl_s_is_accepted(tmp_path: Path) -> None:
+    token = sign(claims(exp=now() + MAX_TTL_S + LEEWAY_S))
+
+    assert verifier(tmp_path).verify(token).user_id == 1
+
+
+@pytest.mark.parametrize("exp", [now() + MAX_TTL_S + LEEWAY_S + 1, 1e30, 2**62])
+def test_a_token_expiring_further_ahead_than_jwt_max_ttl_s_is_refused(
+    tmp_path: Path, exp: float
+) -> None:
+    error = refusal(verifier(tmp_path), sign(claims(exp=exp)))
+
+    assert error.message == f"token expires more than JWT_MAX_TTL_S ({MAX_TTL_S} s) from now"
+
+
+def test_jwt_max_ttl_s_follows_the_setting_and_0_turns_it_off(tmp_path: Path) -> None:
+    token = sign(claims(exp=now() + 7200))
+
+    refusal(verifier(tmp_path, JWT_MAX_TTL_S="3600"), token)
+    assert verifier(tmp_path, JWT_MAX_TTL_S="0").verify(token).user_id == 1
+
+
+def test_a_token_without_exp_is_not_touched_by_jwt_max_ttl_s(tmp_path: Path) -> None:
+    check = verifier(tmp_path, JWT_REQUIRE_EXP="false", JWT_MAX_TTL_S="60")
+
+    assert check.verify(sign({"userId": 1})).expires_at is None
 
 
 @pytest.mark.parametrize("times", [{}, {"exp": None}])

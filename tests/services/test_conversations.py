@@ -366,3 +366,39 @@ async def test_online_members_of_a_conversation_the_user_is_not_in_is_forbidden(
         )
 
     assert refused.value.code == ErrorCode.FORBIDDEN
+
+
+async def test_the_presence_list_is_cut_at_presence_list_max_and_says_so(
+    make_harness: HarnessFactory,
+) -> None:
+    async with make_harness(PRESENCE_LIST_MAX="2") as harness:
+        alice = await harness.user(1, "Alice")
+        actor = harness.chat.sessions.actor(alice)
+        await harness.user(2, "Bob")
+        assert not (await harness.chat.conversations.presence_list(actor, None)).truncated
+
+        await harness.user(3, "Cy")
+        listing = await harness.chat.conversations.presence_list(actor, None)
+
+        assert len(listing.users) == 2 and listing.truncated
+        assert listing.wire()["count"] == 2 and listing.wire()["truncated"] is True
+
+
+async def test_a_socket_in_max_rooms_per_socket_rooms_is_refused_a_new_one(
+    make_harness: HarnessFactory,
+) -> None:
+    async with make_harness(CONVERSATION_ACCESS="open", MAX_ROOMS_PER_SOCKET="2") as harness:
+        mallory = await harness.user(9)
+        await harness.join(1, mallory)
+        await harness.join(2, mallory)
+
+        with pytest.raises(ChatError) as refused:
+            await harness.join(3, mallory)
+
+        assert refused.value.code == ErrorCode.RATE_LIMITED
+        assert not in_room(harness, mallory, 3)
+        assert await harness.storage.conversation_ids_of(9) == {1, 2}  # no member made
+        await harness.join(2, mallory)  # a room it is in: fine
+        await harness.chat.conversations.leave(harness.actor(mallory), 1)
+        await harness.join(3, mallory)
+        assert in_room(harness, mallory, 3)

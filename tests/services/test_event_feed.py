@@ -341,3 +341,32 @@ async def test_a_new_feed_stops_below_a_gap_younger_than_the_settle_time(
     await log_event(harness, 3, conversation, 2, harness.now_ms - settle_ms + 1)
 
     assert await answer(start_poll(feed, 1, None)) == (1, [])
+
+
+async def test_polls_past_max_polls_per_user_are_refused_and_places_are_given_back(
+    make_harness: HarnessFactory,
+) -> None:
+    async with make_harness(MAX_POLLS_PER_USER="2") as harness:
+        feed = rest_services(harness).feed
+        await harness.conversation(1, 2)
+        held = [start_poll(feed, 1, 0), start_poll(feed, 1, 0)]
+        for poll in held:
+            await until_parked(poll)
+
+        with pytest.raises(ChatError) as refused:
+            await answer(start_poll(feed, 1, 0))
+        assert refused.value.code == ErrorCode.RATE_LIMITED
+        other = start_poll(feed, 2, 0)  # the cap is per user
+        await until_parked(other)
+        assert feed.waiting == 3
+
+        with pytest.raises(ChatError):  # a refused cursor gives its place back too
+            await answer(start_poll(feed, 2, 10**6))
+        await harness.advance(harness.settings.long_poll_timeout_ms / 1000)
+        for poll in [*held, other]:
+            assert await answer(poll) == (0, [])
+        again = start_poll(feed, 1, 0)
+        await until_parked(again)
+        assert feed.waiting == 1
+        await harness.advance(harness.settings.long_poll_timeout_ms / 1000)
+        assert await answer(again) == (0, [])

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
+import pytest
+
 from tests.support import RunningServer
 
 ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
@@ -60,16 +62,33 @@ async def test_reconnect_within_grace_does_not_flap(server: RunningServer) -> No
     assert [e["userId"] for e in alice.received("user:online")] == [2, 3]
 
 
-async def test_presence_request_lists_everyone_online(server: RunningServer) -> None:
-    alice = await server.client(1, "Alice")
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_presence_request_lists_everyone_online(
+    server: RunningServer, transport: str
+) -> None:
+    alice = await server.client(1, "Alice", transports=[transport])
     await server.client(2, "Bob")
     reply = await alice.call("presence:request")
     assert reply["ok"] is True and reply["count"] == 2
     assert sorted(reply["users"], key=lambda u: u["userId"]) == [
         {"userId": 1, "name": "Alice"}, {"userId": 2, "name": "Bob"}
     ]
+    assert reply["truncated"] is False
+    # Answered once: the ack was asked for, so no presence:list event (which
+    # would have arrived before the ack) repeats it.
+    assert alice.received("presence:list") == []
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_presence_request_without_an_ack_is_answered_with_presence_list(
+    server: RunningServer, transport: str
+) -> None:
+    alice = await server.client(1, "Alice", transports=[transport])
+    await alice.sio.emit("presence:request")
     [listing] = await alice.wait_for("presence:list")
-    assert listing == {"users": reply["users"], "count": 2}
+    assert listing == {
+        "users": [{"userId": 1, "name": "Alice"}], "count": 1, "truncated": False
+    }
 
 
 async def test_presence_request_for_a_conversation_lists_its_members(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.support import RunningServer
 from tests.transport.conftest import room
+from tests.transport.rest_support import Rest
 
 
 async def sent(client: Any, conversation: int, message_id: str) -> int:
@@ -121,3 +123,40 @@ async def test_react_with_bad_emoji_is_invalid_and_stores_nothing(
     await sent(bob, conversation, "sentinel")
     await alice.wait_for("message:new")
     assert alice.received("message:reaction") == []
+
+
+GOOD_EMOJI = (
+    "👍", "❤", "❤️", "👍🏽", "🖐🏿", "1️⃣", "#⃣", "🇫🇷", "🏴󠁧󠁢󠁳󠁣󠁴󠁿", "🏳️‍🌈", "👨‍👩‍👧‍👦",
+    "🧑🏻‍🤝‍🧑🏼", "🏃🏽‍♀️", "❤️‍🔥", "👁️‍🗨️", "©️", "🫠",
+)
+BAD_EMOJI = (
+    "\x00", "👍\x00", "<b>", "<script>alert(1)</script>", "a", "ok", "x" * 32, "1", "#",
+    "é", "👍👍", "👍 ", " 👍", "🇫", "\u200d", "👍\u200d", "\u200d👍", "\ufe0f",
+    "👍\ufe0e", "🏽", "\u202e👍", "a\u200db",
+)
+
+
+async def test_react_takes_one_emoji_grapheme_cluster_and_nothing_else(
+    server: RunningServer, session: aiohttp.ClientSession
+) -> None:
+    """The probe stored any 32-character string, NUL and markup included, and had
+    it broadcast to the room as an emoji."""
+    conversation, (alice, bob) = await room(server, 1, 2)
+    message_id = await sent(alice, conversation, "a")
+    at = {"conversationId": conversation, "messageId": message_id}
+    refused = [(await bob.call("message:react", {**at, "emoji": bad}))["error"]["code"]
+               for bad in BAD_EMOJI]
+    assert refused == ["INVALID_PAYLOAD"] * len(BAD_EMOJI)
+    rest = Rest(server, session)
+    path = f"/conversations/{conversation}/messages/{message_id}/reactions"
+    over_rest = await rest.post(path, user=2, json={"emoji": "<img src=x>\x00"})
+    assert (over_rest.status, over_rest.code) == (400, "INVALID_PAYLOAD")
+    assert await server.chat.storage.reactions(message_id) == []
+
+    for good in GOOD_EMOJI:
+        assert (await bob.call("message:react", {**at, "emoji": good}))["action"] == "added"
+    assert (await rest.post(path, user=1, json={"emoji": "🇯🇵"})).body == {"action": "added"}
+    reactions = await alice.wait_for("message:reaction", count=len(GOOD_EMOJI))
+    assert [r["emoji"] for r in reactions] == list(GOOD_EMOJI)
+    assert sorted(emoji for _, emoji in await server.chat.storage.reactions(message_id)) == (
+        sorted([*GOOD_EMOJI, "🇯🇵"]))

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 AUTHENTICATED_ROOM = "authenticated"
+CONVERSATION_ROOM_PREFIX = "conversation:"
 
 
 def conversation_room(conversation_id: int) -> str:
-    return f"conversation:{conversation_id}"
+    return f"{CONVERSATION_ROOM_PREFIX}{conversation_id}"
 
 
 def user_room(user_id: object) -> str:
@@ -28,5 +29,8 @@ class Fanout(Protocol):
     def leave_room(self, sid: str, room: str) -> None: ...
 
     def in_room(self, sid: str, room: str) -> bool: ...
+
+    def conversation_rooms(self, sid: str) -> int:
+        """How many conversation rooms the socket is in (on this node)."""
 
     async def disconnect(self, sid: str) -> None: ...

@@ -9,6 +9,7 @@ import socketio
 from engineio import packet as eio_packet
 
 from ecigdis_ws import jsonmod
+from ecigdis_ws.fanout.base import CONVERSATION_ROOM_PREFIX
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.transport.websocket import DirectSocket, message_frame
 
@@ -30,6 +31,31 @@ class DirectEmitManager(socketio.AsyncManager):  # type: ignore[misc]
     # sent it; must not block or raise. The REST long-poll wakes on it
     # (transport/rest_routes.py, services/server_api.py `delivered`).
     on_deliver: Callable[[str, Any, str | list[str] | None], None] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Conversation rooms per socket, kept as sockets enter and leave (a
+        # disconnect leaves every room through basic_leave_room): python-socketio
+        # can only count them by walking every room.
+        self.conversation_rooms: dict[str, int] = {}
+
+    def basic_enter_room(self, sid: str, namespace: str, room: str | None,
+                         eio_sid: str | None = None) -> None:
+        counted = _is_conversation(room) and not self._in(sid, namespace, room)
+        super().basic_enter_room(sid, namespace, room, eio_sid)
+        if counted:
+            self.conversation_rooms[sid] = self.conversation_rooms.get(sid, 0) + 1
+
+    def basic_leave_room(self, sid: str, namespace: str, room: str | None) -> None:
+        counted = _is_conversation(room) and self._in(sid, namespace, room)
+        super().basic_leave_room(sid, namespace, room)
+        if counted:
+            left = self.conversation_rooms.pop(sid, 1) - 1
+            if left:
+                self.conversation_rooms[sid] = left
+
+    def _in(self, sid: str, namespace: str, room: str | None) -> bool:
+        return sid in self.rooms.get(namespace, {}).get(room, {})
 
     async def emit(
         self,
@@ -64,6 +90,11 @@ class DirectEmitManager(socketio.AsyncManager):  # type: ignore[misc]
                 socket.write_frame(frame)
             else:
                 await socket.send(eio_packet.Packet(eio_packet.MESSAGE, encoded))
+
+
+def _is_conversation(room: str | None) -> bool:
+    """(python-socketio's own room of connected sockets is None.)"""
+    return room is not None and room.startswith(CONVERSATION_ROOM_PREFIX)
 
 
 def _encode_event(event: str, data: Any) -> str | None:
@@ -103,6 +134,10 @@ class SocketIOFanout:
 
     def in_room(self, sid: str, room: str) -> bool:
         return sid in self._sio.manager.rooms.get(NAMESPACE, {}).get(room, {})
+
+    def conversation_rooms(self, sid: str) -> int:
+        counts: dict[str, int] = self._sio.manager.conversation_rooms
+        return counts.get(sid, 0)
 
     async def disconnect(self, sid: str) -> None:
         await self._sio.disconnect(sid, namespace=NAMESPACE)

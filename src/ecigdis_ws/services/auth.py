@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,10 @@ NAME_CLAIMS = ("name", "username")
 MAX_STRING_USER_ID = 64
 # Larger integers do not fit the BIGINT-sized columns and are surely forged.
 MAX_INT_USER_ID = 2**63 - 1
+# Its decimal digits: a longer digit string is refused without converting it.
+MAX_INT_USER_ID_DIGITS = len(str(MAX_INT_USER_ID))
+# The largest integer a float holds (times in seconds beyond it are not numbers).
+MAX_FLOAT_INT = int(sys.float_info.max)
 # Names longer than this are cut, not refused: the token is the portal's word.
 MAX_NAME_LENGTH = 255
 # A real token is well under 2 KiB; refusing giants early keeps decoding cheap.
@@ -128,6 +133,11 @@ class TokenVerifier:
                 raise _fail(f"{claim!r} must be a number")
         if "exp" in claims and now > float(claims["exp"]) + leeway:
             raise TokenExpired()
+        max_ttl = self._settings.jwt_max_ttl_s
+        if max_ttl and "exp" in claims and float(claims["exp"]) > now + max_ttl + leeway:
+            # A token the portal meant to expire does not outlive JWT_MAX_TTL_S,
+            # whatever its exp says (a token without exp is JWT_REQUIRE_EXP's call).
+            raise _fail(f"token expires more than JWT_MAX_TTL_S ({max_ttl} s) from now")
         if "nbf" in claims and now < float(claims["nbf"]) - leeway:
             raise _fail("token not yet valid")
 
@@ -156,24 +166,33 @@ class TokenVerifier:
 
 def is_finite_number(value: object) -> bool:
     """A finite number: JSON's true is not one, nor the NaN and Infinity that
-    Python's JSON reader (and so PyJWT) accepts."""
-    return (isinstance(value, int | float) and not isinstance(value, bool)
-            and math.isfinite(value))
+    Python's JSON reader (and so PyJWT) accepts, nor an integer too large for a
+    float (math.isfinite would raise OverflowError on it)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(value, int):
+        return abs(value) <= MAX_FLOAT_INT
+    return math.isfinite(value)
 
 
 def parse_user_id(raw: object, user_id_type: str) -> UserId | None:
-    """An int, or a decimal string read as that int; or a 1-64 character string."""
+    """An int, or a decimal string read as that int; or a 1-64 character string.
+    Bounds are checked before any conversion: int() of a long digit string, or
+    str() of a huge int, raises ValueError past Python's 4,300-digit limit."""
     if user_id_type == "int":
         if isinstance(raw, bool):
             return None
         if isinstance(raw, int):
             value = raw
-        elif isinstance(raw, str) and raw.isascii() and raw.isdigit():
+        elif (isinstance(raw, str) and raw.isascii() and raw.isdigit()
+              and len(raw) <= MAX_INT_USER_ID_DIGITS):
             value = int(raw)
         else:
             return None
         return value if 0 < value <= MAX_INT_USER_ID else None
     if isinstance(raw, int) and not isinstance(raw, bool):
+        if abs(raw) >= 10**MAX_STRING_USER_ID:
+            return None
         raw = str(raw)
     if isinstance(raw, str) and 1 <= len(raw) <= MAX_STRING_USER_ID and raw.isprintable():
         return raw

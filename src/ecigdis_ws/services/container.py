@@ -13,7 +13,7 @@ from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.access import AccessPolicy
 from ecigdis_ws.services.admission import AdmissionService
 from ecigdis_ws.services.auth import TokenVerifier, parse_user_id
-from ecigdis_ws.services.conversations import ConversationService
+from ecigdis_ws.services.conversations import ConversationLimits, ConversationService
 from ecigdis_ws.services.event_feed import EventFeed
 from ecigdis_ws.services.inbox import InboxService
 from ecigdis_ws.services.member_rules import MemberRules
@@ -106,7 +106,10 @@ class ChatServices:
             sessions=sessions,
             presence=presence,
             typing=typing,
-            conversations=ConversationService(storage, fanout, access, presence, typing),
+            conversations=ConversationService(
+                storage, fanout, access, presence, typing,
+                ConversationLimits(settings.max_rooms_per_socket, settings.presence_list_max),
+            ),
             messages=MessageService(
                 storage, fanout, access, typing, clock, metrics, settings.db_timeout_ms / 1000
             ),
@@ -132,7 +135,8 @@ class RestServices:
     def build(cls, chat: ChatServices) -> RestServices:
         settings = chat.settings
         feed = EventFeed(
-            chat.storage, chat.clock, settings.long_poll_timeout_ms / 1000, settings.db_timeout_ms
+            chat.storage, chat.clock, settings.long_poll_timeout_ms / 1000, settings.db_timeout_ms,
+            settings.max_polls_per_user,
         )
         server = ServerApiService(
             chat.storage, chat.fanout, chat.access, chat.presence, chat.typing, feed,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ecigdis_ws.domain import Actor, OnlineUser, UserId
+from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.fanout.base import Fanout, conversation_room
 from ecigdis_ws.services.access import AccessPolicy
 from ecigdis_ws.services.presence import PresenceService
@@ -13,6 +16,28 @@ from ecigdis_ws.storage.base import Storage
 REPLAY_PAGE_SIZE = 500
 
 
+@dataclass(frozen=True)
+class ConversationLimits:
+    max_rooms_per_socket: int  # 0: no cap
+    presence_list_max: int
+
+
+@dataclass(frozen=True)
+class PresenceList:
+    """presence:request's answer: at most PRESENCE_LIST_MAX users, and whether
+    more were online than it lists."""
+
+    users: list[OnlineUser]
+    truncated: bool
+
+    def wire(self) -> dict[str, object]:
+        return {
+            "users": [user.wire() for user in self.users],
+            "count": len(self.users),
+            "truncated": self.truncated,
+        }
+
+
 class ConversationService:
     def __init__(
         self,
@@ -21,7 +46,9 @@ class ConversationService:
         access: AccessPolicy,
         presence: PresenceService,
         typing: TypingService,
+        limits: ConversationLimits,
     ) -> None:
+        self._limits = limits
         self._storage = storage
         self._fanout = fanout
         self._access = access
@@ -30,8 +57,9 @@ class ConversationService:
 
     async def join(self, actor: Actor, conversation_id: int, since: int | None) -> list[UserId]:
         """Enter the room, replay what came after `since`; return the members online."""
-        await self._access.require_member(conversation_id, actor.user_id)
         room = conversation_room(conversation_id)
+        self._check_room_cap(actor.sid, room)  # (before open access makes a member)
+        await self._access.require_member(conversation_id, actor.user_id)
         if since is not None:
             since = await self._replay(actor.sid, conversation_id, since)
         newly_in_room = not self._fanout.in_room(actor.sid, room)
@@ -53,6 +81,18 @@ class ConversationService:
         if actor.user_id not in online:
             online.append(actor.user_id)
         return online
+
+    def _check_room_cap(self, sid: str, room: str) -> None:
+        """Each room a socket is in costs memory, and a disconnect walks every room
+        of the node: past MAX_ROOMS_PER_SOCKET a new room is refused."""
+        cap = self._limits.max_rooms_per_socket
+        if cap and not self._fanout.in_room(sid, room) and (
+            self._fanout.conversation_rooms(sid) >= cap
+        ):
+            raise ChatError(
+                ErrorCode.RATE_LIMITED,
+                f"this socket is in {cap} conversations already: leave one first",
+            )
 
     async def _replay(self, sid: str, conversation_id: int, after_id: int) -> int:
         """Send every message after `after_id` to one socket; return the last id sent."""
@@ -82,3 +122,10 @@ class ConversationService:
         await self._access.require_member(conversation_id, actor.user_id)
         members = await self._storage.member_ids(conversation_id)
         return await self._presence.online(members)
+
+    async def presence_list(self, actor: Actor, conversation_id: int | None) -> PresenceList:
+        """online_members cut at PRESENCE_LIST_MAX: a 25-byte request must not buy
+        the whole online list of a busy cluster."""
+        users = await self.online_members(actor, conversation_id)
+        cap = self._limits.presence_list_max
+        return PresenceList(users[:cap], len(users) > cap)

@@ -53,8 +53,13 @@ class _Waiter:
 
 
 class EventFeed:
-    def __init__(self, storage: Storage, clock: Clock, hold_s: float, db_timeout_ms: int) -> None:
+    def __init__(
+        self, storage: Storage, clock: Clock, hold_s: float, db_timeout_ms: int,
+        max_polls_per_user: int = 0,
+    ) -> None:
         self._storage = storage
+        self._max_polls_per_user = max_polls_per_user  # 0: no cap
+        self._held_by_user: dict[UserId, int] = {}
         self._clock = clock
         self._hold_s = hold_s
         self._settle_ms = db_timeout_ms + SETTLE_MARGIN_MS
@@ -106,12 +111,7 @@ class EventFeed:
         No cursor: the current position and no events, at once."""
         if cursor is None:
             return await self.settled(), []
-        if cursor > await self._storage.event_log_last_id():
-            raise ChatError(ErrorCode.INVALID_PAYLOAD,
-                            "cursor is ahead of the event log: poll again without one")
-        waiter = _Waiter(user_id, await self._storage.conversation_ids_of(user_id))
-        self._waiters.add(waiter)
-        self._arm_recheck()
+        waiter = await self._waiter(user_id, cursor)
         hold = self._clock.call_later(self._hold_s, waiter.expire)
         try:
             fresh = True
@@ -135,6 +135,37 @@ class EventFeed:
         finally:
             hold.cancel()
             self._waiters.discard(waiter)
+            self._give_back_slot(user_id)
+
+    async def _waiter(self, user_id: UserId, cursor: int) -> _Waiter:
+        """The poll's waiter, registered, holding one of the user's places."""
+        self._take_slot(user_id)
+        try:
+            if cursor > await self._storage.event_log_last_id():
+                raise ChatError(ErrorCode.INVALID_PAYLOAD,
+                                "cursor is ahead of the event log: poll again without one")
+            waiter = _Waiter(user_id, await self._storage.conversation_ids_of(user_id))
+        except BaseException:
+            self._give_back_slot(user_id)
+            raise
+        self._waiters.add(waiter)
+        self._arm_recheck()
+        return waiter
+
+    def _take_slot(self, user_id: UserId) -> None:
+        """Each held poll is a request, a waiter and a wake-up check on every
+        delivery: past MAX_POLLS_PER_USER the user's next one is refused at once,
+        counted from here (before any await) so concurrent requests cannot slip by."""
+        held = self._held_by_user.get(user_id, 0)
+        if self._max_polls_per_user and held >= self._max_polls_per_user:
+            raise ChatError(ErrorCode.RATE_LIMITED,
+                            f"{held} long-polls already held for this user")
+        self._held_by_user[user_id] = held + 1
+
+    def _give_back_slot(self, user_id: UserId) -> None:
+        held = self._held_by_user.pop(user_id, 1) - 1
+        if held:
+            self._held_by_user[user_id] = held
 
     # -- wake-ups -------------------------------------------------------------------
 

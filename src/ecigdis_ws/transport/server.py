@@ -12,6 +12,7 @@ from engineio import packet as eio_packet
 
 from ecigdis_ws.clock import Clock
 from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.transport.acks import ACK_WANTED
 from ecigdis_ws.transport.connect_environ import CONNECT_ENVIRON_KEYS
 from ecigdis_ws.transport.limits import MAX_PACKETS_PER_POST, POLL_BODY, BufferedBody
 from ecigdis_ws.transport.protocol_errors import (
@@ -141,7 +142,11 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         handler = self.handlers.get(NAMESPACE, {}).get(data[0])
         if handler is None:
             return False
-        reply = await handler(sid, *data[1:])
+        wanted = ACK_WANTED.set(digits_end > 2)
+        try:
+            reply = await handler(sid, *data[1:])
+        finally:
+            ACK_WANTED.reset(wanted)
         if digits_end > 2 and not socket.closed:
             ack = "3" + text[2:digits_end] + self.packet_class.json.dumps([reply])
             await socket.send(eio_packet.Packet(eio_packet.MESSAGE, ack))
@@ -195,6 +200,16 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
             await self.refuse(eio_sid, RESERVED_EVENT)
             return
         await super()._handle_event(eio_sid, namespace, id, data)
+
+    async def _handle_event_internal(self, server: Any, sid: str, eio_sid: str, data: Any,
+                                     namespace: str | None, id: Any) -> None:
+        """python-socketio's dispatch of one event; the handler may ask whether the
+        client wants an ack (transport/acks.py)."""
+        wanted = ACK_WANTED.set(id is not None)
+        try:
+            await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+        finally:
+            ACK_WANTED.reset(wanted)
 
     def start_manager(self) -> None:
         """Start the client manager (the Redis listener) now, not on the first

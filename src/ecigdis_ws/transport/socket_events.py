@@ -19,6 +19,7 @@ from ecigdis_ws.observability.logging import EVENT_CONTEXT, get_logger
 from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.services.sessions import Session
 from ecigdis_ws.transport import validation as v
+from ecigdis_ws.transport.acks import ACK_WANTED
 from ecigdis_ws.transport.connect_environ import client_address, handshake_token
 from ecigdis_ws.transport.drain import InFlight
 
@@ -87,6 +88,15 @@ class SocketEvents:
             except ChatError as exc:
                 await chat.sessions.close(sid)
                 raise self._refused(exc) from None
+            except Exception:
+                # A refused handshake never reaches on_disconnect: whatever went
+                # wrong, the session opened above must not stay counted.
+                await chat.sessions.close(sid)
+                trace_id = uuid.uuid4().hex[:16]
+                log.exception("handshake authentication failed", trace_id=trace_id)
+                raise self._refused(ChatError(
+                    ErrorCode.INTERNAL, f"internal error (trace id {trace_id})"
+                )) from None
         # Sent once the CONNECT packet is out, as the Node server's io.on('connection') does.
         chat.tasks.spawn(self._greet(sid, authenticated is not None))
 
@@ -212,9 +222,9 @@ class SocketEvents:
 
     async def _send_failed(self, sid: str, data: Any, error: ChatError) -> None:
         message_id = data.get("messageId") if isinstance(data, dict) else None
-        if isinstance(message_id, bool) or not isinstance(message_id, str | int) or len(
-            str(message_id)
-        ) > v.MAX_CLIENT_MESSAGE_ID:
+        if isinstance(message_id, bool) or not isinstance(
+            message_id, str | int
+        ) or not v.echoable_message_id(message_id):
             message_id = None  # echo the client's id only when it is one
         await self._emit(
             "message:ack",
@@ -254,10 +264,12 @@ class SocketEvents:
         return {"action": action}
 
     async def presence(self, session: Session, data: Any) -> Reply:
+        """Answered once: in the ack when the client asked for one, else as the
+        presence:list event (the Node server sent both, twice the bytes)."""
         conversation_id = v.optional_conversation_id(data)
-        users = await self._services().conversations.online_members(
+        listing = (await self._services().conversations.presence_list(
             session.actor(), conversation_id
-        )
-        listing = {"users": [user.wire() for user in users], "count": len(users)}
-        await self._emit("presence:list", listing, session.sid)
+        )).wire()
+        if not ACK_WANTED.get():
+            await self._emit("presence:list", listing, session.sid)
         return listing

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ecigdis_ws.errors import ChatError, ErrorCode
+from ecigdis_ws.transport.emoji import is_emoji
 
 # Ids are stored in signed 64-bit columns.
 MAX_ID = 2**63 - 1
@@ -80,11 +81,18 @@ def client_message_id(data: dict[str, Any]) -> int | str:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise invalid("messageId must be a string or an integer")
-    as_text = str(value)
-    if not as_text or len(as_text) > MAX_CLIENT_MESSAGE_ID:
+    if not echoable_message_id(value):
         raise invalid(f"messageId must be 1 to {MAX_CLIENT_MESSAGE_ID} characters")
-    _encodable(as_text, "messageId")
+    _encodable(str(value), "messageId")
     return value
+
+
+def echoable_message_id(value: int | str) -> bool:
+    """1 to 64 characters as text; an int's size is checked before str() of it,
+    which raises ValueError past Python's 4,300-digit limit."""
+    if isinstance(value, int) and abs(value) >= 10**MAX_CLIENT_MESSAGE_ID:
+        return False
+    return 0 < len(str(value)) <= MAX_CLIENT_MESSAGE_ID
 
 
 def emoji(data: dict[str, Any]) -> str:
@@ -93,7 +101,9 @@ def emoji(data: dict[str, Any]) -> str:
         raise invalid("emoji must be a non-empty string")
     if len(value) > MAX_EMOJI_LENGTH:
         raise invalid(f"emoji is longer than {MAX_EMOJI_LENGTH} characters")
-    return _encodable(value, "emoji")
+    if not is_emoji(value):  # (a lone surrogate is no emoji either)
+        raise invalid("emoji must be one emoji (a single emoji grapheme cluster)")
+    return value
 
 
 def optional_conversation_id(data: Any) -> int | None:
