@@ -30,6 +30,7 @@ PACKETS = {
     "deep nesting in the data": ('42["x",' + "[" * DEEP + "]" * DEEP + "]", "socketio_packet"),
     "unknown Socket.IO type": ("4x", "socketio_packet"),
     "unfinished JSON": ('40{"token":', "socketio_packet"),
+    "CONNECT data that reads as an ack id": ("401.5", "socketio_packet"),
     "ack id past 16 digits": ("42" + "9" * 17 + '["presence:request"]', "ack_id"),
     "reserved event name": ('42["disconnect"]', "reserved_event"),
 }
