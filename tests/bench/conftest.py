@@ -41,7 +41,10 @@ PEER_UP_TIMEOUT_S = 15
 
 # The bench sends far faster than a person: the server under test runs without the
 # rate limits, as the bench says it must.
-UNLIMITED = {"RATE_LIMIT_MESSAGES": "0", "RATE_LIMIT_EVENTS": "0"}
+# The bench mints its tokens on the real clock, two years long so that they outlive
+# RunningServer's ManualClock (2027): JWT_MAX_TTL_S would refuse them as too long.
+REAL_CLOCK_TOKENS = {"JWT_MAX_TTL_S": "0"}
+UNLIMITED = {"RATE_LIMIT_MESSAGES": "0", "RATE_LIMIT_EVENTS": "0", **REAL_CLOCK_TOKENS}
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from ecigdis_ws.bench.memory import metric_value
 from ecigdis_ws.bench.plan import BenchOptions, RampOptions, conversation_id, groups
 from ecigdis_ws.bench.runner import run_bench
 from ecigdis_ws.services.container import ChatServices
-from tests.bench.conftest import NodePeer
+from tests.bench.conftest import REAL_CLOCK_TOKENS, NodePeer
 from tests.support import RunningServer
 
 SCRIPT = Path(sys.executable).parent / "ecigdis-ws"
@@ -285,7 +285,7 @@ async def test_a_receiver_cut_off_mid_run_is_counted_as_lost_messages(
 async def test_rate_limited_errors_are_reported_loudly(
     make_server: Any, tmp_path: Path
 ) -> None:
-    async with make_server() as server:  # the default limits: 5 messages/s per user
+    async with make_server(**REAL_CLOCK_TOKENS) as server:  # default limits: 5 messages/s a user
         await setup_conversations(options(server, clients=10, group=5), server.settings)
         code, out, err = await bench_cli(
             tmp_path, cli_env(server, tmp_path), server.url, "--clients", "10", "--group",

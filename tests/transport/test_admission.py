@@ -32,6 +32,17 @@ async def raw_websocket(
     return ws
 
 
+async def signed_in_websocket(
+    server: RunningServer, http: aiohttp.ClientSession
+) -> aiohttp.ClientWebSocketResponse:
+    """A raw websocket whose Socket.IO CONNECT carried user 1's token."""
+    ws = await raw_websocket(server, http)
+    await ws.send_str("40" + json.dumps({"token": server.token(1)}))
+    assert (await ws.receive_str(timeout=WAIT_S)).startswith("40{")
+    await server.wait_until(lambda: server.chat.sessions.count == 1)
+    return ws
+
+
 async def frames_until_closed(ws: aiohttp.ClientWebSocketResponse) -> list[str]:
     """The text frames the server sends until it closes the websocket."""
     frames = []
@@ -119,10 +130,7 @@ async def test_a_socket_disconnected_by_the_server_loses_its_connection(
     server: RunningServer,
 ) -> None:
     async with aiohttp.ClientSession() as http:
-        ws = await raw_websocket(server, http)
-        await ws.send_str("40" + json.dumps({"token": server.token(1)}))
-        assert (await ws.receive_str(timeout=WAIT_S)).startswith("40{")
-        await server.wait_until(lambda: server.chat.sessions.count == 1)
+        ws = await signed_in_websocket(server, http)
 
         await server.chat.sessions.end_user_sessions(1)  # the main site revoked the token
 
@@ -162,9 +170,7 @@ async def test_a_client_that_leaves_the_namespace_loses_its_connection(
 ) -> None:
     """The chat has one namespace: a connection that left it has no more use."""
     async with aiohttp.ClientSession() as http:
-        ws = await raw_websocket(server, http)
-        await ws.send_str("40" + json.dumps({"token": server.token(1)}))
-        assert (await ws.receive_str(timeout=WAIT_S)).startswith("40{")
+        ws = await signed_in_websocket(server, http)
 
         await ws.send_str("41")  # Socket.IO DISCONNECT, the Engine.IO connection kept
 

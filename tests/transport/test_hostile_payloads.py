@@ -494,6 +494,18 @@ HYPOTHESIS = settings(
 )
 
 
+def certain_refusals(world: World) -> list[Call]:
+    """One call for each refusal the checks below expect to have seen. The examples
+    draw these too, but rarely (a react must now carry a valid emoji to reach the
+    message lookup), and how often must not decide the test."""
+    return [
+        Call("message:read", ({"conversationId": world.home, "messageId": 10**12},), True),
+        Call("conversation:join", ({"conversationId": world.foreign},), True),
+        Call("message:send", ({"conversationId": "not an id"},), True),
+        Call("authenticate", ({"token": "not-a-token"},), True),
+    ]
+
+
 def run_examples(
     loop: asyncio.AbstractEventLoop, world: World, actor: ChatClient, observer: ChatClient,
     ledger: Ledger, examples: int,
@@ -522,6 +534,8 @@ async def test_hostile_payloads_get_protocol_replies_and_text_is_stored_verbatim
         actor = await joined(server, ACTOR, world.home, world.second)
         actor_sid = actor.sio.get_sid()
         ledger = Ledger()
+        for call in certain_refusals(world):  # (each once for sure, whatever is drawn)
+            await perform(call, actor, world, ledger)
 
         await asyncio.to_thread(
             run_examples, asyncio.get_running_loop(), world, actor, observer, ledger,
