@@ -40,7 +40,9 @@ class SettingsError(ValueError):
     """Raised with every problem found, each naming its variable."""
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+        # Counted, so `serve` and `config` print the same first line for one file.
+        count = f"{len(problems)} problem{'s' * (len(problems) != 1)}"
+        super().__init__(f"invalid configuration, {count}:\n  " + "\n  ".join(problems))
         self.problems = problems
 
 

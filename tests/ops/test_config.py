@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ecigdis_ws.ops.config import MASK, display
 from ecigdis_ws.settings import SPECS, Spec
 from tests.test_cli import run
@@ -97,6 +99,31 @@ def test_config_lists_every_problem_and_exits_2(tmp_path: Path) -> None:
         "  DB_POOL_MIN must not be larger than DB_POOL_MAX",
     ]
     assert "changeme" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["serve"], ["migrate"], ["token", "--user", "1", "--name", "A"]]
+)
+def test_every_command_reports_invalid_settings_as_config_does(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """DEPLOYMENT_GUIDE's troubleshooting shows one form for config and serve alike:
+    a first line that counts the problems, then one line each."""
+    (tmp_path / ".env").write_text("LOG_LEVEL=chatty\n", encoding="utf-8")
+    checked = run(tmp_path, "config", WS_PORT="abc")
+    result = run(tmp_path, *command, WS_PORT="abc")
+    assert result.returncode == checked.returncode == 2
+    assert result.stderr == checked.stderr
+    assert result.stderr.splitlines()[0] == "ecigdis-ws: invalid configuration, 2 problems:"
+
+
+def test_one_problem_is_counted_in_the_singular(tmp_path: Path) -> None:
+    result = run(tmp_path, "serve", WS_PORT="abc")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "ecigdis-ws: invalid configuration, 1 problem:",
+        "  WS_PORT='abc': expected an integer from 0 to 65535",
+    ]
 
 
 def test_config_reads_the_env_file_given_instead_of_dotenv(tmp_path: Path) -> None:

@@ -56,11 +56,7 @@ def show(dotenv_path: str | Path | None = ".env", out: TextIO | None = None,
     try:
         settings = load_settings(dotenv_path=dotenv_path)
     except SettingsError as exc:
-        count = len(exc.problems)
-        print(f"ecigdis-ws: invalid configuration, {count} problem{'s' * (count != 1)}:",
-              file=err)
-        for problem in exc.problems:
-            print(f"  {problem}", file=err)
+        print(f"ecigdis-ws: {exc}", file=err)
         return 2
     dotenv = Path(dotenv_path).resolve() if dotenv_path is not None else None
     shown_dotenv = str(dotenv) if dotenv is not None and dotenv.is_file() else "none"
