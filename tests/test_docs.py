@@ -3,7 +3,8 @@
 A user has the repository, not its neighbours: no document may point outside it,
 every relative link must reach a file that exists, the protocol reference must
 name every client event and error code the server has, the defaults the
-documents quote must be the ones settings.py applies.
+documents quote must be the ones settings.py applies, and DEPLOYMENT_GUIDE's list
+of metrics must be what a running server answers.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from ecigdis_ws.errors import ErrorCode
 from ecigdis_ws.settings import SPECS, Spec
 from ecigdis_ws.transport.socket_events import CLIENT_EVENTS
+from tests.support import running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOCOL = ROOT / "docs" / "protocol.md"
@@ -169,3 +172,31 @@ def test_the_default_check_reads_units() -> None:
     assert _in_spec_units(spec["API_KEY"], "(empty)") == ""
     assert _in_spec_units(spec["TYPING_TIMEOUT_MS"], "5 s") != spec["TYPING_TIMEOUT_MS"].default
 
+
+def _guide_metrics() -> tuple[set[str], str]:
+    """The metric names in DEPLOYMENT_GUIDE's section 15 table."""
+    guide = (ROOT / "DEPLOYMENT_GUIDE.md").read_text(encoding="utf-8")
+    section = guide.split("## 15. Prometheus", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `(ecigdis_ws_\w+)", section, re.M)), section
+
+
+async def test_deployment_guide_lists_the_metrics_a_running_server_gives(
+    tmp_path: Path,
+) -> None:
+    async with (
+        running_server(tmp_path) as server,
+        aiohttp.ClientSession() as http,
+        http.get(server.url + "/metrics") as response,
+    ):
+        text = await response.text()
+    families = set(re.findall(r"^# TYPE (\S+) ", text, re.M))
+    listed, section = _guide_metrics()
+    own = {name for name in families
+           if name.startswith("ecigdis_ws_") and not name.endswith("_created")}
+    assert own == listed
+    for name in families - own:
+        # The client library's series are named by their pattern, each one present.
+        assert name.endswith("_created") or name.startswith("process_"), name
+        if name.startswith("process_"):
+            assert f"`{name}`" in section
+    assert "`*_created`" in section
