@@ -48,7 +48,7 @@ def build_socketio(
         client_manager=manager or DirectEmitManager(),
         ws_max_buffered=None if settings.ws_compression else settings.ws_max_buffered_bytes,
         async_mode="aiohttp",
-        # One socket's events are handled strictly in order (PROTOCOL.md): run each
+        # One socket's events are handled strictly in order (docs/protocol.md): run each
         # handler to completion before reading that socket's next packet.
         async_handlers=False,
         # Refusals happen in origin_middleware; engineio only adds CORS headers.

@@ -14,7 +14,7 @@ ReactionAction = Literal["added", "removed"]
 
 
 def iso_ms(epoch_ms: int) -> str:
-    """`2026-11-25T10:00:00.123Z`: ISO-8601 UTC with milliseconds, as PROTOCOL.md says."""
+    """`2026-11-25T10:00:00.123Z`: ISO-8601 UTC with milliseconds, as docs/protocol.md says."""
     return _iso_second(epoch_ms // 1000) + f"{epoch_ms % 1000:03d}Z"
 
 

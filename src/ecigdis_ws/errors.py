@@ -1,4 +1,4 @@
-"""The error codes of PROTOCOL.md, raised by services and turned into replies by transport."""
+"""The error codes of docs/protocol.md, raised by services and turned into replies by transport."""
 
 from __future__ import annotations
 

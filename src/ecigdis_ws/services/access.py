@@ -1,4 +1,4 @@
-"""Who may use a conversation (PROTOCOL.md, Access)."""
+"""Who may use a conversation (docs/protocol.md, Access)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""JWT verification and minting (PROTOCOL.md, Connection and authentication)."""
+"""JWT verification and minting (docs/protocol.md, Connection and authentication)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ecigdis_ws.settings import Settings
 
 USER_ID_CLAIMS = ("userId", "user_id", "sub")
 NAME_CLAIMS = ("name", "username")
-# A user id of type string is 1-64 characters (PROTOCOL.md conventions).
+# A user id of type string is 1-64 characters (docs/protocol.md, Conventions).
 MAX_STRING_USER_ID = 64
 # Larger integers do not fit the BIGINT-sized columns and are surely forged.
 MAX_INT_USER_ID = 2**63 - 1

@@ -7,7 +7,7 @@ from collections.abc import Hashable
 
 from ecigdis_ws.clock import Clock
 
-# PROTOCOL.md: bursts of twice the rate (per second, or per the limiter's period).
+# docs/protocol.md: bursts of twice the rate (per second, or per the limiter's period).
 BURST_FACTOR = 2
 
 

@@ -1,4 +1,4 @@
-"""Payload shapes of PROTOCOL.md; anything else is INVALID_PAYLOAD."""
+"""Payload shapes of docs/protocol.md; anything else is INVALID_PAYLOAD."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from ecigdis_ws.transport.emoji import is_emoji
 
 # Ids are stored in signed 64-bit columns.
 MAX_ID = 2**63 - 1
-# PROTOCOL.md: a client's messageId is at most 64 characters.
+# docs/protocol.md: a client's messageId is at most 64 characters.
 MAX_CLIENT_MESSAGE_ID = 64
 # Enough for the longest emoji ZWJ sequences (families, flags with tags).
 MAX_EMOJI_LENGTH = 32
