@@ -35,10 +35,12 @@ SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 LINK = re.compile(r"(?<!!)\[[^\]\n]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", re.M | re.S)
 INLINE_CODE = re.compile(r"`[^`\n]*`")
-# A quoted default: `NAME` (10 s ...), `NAME` (default 30 s ...), `NAME` (default `chat_`).
-# (A word in backticks is a default only after "default": `LOG_LEVEL` (`debug`, ...).)
+# A quoted default: `NAME` (10 s ...), `NAME` (default 30 s ...), `NAME` (default `chat_`),
+# (`NAME`, 25 s). A word in backticks is a default only after "default" (not in
+# `LOG_LEVEL` (`debug`, ...)), a bare number after a comma only with its unit.
 INLINE_DEFAULT = re.compile(
-    r"`([A-Z][A-Z0-9_]+)`,? \((?:default (`[^`]*`)|(?:default )?(\d[\d,.]*(?: ?\w+)?))"
+    r"`([A-Z][A-Z0-9_]+)`(?:,? \((?:default (`[^`]*`)|(?:default )?(\d[\d,.]*(?: ?\w+)?))"
+    r"|, (\d[\d,.]* ?(?:ms|s|days|MiB|KiB)\b))"
 )
 VALUE = re.compile(r"^(\d[\d,]*(?:\.\d+)?)(?:\s*(ms|s|days?|MiB|KiB)\b)?")
 SECONDS = {"ms": 0.001, "s": 1, "day": 86400, "days": 86400}
@@ -146,9 +148,10 @@ def _quoted_defaults() -> list[tuple[str, str, str]]:
     for path in MARKDOWN:
         for name, value in _table_defaults(path):
             quoted.append((_relative(path), name, value))
-        for name, word, number in INLINE_DEFAULT.findall(path.read_text(encoding="utf-8")):
+        text = path.read_text(encoding="utf-8")
+        for name, word, number, with_unit in INLINE_DEFAULT.findall(text):
             if name in SPEC_BY_NAME:
-                quoted.append((_relative(path), name, word or number))
+                quoted.append((_relative(path), name, word or number or with_unit))
     return quoted
 
 
