@@ -12,7 +12,8 @@
 //
 // Commands (`page` names a page; each page has a browser context of its own, so
 // two pages are two independent users):
-//   newPage { page, blockable? }    blockable: its /socket.io/ traffic can be cut
+//   newPage { page, blockable?, width?, height? }   blockable: its /socket.io/ traffic
+//                                   can be cut; width and height: the viewport in CSS px
 //   goto { page, url }
 //   fill { page, selector, value }  press { page, selector, key }
 //   type { page, selector, text, delayMs? }   one key at a time, like a person
@@ -63,8 +64,8 @@ function pageOf(name) {
 }
 
 const commands = {
-  async newPage({ page: name, blockable = false }) {
-    const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+  async newPage({ page: name, blockable = false, width = 1100, height = 720 }) {
+    const context = await browser.newContext({ viewport: { width, height } });
     const page = await context.newPage();
     const entry = {
       page, logs: [], requests: [], framesSent: [], blocked: { websocket: false, polling: false }, dropAcks: 0,

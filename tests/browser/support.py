@@ -272,8 +272,12 @@ class Browser:
         except TimeoutError:
             raise BrowserError(f"{cmd} {arguments!r}: no answer in {timeout_s} s") from None
 
-    async def page(self, name: str, blockable: bool = False) -> Page:
-        await self.call("newPage", page=name, blockable=blockable)
+    async def page(
+        self, name: str, blockable: bool = False, viewport: tuple[int, int] = (1100, 720)
+    ) -> Page:
+        """A page in a browser context of its own, `viewport` (width, height) CSS px."""
+        width, height = viewport
+        await self.call("newPage", page=name, blockable=blockable, width=width, height=height)
         return Page(self, name)
 
     async def close(self) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ecigdis_ws.services.dev_accounts import DEMO_LOBBY_ID, DEMO_USER_ID_BASE
+from ecigdis_ws.services.dev_accounts import DEMO_USER_ID_BASE
 from ecigdis_ws.settings import SettingsError, load_settings
 from ecigdis_ws.transport import client_routes
 from tests.support import ChatClient, RunningServer
@@ -89,10 +89,12 @@ async def test_dev_token_names_one_user_per_name_whatever_its_case_in_the_lobby(
         _, bob, _, _ = await request(server, "POST", "/dev/token", json={"name": "Bob"})
         assert first["userId"] == again["userId"] != bob["userId"]
         assert DEMO_USER_ID_BASE <= first["userId"] < 2**53  # exact in JavaScript
-        assert first["lobby"] == {"conversationId": DEMO_LOBBY_ID, "title": "Lobby"}
+        lobby = first["lobby"]["conversationId"]
+        assert first["lobby"] == again["lobby"] == bob["lobby"] == {
+            "conversationId": lobby, "title": "Lobby"}
         assert first["expiresIn"] == 3600
         # Signing in made each of them a member of the lobby, once.
-        members = await server.chat.storage.member_ids(DEMO_LOBBY_ID)
+        members = await server.chat.storage.member_ids(lobby)
         assert sorted(members) == sorted([first["userId"], bob["userId"]])
 
 
@@ -109,7 +111,8 @@ async def test_a_dev_token_authenticates_a_socket_that_may_join_the_lobby(
         await client.connect(token=login["token"])
         [authenticated] = await client.wait_for("authenticated")
         assert authenticated == {"userId": login["userId"], "name": "Zoë"}
-        reply = await client.call("conversation:join", {"conversationId": DEMO_LOBBY_ID})
+        lobby = login["lobby"]["conversationId"]
+        reply = await client.call("conversation:join", {"conversationId": lobby})
         assert reply["ok"] is True
 
 

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ecigdis_ws.services.dev_accounts import DEMO_LOBBY_ID
 from tests.browser.support import ARTIFACTS, Browser, ChatServer, Page
 
 SHOWN_MESSAGES = """() => [...document.querySelectorAll('#messages li.message[data-id]')]
@@ -197,7 +196,7 @@ async def test_a_send_whose_acknowledgement_was_lost_is_retried_with_the_same_me
     assert await delivered_twice(alice) == [] and await delivered_twice(bob) == []
 
 
-def store_behind_the_servers_back(database: Path, texts: list[str]) -> None:
+def store_behind_the_servers_back(database: Path, lobby: int, texts: list[str]) -> None:
     """Messages stored while both pages are cut off, as another node (or the main
     site) would store them: no live event will ever announce them to the pages;
     only a rejoin with `since` brings them."""
@@ -207,7 +206,7 @@ def store_behind_the_servers_back(database: Path, texts: list[str]) -> None:
             db.execute(
                 "INSERT INTO chat_messages (conversation_id, sender_id, sender_name, "
                 "client_message_id, text, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                (DEMO_LOBBY_ID, "999", "Carol", f"carol-{number}", text, now_ms),
+                (lobby, "999", "Carol", f"carol-{number}", text, now_ms),
             )
 
 
@@ -233,7 +232,8 @@ async def test_after_a_server_restart_both_pages_catch_up_with_no_gap_and_no_dup
     # the database by another way.
     await send(alice, "written by Alice while the server was down")
     assert await alice.wait_for(PENDING_TEXTS) == ["written by Alice while the server was down"]
-    store_behind_the_servers_back(chat_server.workdir / "chat.db", [
+    lobby = await alice.eval("() => window.demo.active")  # the Lobby, shown since sign-in
+    store_behind_the_servers_back(chat_server.workdir / "chat.db", lobby, [
         "stored while the pages were cut off, 1", "stored while the pages were cut off, 2",
     ])
 

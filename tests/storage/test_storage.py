@@ -69,6 +69,18 @@ async def test_create_conversation_returns_distinct_ids_that_exist(storage: Stor
     assert not await storage.conversation_exists(max(one, two) + 1)
 
 
+async def test_the_oldest_conversation_of_a_title_is_found_and_none_without_one(
+    storage: Storage,
+) -> None:
+    # The demo's sign-in finds its Lobby this way (services/dev_accounts.py).
+    assert await storage.oldest_conversation_titled("Lobby") is None
+    await storage.create_conversation("Team", [1], NOW_MS)
+    first = await storage.create_conversation("Lobby", [], NOW_MS)
+    await storage.create_conversation("Lobby", [], NOW_MS)
+    assert await storage.oldest_conversation_titled("Lobby") == first
+    assert await storage.oldest_conversation_titled("Lobby 2") is None
+
+
 async def test_create_conversation_lists_each_member_once(storage: Storage) -> None:
     conversation = await storage.create_conversation("team", [3, 1, 2, 3, 1], NOW_MS)
     assert sorted(await storage.member_ids(conversation)) == [1, 2, 3]

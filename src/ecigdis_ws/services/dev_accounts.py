@@ -7,6 +7,7 @@ developer can open two browser windows and chat without the portal.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import unicodedata
 from dataclasses import dataclass
@@ -19,8 +20,10 @@ from ecigdis_ws.services.auth import MAX_STRING_USER_ID, mint_token
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.storage.base import Storage
 
-# The conversation every demo user is put in, so two windows can chat at once.
-DEMO_LOBBY_ID = 1
+# The conversation every demo user is put in, so two windows can chat at once: the
+# oldest conversation with this title, created when there is none. Found by title,
+# never assumed to be conversation 1, which the README's tour (or anyone's first
+# `conversation create`) may have made first.
 DEMO_LOBBY_TITLE = "Lobby"
 # Demo names are short display names; the token keeps the name as typed.
 MAX_DEMO_NAME_LENGTH = 40
@@ -83,6 +86,8 @@ class DevAccounts:
         self._settings = settings
         self._clock = clock
         self._storage = storage
+        self._lobby_id: int | None = None  # found once; a conversation is never deleted
+        self._lobby_lock = asyncio.Lock()  # two first sign-ins create one lobby
 
     async def sign_in(self, raw_name: object, raw_ttl_s: object = None) -> DevLogin:
         """A token for the user this name stands for, who is made a lobby member."""
@@ -91,10 +96,26 @@ class DevAccounts:
         user_id = demo_user_id(name, self._settings.user_id_type)
         now_ms = int(self._clock.now() * 1000)
         await self._storage.upsert_user(user_id, name, now_ms)
-        await self._storage.ensure_conversation(DEMO_LOBBY_ID, now_ms)
-        await self._storage.add_member(DEMO_LOBBY_ID, user_id, now_ms)
+        lobby_id = await self._lobby(now_ms)
+        await self._storage.add_member(lobby_id, user_id, now_ms)
         token = mint_token(self._settings, self._clock, user_id, name, ttl_s)
-        return DevLogin(token, user_id, name, ttl_s, DEMO_LOBBY_ID)
+        return DevLogin(token, user_id, name, ttl_s, lobby_id)
+
+    async def _lobby(self, now_ms: int) -> int:
+        """The id of the demo lobby: the oldest conversation titled Lobby, or a new one.
+
+        Created with no members and looked up again, so that nodes sharing a database
+        which both created one at once settle on the same (oldest) lobby; the other
+        stays empty and is shown to nobody."""
+        async with self._lobby_lock:
+            if self._lobby_id is None:
+                found = await self._storage.oldest_conversation_titled(DEMO_LOBBY_TITLE)
+                if found is None:
+                    await self._storage.create_conversation(DEMO_LOBBY_TITLE, [], now_ms)
+                    found = await self._storage.oldest_conversation_titled(DEMO_LOBBY_TITLE)
+                assert found is not None
+                self._lobby_id = found
+            return self._lobby_id
 
     @staticmethod
     def _ttl(raw: object) -> int:

@@ -77,6 +77,11 @@ class Storage(ABC):
     async def conversation_exists(self, conversation_id: int) -> bool: ...
 
     @abstractmethod
+    async def oldest_conversation_titled(self, title: str) -> int | None:
+        """The lowest id of the conversations with this title (MariaDB compares titles
+        case-insensitively), or None."""
+
+    @abstractmethod
     async def member_ids(self, conversation_id: int) -> list[UserId]: ...
 
     @abstractmethod

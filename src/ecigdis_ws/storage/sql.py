@@ -273,6 +273,13 @@ class SqlStorage(Storage):
         )
         return row is not None
 
+    async def oldest_conversation_titled(self, title: str) -> int | None:
+        # Only the demo's sign-in asks, in development: a scan of conversations is fine.
+        row = await self._engine.fetch_one(
+            self._sql("SELECT MIN(id) FROM {p}conversations WHERE title = ?"), (title,)
+        )
+        return None if row is None or row[0] is None else int(row[0])
+
     async def member_ids(self, conversation_id: int) -> list[UserId]:
         rows = await self._engine.fetch_all(
             self._sql("SELECT user_id FROM {p}members WHERE conversation_id = ? ORDER BY user_id"),

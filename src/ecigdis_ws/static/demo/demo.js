@@ -62,7 +62,12 @@ async function devToken(name) {
 $('#sign-in-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const name = $('#name').value.trim();
-  if (!name) return;
+  if (!name) {
+    // `required` lets a name of only spaces through; the server would refuse it too.
+    showError('#sign-in-error', 'Type a name: one that is not only spaces.');
+    $('#name').focus();
+    return;
+  }
   $('#sign-in').disabled = true;
   showError('#sign-in-error', null);
   try {
