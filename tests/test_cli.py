@@ -158,6 +158,25 @@ def test_conversations_past_max_conversation_members_exit_2_and_write_nothing(
     assert ok(migrated, "conversation", "add-member", "1", "3", **cap) == "already a member\n"
     assert ok(migrated, "conversation", "add-member", "1", "4").strip() == "added"
 
+
+@pytest.mark.parametrize("command", [
+    ("conversation", "create", "--title", "Team", "--members", "1,2"),
+    ("conversation", "add-member", "1", "2"),
+])
+def test_conversation_commands_on_an_unmigrated_database_say_run_migrate(
+    tmp_path: Path, db_env: dict[str, str], command: tuple[str, ...]
+) -> None:
+    result = run(tmp_path, *command, **db_env)
+    assert result.returncode == 2, result.stderr
+    assert "unapplied migrations" in result.stderr
+    assert "run `ecigdis-ws migrate`" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    # Once migrated, the same command works on the same database.
+    ok(tmp_path, "migrate", **db_env)
+    if command[1] == "add-member":
+        ok(tmp_path, "conversation", "create", "--title", "T", "--members", "1", **db_env)
+    assert ok(tmp_path, *command, **db_env).strip() in {"1", "added"}
+
 # -- tokens --------------------------------------------------------------------------
 
 

@@ -192,11 +192,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _with_storage(
-    settings: Settings, work: Callable[[SqlStorage], Coroutine[Any, Any, int]]
+    settings: Settings,
+    work: Callable[[SqlStorage], Coroutine[Any, Any, int]],
+    needs_schema: bool = True,
 ) -> int:
     async def run() -> int:
         storage = await open_storage(settings)
         try:
+            if needs_schema:
+                await _require_migrated(storage)
             return await work(storage)
         finally:
             await storage.close()
@@ -208,13 +212,21 @@ def _with_storage(
         return 1
 
 
+async def _require_migrated(storage: SqlStorage) -> None:
+    """Refuse, as `serve` does, rather than fail on a missing table with a traceback."""
+    pending = await storage.pending_migrations()
+    if pending:
+        raise UsageError(f"database has unapplied migrations {pending}: "
+                         "run `ecigdis-ws migrate` first")
+
+
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     async def work(storage: SqlStorage) -> int:
         applied = await storage.migrate()
         print(f"applied migrations {applied}" if applied else "database is up to date")
         return 0
 
-    return _with_storage(settings, work)
+    return _with_storage(settings, work, needs_schema=False)
 
 
 def _token(args: argparse.Namespace, settings: Settings) -> int:
