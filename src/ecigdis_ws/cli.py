@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import dataclasses
 import gc
+import os
 import re
+import signal
 import ssl
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -35,6 +37,9 @@ from ecigdis_ws.storage.sql import SqlStorage
 GC_THRESHOLDS = (50_000, 20, 100)
 # The socket.io default backlog of 511 (Node's) keeps a connect storm from being refused.
 LISTEN_BACKLOG = 511
+# The status of a process killed by SIGPIPE, which is what `cmd | head` expects of
+# a CLI whose reader went away (128 + the signal's number, as the shell reports it).
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -86,6 +91,22 @@ _SELF_CONFIGURED: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; a reader that closed our stdout (`check … | head`) ends it quietly.
+
+    Python ignores SIGPIPE, so the next write raises BrokenPipeError instead; the
+    signal's default action is not restored because `serve` and `check` write to
+    sockets, where SIGPIPE would kill the process. stdout is pointed at /dev/null so
+    the interpreter's final flush does not raise again.
+    """
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command in _SELF_CONFIGURED:
         return _SELF_CONFIGURED[args.command](args)
