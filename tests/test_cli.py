@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ import socketio
 
 from ecigdis_ws import __version__
 from ecigdis_ws.storage.migrations import MIGRATIONS
+from tests.deploy.support import wait_for_health
 from tests.support import free_port
 
 BIN = Path(sys.executable).parent
@@ -395,6 +397,40 @@ def test_development_serve_logs_are_not_json(development_run: ServeRun) -> None:
     lines = [line for line in development_run.stderr.splitlines() if line.strip()]
     assert lines
     assert not any(line.startswith("{") for line in lines)
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except ConnectionRefusedError:
+        return False
+
+
+@pytest.mark.parametrize(("env", "listens_on"), [
+    ({"NODE_ENV": "development"}, "127.0.0.1"),
+    ({"NODE_ENV": "development", "WS_HOST": "0.0.0.0"}, "0.0.0.0"),
+    ({"NODE_ENV": "production"}, "0.0.0.0"),
+])
+def test_development_listens_on_loopback_only_unless_ws_host_says_otherwise(
+    tmp_path: Path, env: dict[str, str], listens_on: str
+) -> None:
+    """In development POST /dev/token signs anyone in as anyone: by default only this
+    machine reaches it. 127.0.0.2 is this machine too, but not the address bound."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("w", encoding="utf-8") as output:
+        process = subprocess.Popen(
+            [str(SCRIPT), "serve"], cwd=tmp_path, stdout=output, stderr=output,
+            env=scratch_env(tmp_path, WS_PORT=str(port), MIGRATE_ON_START="true", **env))
+    try:
+        wait_for_health(f"http://127.0.0.1:{port}", SERVER_UP_TIMEOUT_S,
+                        alive=lambda: process.poll() is None, log=log)
+        assert reachable("127.0.0.2", port) is (listens_on == "0.0.0.0")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=SERVER_STOP_TIMEOUT_S)
+    assert f"http://{listens_on}:{port}" in log.read_text(encoding="utf-8")  # "listening"
 
 
 async def test_sigterm_disconnects_connected_clients_at_once(tmp_path: Path) -> None:

@@ -173,7 +173,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     _tune_garbage_collector()
     ssl_context = _ssl_context(settings)
     app = create_app(settings, SystemClock())
-    url = f"{'https' if ssl_context else 'http'}://{settings.host}:{settings.port}"
+    url = f"{'https' if ssl_context else 'http'}://{settings.listen_host}:{settings.port}"
     notify_to = notify_socket()  # systemd's, for Type=notify; None elsewhere
 
     def listening(_: str) -> None:
@@ -190,7 +190,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     try:
         web.run_app(
             app,
-            host=settings.host,
+            host=settings.listen_host,
             port=settings.port,
             ssl_context=ssl_context,
             backlog=LISTEN_BACKLOG,
@@ -206,7 +206,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"ecigdis-ws: cannot open the database: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"ecigdis-ws: cannot listen on {settings.host}:{settings.port}: {exc}",
+        print(f"ecigdis-ws: cannot listen on {settings.listen_host}:{settings.port}: {exc}",
               file=sys.stderr)
         return 1
     return 0
