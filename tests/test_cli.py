@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import jwt
@@ -241,6 +242,73 @@ def test_serve_on_an_unmigrated_database_exits_with_the_migrate_hint(tmp_path: P
     result = run(tmp_path, "serve", "--port", str(free_port()), MIGRATE_ON_START="false")
     assert result.returncode != 0
     assert "ecigdis-ws migrate" in result.stderr
+
+
+# -- errors that name the fix -----------------------------------------------------
+
+
+def test_token_without_jwt_secret_warns_on_stderr_that_it_used_the_development_secret(
+    tmp_path: Path,
+) -> None:
+    result = run(tmp_path, "token", "--user", "42", "--name", "Alice", JWT_SECRET=None)
+    assert result.returncode == 0
+    assert "JWT_SECRET is not set" in result.stderr
+    assert "development secret" in result.stderr
+    assert result.stdout.count(".") == 2  # stdout is the token alone, for $(...)
+    with_secret = run(tmp_path, "token", "--user", "42", "--name", "Alice")
+    assert with_secret.returncode == 0 and with_secret.stderr == ""
+
+
+def test_serve_on_a_port_in_use_names_ws_port_and_the_port_option(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run(tmp_path, "serve", "--host", "127.0.0.1", "--port", str(port),
+                     MIGRATE_ON_START="true")
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "address already in use" in result.stderr
+    assert "WS_PORT or --port" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_wrong_database_password_says_where_to_look(
+    tmp_path: Path, mariadb_url: str
+) -> None:
+    parts = urlsplit(mariadb_url)
+    wrong = urlunsplit((parts.scheme, f"{parts.username or 'root'}:not-the-password@"
+                        f"{parts.hostname}:{parts.port or 3306}", parts.path, "", ""))
+    result = run(tmp_path, "migrate", DATABASE_URL=wrong)
+    assert result.returncode == 1
+    assert "(1045, " in result.stderr and "Access denied" in result.stderr
+    assert "hint: wrong user or password: check both in DATABASE_URL" in result.stderr
+    assert "not-the-password" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_a_token_signed_with_another_secret_is_logged_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    other = jwt.encode({"userId": 1, "name": "A", "exp": int(time.time()) + 600},
+                       "another-secret-that-is-long-enough-for-production-use")
+    with serving(tmp_path, LOG_LEVEL="info") as server:
+        url = f"http://127.0.0.1:{server.port}"
+        client = socketio.AsyncClient(reconnection=False)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await client.connect(url, auth={"token": other}, transports=["websocket"],
+                                 wait_timeout=5)
+        async with aiohttp.ClientSession() as http, http.get(
+            f"{url}/api/messenger/conversations", headers={"Authorization": f"Bearer {other}"}
+        ) as response:
+            assert response.status == 401
+        server.process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(server.process.wait, SERVER_STOP_TIMEOUT_S)
+    log = server.stderr_path.read_text(encoding="utf-8")
+    refused = [line for line in log.splitlines() if "token refused" in line]
+    assert len(refused) == 2, log
+    assert all("bad signature" in line and "info" in line for line in refused)
+    assert any("via=socket" in line for line in refused)
+    assert any("via=rest" in line for line in refused)
+    assert other not in log and other.split(".")[2] not in log
 
 
 # -- serve ---------------------------------------------------------------------------

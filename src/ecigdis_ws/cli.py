@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import errno
 import gc
 import os
 import re
@@ -206,10 +207,23 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"ecigdis-ws: cannot open the database: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"ecigdis-ws: cannot listen on {settings.listen_host}:{settings.port}: {exc}",
-              file=sys.stderr)
+        print(f"ecigdis-ws: cannot listen on {settings.listen_host}:{settings.port}: {exc}"
+              f"{_listen_hint(exc, settings.port)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _listen_hint(exc: OSError, port: int) -> str:
+    """The usual reasons a bind fails, each with its fix."""
+    if exc.errno == errno.EADDRINUSE:
+        return (f" (hint: another process has the port, `ss -ltnp 'sport = :{port}'` names "
+                "it: stop it, or choose another port with WS_PORT or --port)")
+    if exc.errno == errno.EACCES:
+        return (" (hint: ports below 1024 need root: use a port above 1023 with WS_PORT or "
+                "--port, with nginx in front on 80/443)")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return " (hint: WS_HOST / --host is not an address of this machine)"
+    return ""
 
 
 def _with_storage(
@@ -252,6 +266,11 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _token(args: argparse.Namespace, settings: Settings) -> int:
     user_id = _user_id(settings, args.user)
+    if settings.uses_dev_secret:
+        # On stderr, so `TOKEN=$(ecigdis-ws token ...)` still captures only the token.
+        print("ecigdis-ws: JWT_SECRET is not set: signed with the development secret, which "
+              "only a server without JWT_SECRET accepts (production refuses it)",
+              file=sys.stderr)
     print(mint_token(settings, SystemClock(), user_id, args.name, args.ttl))
     return 0
 
