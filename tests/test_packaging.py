@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -104,6 +105,27 @@ def test_a_wheel_from_a_clean_checkout_serves_the_client_bundle(tmp_path: Path) 
     finally:
         process.kill()
         process.wait()
+
+
+def test_the_sdist_carries_the_bundle_and_builds_a_wheel_without_node(tmp_path: Path) -> None:
+    """What `python -m build` does: the sdist, then a wheel from it (here on a PATH
+    without npm, as on a server)."""
+    clone = clean_checkout(tmp_path)
+    dist = tmp_path / "dist"
+    build_sdist = f"from setuptools import build_meta; print(build_meta.build_sdist({str(dist)!r}))"
+    name = sh(sys.executable, "-c", build_sdist, cwd=clone).strip().splitlines()[-1]
+    with tarfile.open(dist / name) as sdist:
+        members = sdist.getnames()
+        assert f"{name.removesuffix('.tar.gz')}/src/{BUNDLE}" in members
+        assert not any("/client/" in member for member in members)
+        sdist.extractall(tmp_path / "unpacked", filter="data")
+    [unpacked] = (tmp_path / "unpacked").iterdir()
+    without_node = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path)}
+    build_wheel = f"from setuptools import build_meta; print(build_meta.build_wheel({str(dist)!r}))"
+    wheel = sh(sys.executable, "-c", build_wheel, cwd=unpacked,
+               env=without_node).strip().splitlines()[-1]
+    with zipfile.ZipFile(dist / wheel) as archive:
+        assert BUNDLE in archive.namelist()
 
 
 def test_building_from_a_checkout_without_npm_stops_saying_what_to_install(
