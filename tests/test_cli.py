@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import jwt
@@ -24,6 +26,7 @@ import socketio
 
 from ecigdis_ws import __version__
 from ecigdis_ws.storage.migrations import MIGRATIONS
+from tests.deploy.support import wait_for_health
 from tests.support import free_port
 
 BIN = Path(sys.executable).parent
@@ -158,6 +161,25 @@ def test_conversations_past_max_conversation_members_exit_2_and_write_nothing(
     assert ok(migrated, "conversation", "add-member", "1", "3", **cap) == "already a member\n"
     assert ok(migrated, "conversation", "add-member", "1", "4").strip() == "added"
 
+
+@pytest.mark.parametrize("command", [
+    ("conversation", "create", "--title", "Team", "--members", "1,2"),
+    ("conversation", "add-member", "1", "2"),
+])
+def test_conversation_commands_on_an_unmigrated_database_say_run_migrate(
+    tmp_path: Path, db_env: dict[str, str], command: tuple[str, ...]
+) -> None:
+    result = run(tmp_path, *command, **db_env)
+    assert result.returncode == 2, result.stderr
+    assert "unapplied migrations" in result.stderr
+    assert "run `ecigdis-ws migrate`" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    # Once migrated, the same command works on the same database.
+    ok(tmp_path, "migrate", **db_env)
+    if command[1] == "add-member":
+        ok(tmp_path, "conversation", "create", "--title", "T", "--members", "1", **db_env)
+    assert ok(tmp_path, *command, **db_env).strip() in {"1", "added"}
+
 # -- tokens --------------------------------------------------------------------------
 
 
@@ -220,6 +242,73 @@ def test_serve_on_an_unmigrated_database_exits_with_the_migrate_hint(tmp_path: P
     result = run(tmp_path, "serve", "--port", str(free_port()), MIGRATE_ON_START="false")
     assert result.returncode != 0
     assert "ecigdis-ws migrate" in result.stderr
+
+
+# -- errors that name the fix -----------------------------------------------------
+
+
+def test_token_without_jwt_secret_warns_on_stderr_that_it_used_the_development_secret(
+    tmp_path: Path,
+) -> None:
+    result = run(tmp_path, "token", "--user", "42", "--name", "Alice", JWT_SECRET=None)
+    assert result.returncode == 0
+    assert "JWT_SECRET is not set" in result.stderr
+    assert "development secret" in result.stderr
+    assert result.stdout.count(".") == 2  # stdout is the token alone, for $(...)
+    with_secret = run(tmp_path, "token", "--user", "42", "--name", "Alice")
+    assert with_secret.returncode == 0 and with_secret.stderr == ""
+
+
+def test_serve_on_a_port_in_use_names_ws_port_and_the_port_option(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run(tmp_path, "serve", "--host", "127.0.0.1", "--port", str(port),
+                     MIGRATE_ON_START="true")
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "address already in use" in result.stderr
+    assert "WS_PORT or --port" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_wrong_database_password_says_where_to_look(
+    tmp_path: Path, mariadb_url: str
+) -> None:
+    parts = urlsplit(mariadb_url)
+    wrong = urlunsplit((parts.scheme, f"{parts.username or 'root'}:not-the-password@"
+                        f"{parts.hostname}:{parts.port or 3306}", parts.path, "", ""))
+    result = run(tmp_path, "migrate", DATABASE_URL=wrong)
+    assert result.returncode == 1
+    assert "(1045, " in result.stderr and "Access denied" in result.stderr
+    assert "hint: wrong user or password: check both in DATABASE_URL" in result.stderr
+    assert "not-the-password" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_a_token_signed_with_another_secret_is_logged_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    other = jwt.encode({"userId": 1, "name": "A", "exp": int(time.time()) + 600},
+                       "another-secret-that-is-long-enough-for-production-use")
+    with serving(tmp_path, LOG_LEVEL="info") as server:
+        url = f"http://127.0.0.1:{server.port}"
+        client = socketio.AsyncClient(reconnection=False)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await client.connect(url, auth={"token": other}, transports=["websocket"],
+                                 wait_timeout=5)
+        async with aiohttp.ClientSession() as http, http.get(
+            f"{url}/api/messenger/conversations", headers={"Authorization": f"Bearer {other}"}
+        ) as response:
+            assert response.status == 401
+        server.process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(server.process.wait, SERVER_STOP_TIMEOUT_S)
+    log = server.stderr_path.read_text(encoding="utf-8")
+    refused = [line for line in log.splitlines() if "token refused" in line]
+    assert len(refused) == 2, log
+    assert all("bad signature" in line and "info" in line for line in refused)
+    assert any("via=socket" in line for line in refused)
+    assert any("via=rest" in line for line in refused)
+    assert other not in log and other.split(".")[2] not in log
 
 
 # -- serve ---------------------------------------------------------------------------
@@ -376,6 +465,40 @@ def test_development_serve_logs_are_not_json(development_run: ServeRun) -> None:
     lines = [line for line in development_run.stderr.splitlines() if line.strip()]
     assert lines
     assert not any(line.startswith("{") for line in lines)
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except ConnectionRefusedError:
+        return False
+
+
+@pytest.mark.parametrize(("env", "listens_on"), [
+    ({"NODE_ENV": "development"}, "127.0.0.1"),
+    ({"NODE_ENV": "development", "WS_HOST": "0.0.0.0"}, "0.0.0.0"),
+    ({"NODE_ENV": "production"}, "0.0.0.0"),
+])
+def test_development_listens_on_loopback_only_unless_ws_host_says_otherwise(
+    tmp_path: Path, env: dict[str, str], listens_on: str
+) -> None:
+    """In development POST /dev/token signs anyone in as anyone: by default only this
+    machine reaches it. 127.0.0.2 is this machine too, but not the address bound."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("w", encoding="utf-8") as output:
+        process = subprocess.Popen(
+            [str(SCRIPT), "serve"], cwd=tmp_path, stdout=output, stderr=output,
+            env=scratch_env(tmp_path, WS_PORT=str(port), MIGRATE_ON_START="true", **env))
+    try:
+        wait_for_health(f"http://127.0.0.1:{port}", SERVER_UP_TIMEOUT_S,
+                        alive=lambda: process.poll() is None, log=log)
+        assert reachable("127.0.0.2", port) is (listens_on == "0.0.0.0")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=SERVER_STOP_TIMEOUT_S)
+    assert f"http://{listens_on}:{port}" in log.read_text(encoding="utf-8")  # "listening"
 
 
 async def test_sigterm_disconnects_connected_clients_at_once(tmp_path: Path) -> None:

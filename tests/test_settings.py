@@ -47,7 +47,7 @@ def write_dotenv(tmp_path: Path, text: str) -> Path:
 def test_defaults_match_the_node_server() -> None:
     settings = load()
     assert settings.environment == "development"
-    assert settings.host == "0.0.0.0"
+    assert settings.host is None and settings.listen_host == "127.0.0.1"  # development
     assert settings.port == 8080
     assert settings.database_url == "sqlite:///./data/ecigdis-ws.db"
     assert settings.log_level == "info"

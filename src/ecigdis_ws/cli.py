@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import errno
 import gc
+import os
 import re
+import signal
 import ssl
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -35,6 +38,9 @@ from ecigdis_ws.storage.sql import SqlStorage
 GC_THRESHOLDS = (50_000, 20, 100)
 # The socket.io default backlog of 511 (Node's) keeps a connect storm from being refused.
 LISTEN_BACKLOG = 511
+# The status of a process killed by SIGPIPE, which is what `cmd | head` expects of
+# a CLI whose reader went away (128 + the signal's number, as the shell reports it).
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -86,6 +92,22 @@ _SELF_CONFIGURED: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; a reader that closed our stdout (`check … | head`) ends it quietly.
+
+    Python ignores SIGPIPE, so the next write raises BrokenPipeError instead; the
+    signal's default action is not restored because `serve` and `check` write to
+    sockets, where SIGPIPE would kill the process. stdout is pointed at /dev/null so
+    the interpreter's final flush does not raise again.
+    """
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command in _SELF_CONFIGURED:
         return _SELF_CONFIGURED[args.command](args)
@@ -152,7 +174,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     _tune_garbage_collector()
     ssl_context = _ssl_context(settings)
     app = create_app(settings, SystemClock())
-    url = f"{'https' if ssl_context else 'http'}://{settings.host}:{settings.port}"
+    url = f"{'https' if ssl_context else 'http'}://{settings.listen_host}:{settings.port}"
     notify_to = notify_socket()  # systemd's, for Type=notify; None elsewhere
 
     def listening(_: str) -> None:
@@ -169,7 +191,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     try:
         web.run_app(
             app,
-            host=settings.host,
+            host=settings.listen_host,
             port=settings.port,
             ssl_context=ssl_context,
             backlog=LISTEN_BACKLOG,
@@ -185,18 +207,35 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"ecigdis-ws: cannot open the database: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"ecigdis-ws: cannot listen on {settings.host}:{settings.port}: {exc}",
-              file=sys.stderr)
+        print(f"ecigdis-ws: cannot listen on {settings.listen_host}:{settings.port}: {exc}"
+              f"{_listen_hint(exc, settings.port)}", file=sys.stderr)
         return 1
     return 0
 
 
+def _listen_hint(exc: OSError, port: int) -> str:
+    """The usual reasons a bind fails, each with its fix."""
+    if exc.errno == errno.EADDRINUSE:
+        return (f" (hint: another process has the port, `ss -ltnp 'sport = :{port}'` names "
+                "it: stop it, or choose another port with WS_PORT or --port)")
+    if exc.errno == errno.EACCES:
+        return (" (hint: ports below 1024 need root: use a port above 1023 with WS_PORT or "
+                "--port, with nginx in front on 80/443)")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return " (hint: WS_HOST / --host is not an address of this machine)"
+    return ""
+
+
 def _with_storage(
-    settings: Settings, work: Callable[[SqlStorage], Coroutine[Any, Any, int]]
+    settings: Settings,
+    work: Callable[[SqlStorage], Coroutine[Any, Any, int]],
+    needs_schema: bool = True,
 ) -> int:
     async def run() -> int:
         storage = await open_storage(settings)
         try:
+            if needs_schema:
+                await _require_migrated(storage)
             return await work(storage)
         finally:
             await storage.close()
@@ -208,17 +247,30 @@ def _with_storage(
         return 1
 
 
+async def _require_migrated(storage: SqlStorage) -> None:
+    """Refuse, as `serve` does, rather than fail on a missing table with a traceback."""
+    pending = await storage.pending_migrations()
+    if pending:
+        raise UsageError(f"database has unapplied migrations {pending}: "
+                         "run `ecigdis-ws migrate` first")
+
+
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     async def work(storage: SqlStorage) -> int:
         applied = await storage.migrate()
         print(f"applied migrations {applied}" if applied else "database is up to date")
         return 0
 
-    return _with_storage(settings, work)
+    return _with_storage(settings, work, needs_schema=False)
 
 
 def _token(args: argparse.Namespace, settings: Settings) -> int:
     user_id = _user_id(settings, args.user)
+    if settings.uses_dev_secret:
+        # On stderr, so `TOKEN=$(ecigdis-ws token ...)` still captures only the token.
+        print("ecigdis-ws: JWT_SECRET is not set: signed with the development secret, which "
+              "only a server without JWT_SECRET accepts (production refuses it)",
+              file=sys.stderr)
     print(mint_token(settings, SystemClock(), user_id, args.name, args.ttl))
     return 0
 

@@ -106,6 +106,12 @@ def _optional_text(raw: str) -> str | None:
     return raw.strip() or None
 
 
+def _host(raw: str) -> str | None:
+    """An address to listen on, or auto (None: decided by NODE_ENV)."""
+    value = raw.strip()
+    return None if value.lower() in ("", "auto") else value
+
+
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
@@ -141,7 +147,9 @@ _MS_MAX = 24 * 3600 * 1000
 SPECS: tuple[Spec, ...] = (
     Spec("NODE_ENV", "environment", _choice("development", "production", "test"),
          "development", "development, production or test; production turns on the strict checks"),
-    Spec("WS_HOST", "host", _text, "0.0.0.0", "address to listen on (the Node server's name)"),
+    Spec("WS_HOST", "host", _host, "auto",
+         "address to listen on (the Node server's name); auto: 127.0.0.1 in development, "
+         "where POST /dev/token signs anyone in as anyone, else 0.0.0.0"),
     Spec("WS_PORT", "port", _int_range(0, 65535), "8080",
          "port for Socket.IO and HTTP (the Node server's name)", aliases=("PORT",)),
     Spec("SERVER_ID", "server_id", _optional_text, "",
@@ -303,7 +311,7 @@ SPECS: tuple[Spec, ...] = (
 @dataclass(frozen=True)
 class Settings:
     environment: Environment = "development"
-    host: str = "0.0.0.0"
+    host: str | None = None  # WS_HOST=auto: see listen_host
     port: int = 8080
     server_id: str | None = None
     use_https: bool = False
@@ -384,6 +392,15 @@ class Settings:
         if self.demo_page is None:
             return self.environment == "development"
         return self.demo_page
+
+    @property
+    def listen_host(self) -> str:
+        """WS_HOST; auto keeps a development server, whose /dev/token lets anyone be
+        anyone, on loopback (as Django's runserver or Vite do) and listens on every
+        interface otherwise (the Node server's default)."""
+        if self.host is not None:
+            return self.host
+        return "127.0.0.1" if self.environment == "development" else "0.0.0.0"
 
     @property
     def effective_server_id(self) -> str:

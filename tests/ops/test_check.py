@@ -10,6 +10,8 @@ The subprocess tests run the `ecigdis-ws check` console script against a real
 from __future__ import annotations
 
 import asyncio
+import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -25,7 +27,7 @@ from aiohttp import web
 
 from ecigdis_ws.app import create_app
 from ecigdis_ws.clock import ManualClock
-from ecigdis_ws.ops.check import STEPS, CheckOptions, StepResult, run_check
+from ecigdis_ws.ops.check import STEPS, CheckOptions, StepResult, passed, run_check, summary
 from ecigdis_ws.services.auth import mint_token
 from tests import support
 from tests.backends import unique_prefix
@@ -94,26 +96,29 @@ async def test_every_step_passes_over_one_transport_only(
     assert results["connect"].detail.startswith(f"{transport}, server ")
 
 
-async def test_without_a_conversation_join_and_send_do_not_run_and_the_check_fails(
+async def test_without_a_conversation_join_and_send_are_skipped_and_the_check_passes(
     server: RunningServer,
 ) -> None:
     results = await check(server.url, token=server.token(1))
-    assert results["join"].passed is None
+    assert results["join"].skipped and results["join"].passed is None
     assert "--conversation" in results["join"].detail
-    assert results["send"].passed is None
+    assert results["send"].skipped
     assert results["presence"].passed is True
-    assert not all_passed(results)
+    assert passed(list(results.values()))
+    assert summary(list(results.values())) == "4 of 6 steps passed, 2 skipped (join, send)"
 
 
-async def test_without_a_token_authenticate_fails_naming_the_options(
+async def test_without_a_token_the_steps_that_need_one_are_skipped_naming_the_options(
     server: RunningServer,
 ) -> None:
     results = await check(server.url)
     assert results["connect"].passed is True
-    assert results["authenticate"].passed is False
+    assert results["authenticate"].skipped
     assert "--token" in results["authenticate"].detail
     assert "--user" in results["authenticate"].detail
-    assert all(results[name].passed is None for name in ("join", "send", "presence"))
+    assert all(results[name].skipped for name in ("join", "send", "presence"))
+    assert results["health"].passed is True
+    assert passed(list(results.values()))
 
 
 # -- the usual failures and their hints ---------------------------------------------------
@@ -345,6 +350,36 @@ def test_cli_user_with_another_local_secret_exits_1_with_the_secret_hint(
     assert done.returncode == 1
     assert ("JWT_SECRET differs between the token issuer and the server" in done.stdout), (
         done.stdout)
+
+
+def test_cli_without_a_conversation_exits_0_naming_the_skipped_steps(tmp_path: Path) -> None:
+    env = server_env(tmp_path, MIGRATE_ON_START="true")
+    with serving(env) as node:
+        done = run_cli(env, node.url, "--user", "7")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split()[:3] for line in lines[3:5]] == [
+        ["-", "join", "skipped:"], ["-", "send", "skipped:"]]
+    assert "--conversation" in lines[3]
+    assert lines[-1] == "4 of 6 steps passed, 2 skipped (join, send)"
+
+
+def test_cli_whose_reader_goes_away_exits_quietly(tmp_path: Path) -> None:
+    """`ecigdis-ws check URL | head -1`: no BrokenPipeError traceback, SIGPIPE's status."""
+    # A port that accepts and never answers: the connect line comes only after the
+    # step's timeout, surely after the reader has gone.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with subprocess.Popen([str(SCRIPT), "check", url, "--timeout", "1"],
+                              env=server_env(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) as process:
+            assert process.stdout is not None and process.stderr is not None
+            assert process.stdout.readline() == f"ecigdis-ws check {url}\n"
+            process.stdout.close()  # as `head -1` does; the next line has no reader
+            stderr = process.stderr.read()
+            returncode = process.wait(timeout=CLI_TIMEOUT_S)
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+    assert returncode == 128 + signal.SIGPIPE
 
 
 def test_cli_user_with_invalid_local_settings_exits_2_naming_them(tmp_path: Path) -> None:

@@ -13,8 +13,13 @@ with a hint at the usual cause.
     presence       `presence:request`, which must list the check's own user
     health         GET /health
 
-The exit status is 0 only when every step passed; a step that could not run
-(no --conversation, or an earlier step it needs failed) does not pass.
+A step ends one of four ways: passed (✓), failed (✗), skipped (-) because the
+operator did not ask for it (no --conversation: join and send; no token: every
+step after connect but health), or not run (-) because an earlier step it needs
+failed. The exit status is 0 when no step failed, skipped steps named in the last
+line; 1 when one failed. The check never picks a conversation of its own, even
+where CONVERSATION_ACCESS=open would let it: its message would land in a
+conversation people read, so it writes only where --conversation tells it to.
 """
 
 from __future__ import annotations
@@ -70,14 +75,16 @@ class CheckOptions:
 @dataclass
 class StepResult:
     name: str
-    passed: bool | None  # None: not run
+    passed: bool | None  # None: skipped or not run
     elapsed_ms: float = 0.0
     detail: str = ""
     hint: str = ""
+    skipped: bool = False  # not asked for (no --conversation, no token): not a failure
 
     def line(self) -> str:
         if self.passed is None:
-            return f"- {self.name:<12} {'':>7}     not run: {self.detail}"
+            outcome = "skipped" if self.skipped else "not run"
+            return f"- {self.name:<12} {'':>7}     {outcome}: {self.detail}"
         mark = "✓" if self.passed else "✗"
         text = f"{mark} {self.name:<12} {self.elapsed_ms:>7.0f} ms  {self.detail}"
         return f"{text} (hint: {self.hint})" if self.hint else text
@@ -288,6 +295,9 @@ class Check:
     def _not_run(self, name: str, why: str) -> None:
         self._record(StepResult(name, None, detail=why))
 
+    def _skip(self, name: str, why: str) -> None:
+        self._record(StepResult(name, None, detail=why, skipped=True))
+
     async def _step(self, name: str, work: Callable[[], Awaitable[str]]) -> bool:
         started = time.perf_counter()
         try:
@@ -342,20 +352,26 @@ class Check:
             for name in ("authenticate", "join", "send", "presence"):
                 self._not_run(name, "connect failed")
             return
+        if not self.options.token:
+            self._skip("authenticate", self.options.no_token_reason)
+            for name in ("join", "send", "presence"):
+                self._skip(name, "needs a token")
+            return
         if not await self._step("authenticate", lambda: self._authenticate(sio)):
             for name in ("join", "send", "presence"):
                 self._not_run(name, "authenticate failed")
             return
         joined = False
         if self.options.conversation_id is None:
-            self._not_run("join", "pass --conversation ID (a test conversation the user "
-                          "belongs to) to check joining and sending")
+            why = "no --conversation ID (a test conversation the user belongs to)"
+            self._skip("join", why)
+            self._skip("send", why)
         else:
             joined = await self._step("join", lambda: self._join(sio))
-        if joined:
-            await self._step("send", lambda: self._send(sio))
-        else:
-            self._not_run("send", "join did not pass")
+            if joined:
+                await self._step("send", lambda: self._send(sio))
+            else:
+                self._not_run("send", "join failed")
         await self._step("presence", lambda: self._presence(sio, joined))
 
     async def _connect(self, sio: socketio.AsyncClient) -> str:
@@ -389,8 +405,6 @@ class Check:
         return f"{transport}, server {server_id}"
 
     async def _authenticate(self, sio: socketio.AsyncClient) -> str:
-        if not self.options.token:
-            raise StepFailed(self.options.no_token_reason)
         reply = await sio.call("authenticate", {"token": self.options.token},
                                timeout=self.options.timeout_s)
         if not isinstance(reply, dict) or not reply.get("ok"):
@@ -485,7 +499,8 @@ async def run_check(
 
 
 def passed(results: list[StepResult]) -> bool:
-    return len(results) == len(STEPS) and all(r.passed for r in results)
+    """No step failed or was kept from running by a failure; skipped ones are fine."""
+    return len(results) == len(STEPS) and all(r.passed or r.skipped for r in results)
 
 
 # -- the command --------------------------------------------------------------------------
@@ -575,14 +590,22 @@ def run(args: argparse.Namespace) -> int:
         print("check interrupted", file=sys.stderr)
         return 130
     if passed(results):
-        print(f"all {len(results)} steps passed")
+        print(summary(results))
         return 0
     print(f"check failed: {summary(results)}")
     return 1
 
 
 def summary(results: list[StepResult]) -> str:
+    """`all 6 steps passed`, or the counts with the skipped steps named."""
     ok = sum(1 for r in results if r.passed)
+    if ok == len(results):
+        return f"all {ok} steps passed"
     failed = sum(1 for r in results if r.passed is False)
-    not_run = sum(1 for r in results if r.passed is None)
-    return f"{ok} of {len(results)} steps passed, {failed} failed, {not_run} not run"
+    not_run = sum(1 for r in results if r.passed is None and not r.skipped)
+    skipped = [r.name for r in results if r.skipped]
+    parts = [f"{ok} of {len(results)} steps passed"]
+    parts += [f"{failed} failed"] if failed else []
+    parts += [f"{not_run} not run"] if not_run else []
+    parts += [f"{len(skipped)} skipped ({', '.join(skipped)})"] if skipped else []
+    return ", ".join(parts)

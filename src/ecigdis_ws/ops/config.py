@@ -116,6 +116,7 @@ def _derived(settings: Settings) -> list[str]:
     """What the server makes of the settings where it is not obvious from them."""
     redis = settings.effective_redis_url
     lines = [
+        f"listens on: {settings.listen_host}:{settings.port}",
         f"server id: {settings.effective_server_id}",
         f"redis: {mask_url(redis) if redis else 'disabled (a single node)'}",
         f"logs: {'JSON lines' if settings.json_logs else 'console'}",

@@ -12,7 +12,10 @@ import jwt
 from ecigdis_ws.clock import Clock
 from ecigdis_ws.domain import Identity, UserId
 from ecigdis_ws.errors import ChatError, ErrorCode
+from ecigdis_ws.observability.logging import get_logger
 from ecigdis_ws.settings import Settings
+
+log = get_logger(__name__)
 
 USER_ID_CLAIMS = ("userId", "user_id", "sub")
 NAME_CLAIMS = ("name", "username")
@@ -48,6 +51,15 @@ class TokenExpired(ChatError):
 
     def __init__(self) -> None:
         super().__init__(ErrorCode.AUTH_FAILED, "token expired")
+
+
+def log_refused(error: ChatError, via: str, **context: Any) -> None:
+    """One INFO line for a refused token, with the reason and never the token: a
+    token signed with another JWT_SECRET shows up in the server's log, not only in
+    the client's `bad signature`. An expired token is the normal refresh path and
+    is not logged (as Centrifugo does)."""
+    if error.code is ErrorCode.AUTH_FAILED and not isinstance(error, TokenExpired):
+        log.info("token refused", reason=error.message, via=via, **context)
 
 
 class TokenVerifier:

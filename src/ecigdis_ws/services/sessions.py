@@ -13,7 +13,7 @@ from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
 from ecigdis_ws.fanout.base import Fanout
 from ecigdis_ws.observability.logging import get_logger
 from ecigdis_ws.services.admission import AdmissionService
-from ecigdis_ws.services.auth import TokenUndecided, TokenVerifier
+from ecigdis_ws.services.auth import TokenUndecided, TokenVerifier, log_refused
 from ecigdis_ws.services.main_site import MainSiteVerifier
 from ecigdis_ws.services.presence import PresenceService
 from ecigdis_ws.services.rate_limit import RateLimiter
@@ -113,7 +113,11 @@ class SessionService:
         session = self._sessions.get(sid)
         if session is None:
             raise ChatError(ErrorCode.AUTH_FAILED, "no such session")
-        identity = await self._identify(token)
+        try:
+            identity = await self._identify(token)
+        except ChatError as exc:
+            log_refused(exc, "socket", sid=sid)
+            raise
         self._still_open(session)  # (the main site may have taken a while)
         if session.identity is not None and session.identity.user_id != identity.user_id:
             raise ChatError(ErrorCode.AUTH_FAILED, "socket is authenticated as another user")

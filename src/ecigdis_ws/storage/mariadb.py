@@ -27,6 +27,16 @@ MIGRATION_LOCK_WAIT_S = 60
 # Server error codes that mean "cannot reach the data now" rather than bad SQL:
 # lock wait timeout, deadlock, too many connections, server shutting down, read-only.
 _UNAVAILABLE_SERVER_ERRORS = {1040, 1053, 1205, 1213, 1290, 1836}
+# What the usual refusals at connect time mean, so the message ends in the fix.
+_CONNECT_HINTS = {
+    1044: "the user has no rights on this database: GRANT ALL ON <database>.* TO the user "
+          "(DEPLOYMENT_GUIDE.md section 3)",
+    1045: "wrong user or password: check both in DATABASE_URL (percent-encode @ : / # % "
+          "in the password, e.g. @ as %40), and that the account is for this client's "
+          "host, e.g. 'ecigdis_ws'@'127.0.0.1' (DEPLOYMENT_GUIDE.md section 3)",
+    1049: "the database does not exist: CREATE DATABASE it (DEPLOYMENT_GUIDE.md section 3)",
+    2003: "is MariaDB running, and on the host and port in DATABASE_URL?",
+}
 
 
 @dataclass(frozen=True)
@@ -134,8 +144,11 @@ class MariaDbEngine:
             raise StorageUnavailable(f"mariadb: no answer from {target.host}:{target.port}/"
                                      f"{target.database} within the connect timeout") from exc
         except (pymysql.err.MySQLError, OSError) as exc:
+            code = exc.args[0] if isinstance(exc, pymysql.err.MySQLError) and exc.args else None
+            hint = _CONNECT_HINTS.get(code) if isinstance(code, int) else None
             raise StorageUnavailable(f"mariadb: cannot connect to {target.host}:"
-                                     f"{target.port}/{target.database}: {exc}") from exc
+                                     f"{target.port}/{target.database}: {exc}"
+                                     + (f" (hint: {hint})" if hint else "")) from exc
         return cls(created, timeout_s, f"{target.database}.{table_prefix}migrate")
 
     @asynccontextmanager

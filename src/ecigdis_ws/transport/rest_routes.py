@@ -18,7 +18,13 @@ from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
 from ecigdis_ws.fanout.local import DirectEmitManager
 from ecigdis_ws.keys import SERVICES, SETTINGS
 from ecigdis_ws.observability.logging import get_logger
-from ecigdis_ws.services.auth import TokenExpired, TokenUndecided, TokenVerifier, parse_user_id
+from ecigdis_ws.services.auth import (
+    TokenExpired,
+    TokenUndecided,
+    TokenVerifier,
+    log_refused,
+    parse_user_id,
+)
 from ecigdis_ws.services.container import ChatServices, RestServices
 from ecigdis_ws.services.event_feed import EventFeed
 from ecigdis_ws.services.inbox import InboxService
@@ -181,19 +187,26 @@ async def _identify(request: web.Request) -> Identity:
         raise ChatError(ErrorCode.UNAUTHENTICATED, "send Authorization: Bearer <token>")
     if header[:7].lower() != "bearer ":
         raise ChatError(ErrorCode.AUTH_FAILED, "expected Authorization: Bearer <token>")
-    token = header[7:].strip()
     try:
-        identity = api.verifier.verify(token)
+        identity = await _verify(api, header[7:].strip())
+    except ChatError as exc:
+        log_refused(exc, "rest", remote=request.remote)
+        raise
+    if not api.requests.allow(identity.user_id):
+        raise ChatError(ErrorCode.RATE_LIMITED, "too many requests")
+    return identity
+
+
+async def _verify(api: RestApi, token: str) -> Identity:
+    try:
+        return api.verifier.verify(token)
     except TokenExpired:
         raise ChatError(ErrorCode.TOKEN_EXPIRED, "token expired") from None
     except TokenUndecided:
         main_site = api.chat.sessions.main_site
         if main_site is None:
             raise
-        identity = await main_site.verify(token)
-    if not api.requests.allow(identity.user_id):
-        raise ChatError(ErrorCode.RATE_LIMITED, "too many requests")
-    return identity
+        return await main_site.verify(token)
 
 
 def _actor(identity: Identity) -> Actor:
