@@ -22,7 +22,7 @@ from ecigdis_ws.keys import SERVICES
 from ecigdis_ws.services.auth import mint_token
 from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.settings import Settings, load_settings
-from ecigdis_ws.transport.server import SOCKET_SERVER
+from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER
 
 WAIT_S = 5.0
 

@@ -11,9 +11,7 @@ from aiohttp import web
 
 from ecigdis_ws import jsonmod
 from ecigdis_ws.clock import Clock, SystemClock
-from ecigdis_ws.cluster.setup import ClusterState, fanout_manager
-from ecigdis_ws.fanout.local import DirectEmitManager, SocketIOFanout
-from ecigdis_ws.fanout.redis import ClusterRedisManager
+from ecigdis_ws.cluster.setup import ClusterState
 from ecigdis_ws.keys import CLUSTER, SERVICES, SETTINGS, STARTED_AT
 from ecigdis_ws.observability.logging import get_logger
 from ecigdis_ws.observability.metrics import Metrics
@@ -28,8 +26,10 @@ from ecigdis_ws.transport.limits import polling_limits_middleware
 from ecigdis_ws.transport.origins import allowed_origins, origin_middleware
 from ecigdis_ws.transport.protocol_errors import ProtocolErrors
 from ecigdis_ws.transport.rest_routes import add_rest_routes
-from ecigdis_ws.transport.server import SOCKET_SERVER, ChatSocketServer
 from ecigdis_ws.transport.socket_events import SocketEvents
+from ecigdis_ws.transport.socketio_overrides.managers import DirectEmitManager, SocketIOFanout
+from ecigdis_ws.transport.socketio_overrides.redis_manager import ClusterRedisManager
+from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER, ChatSocketServer
 from ecigdis_ws.transport.stale_sessions import stale_session_middleware
 
 log = get_logger(__name__)
@@ -37,6 +37,19 @@ log = get_logger(__name__)
 
 class NotMigrated(RuntimeError):
     """The database lacks migrations; `serve` refuses rather than fail on first use."""
+
+
+def fanout_manager(settings: Settings) -> ClusterRedisManager | None:
+    """python-socketio's client manager for several nodes; None for a single node."""
+    url = settings.effective_redis_url
+    if url is None:
+        return None
+    return ClusterRedisManager(
+        url,
+        channel=f"{settings.redis_key_prefix}:fanout",
+        key=settings.effective_cluster_secret,
+        timeout_s=settings.redis_timeout_ms / 1000,
+    )
 
 
 def build_socketio(
@@ -84,7 +97,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     metrics = Metrics()
     manager = fanout_manager(settings)
     sio = build_socketio(settings, clock, metrics, manager)
-    cluster = ClusterState.open(settings, manager)
+    cluster = ClusterState.open(settings)
+    if manager is not None:
+        cluster.fanout_healthy = manager.ping
     stale = stale_session_middleware(lambda: sio.eio.sockets, metrics.stale_session_requests)
     app = web.Application(middlewares=[
         origin_middleware(settings),

@@ -29,13 +29,17 @@ from ecigdis_ws.clock import ManualClock
 from ecigdis_ws.cluster.presence import LocalPresenceRegistry
 from ecigdis_ws.cluster.typing import LocalTypingStore
 from ecigdis_ws.domain import Actor, ClientMessageId, SendResult, UserId
-from ecigdis_ws.fanout.local import NAMESPACE, DirectEmitManager, SocketIOFanout
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.auth import mint_token
 from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.storage.base import Storage
 from ecigdis_ws.storage.factory import open_storage
+from ecigdis_ws.transport.socketio_overrides.managers import (
+    NAMESPACE,
+    DirectEmitManager,
+    SocketIOFanout,
+)
 from tests.support import test_settings
 
 

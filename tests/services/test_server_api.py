@@ -16,7 +16,7 @@ import pytest
 from ecigdis_ws.domain import UserId
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.fanout.base import conversation_room
-from ecigdis_ws.fanout.local import NAMESPACE
+from ecigdis_ws.transport.socketio_overrides.managers import NAMESPACE
 from tests.services.conftest import ServiceHarness
 from tests.services.feed_support import answer, rest_services, start_poll, until_parked
 

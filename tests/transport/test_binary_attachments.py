@@ -9,7 +9,7 @@ import json
 import aiohttp
 import pytest
 
-from ecigdis_ws.transport.server import SOCKET_SERVER
+from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER
 from tests.support import WAIT_S, RunningServer
 
 pytestmark = pytest.mark.backends("sqlite")

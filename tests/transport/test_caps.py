@@ -16,7 +16,7 @@ import pytest
 import socketio
 
 from ecigdis_ws.transport.rest_routes import REST_API
-from ecigdis_ws.transport.server import SOCKET_SERVER
+from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER
 from tests.support import WAIT_S, ChatClient, RunningServer
 from tests.transport.rest_support import Rest
 

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from ecigdis_ws.transport.protocol_errors import engineio_problem
-from ecigdis_ws.transport.server import SOCKET_SERVER
+from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER
 from tests.support import WAIT_S, RunningServer
 
 pytestmark = pytest.mark.backends("sqlite")

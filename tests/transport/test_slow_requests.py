@@ -26,7 +26,7 @@ from structlog.testing import capture_logs
 from ecigdis_ws.app import connection_deadlines
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.transport.rest_routes import REST_API
-from ecigdis_ws.transport.server import SOCKET_SERVER
+from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER
 from ecigdis_ws.transport.stale_sessions import UNKNOWN_SID
 from tests.support import WAIT_S, RunningServer
 from tests.transport.rest_support import Rest

@@ -10,7 +10,7 @@ import logging
 import aiohttp
 import pytest
 
-from ecigdis_ws.transport.server import SOCKET_SERVER
+from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER
 from ecigdis_ws.transport.stale_sessions import UNKNOWN_SID
 from tests.support import WAIT_S, RunningServer
 

@@ -1,4 +1,5 @@
-"""The direct websocket path (transport/websocket.py), driven by raw websocket clients."""
+"""The direct websocket path (transport/socketio_overrides/websocket.py), driven by raw
+websocket clients."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import aiohttp
 import orjson
 import pytest
 
-from ecigdis_ws.transport.server import SOCKET_SERVER
+from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER
 from tests.support import RunningServer
 from tests.transport.conftest import room
 

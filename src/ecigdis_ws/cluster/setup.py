@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -12,37 +13,26 @@ from ecigdis_ws.cluster.presence import (
     PresenceRegistry,
     RedisPresenceRegistry,
 )
+from ecigdis_ws.cluster.redis_connection import redis_client
 from ecigdis_ws.cluster.typing import LocalTypingStore, RedisTypingStore, TypingStore
-from ecigdis_ws.fanout.redis import ClusterRedisManager, redis_client
 from ecigdis_ws.settings import Settings
 
 RedisStatus = Literal["disabled", "connected", "disconnected"]
-
-
-def fanout_manager(settings: Settings) -> ClusterRedisManager | None:
-    """python-socketio's client manager for several nodes; None for a single node."""
-    url = settings.effective_redis_url
-    if url is None:
-        return None
-    return ClusterRedisManager(
-        url,
-        channel=f"{settings.redis_key_prefix}:fanout",
-        key=settings.effective_cluster_secret,
-        timeout_s=settings.redis_timeout_ms / 1000,
-    )
 
 
 @dataclass
 class ClusterState:
     presence: PresenceRegistry
     typing: TypingStore
-    manager: ClusterRedisManager | None = None
-    client: aioredis.Redis | None = None
+    client: aioredis.Redis | None = None  # None: a single node, no Redis
+    # Set at wiring: the fan-out's own check (its listener subscribed, Redis
+    # answering), which /health reports; without it, a PING on `client`.
+    fanout_healthy: Callable[[], Awaitable[bool]] | None = None
 
     @classmethod
-    def open(cls, settings: Settings, manager: ClusterRedisManager | None) -> ClusterState:
+    def open(cls, settings: Settings) -> ClusterState:
         url = settings.effective_redis_url
-        if url is None or manager is None:
+        if url is None:
             return cls(LocalPresenceRegistry(), LocalTypingStore())
         timeout_s = settings.redis_timeout_ms / 1000
         client = redis_client(url, timeout_s, timeout_s)
@@ -50,12 +40,17 @@ class ClusterState:
         presence = RedisPresenceRegistry(
             client, prefix, settings.effective_server_id, settings.presence_ttl_ms
         )
-        return cls(presence, RedisTypingStore(client, prefix), manager, client)
+        return cls(presence, RedisTypingStore(client, prefix), client)
 
     async def redis_status(self) -> RedisStatus:
-        if self.manager is None:
+        if self.client is None:
             return "disabled"
-        return "connected" if await self.manager.ping() else "disconnected"
+        if self.fanout_healthy is not None:
+            return "connected" if await self.fanout_healthy() else "disconnected"
+        try:
+            return "connected" if await self.client.ping() else "disconnected"
+        except (aioredis.RedisError, OSError):
+            return "disconnected"
 
     async def close(self) -> None:
         if self.client is not None:

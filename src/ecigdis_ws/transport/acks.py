@@ -2,7 +2,7 @@
 
 A handler whose answer would otherwise go out twice (as the ack and as an event)
 sends the event only when no ack was asked for. The Socket.IO server sets this
-around each client event it dispatches (transport/server.py).
+around each client event it dispatches (transport/socketio_overrides/server.py).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ T = TypeVar("T")
 
 # Packets in one polling POST: socket.io-client sends all it buffered at once,
 # so this is generous (bytes are bounded by MAX_PAYLOAD_BYTES, events by the
-# rate limit); python-engineio is set to decode as many (transport/server.py).
+# rate limit); python-engineio is set to decode as many (transport/socketio_overrides/server.py).
 MAX_PACKETS_PER_POST = 128
 POLL_BODY = web.RequestKey("poll_body", bytes)
 # What reading a body raises when the client hangs up part-way (aiohttp sets

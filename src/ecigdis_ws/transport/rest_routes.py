@@ -15,7 +15,6 @@ from aiohttp.typedefs import Handler, Middleware
 from ecigdis_ws import jsonmod
 from ecigdis_ws.domain import Actor, Identity, SendResult, UserId
 from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
-from ecigdis_ws.fanout.local import DirectEmitManager
 from ecigdis_ws.keys import SERVICES, SETTINGS
 from ecigdis_ws.observability.logging import get_logger
 from ecigdis_ws.services.auth import (
@@ -34,6 +33,7 @@ from ecigdis_ws.settings import Settings
 from ecigdis_ws.transport import validation as v
 from ecigdis_ws.transport.limits import BODY_CUT_OFF, body_too_slow, within
 from ecigdis_ws.transport.origins import allowed_origins
+from ecigdis_ws.transport.socketio_overrides.managers import DirectEmitManager
 
 log = get_logger(__name__)
 

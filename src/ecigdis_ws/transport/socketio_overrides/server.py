@@ -24,7 +24,11 @@ from ecigdis_ws.transport.protocol_errors import (
     ack_id_end,
     socketio_problem,
 )
-from ecigdis_ws.transport.websocket import DirectSocket, DirectWebSocket, checked_websocket
+from ecigdis_ws.transport.socketio_overrides.websocket import (
+    DirectSocket,
+    DirectWebSocket,
+    checked_websocket,
+)
 
 log = get_logger(__name__)
 
@@ -53,6 +57,14 @@ def well_formed_event(data: Any) -> bool:
         and isinstance(data[0], str)
         and data[0] not in RESERVED_EVENTS
     )
+
+
+def ack_arguments(reply: Any) -> list[Any]:
+    """An ack's arguments as python-socketio sends them: none for None, a tuple
+    spread into several, anything else as the one argument."""
+    if reply is None:
+        return []
+    return list(reply) if isinstance(reply, tuple) else [reply]
 
 
 class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
@@ -148,7 +160,7 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         finally:
             ACK_WANTED.reset(wanted)
         if digits_end > 2 and not socket.closed:
-            ack = "3" + text[2:digits_end] + self.packet_class.json.dumps([reply])
+            ack = "3" + text[2:digits_end] + self.packet_class.json.dumps(ack_arguments(reply))
             await socket.send(eio_packet.Packet(eio_packet.MESSAGE, ack))
         return True
 

@@ -22,43 +22,20 @@ import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
-from urllib.parse import urlparse
 
 import redis.asyncio as aioredis
 import socketio
-from socketio.redis_manager import parse_redis_sentinel_url
 
-from ecigdis_ws.fanout.local import DirectEmitManager
+from ecigdis_ws.cluster.redis_connection import redis_client
 from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.transport.socketio_overrides.managers import DirectEmitManager
 
 log = get_logger(__name__)
 
 # Reconnect attempts back off from the first to the last delay, doubling.
 FIRST_RETRY_S = 0.2
 LAST_RETRY_S = 2.0
-# A PING on the idle listening connection this often notices a dead Redis.
-LISTENER_HEALTH_CHECK_S = 5
 SIGNATURE_VERSION = 1
-
-
-def redis_client(url: str, timeout_s: float | None, connect_timeout_s: float) -> aioredis.Redis:
-    """A client for a redis://, rediss:// or redis+sentinel:// URL."""
-    options: dict[str, Any] = {
-        "socket_timeout": timeout_s,
-        "socket_connect_timeout": connect_timeout_s,
-        "socket_keepalive": True,
-    }
-    if timeout_s is None:
-        options["health_check_interval"] = LISTENER_HEALTH_CHECK_S
-    if urlparse(url).scheme == "redis+sentinel":
-        sentinels, service_name, connection_kwargs = parse_redis_sentinel_url(url)
-        sentinel = aioredis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-            sentinels, **{**options, **connection_kwargs}
-        )
-        master: aioredis.Redis = sentinel.master_for(service_name or "mymaster")
-        return master
-    client: aioredis.Redis = aioredis.Redis.from_url(url, **options)
-    return client
 
 
 def sign(key: bytes, body: str) -> str:

@@ -11,7 +11,7 @@ from engineio import packet as eio_packet
 from ecigdis_ws import jsonmod
 from ecigdis_ws.fanout.base import CONVERSATION_ROOM_PREFIX
 from ecigdis_ws.observability.metrics import Metrics
-from ecigdis_ws.transport.websocket import DirectSocket, message_frame
+from ecigdis_ws.transport.socketio_overrides.websocket import DirectSocket, message_frame
 
 NAMESPACE = "/"
 
@@ -21,7 +21,7 @@ class DirectEmitManager(socketio.AsyncManager):  # type: ignore[misc]
 
     python-socketio's AsyncManager starts a task per recipient and waits for them
     all. Here an emit without a callback is encoded once; a websocket recipient
-    gets that same frame written to its connection (see transport/websocket.py)
+    gets that same frame written to its connection (see transport/socketio_overrides/websocket.py)
     and a polling one the same Engine.IO packet on its queue, in a plain loop.
     The Redis manager puts this class under its pub/sub layer, so deliveries
     that arrive from other nodes take the same path.

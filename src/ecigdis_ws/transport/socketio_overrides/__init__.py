@@ -1,0 +1,26 @@
+"""Every subclass and override of python-socketio and python-engineio, in one place.
+
+The server relies on these private members of the pinned versions (pyproject.toml);
+tests/transport/test_socketio_overrides.py names each one and fails, naming it,
+when an upgrade removes it or changes its signature:
+
+python-socketio `AsyncServer` (server.py, `ChatSocketServer`):
+  `_handle_eio_connect(eio_sid, environ)`, `_handle_eio_message(eio_sid, data)`,
+  `_handle_eio_disconnect(eio_sid, reason)`, `_handle_connect(eio_sid, namespace,
+  data)`, `_handle_event(eio_sid, namespace, id, data)`, `_handle_event_internal(
+  server, sid, eio_sid, data, namespace, id)`, `_handle_disconnect(eio_sid,
+  namespace, reason)`; the attributes `environ`, `_binary_packet`,
+  `manager_initialized`, `handlers`, `packet_class`.
+python-engineio `AsyncServer`: `_async` (the driver table: `translate_request`,
+  `websocket`), `sockets`, `reason`; `engineio.payload.Payload.max_decode_packets`.
+python-engineio `AsyncSocket` (websocket.py, `DirectSocket`, which takes over a
+  socket by changing its `__class__`): `queue`, `closed`, `closing`, `upgraded`,
+  `upgrading`, `connected`, `schedule_ping()`, `check_ping_timeout()`,
+  `receive(pkt)`, `send(pkt)`, `close(wait, abort, reason)`,
+  `_websocket_handler(ws)`; the aiohttp driver's `WebSocket.wait()`.
+python-socketio `AsyncManager` (managers.py, `DirectEmitManager`): `rooms`,
+  `basic_enter_room`, `basic_leave_room`, `get_participants`, `server`.
+python-socketio `AsyncRedisManager` (redis_manager.py, `ClusterRedisManager`):
+  `_redis_connect()`, `_publish(data)`, `_redis_listen_with_retries()`,
+  `_listen()`, and the attributes `redis`, `pubsub`, `channel`, `connected`.
+"""

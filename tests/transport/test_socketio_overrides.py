@@ -1,0 +1,101 @@
+"""The private members of python-socketio and python-engineio the server relies on
+(listed in src/ecigdis_ws/transport/socketio_overrides/__init__.py): each is named
+here, with the parameters we call or override it with, so an upgrade that renames
+or reshapes one fails this test by name instead of the server misbehaving."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import engineio
+import engineio.async_drivers.aiohttp as engineio_aiohttp
+import engineio.async_socket
+import engineio.payload
+import pytest
+import socketio
+
+from ecigdis_ws import jsonmod
+from ecigdis_ws.clock import ManualClock
+from ecigdis_ws.observability.metrics import Metrics
+from ecigdis_ws.transport.protocol_errors import ProtocolErrors
+from ecigdis_ws.transport.socketio_overrides.server import ChatSocketServer, ack_arguments
+
+# (owner, member, parameter names after self; None: an attribute, not a method)
+METHODS: list[tuple[type[Any], str, tuple[str, ...]]] = [
+    (socketio.AsyncServer, "_handle_eio_connect", ("eio_sid", "environ")),
+    (socketio.AsyncServer, "_handle_eio_message", ("eio_sid", "data")),
+    (socketio.AsyncServer, "_handle_eio_disconnect", ("eio_sid", "reason")),
+    (socketio.AsyncServer, "_handle_connect", ("eio_sid", "namespace", "data")),
+    (socketio.AsyncServer, "_handle_event", ("eio_sid", "namespace", "id", "data")),
+    (socketio.AsyncServer, "_handle_event_internal",
+     ("server", "sid", "eio_sid", "data", "namespace", "id")),
+    (socketio.AsyncServer, "_handle_disconnect", ("eio_sid", "namespace", "reason")),
+    (socketio.AsyncServer, "disconnect", ("sid", "namespace", "ignore_queue")),
+    (engineio.async_socket.AsyncSocket, "schedule_ping", ()),
+    (engineio.async_socket.AsyncSocket, "check_ping_timeout", ()),
+    (engineio.async_socket.AsyncSocket, "receive", ("pkt",)),
+    (engineio.async_socket.AsyncSocket, "send", ("pkt",)),
+    (engineio.async_socket.AsyncSocket, "close", ("wait", "abort", "reason")),
+    (engineio.async_socket.AsyncSocket, "_websocket_handler", ("ws",)),
+    (engineio_aiohttp.WebSocket, "wait", ()),
+    (socketio.AsyncManager, "basic_enter_room", ("sid", "namespace", "room", "eio_sid")),
+    (socketio.AsyncManager, "basic_leave_room", ("sid", "namespace", "room")),
+    (socketio.AsyncManager, "get_participants", ("namespace", "room")),
+    (socketio.AsyncRedisManager, "_redis_connect", ()),
+    (socketio.AsyncRedisManager, "_publish", ("data",)),
+    (socketio.AsyncRedisManager, "_redis_listen_with_retries", ()),
+    (socketio.AsyncRedisManager, "_listen", ()),
+]
+SERVER_ATTRIBUTES = ("environ", "_binary_packet", "handlers", "packet_class", "manager")
+ENGINE_ATTRIBUTES = ("_async", "sockets", "reason")
+SOCKET_ATTRIBUTES = ("queue", "closed", "closing", "upgraded", "upgrading", "connected")
+
+
+@pytest.mark.parametrize(
+    "owner,name,parameters", METHODS, ids=[f"{o.__name__}.{n}" for o, n, _ in METHODS]
+)
+def test_each_method_we_override_or_call_is_still_there_with_its_parameters(
+    owner: type[Any], name: str, parameters: tuple[str, ...]
+) -> None:
+    member = getattr(owner, name, None)
+    assert member is not None, f"{owner.__module__}.{owner.__name__}.{name} is gone"
+    found = tuple(inspect.signature(member).parameters)[1:]  # (after self)
+    assert found[:len(parameters)] == parameters, (
+        f"{owner.__name__}.{name}{found} no longer takes {parameters}"
+    )
+
+
+def test_the_attributes_we_read_are_still_set() -> None:
+    sio = socketio.AsyncServer(async_mode="aiohttp")
+    for name in SERVER_ATTRIBUTES:
+        assert hasattr(sio, name), f"socketio.AsyncServer().{name} is gone"
+    for name in ENGINE_ATTRIBUTES:
+        assert hasattr(sio.eio, name), f"engineio.AsyncServer().{name} is gone"
+    assert {"translate_request", "websocket"} <= set(sio.eio._async), "driver table changed"
+    socket = engineio.async_socket.AsyncSocket(sio.eio, "sid")
+    for name in SOCKET_ATTRIBUTES:
+        assert hasattr(socket, name), f"engineio.AsyncSocket().{name} is gone"
+    assert hasattr(engineio.payload.Payload, "max_decode_packets")
+
+
+@pytest.mark.parametrize("reply", [{"ok": True}, None, ("a", 1), [1, 2]])
+async def test_the_fast_path_acks_as_python_socketio_does(reply: Any) -> None:
+    """The websocket fast path writes an ack itself; python-socketio's own dispatch
+    (`_handle_event_internal`, run here with a handler returning `reply`) must
+    produce the same packet."""
+    sent: list[Any] = []
+    sio = ChatSocketServer(clock=ManualClock(), protocol_errors=ProtocolErrors(
+        Metrics().protocol_errors), async_mode="aiohttp")
+
+    async def send_packet(eio_sid: str, pkt: Any) -> None:
+        sent.append(pkt.encode())
+
+    async def handler(sid: str, *args: Any) -> Any:
+        return reply
+
+    sio._send_packet = send_packet
+    sio.on("x", handler)
+    await sio._handle_event_internal(sio, "sid", "eio", ["x"], "/", 12)
+
+    assert sent == ["312" + jsonmod.dumps(ack_arguments(reply))]
