@@ -18,10 +18,10 @@ from aiohttp import web
 from ecigdis_ws.app import create_app
 from ecigdis_ws.clock import ManualClock
 from ecigdis_ws.domain import UserId
-from ecigdis_ws.keys import SERVICES
 from ecigdis_ws.services.auth import mint_token
 from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.settings import Settings, load_settings
+from ecigdis_ws.transport.app_keys import SERVICES
 from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER
 
 WAIT_S = 5.0

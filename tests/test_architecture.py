@@ -1,10 +1,10 @@
 """The import contract: layers, top to bottom, and no import runs upward.
 
     entry points   cli, app (the one wiring point), bench, ops
-    transport      transport (Socket.IO integration, HTTP and REST routes), keys
+    transport      transport (Socket.IO integration, HTTP and REST routes, app keys)
     services       services
     state          cluster, fanout (the seam), storage — independent of each other
-    domain         domain, errors, clock, settings, jsonmod, observability
+    domain         domain, errors, clock, settings, json_codec, observability
 
 A module may import its own layer and the layers below it; the three state
 packages may not import one another. docs/architecture.md says why.
@@ -20,10 +20,10 @@ import pytest
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "ecigdis_ws"
 LAYERS = {
     "entry": ("cli", "app", "__main__", "bench", "ops"),
-    "transport": ("transport", "keys"),
+    "transport": ("transport",),
     "services": ("services",),
     "state": ("cluster", "fanout", "storage"),
-    "domain": ("domain", "errors", "clock", "settings", "jsonmod", "observability", "__init__"),
+    "domain": ("domain", "errors", "clock", "settings", "json_codec", "observability", "__init__"),
 }
 RANK = {top: rank for rank, tops in enumerate(reversed(LAYERS.values())) for top in tops}
 SIBLINGS_APART = set(LAYERS["state"])

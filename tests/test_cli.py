@@ -531,7 +531,7 @@ def test_a_library_traceback_is_one_json_line_in_production(tmp_path: Path) -> N
     code = (
         "import logging, pathlib\n"
         "from tests.support import test_settings\n"
-        "from ecigdis_ws.observability.logging import configure_logging\n"
+        "from ecigdis_ws.observability.log_setup import configure_logging\n"
         f"configure_logging(test_settings(pathlib.Path({str(tmp_path)!r}), LOG_FORMAT='json'))\n"
         "try:\n"
         "    1 / 0\n"

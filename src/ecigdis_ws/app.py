@@ -9,19 +9,19 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from ecigdis_ws import jsonmod
+from ecigdis_ws import json_codec
 from ecigdis_ws.clock import Clock, SystemClock
 from ecigdis_ws.cluster.setup import ClusterState
-from ecigdis_ws.keys import CLUSTER, SERVICES, SETTINGS, STARTED_AT
-from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.services.main_site import MainSiteVerifier
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.storage.factory import open_storage
 from ecigdis_ws.transport.admission_gate import admission_middleware
+from ecigdis_ws.transport.app_keys import CLUSTER, SERVICES, SETTINGS, STARTED_AT
 from ecigdis_ws.transport.client_routes import add_client_routes
-from ecigdis_ws.transport.http_routes import add_routes
+from ecigdis_ws.transport.health_routes import add_routes
 from ecigdis_ws.transport.limits import polling_limits_middleware
 from ecigdis_ws.transport.origins import allowed_origins, origin_middleware
 from ecigdis_ws.transport.protocol_errors import ProtocolErrors
@@ -69,7 +69,7 @@ def build_socketio(
         ping_interval=settings.ping_interval_ms / 1000,
         ping_timeout=settings.ping_timeout_ms / 1000,
         max_http_buffer_size=settings.max_payload_bytes,
-        json=jsonmod,
+        json=json_codec,
         logger=False,
         engineio_logger=False,
     )

@@ -23,7 +23,7 @@ from ecigdis_ws.app import NotMigrated, create_app
 from ecigdis_ws.bench.command import add_bench_parser, bench_command
 from ecigdis_ws.clock import SystemClock
 from ecigdis_ws.errors import StorageUnavailable
-from ecigdis_ws.observability.logging import configure_logging, get_logger
+from ecigdis_ws.observability.log_setup import configure_logging, get_logger
 from ecigdis_ws.ops import check as check_command
 from ecigdis_ws.ops import config as config_command
 from ecigdis_ws.ops.sd_notify import notify

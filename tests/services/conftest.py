@@ -27,8 +27,9 @@ import pytest
 from ecigdis_ws.app import build_socketio
 from ecigdis_ws.clock import ManualClock
 from ecigdis_ws.cluster.presence import LocalPresenceRegistry
-from ecigdis_ws.cluster.typing import LocalTypingStore
+from ecigdis_ws.cluster.typing_state import LocalTypingStore
 from ecigdis_ws.domain import Actor, ClientMessageId, SendResult, UserId
+from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.auth import mint_token
 from ecigdis_ws.services.container import ChatServices
@@ -112,7 +113,10 @@ class ServiceHarness:
 
     def actor(self, sid: str) -> Actor:
         """Who an authenticated socket acts as."""
-        return self.chat.sessions.actor(sid)
+        session = self.chat.sessions.get(sid)
+        if session is None:
+            raise ChatError(ErrorCode.UNAUTHENTICATED, "authenticate first")
+        return session.actor()
 
     async def join(self, conversation: int, *sids: str) -> None:
         """Each socket joins the conversation's room (no replay)."""

@@ -32,8 +32,8 @@ async def cached_then_removed(harness: ServiceHarness) -> tuple[Actor, int, int]
     """Bob's membership confirmed (by a send), then removed behind the server's
     back: only a cache that remembers it lets him in. (actor, conversation, a message)"""
     conversation = await harness.conversation(1, 2)
-    alice = harness.chat.sessions.actor(await harness.user(1))
-    bob = harness.chat.sessions.actor(await harness.user(2))
+    alice = harness.actor(await harness.user(1))
+    bob = harness.actor(await harness.user(2))
     message = await harness.chat.messages.send(alice, conversation, "hello", "a1")
     await harness.chat.messages.send(bob, conversation, "hello", "b0")
     await harness.storage.remove_member(conversation, 2)
@@ -87,7 +87,7 @@ async def test_with_open_conversation_access_anyone_may_join_and_becomes_a_membe
     make_harness: HarnessFactory,
 ) -> None:
     async with make_harness(CONVERSATION_ACCESS="open") as harness:
-        bob = harness.chat.sessions.actor(await harness.user(2))
+        bob = harness.actor(await harness.user(2))
 
         assert await harness.chat.conversations.join(bob, 77, None) == [2]
         assert await harness.storage.member_ids(77) == [2]
@@ -145,8 +145,8 @@ async def test_the_typing_timeout_is_typing_timeout_ms(make_harness: HarnessFact
         alice, bob = await harness.user(1), await harness.user(2)
         for sid in (alice, bob):
             await harness.chat.conversations.join(
-                harness.chat.sessions.actor(sid), conversation, None)
-        await harness.chat.typing.start(harness.chat.sessions.actor(bob), conversation)
+                harness.actor(sid), conversation, None)
+        await harness.chat.typing.start(harness.actor(bob), conversation)
 
         await harness.advance(3.999)
         assert [e["isTyping"] for e in harness.received(alice, "typing:indicator")] == [True]
@@ -190,8 +190,8 @@ async def test_a_typing_end_names_the_user_with_an_id_of_user_id_type(
         watcher, typing = await harness.user("100"), await harness.user(typist)
         for sid in (watcher, typing):
             await harness.chat.conversations.join(
-                harness.chat.sessions.actor(sid), conversation, None)
-        bob = harness.chat.sessions.actor(typing)
+                harness.actor(sid), conversation, None)
+        bob = harness.actor(typing)
         await harness.chat.typing.start(bob, conversation)
 
         await harness.chat.typing.stop(bob, conversation)  # its key is read back here

@@ -25,7 +25,7 @@ async def join(
     harness: ServiceHarness, sid: str, conversation: int, since: int | None = None
 ) -> list[int | str]:
     return await harness.chat.conversations.join(
-        harness.chat.sessions.actor(sid), conversation, since
+        harness.actor(sid), conversation, since
     )
 
 
@@ -147,7 +147,7 @@ async def test_a_replayed_message_has_the_stored_wire_shape_with_the_client_id_a
     alice, bob = await harness.user(1), await harness.user(2, "Bob")
     conversation = await harness.conversation(1, 2)
     sent = await harness.chat.messages.send(
-        harness.chat.sessions.actor(bob), conversation, "hello", 42
+        harness.actor(bob), conversation, "hello", 42
     )
 
     await join(harness, alice, conversation, since=0)
@@ -272,12 +272,12 @@ async def test_leave_announces_user_left_to_the_room_and_takes_the_socket_out(
     await join(harness, alice, conversation)
     await join(harness, bob, conversation)
 
-    await harness.chat.conversations.leave(harness.chat.sessions.actor(alice), conversation)
+    await harness.chat.conversations.leave(harness.actor(alice), conversation)
 
     assert harness.received(bob, "user:left") == [{"userId": 1, "conversationId": conversation}]
     assert harness.received(alice, "user:left") == []
     assert not in_room(harness, alice, conversation)
-    await harness.chat.messages.send(harness.chat.sessions.actor(bob), conversation, "x", "m")
+    await harness.chat.messages.send(harness.actor(bob), conversation, "x", "m")
     assert harness.received(alice, "message:new") == []
 
 
@@ -287,7 +287,7 @@ async def test_leaving_a_room_the_socket_is_not_in_does_nothing(harness: Service
     await join(harness, alice, conversation)
     await join(harness, bob, conversation)
 
-    await harness.chat.conversations.leave(harness.chat.sessions.actor(alice_tab), conversation)
+    await harness.chat.conversations.leave(harness.actor(alice_tab), conversation)
 
     assert harness.received(bob, "user:left") == []
     assert in_room(harness, alice, conversation)  # the user's other socket stays
@@ -300,7 +300,7 @@ async def test_leaving_twice_announces_user_left_once(harness: ServiceHarness) -
     await join(harness, bob, conversation)
 
     for _ in range(2):
-        await harness.chat.conversations.leave(harness.chat.sessions.actor(alice), conversation)
+        await harness.chat.conversations.leave(harness.actor(alice), conversation)
 
     assert harness.received(bob, "user:left") == [{"userId": 1, "conversationId": conversation}]
 
@@ -312,7 +312,7 @@ async def test_rejoining_after_leaving_announces_user_joined_again(
     conversation = await harness.conversation(1, 2)
     await join(harness, bob, conversation)
     await join(harness, alice, conversation)
-    await harness.chat.conversations.leave(harness.chat.sessions.actor(alice), conversation)
+    await harness.chat.conversations.leave(harness.actor(alice), conversation)
 
     await join(harness, alice, conversation)
 
@@ -330,7 +330,7 @@ async def test_online_members_without_a_conversation_lists_everyone_online(
     await harness.user(9, "Mallory")
 
     online = await harness.chat.conversations.online_members(
-        harness.chat.sessions.actor(alice), None
+        harness.actor(alice), None
     )
 
     assert sorted(online, key=lambda user: str(user.user_id)) == [
@@ -347,7 +347,7 @@ async def test_online_members_of_a_conversation_lists_only_its_members_online(
     conversation = await harness.conversation(1, 2, 3)
 
     online = await harness.chat.conversations.online_members(
-        harness.chat.sessions.actor(alice), conversation
+        harness.actor(alice), conversation
     )
 
     assert online == [OnlineUser(1, "Alice"), OnlineUser(2, "Bob")]
@@ -362,7 +362,7 @@ async def test_online_members_of_a_conversation_the_user_is_not_in_is_forbidden(
 
     with pytest.raises(ChatError) as refused:
         await harness.chat.conversations.online_members(
-            harness.chat.sessions.actor(mallory), conversation
+            harness.actor(mallory), conversation
         )
 
     assert refused.value.code == ErrorCode.FORBIDDEN
@@ -373,7 +373,7 @@ async def test_the_presence_list_is_cut_at_presence_list_max_and_says_so(
 ) -> None:
     async with make_harness(PRESENCE_LIST_MAX="2") as harness:
         alice = await harness.user(1, "Alice")
-        actor = harness.chat.sessions.actor(alice)
+        actor = harness.actor(alice)
         await harness.user(2, "Bob")
         assert not (await harness.chat.conversations.presence_list(actor, None)).truncated
 

@@ -166,7 +166,7 @@ async def test_a_signed_in_user_may_join_the_lobby_room(harness: ServiceHarness)
     await harness.chat.sessions.authenticate(sid, login.token)
 
     online = await harness.chat.conversations.join(
-        harness.chat.sessions.actor(sid), login.lobby_id, None)
+        harness.actor(sid), login.lobby_id, None)
 
     assert online == [login.user_id]
 

@@ -28,7 +28,7 @@ async def react(
     harness: ServiceHarness, sid: str, conversation: int, message_id: int, emoji: str
 ) -> ReactionAction:
     return await harness.chat.reactions.toggle(
-        harness.chat.sessions.actor(sid), conversation, message_id, emoji
+        harness.actor(sid), conversation, message_id, emoji
     )
 
 

@@ -25,7 +25,7 @@ async def messages(harness: ServiceHarness, conversation: int, count: int) -> li
 
 async def read(harness: ServiceHarness, sid: str, conversation: int, message_id: int) -> bool:
     return await harness.chat.receipts.mark_read(
-        harness.chat.sessions.actor(sid), conversation, message_id
+        harness.actor(sid), conversation, message_id
     )
 
 

@@ -174,7 +174,7 @@ async def test_an_added_member_may_join_the_room_at_once(harness: ServiceHarness
     server = rest_services(harness).server
     conversation = await harness.conversation(1)
     bob = await harness.user(2)
-    actor = harness.chat.sessions.actor(bob)
+    actor = harness.actor(bob)
     with pytest.raises(ChatError) as refused:
         await harness.chat.conversations.join(actor, conversation, None)
     assert refused.value.code == ErrorCode.FORBIDDEN
@@ -245,11 +245,11 @@ async def test_a_removed_member_stops_typing_in_that_conversation_only(
     server = rest_services(harness).server
     first, second = await harness.conversation(1, 2), await harness.conversation(1, 2)
     alice = await in_room(harness, 1, first)
-    await harness.chat.conversations.join(harness.chat.sessions.actor(alice), second, None)
+    await harness.chat.conversations.join(harness.actor(alice), second, None)
     bob = await in_room(harness, 2, first)
-    await harness.chat.conversations.join(harness.chat.sessions.actor(bob), second, None)
+    await harness.chat.conversations.join(harness.actor(bob), second, None)
     for conversation in (first, second):
-        await harness.chat.typing.start(harness.chat.sessions.actor(bob), conversation)
+        await harness.chat.typing.start(harness.actor(bob), conversation)
     harness.forget_received()
 
     await server.remove_member(first, 2)

@@ -39,7 +39,7 @@ def refused(error: pytest.ExceptionInfo[ChatError], code: ErrorCode, message: st
 def acts_as(harness: ServiceHarness, sid: str) -> Actor | None:
     """Who the socket acts as, or None while it is not authenticated."""
     try:
-        return harness.chat.sessions.actor(sid)
+        return harness.actor(sid)
     except ChatError as error:
         assert error.code is ErrorCode.UNAUTHENTICATED
         return None
@@ -74,7 +74,7 @@ async def test_a_new_socket_has_a_session_but_acts_as_nobody(harness: ServiceHar
 
 async def test_an_unknown_socket_acts_as_nobody(harness: ServiceHarness) -> None:
     with pytest.raises(ChatError) as error:
-        harness.chat.sessions.actor("no-such-sid")
+        harness.actor("no-such-sid")
 
     refused(error, ErrorCode.UNAUTHENTICATED, "authenticate first")
     assert harness.chat.sessions.get("no-such-sid") is None
@@ -541,8 +541,8 @@ async def test_closing_a_socket_ends_its_typing_at_once(harness: ServiceHarness)
     conversation = await harness.conversation(1, 2)
     typist, reader = await harness.user(1), await harness.user(2)
     for sid in (typist, reader):
-        await harness.chat.conversations.join(harness.chat.sessions.actor(sid), conversation, None)
-    await harness.chat.typing.start(harness.chat.sessions.actor(typist), conversation)
+        await harness.chat.conversations.join(harness.actor(sid), conversation, None)
+    await harness.chat.typing.start(harness.actor(typist), conversation)
 
     await harness.chat.sessions.close(typist)
 

@@ -23,7 +23,7 @@ def indicator(user_id: int, conversation_id: int, is_typing: bool) -> dict[str, 
 
 
 async def start(harness: ServiceHarness, sid: str, conversation: int) -> None:
-    await harness.chat.typing.start(harness.chat.sessions.actor(sid), conversation)
+    await harness.chat.typing.start(harness.actor(sid), conversation)
 
 
 async def test_typing_start_reaches_the_room_but_not_the_typing_socket(
@@ -51,7 +51,7 @@ async def test_typing_stop_announces_the_end_and_reports_that_the_user_was_typin
     await harness.join(conversation, alice, bob)
     await start(harness, alice, conversation)
 
-    stopped = await harness.chat.typing.stop(harness.chat.sessions.actor(alice), conversation)
+    stopped = await harness.chat.typing.stop(harness.actor(alice), conversation)
 
     assert stopped is True
     assert harness.received(bob, "typing:indicator") == [
@@ -68,7 +68,7 @@ async def test_typing_stop_when_not_typing_returns_false_and_announces_nothing(
     conversation = await harness.conversation(1, 2)
     await harness.join(conversation, alice, bob)
 
-    stopped = await harness.chat.typing.stop(harness.chat.sessions.actor(alice), conversation)
+    stopped = await harness.chat.typing.stop(harness.actor(alice), conversation)
 
     assert stopped is False
     assert harness.received(bob, "typing:indicator") == []
@@ -131,7 +131,7 @@ async def test_an_indicator_stopped_by_hand_does_not_end_again_at_its_timeout(
         conversation = await harness.conversation(1, 2)
         await harness.join(conversation, alice, bob)
         await start(harness, alice, conversation)
-        await harness.chat.typing.stop(harness.chat.sessions.actor(alice), conversation)
+        await harness.chat.typing.stop(harness.actor(alice), conversation)
 
         await harness.advance(10)
 
@@ -195,7 +195,7 @@ async def test_typing_in_a_conversation_the_user_is_not_a_member_of_is_forbidden
     with pytest.raises(ChatError) as started:
         await start(harness, mallory, conversation)
     with pytest.raises(ChatError) as stopped:
-        await harness.chat.typing.stop(harness.chat.sessions.actor(mallory), conversation)
+        await harness.chat.typing.stop(harness.actor(mallory), conversation)
 
     assert started.value.code == stopped.value.code == ErrorCode.FORBIDDEN
     assert harness.received(alice, "typing:indicator") == []
@@ -210,7 +210,7 @@ async def test_sending_a_message_ends_the_senders_typing_after_delivering_the_me
     await harness.join(conversation, alice, bob)
     await start(harness, alice, conversation)
 
-    await harness.chat.messages.send(harness.chat.sessions.actor(alice), conversation, "hi", "m")
+    await harness.chat.messages.send(harness.actor(alice), conversation, "hi", "m")
 
     delivered = [(event, data) for event, data in harness.received(bob)
                  if event in ("message:new", "typing:indicator")]
@@ -229,7 +229,7 @@ async def test_sending_a_message_while_not_typing_announces_no_typing_end(
     conversation = await harness.conversation(1, 2)
     await harness.join(conversation, alice, bob)
 
-    await harness.chat.messages.send(harness.chat.sessions.actor(alice), conversation, "hi", "m")
+    await harness.chat.messages.send(harness.actor(alice), conversation, "hi", "m")
 
     assert [m["text"] for m in harness.received(bob, "message:new")] == ["hi"]
     assert harness.received(bob, "typing:indicator") == []
@@ -244,7 +244,7 @@ async def test_sending_a_message_in_one_conversation_leaves_typing_in_another_al
     await harness.join(there, alice, bob)
     await start(harness, alice, there)
 
-    await harness.chat.messages.send(harness.chat.sessions.actor(alice), here, "hi", "m")
+    await harness.chat.messages.send(harness.actor(alice), here, "hi", "m")
 
     assert harness.received(bob, "typing:indicator") == [indicator(1, there, True)]
     assert harness.chat.typing.active == 1
@@ -260,7 +260,7 @@ async def test_leaving_the_room_ends_that_sockets_typing_in_that_conversation_on
     await start(harness, alice, left)
     await start(harness, alice, stayed)
 
-    await harness.chat.conversations.leave(harness.chat.sessions.actor(alice), left)
+    await harness.chat.conversations.leave(harness.actor(alice), left)
 
     after_leave = [(event, data) for event, data in harness.received(bob)
                    if event in ("typing:indicator", "user:left")][2:]

@@ -114,7 +114,8 @@ async def test_token_for_another_user_is_refused_on_authenticated_socket(
     client = await server.client(5, "Eve")
     reply = await client.call("authenticate", {"token": server.token(6, "Mallory")})
     assert reply["error"]["code"] == "AUTH_FAILED"
-    assert server.chat.sessions.actor(client.sio.get_sid()).user_id == 5
+    session = server.chat.sessions.get(client.sio.get_sid())
+    assert session is not None and session.actor().user_id == 5
 
 
 async def test_token_expiry_mid_session_emits_token_expired(server: RunningServer) -> None:

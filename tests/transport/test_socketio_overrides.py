@@ -15,7 +15,7 @@ import engineio.payload
 import pytest
 import socketio
 
-from ecigdis_ws import jsonmod
+from ecigdis_ws import json_codec
 from ecigdis_ws.clock import ManualClock
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.transport.protocol_errors import ProtocolErrors
@@ -98,4 +98,4 @@ async def test_the_fast_path_acks_as_python_socketio_does(reply: Any) -> None:
     sio.on("x", handler)
     await sio._handle_event_internal(sio, "sid", "eio", ["x"], "/", 12)
 
-    assert sent == ["312" + jsonmod.dumps(ack_arguments(reply))]
+    assert sent == ["312" + json_codec.dumps(ack_arguments(reply))]

@@ -14,7 +14,7 @@ from ecigdis_ws.cluster.presence import (
     RedisPresenceRegistry,
 )
 from ecigdis_ws.cluster.redis_connection import redis_client
-from ecigdis_ws.cluster.typing import LocalTypingStore, RedisTypingStore, TypingStore
+from ecigdis_ws.cluster.typing_state import LocalTypingStore, RedisTypingStore, TypingStore
 from ecigdis_ws.settings import Settings
 
 RedisStatus = Literal["disabled", "connected", "disconnected"]

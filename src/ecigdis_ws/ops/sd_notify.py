@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 
-from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.observability.log_setup import get_logger
 
 log = get_logger(__name__)
 

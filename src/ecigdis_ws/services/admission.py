@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ecigdis_ws.clock import Clock, Timer
-from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.services.tasks import BackgroundTasks
 
 log = get_logger(__name__)

@@ -12,7 +12,7 @@ import jwt
 from ecigdis_ws.clock import Clock
 from ecigdis_ws.domain import Identity, UserId
 from ecigdis_ws.errors import ChatError, ErrorCode
-from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.settings import Settings
 
 log = get_logger(__name__)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ecigdis_ws.clock import Clock
 from ecigdis_ws.cluster.presence import PresenceRegistry
-from ecigdis_ws.cluster.typing import TypingStore
+from ecigdis_ws.cluster.typing_state import TypingStore
 from ecigdis_ws.domain import UserId
 from ecigdis_ws.fanout.base import Fanout
 from ecigdis_ws.observability.metrics import Metrics
@@ -25,7 +25,7 @@ from ecigdis_ws.services.receipts import ReceiptService
 from ecigdis_ws.services.server_api import ServerApiService
 from ecigdis_ws.services.sessions import SessionLimits, SessionService
 from ecigdis_ws.services.tasks import BackgroundTasks
-from ecigdis_ws.services.typing import TypingService
+from ecigdis_ws.services.typing_indicators import TypingService
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.storage.base import Storage
 

@@ -9,7 +9,7 @@ from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.fanout.base import Fanout, conversation_room
 from ecigdis_ws.services.access import AccessPolicy
 from ecigdis_ws.services.presence import PresenceService
-from ecigdis_ws.services.typing import TypingService
+from ecigdis_ws.services.typing_indicators import TypingService
 from ecigdis_ws.storage.base import Storage
 
 # Replay reads this many messages per query, so a long absence costs no huge read.

@@ -22,7 +22,7 @@ import aiohttp
 from ecigdis_ws.clock import Clock
 from ecigdis_ws.domain import Identity, UserId
 from ecigdis_ws.errors import ChatError, ErrorCode
-from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.services.auth import MAX_NAME_LENGTH, is_finite_number, parse_user_id
 
 log = get_logger(__name__)

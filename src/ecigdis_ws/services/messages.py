@@ -12,7 +12,7 @@ from ecigdis_ws.errors import StorageUnavailable
 from ecigdis_ws.fanout.base import Fanout, conversation_room
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.access import AccessPolicy
-from ecigdis_ws.services.typing import TypingService
+from ecigdis_ws.services.typing_indicators import TypingService
 from ecigdis_ws.storage.base import Storage
 
 # Sends whose store failed in a way that may still have committed, remembered so

@@ -11,7 +11,7 @@ from ecigdis_ws.cluster.presence import PresenceRegistry
 from ecigdis_ws.domain import Actor, OnlineUser, UserId, iso_ms
 from ecigdis_ws.errors import StorageUnavailable
 from ecigdis_ws.fanout.base import AUTHENTICATED_ROOM, Fanout, user_room
-from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.tasks import BackgroundTasks
 from ecigdis_ws.settings import PresenceScope

@@ -11,7 +11,7 @@ from ecigdis_ws.clock import Clock
 from ecigdis_ws.domain import Actor, ClientMessageId, SendResult, UserId
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.fanout.base import Fanout, conversation_room
-from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.access import AccessPolicy
 from ecigdis_ws.services.event_feed import EventFeed
@@ -19,7 +19,7 @@ from ecigdis_ws.services.member_rules import too_many_members
 from ecigdis_ws.services.messages import MessageService
 from ecigdis_ws.services.presence import PresenceService
 from ecigdis_ws.services.tasks import BackgroundTasks
-from ecigdis_ws.services.typing import TypingService
+from ecigdis_ws.services.typing_indicators import TypingService
 from ecigdis_ws.settings import UserIdType
 from ecigdis_ws.storage.base import ConversationFull, Storage
 

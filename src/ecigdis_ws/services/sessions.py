@@ -11,14 +11,14 @@ from ecigdis_ws.clock import Clock, Timer
 from ecigdis_ws.domain import Actor, Identity, UserId
 from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
 from ecigdis_ws.fanout.base import Fanout
-from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.services.admission import AdmissionService
 from ecigdis_ws.services.auth import TokenUndecided, TokenVerifier, log_refused
 from ecigdis_ws.services.main_site import MainSiteVerifier
 from ecigdis_ws.services.presence import PresenceService
 from ecigdis_ws.services.rate_limit import RateLimiter
 from ecigdis_ws.services.tasks import BackgroundTasks
-from ecigdis_ws.services.typing import TypingService
+from ecigdis_ws.services.typing_indicators import TypingService
 from ecigdis_ws.storage.base import Storage
 
 log = get_logger(__name__)
@@ -100,12 +100,6 @@ class SessionService:
 
     def get(self, sid: str) -> Session | None:
         return self._sessions.get(sid)
-
-    def actor(self, sid: str) -> Actor:
-        session = self._sessions.get(sid)
-        if session is None:
-            raise ChatError(ErrorCode.UNAUTHENTICATED, "authenticate first")
-        return session.actor()
 
     async def authenticate(self, sid: str, token: object) -> Identity:
         """Verify the token and make the socket that user's; a fresh token for the

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
-from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.observability.log_setup import get_logger
 
 log = get_logger(__name__)
 

@@ -18,9 +18,9 @@ from typing import Any
 from aiohttp import web
 
 from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
-from ecigdis_ws.keys import SERVICES
 from ecigdis_ws.services.dev_accounts import DevAccounts
 from ecigdis_ws.settings import Settings
+from ecigdis_ws.transport.app_keys import SERVICES
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 BUILD_DIR = STATIC_DIR / "build"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 
 class InFlight:
@@ -23,14 +21,6 @@ class InFlight:
         self._running -= 1
         if self._running == 0:
             self._idle.set()
-
-    @asynccontextmanager
-    async def track(self) -> AsyncIterator[None]:
-        self.enter()
-        try:
-            yield
-        finally:
-            self.leave()
 
     async def drain(self, timeout_s: float) -> bool:
         """Refuse new events from now on; wait for those running. False on timeout."""

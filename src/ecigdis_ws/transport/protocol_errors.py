@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.observability.log_setup import get_logger
 
 log = get_logger(__name__)
 

@@ -12,11 +12,10 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from ecigdis_ws import jsonmod
+from ecigdis_ws import json_codec
 from ecigdis_ws.domain import Actor, Identity, SendResult, UserId
 from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
-from ecigdis_ws.keys import SERVICES, SETTINGS
-from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.services.auth import (
     TokenExpired,
     TokenUndecided,
@@ -31,6 +30,7 @@ from ecigdis_ws.services.rate_limit import RateLimiter
 from ecigdis_ws.services.server_api import NO_SOCKET, ServerApiService
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.transport import validation as v
+from ecigdis_ws.transport.app_keys import SERVICES, SETTINGS
 from ecigdis_ws.transport.limits import BODY_CUT_OFF, body_too_slow, within
 from ecigdis_ws.transport.origins import allowed_origins
 from ecigdis_ws.transport.socketio_overrides.managers import DirectEmitManager
@@ -102,7 +102,7 @@ def _error(error: ChatError, status: int | None = None) -> web.Response:
         status=status or (
             error.http_status if isinstance(error, BodyRefused) else STATUS[error.code]
         ),
-        dumps=jsonmod.dumps,
+        dumps=json_codec.dumps,
     )
     if isinstance(error, BodyTooSlow):
         response.force_close()  # `Connection: close`: the unread rest ends this connection
@@ -112,7 +112,7 @@ def _error(error: ChatError, status: int | None = None) -> web.Response:
 
 
 def _reply(body: Any, status: int = 200) -> web.Response:
-    return web.json_response(body, status=status, dumps=jsonmod.dumps)
+    return web.json_response(body, status=status, dumps=json_codec.dumps)
 
 
 # -- the middleware: errors as JSON, CORS for the user API ------------------------------
@@ -239,7 +239,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
     except BODY_CUT_OFF:
         raise v.invalid("the request body was cut off") from None
     try:
-        data = jsonmod.loads(raw)
+        data = json_codec.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise v.invalid("the body is not JSON") from None
     return v.payload(data)

@@ -15,7 +15,7 @@ import socketio
 from prometheus_client import Counter
 
 from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
-from ecigdis_ws.observability.logging import EVENT_CONTEXT, get_logger
+from ecigdis_ws.observability.log_setup import EVENT_CONTEXT, get_logger
 from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.services.sessions import Session
 from ecigdis_ws.transport import validation as v

@@ -8,7 +8,7 @@ from typing import Any
 import socketio
 from engineio import packet as eio_packet
 
-from ecigdis_ws import jsonmod
+from ecigdis_ws import json_codec
 from ecigdis_ws.fanout.base import CONVERSATION_ROOM_PREFIX
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.transport.socketio_overrides.websocket import DirectSocket, message_frame
@@ -102,7 +102,7 @@ def _encode_event(event: str, data: Any) -> str | None:
     writes it; None for data JSON cannot carry (binary attachments)."""
     args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
     try:
-        return "2" + jsonmod.dumps([event, *args])
+        return "2" + json_codec.dumps([event, *args])
     except (TypeError, ValueError):
         return None
 

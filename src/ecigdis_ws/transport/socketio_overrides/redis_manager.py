@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 import socketio
 
 from ecigdis_ws.cluster.redis_connection import redis_client
-from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.transport.socketio_overrides.managers import DirectEmitManager
 
 log = get_logger(__name__)

@@ -11,7 +11,7 @@ from aiohttp import web
 from engineio import packet as eio_packet
 
 from ecigdis_ws.clock import Clock
-from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.transport.acks import ACK_WANTED
 from ecigdis_ws.transport.connect_environ import CONNECT_ENVIRON_KEYS
 from ecigdis_ws.transport.limits import MAX_PACKETS_PER_POST, POLL_BODY, BufferedBody

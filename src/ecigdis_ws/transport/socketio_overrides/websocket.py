@@ -28,7 +28,7 @@ from aiohttp import web
 from engineio import packet as eio_packet
 
 from ecigdis_ws.clock import Clock, Timer
-from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.transport.protocol_errors import ProtocolErrors, engineio_problem
 
 log = get_logger(__name__)

@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from ecigdis_ws import __version__
 from ecigdis_ws.errors import StorageUnavailable
-from ecigdis_ws.keys import CLUSTER, SERVICES, STARTED_AT
+from ecigdis_ws.transport.app_keys import CLUSTER, SERVICES, STARTED_AT
 
 
 def _uptime(request: web.Request) -> float:

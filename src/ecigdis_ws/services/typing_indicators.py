@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from ecigdis_ws.clock import Clock, Timer
-from ecigdis_ws.cluster.typing import TypingStore
+from ecigdis_ws.cluster.typing_state import TypingStore
 from ecigdis_ws.domain import Actor, UserId
 from ecigdis_ws.fanout.base import Fanout, conversation_room
-from ecigdis_ws.observability.logging import get_logger
+from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.services.access import AccessPolicy
 from ecigdis_ws.services.tasks import BackgroundTasks
 
