@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ecigdis_ws.storage.engine import Dialect
+from ecigdis_ws.storage.engine import DialectName
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,8 @@ class Migration:
     sqlite: tuple[str, ...]
     mysql: tuple[str, ...]
 
-    def statements(self, dialect: Dialect, prefix: str) -> list[str]:
-        chosen = self.sqlite if dialect == "sqlite" else self.mysql
+    def statements(self, dialect: DialectName, prefix: str) -> list[str]:
+        chosen = {"sqlite": self.sqlite, "mysql": self.mysql}[dialect]
         return [statement.replace("{p}", prefix) for statement in chosen]
 
 

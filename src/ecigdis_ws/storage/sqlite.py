@@ -18,6 +18,7 @@ from typing import TypeVar
 import aiosqlite
 
 from ecigdis_ws.errors import StorageUnavailable
+from ecigdis_ws.storage.dialects import SqliteDialect
 from ecigdis_ws.storage.engine import Cursorish, Dialect, Params, Row
 
 T = TypeVar("T")
@@ -90,7 +91,7 @@ def _run_statement(raw: sqlite3.Connection, sql: str, params: Params) -> tuple[i
 
 
 class SqliteEngine:
-    dialect: Dialect = "sqlite"
+    dialect: Dialect = SqliteDialect()
 
     def __init__(
         self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, timeout_s: float
