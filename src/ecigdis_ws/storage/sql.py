@@ -33,7 +33,7 @@ from ecigdis_ws.storage.users import UserStore
 
 class SqlStorage(Storage):
     def __init__(self, engine: Engine, table_prefix: str, user_id_type: UserIdType) -> None:
-        tables = Tables(engine, table_prefix, user_id_type)
+        self.tables = tables = Tables(engine, table_prefix, user_id_type)
         self._engine = engine
         self.schema = SchemaStore(tables)
         self.users = UserStore(tables)
