@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from ecigdis_ws.domain import (
     ConversationSummary,
-    EventKind,
     LoggedEvent,
+    NewMessage,
     ReactionAction,
     SendResult,
     StoredMessage,
@@ -21,7 +21,7 @@ from ecigdis_ws.domain import (
 from ecigdis_ws.settings import UserIdType
 from ecigdis_ws.storage.base import Storage
 from ecigdis_ws.storage.conversations import ConversationStore
-from ecigdis_ws.storage.engine import Cursorish, Engine
+from ecigdis_ws.storage.engine import Engine
 from ecigdis_ws.storage.event_log import EventLog
 from ecigdis_ws.storage.messages import MessageStore
 from ecigdis_ws.storage.receipts import ReceiptStore
@@ -42,6 +42,9 @@ class SqlStorage(Storage):
         self.events = EventLog(tables)
         self.messages = MessageStore(tables, self.events)
         self.receipts = ReceiptStore(tables, self.events)
+        # An event row inside the caller's open transaction (tools and tests that
+        # write one beside their own change).
+        self.append_event = self.events.append_event
 
     @property
     def engine(self) -> Engine:
@@ -129,9 +132,9 @@ class SqlStorage(Storage):
         text: str,
         now_ms: int,
     ) -> SendResult:
-        return await self.messages.store_message(
+        return await self.messages.store(NewMessage(
             conversation_id, user_id, sender_name, client_message_id, text, now_ms
-        )
+        ))
 
     async def messages_after(
         self, conversation_id: int, after_id: int, limit: int
@@ -165,22 +168,6 @@ class SqlStorage(Storage):
         return await self.receipts.reactions(message_id)
 
     # -- the event log --------------------------------------------------------------
-
-    async def append_event(
-        self,
-        tx: Cursorish,
-        kind: EventKind,
-        conversation_id: int,
-        message_id: int,
-        user_id: UserId,
-        now_ms: int,
-        emoji: str | None = None,
-        action: ReactionAction | None = None,
-    ) -> None:
-        """EventLog.append_event: a row inside the caller's open transaction."""
-        await self.events.append_event(
-            tx, kind, conversation_id, message_id, user_id, now_ms, emoji, action
-        )
 
     async def event_log_last_id(self) -> int:
         return await self.events.event_log_last_id()
