@@ -115,6 +115,8 @@ class SqliteEngine:
             # NORMAL is durable across application crashes in WAL mode; only an OS
             # crash may lose the last commits, which FULL would cost fsyncs to avoid.
             await engine._writer.execute("PRAGMA synchronous=NORMAL")
+            # Since migration 4 no table declares a foreign key (docs/storage.md,
+            # Constraints); a database not yet migrated keeps its checks until then.
             await engine._writer.execute("PRAGMA foreign_keys=ON")
         except BaseException:
             await engine.close()
