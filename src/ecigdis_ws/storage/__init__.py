@@ -1,1 +1,2 @@
-"""Persistence: one interface (`Storage`), SQL in `SqlStorage`, one engine per database."""
+"""Persistence: one interface (`Storage`), SQL in one store per topic composed by
+`SqlStorage`, one engine and one dialect object per database."""

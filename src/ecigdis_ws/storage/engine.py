@@ -1,8 +1,8 @@
-"""The engine seam: what SqlStorage needs from a database driver, and nothing more.
+"""The engine seam: what the SQL stores need from a database driver, and nothing more.
 
-SQL is written once with `?` placeholders; an engine adapts placeholders and the
-few dialect differences (`dialect` tells which) and owns connections, transactions
-and timeouts.
+SQL is written once with `?` placeholders; an engine adapts placeholders and owns
+connections, transactions and timeouts, and its `dialect` object writes the few
+statements that differ between databases.
 """
 
 from __future__ import annotations
@@ -13,7 +13,28 @@ from typing import Any, Literal, Protocol
 
 Row = tuple[Any, ...]
 Params = Sequence[Any]
-Dialect = Literal["sqlite", "mysql"]
+DialectName = Literal["sqlite", "mysql"]
+
+
+class Dialect(Protocol):
+    """The SQL that differs between databases, so no store asks which one it runs on."""
+
+    name: DialectName
+    # A health probe that reads without taking (or waiting for) a write lock.
+    ping: str
+    # One `?`: the table name; a row when the table exists.
+    table_exists: str
+
+    def insert_once(self, first_column: str) -> str:
+        """The clause after an INSERT that skips a row whose unique key exists
+        (0 rows affected for it)."""
+
+    def upsert(self, key: str, updated: Sequence[str]) -> str:
+        """The clause after an INSERT that overwrites `updated` when `key` exists."""
+
+    def lock_for_update(self, select: str) -> str | None:
+        """`select` made to lock the rows it reads until the transaction ends, or
+        None when the engine's transactions exclude each other already."""
 
 
 class Cursorish(Protocol):

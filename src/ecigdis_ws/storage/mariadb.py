@@ -20,6 +20,7 @@ import aiomysql
 import pymysql
 
 from ecigdis_ws.errors import StorageUnavailable
+from ecigdis_ws.storage.dialects import MariaDbDialect
 from ecigdis_ws.storage.engine import Cursorish, Dialect, Params, Row
 
 # How long `migrate` waits for another process's migration to finish.
@@ -109,7 +110,7 @@ class _Connection:
 
 
 class MariaDbEngine:
-    dialect: Dialect = "mysql"
+    dialect: Dialect = MariaDbDialect()
 
     def __init__(self, pool: aiomysql.Pool, timeout_s: float, lock_name: str) -> None:
         self._pool = pool

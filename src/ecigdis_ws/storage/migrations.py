@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ecigdis_ws.storage.engine import Dialect
+from ecigdis_ws.storage.engine import DialectName
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,8 @@ class Migration:
     sqlite: tuple[str, ...]
     mysql: tuple[str, ...]
 
-    def statements(self, dialect: Dialect, prefix: str) -> list[str]:
-        chosen = self.sqlite if dialect == "sqlite" else self.mysql
+    def statements(self, dialect: DialectName, prefix: str) -> list[str]:
+        chosen = {"sqlite": self.sqlite, "mysql": self.mysql}[dialect]
         return [statement.replace("{p}", prefix) for statement in chosen]
 
 
@@ -176,5 +176,81 @@ MIGRATIONS += (
         ),
     ),
 )
+
+
+def _rebuilt_without_references(
+    table: str, columns: str, create: str, before_drop: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """SQLite cannot drop a constraint: the table is copied into one created
+    without it (`create`, for `{p}<table>_v4`), dropped, and the copy renamed."""
+    return (
+        create,
+        f"INSERT INTO {{p}}{table}_v4 ({columns}) SELECT {columns} FROM {{p}}{table}",
+        *before_drop,
+        f"DROP TABLE {{p}}{table}",
+        f"ALTER TABLE {{p}}{table}_v4 RENAME TO {{p}}{table}",
+    )
+
+
+# The AUTOINCREMENT counter of messages moves with the rows: a message id is never
+# given twice, even one whose message is gone (docs/storage.md, Schema).
+_KEEP_MESSAGE_SEQUENCE = (
+    "DELETE FROM sqlite_sequence WHERE name = '{p}messages_v4'",
+    "INSERT INTO sqlite_sequence (name, seq) "
+    "SELECT '{p}messages_v4', seq FROM sqlite_sequence WHERE name = '{p}messages'",
+)
+
+MIGRATIONS += (
+    Migration(
+        4,
+        "the same constraints on both databases: unique keys, no foreign keys",
+        # MariaDB never had foreign keys; SQLite's three REFERENCES go, so both
+        # engines accept and refuse the same writes (docs/storage.md, "Constraints").
+        # Children first: with foreign_keys=ON, dropping a parent that still has
+        # a referencing table would check every row. Indexes go with their
+        # table, so they are created again under their old names.
+        sqlite=(
+            *_rebuilt_without_references(
+                "reactions", "message_id, user_id, emoji, created_at_ms",
+                """CREATE TABLE {p}reactions_v4 (
+                message_id INTEGER NOT NULL,
+                user_id TEXT NOT NULL,
+                emoji TEXT NOT NULL,
+                created_at_ms INTEGER NOT NULL,
+                PRIMARY KEY (message_id, user_id, emoji))""",
+            ),
+            *_rebuilt_without_references(
+                "messages",
+                "id, conversation_id, sender_id, sender_name, client_message_id, text, "
+                "created_at_ms",
+                """CREATE TABLE {p}messages_v4 (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                conversation_id INTEGER NOT NULL,
+                sender_id TEXT NOT NULL,
+                sender_name TEXT NOT NULL,
+                client_message_id TEXT NOT NULL,
+                text TEXT NOT NULL,
+                created_at_ms INTEGER NOT NULL)""",
+                before_drop=_KEEP_MESSAGE_SEQUENCE,
+            ),
+            """CREATE UNIQUE INDEX {p}messages_by_client_id
+                ON {p}messages (sender_id, client_message_id)""",
+            """CREATE INDEX {p}messages_by_conversation
+                ON {p}messages (conversation_id, id)""",
+            *_rebuilt_without_references(
+                "members", "conversation_id, user_id, last_read_message_id, joined_at_ms",
+                """CREATE TABLE {p}members_v4 (
+                conversation_id INTEGER NOT NULL,
+                user_id TEXT NOT NULL,
+                last_read_message_id INTEGER,
+                joined_at_ms INTEGER NOT NULL,
+                PRIMARY KEY (conversation_id, user_id))""",
+            ),
+            "CREATE INDEX {p}members_by_user ON {p}members (user_id)",
+        ),
+        mysql=(),
+    ),
+)
+
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -18,6 +18,7 @@ from typing import TypeVar
 import aiosqlite
 
 from ecigdis_ws.errors import StorageUnavailable
+from ecigdis_ws.storage.dialects import SqliteDialect
 from ecigdis_ws.storage.engine import Cursorish, Dialect, Params, Row
 
 T = TypeVar("T")
@@ -90,7 +91,7 @@ def _run_statement(raw: sqlite3.Connection, sql: str, params: Params) -> tuple[i
 
 
 class SqliteEngine:
-    dialect: Dialect = "sqlite"
+    dialect: Dialect = SqliteDialect()
 
     def __init__(
         self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, timeout_s: float
@@ -114,6 +115,8 @@ class SqliteEngine:
             # NORMAL is durable across application crashes in WAL mode; only an OS
             # crash may lose the last commits, which FULL would cost fsyncs to avoid.
             await engine._writer.execute("PRAGMA synchronous=NORMAL")
+            # Since migration 4 no table declares a foreign key (docs/storage.md,
+            # Constraints); a database not yet migrated keeps its checks until then.
             await engine._writer.execute("PRAGMA foreign_keys=ON")
         except BaseException:
             await engine.close()

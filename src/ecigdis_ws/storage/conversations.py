@@ -1,0 +1,156 @@
+"""Conversations and their members."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ecigdis_ws.domain import UserId
+from ecigdis_ws.storage.base import ConversationFull
+from ecigdis_ws.storage.engine import Cursorish
+from ecigdis_ws.storage.tables import Tables
+
+# Members per INSERT: a create writes its members in one statement (1,000 INSERTs
+# held the single SQLite writer ~110 ms); 3 parameters a row keeps a statement
+# under SQLite's bound of 32,766 parameters.
+MEMBER_ROWS_PER_INSERT = 5000
+
+
+class ConversationStore:
+    def __init__(self, tables: Tables) -> None:
+        self._tables = tables
+        self._engine = tables.engine
+
+    async def create_conversation(
+        self, title: str, member_ids: Sequence[UserId], now_ms: int
+    ) -> int:
+        async with self._engine.transaction() as tx:
+            _, conversation_id = await tx.execute(
+                self._tables.sql(
+                    "INSERT INTO {p}conversations (title, created_at_ms) VALUES (?, ?)"
+                ),
+                (title, now_ms),
+            )
+            assert conversation_id is not None
+            await self._insert_members(tx, conversation_id, member_ids, now_ms)
+        return conversation_id
+
+    async def ensure_conversation(self, conversation_id: int, now_ms: int) -> None:
+        await self._engine.execute(
+            self._tables.insert_once("conversations", "id, title, created_at_ms", "?, '', ?"),
+            (conversation_id, now_ms),
+        )
+
+    async def add_member(
+        self, conversation_id: int, user_id: UserId, now_ms: int, max_members: int | None = None
+    ) -> bool:
+        async with self._engine.transaction() as tx:
+            if max_members is not None:
+                await self._require_room(tx, conversation_id, user_id, max_members)
+            return await self._insert_members(tx, conversation_id, [user_id], now_ms) > 0
+
+    async def add_members(
+        self, conversation_id: int, user_ids: Sequence[UserId], now_ms: int
+    ) -> int:
+        async with self._engine.transaction() as tx:
+            return await self._insert_members(tx, conversation_id, user_ids, now_ms)
+
+    async def remove_member(self, conversation_id: int, user_id: UserId) -> bool:
+        async with self._engine.transaction() as tx:
+            removed, _ = await tx.execute(
+                self._tables.sql(
+                    "DELETE FROM {p}members WHERE conversation_id = ? AND user_id = ?"
+                ),
+                (conversation_id, str(user_id)),
+            )
+        return removed > 0
+
+    async def is_member(self, conversation_id: int, user_id: UserId) -> bool:
+        row = await self._engine.fetch_one(
+            self._tables.sql(
+                "SELECT 1 FROM {p}members WHERE conversation_id = ? AND user_id = ?"
+            ),
+            (conversation_id, str(user_id)),
+        )
+        return row is not None
+
+    async def conversation_exists(self, conversation_id: int) -> bool:
+        row = await self._engine.fetch_one(
+            self._tables.sql("SELECT 1 FROM {p}conversations WHERE id = ?"), (conversation_id,)
+        )
+        return row is not None
+
+    async def oldest_conversation_titled(self, title: str) -> int | None:
+        # Only the demo's sign-in asks, in development: a scan of conversations is fine.
+        row = await self._engine.fetch_one(
+            self._tables.sql("SELECT MIN(id) FROM {p}conversations WHERE title = ?"), (title,)
+        )
+        return None if row is None or row[0] is None else int(row[0])
+
+    async def member_ids(self, conversation_id: int) -> list[UserId]:
+        rows = await self._engine.fetch_all(
+            self._tables.sql(
+                "SELECT user_id FROM {p}members WHERE conversation_id = ? ORDER BY user_id"
+            ),
+            (conversation_id,),
+        )
+        return [self._tables.user_id(row[0]) for row in rows]
+
+    async def contact_ids(self, user_id: UserId) -> list[UserId]:
+        rows = await self._engine.fetch_all(
+            self._tables.sql(
+                "SELECT DISTINCT theirs.user_id FROM {p}members mine "
+                "JOIN {p}members theirs ON theirs.conversation_id = mine.conversation_id "
+                "WHERE mine.user_id = ? AND theirs.user_id <> ?"
+            ),
+            (str(user_id), str(user_id)),
+        )
+        return [self._tables.user_id(row[0]) for row in rows]
+
+    async def conversation_ids_of(self, user_id: UserId) -> set[int]:
+        rows = await self._engine.fetch_all(
+            self._tables.sql("SELECT conversation_id FROM {p}members WHERE user_id = ?"),
+            (str(user_id),),
+        )
+        return {int(row[0]) for row in rows}
+
+    async def _insert_members(
+        self, tx: Cursorish, conversation_id: int, user_ids: Sequence[UserId], now_ms: int
+    ) -> int:
+        """Members in one INSERT (per MEMBER_ROWS_PER_INSERT); existing ones are
+        skipped. Returns how many were not members before."""
+        ids = list(dict.fromkeys(str(user_id) for user_id in user_ids))
+        inserted = 0
+        for start in range(0, len(ids), MEMBER_ROWS_PER_INSERT):
+            chunk = ids[start:start + MEMBER_ROWS_PER_INSERT]
+            count, _ = await tx.execute(
+                self._tables.insert_once(
+                    "members", "conversation_id, user_id, joined_at_ms", rows=len(chunk)
+                ),
+                [value for user_id in chunk for value in (conversation_id, user_id, now_ms)],
+            )
+            inserted += count
+        return inserted
+
+    async def _require_room(
+        self, tx: Cursorish, conversation_id: int, user_id: UserId, max_members: int
+    ) -> None:
+        """Raise ConversationFull unless the user is a member already or one more fits.
+
+        Counted inside the adding transaction, after the dialect's lock on the
+        conversation's row (SQLite's one writer needs none), so concurrent adds
+        to one conversation count one after another and cannot overshoot together."""
+        lock = self._engine.dialect.lock_for_update(
+            self._tables.sql("SELECT id FROM {p}conversations WHERE id = ?")
+        )
+        if lock is not None:
+            await tx.fetch_one(lock, (conversation_id,))
+        row = await tx.fetch_one(
+            self._tables.sql(
+                "SELECT COUNT(*), SUM(CASE WHEN user_id = ? THEN 1 ELSE 0 END) "
+                "FROM {p}members WHERE conversation_id = ?"
+            ),
+            (str(user_id), conversation_id),
+        )
+        assert row is not None
+        if not row[1] and int(row[0]) >= max_members:
+            raise ConversationFull(max_members)

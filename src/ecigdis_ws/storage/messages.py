@@ -1,0 +1,187 @@
+"""Messages: stored once per (sender, client message id), in batches, and read back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ecigdis_ws.domain import NewMessage, SendResult, StoredMessage
+from ecigdis_ws.errors import StorageUnavailable
+from ecigdis_ws.storage.engine import Cursorish
+from ecigdis_ws.storage.event_log import EventLog
+from ecigdis_ws.storage.group_commit import GroupCommit
+from ecigdis_ws.storage.tables import MESSAGE_COLUMNS, Tables
+
+MessageKey = tuple[str, str]  # (sender id, client message id): the idempotency key
+
+
+class MessageStore:
+    def __init__(self, tables: Tables, events: EventLog) -> None:
+        self._tables = tables
+        self._engine = tables.engine
+        self._events = events
+        self._writes = GroupCommit(self._store_batch)
+
+    @property
+    def being_written(self) -> int:
+        """Messages in the batch whose transaction has begun and not yet ended."""
+        return self._writes.writing
+
+    async def close(self) -> None:
+        await self._writes.close()
+
+    async def store(self, message: NewMessage) -> SendResult:
+        """Storage.store_message: queued for the next batch, answered after its commit."""
+        return await self._writes.submit(message)
+
+    async def messages_after(
+        self, conversation_id: int, after_id: int, limit: int
+    ) -> list[StoredMessage]:
+        # Through the writer's transaction: a replay must include every message
+        # acknowledged so far, so it is ordered after their commits.
+        async with self._engine.transaction() as tx:
+            rows = await tx.fetch_all(
+                self._tables.sql(
+                    f"SELECT {MESSAGE_COLUMNS} FROM {{p}}messages "
+                    "WHERE conversation_id = ? AND id > ? ORDER BY id LIMIT ?"
+                ),
+                (conversation_id, after_id, limit),
+            )
+        return [self._tables.message(row) for row in rows]
+
+    async def message_in_conversation(self, conversation_id: int, message_id: int) -> bool:
+        # Ordered after every acknowledged commit, like messages_after: a client
+        # may read or react to a message the moment its ack or message:new arrives.
+        async with self._engine.transaction() as tx:
+            row = await tx.fetch_one(
+                self._tables.sql(
+                    "SELECT 1 FROM {p}messages WHERE id = ? AND conversation_id = ?"
+                ),
+                (message_id, conversation_id),
+            )
+        return row is not None
+
+    async def messages_page(
+        self, conversation_id: int, after_id: int | None, before_id: int | None, limit: int
+    ) -> list[StoredMessage]:
+        conditions = ["conversation_id = ?"]
+        params: list[int] = [conversation_id]
+        if after_id is not None:
+            conditions.append("id > ?")
+            params.append(after_id)
+        if before_id is not None:
+            conditions.append("id < ?")
+            params.append(before_id)
+        order = "ASC" if after_id is not None else "DESC"
+        async with self._engine.transaction() as tx:
+            rows = await tx.fetch_all(
+                self._tables.sql(
+                    f"SELECT {MESSAGE_COLUMNS} FROM {{p}}messages "
+                    f"WHERE {' AND '.join(conditions)} ORDER BY id {order} LIMIT ?"
+                ),
+                (*params, limit),
+            )
+        messages = [self._tables.message(row) for row in rows]
+        return messages if after_id is not None else messages[::-1]
+
+    # -- writing a batch ------------------------------------------------------------
+
+    async def _store_batch(self, batch: Sequence[NewMessage]) -> list[SendResult | Exception]:
+        """One transaction for the batch; if it fails for any reason but an outage
+        (another node stored one of its keys meanwhile, say), row by row, so one
+        row's failure is only its own send's."""
+        try:
+            async with self._engine.transaction() as tx:
+                return list(await self._insert_batch(tx, batch))
+        except StorageUnavailable:
+            raise
+        except Exception:
+            results: list[SendResult | Exception] = []
+            for message in batch:
+                try:
+                    results.append(await self._store_one(message))
+                except Exception as exc:
+                    results.append(exc)
+            return results
+
+    async def _insert_batch(
+        self, tx: Cursorish, batch: Sequence[NewMessage]
+    ) -> list[SendResult]:
+        firsts = {message.key: message for message in reversed(batch)}  # first of each key
+        stored = await self._existing_messages(tx, list(firsts))
+        fresh = [message for key, message in firsts.items() if key not in stored]
+        fresh.reverse()  # (firsts was built backwards) back to arrival order: ids grow with it
+        stored_before = set(stored)
+        if fresh:
+            stored.update(await self._insert_fresh(tx, fresh))
+            await self._events.append_message_events(
+                tx, [stored[message.key] for message in fresh]
+            )
+        results = []
+        announced: set[MessageKey] = set()
+        for message in batch:
+            duplicate = message.key in stored_before or message.key in announced
+            announced.add(message.key)
+            results.append(SendResult(stored[message.key], duplicate=duplicate))
+        return results
+
+    async def _existing_messages(
+        self, tx: Cursorish, keys: Sequence[MessageKey]
+    ) -> dict[MessageKey, StoredMessage]:
+        matches = " OR ".join("(sender_id = ? AND client_message_id = ?)" for _ in keys)
+        rows = await tx.fetch_all(
+            self._tables.sql(f"SELECT {MESSAGE_COLUMNS} FROM {{p}}messages WHERE {matches}"),
+            [part for key in keys for part in key],
+        )
+        found = (self._tables.message(row) for row in rows)
+        return {(str(m.user_id), m.client_message_id): m for m in found}
+
+    async def _insert_fresh(
+        self, tx: Cursorish, fresh: Sequence[NewMessage]
+    ) -> dict[MessageKey, StoredMessage]:
+        rows = ", ".join("(?, ?, ?, ?, ?, ?)" for _ in fresh)
+        returned = await tx.fetch_all(
+            self._tables.sql(
+                "INSERT INTO {p}messages (conversation_id, sender_id, sender_name, "
+                f"client_message_id, text, created_at_ms) VALUES {rows} "
+                "RETURNING id, sender_id, client_message_id"
+            ),
+            [value for m in fresh for value in (
+                m.conversation_id, str(m.user_id), m.sender_name, m.client_message_id, m.text,
+                m.created_at_ms,
+            )],
+        )
+        ids = {(str(row[1]), str(row[2])): int(row[0]) for row in returned}
+        return {m.key: _stored(m, ids[m.key]) for m in fresh}
+
+    async def _store_one(self, message: NewMessage) -> SendResult:
+        async with self._engine.transaction() as tx:
+            inserted, message_id = await tx.execute(
+                self._tables.insert_once(
+                    "messages",
+                    "conversation_id, sender_id, sender_name, client_message_id, text, "
+                    "created_at_ms",
+                ),
+                (message.conversation_id, str(message.user_id), message.sender_name,
+                 message.client_message_id, message.text, message.created_at_ms),
+            )
+            if inserted:
+                assert message_id is not None
+                stored = _stored(message, message_id)
+                await self._events.append_message_events(tx, [stored])
+                return SendResult(stored, duplicate=False)
+            row = await tx.fetch_one(
+                self._tables.sql(
+                    f"SELECT {MESSAGE_COLUMNS} FROM {{p}}messages "
+                    "WHERE sender_id = ? AND client_message_id = ?"
+                ),
+                message.key,
+            )
+        assert row is not None, "INSERT was ignored, so the first message must exist"
+        return SendResult(self._tables.message(row), duplicate=True)
+
+
+def _stored(message: NewMessage, message_id: int) -> StoredMessage:
+    return StoredMessage(
+        message_id, message.conversation_id, message.user_id, message.sender_name,
+        message.client_message_id, message.text, message.created_at_ms,
+    )
