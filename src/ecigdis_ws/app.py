@@ -12,14 +12,21 @@ from aiohttp import web
 from ecigdis_ws import json_codec
 from ecigdis_ws.clock import Clock, SystemClock
 from ecigdis_ws.cluster.setup import ClusterState
+from ecigdis_ws.fanout.notifier import DeliveryNotifier
 from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.observability.metrics import Metrics
-from ecigdis_ws.services.container import ChatServices
+from ecigdis_ws.services.container import ChatServices, RestServices
 from ecigdis_ws.services.main_site import MainSiteVerifier
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.storage.factory import open_storage
 from ecigdis_ws.transport.admission_gate import admission_middleware
-from ecigdis_ws.transport.app_keys import CLUSTER, SERVICES, SETTINGS, STARTED_AT
+from ecigdis_ws.transport.app_keys import (
+    CLUSTER,
+    REST_SERVICES,
+    SERVICES,
+    SETTINGS,
+    STARTED_AT,
+)
 from ecigdis_ws.transport.client_routes import add_client_routes
 from ecigdis_ws.transport.health_routes import add_routes
 from ecigdis_ws.transport.limits import polling_limits_middleware
@@ -118,7 +125,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     events = SocketEvents(sio, lambda: app[SERVICES])
     events.register()
     add_routes(app)
-    add_rest_routes(app, sio.manager)  # docs/openapi.yaml
+    notifier = DeliveryNotifier()
+    sio.manager.notifier = notifier  # told of every delivery here, whichever node sent it
+    add_rest_routes(app)  # docs/openapi.yaml
     add_client_routes(app, settings)
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -148,6 +157,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
                 lambda: services.sessions.count, lambda: services.presence.user_count
             )
             app[SERVICES] = services
+            app[REST_SERVICES] = RestServices.build(services, notifier)
             if settings.auth_verify_url:
                 http = await stack.enter_async_context(aiohttp.ClientSession())
                 main_site = MainSiteVerifier(

@@ -63,8 +63,8 @@ class RecordingManager(DirectEmitManager):
         to: str | None = None,
         **kwargs: Any,
     ) -> None:
-        if self.on_deliver is not None:  # (as DirectEmitManager.emit tells it)
-            self.on_deliver(event, data, to or room)
+        if self.notifier is not None:  # (as DirectEmitManager.emit tells it)
+            self.notifier.delivered(event, data, to or room)
         skipped = skip_sid if isinstance(skip_sid, list) else [skip_sid]
         for sid, _eio_sid in self.get_participants(namespace, to or room):
             if sid not in skipped:

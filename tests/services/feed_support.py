@@ -2,9 +2,9 @@
 harness by `RestServices.build`, as the app builds them, and what a test needs
 to watch a long-poll wait.
 
-The app hooks `ServerApiService.delivered` into the fan-out manager
-(`DirectEmitManager.on_deliver`), which is told of every delivery; the harness's
-`RecordingManager` tells that hook of every emit too.
+The app subscribes `ServerApiService.delivered` to the `DeliveryNotifier`, which
+the fan-out manager tells of every delivery; the harness's `RecordingManager`
+tells it of every emit too.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 
 from ecigdis_ws.domain import Actor, LoggedEvent, UserId
+from ecigdis_ws.fanout.notifier import DeliveryNotifier
 from ecigdis_ws.services.container import RestServices
 from ecigdis_ws.services.event_feed import EventFeed
 from ecigdis_ws.services.server_api import NO_SOCKET
@@ -26,9 +27,9 @@ Poll = asyncio.Task[tuple[int, list[LoggedEvent]]]
 
 def rest_services(harness: ServiceHarness) -> RestServices:
     """The REST services of the harness's node, wired as `add_rest_routes` wires them."""
-    rest = RestServices.build(harness.chat)
-    harness.manager.on_deliver = rest.server.delivered
-    return rest
+    notifier = DeliveryNotifier()
+    harness.manager.notifier = notifier
+    return RestServices.build(harness.chat, notifier)
 
 
 def rest_actor(user_id: UserId) -> Actor:

@@ -9,6 +9,7 @@ from ecigdis_ws.cluster.presence import PresenceRegistry
 from ecigdis_ws.cluster.typing_state import TypingStore
 from ecigdis_ws.domain import UserId
 from ecigdis_ws.fanout.base import Fanout
+from ecigdis_ws.fanout.notifier import DeliveryNotifier
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.access import AccessPolicy
 from ecigdis_ws.services.admission import AdmissionService
@@ -47,8 +48,10 @@ class ChatServices:
     receipts: ReceiptService
     reactions: ReactionService
     message_limiter: RateLimiter
-    # Shared with the REST API (transport/rest_routes.py): one membership cache.
+    # Shared with the REST API (transport/rest_routes.py): one membership cache,
+    # one token verifier.
     access: AccessPolicy
+    verifier: TokenVerifier
     fanout: Fanout
 
     @classmethod
@@ -83,8 +86,9 @@ class ChatServices:
         admission = AdmissionService(
             clock, tasks, settings.auth_timeout_ms / 1000, settings.max_unauthenticated_per_ip
         )
+        verifier = TokenVerifier(settings, clock)
         sessions = SessionService(
-            TokenVerifier(settings, clock),
+            verifier,
             presence,
             typing,
             storage,
@@ -117,6 +121,7 @@ class ChatServices:
             reactions=ReactionService(storage, fanout, access, clock),
             message_limiter=RateLimiter(settings.rate_limit_messages, clock),
             access=access,
+            verifier=verifier,
             fanout=fanout,
         )
 
@@ -124,15 +129,15 @@ class ChatServices:
 @dataclass(frozen=True)
 class RestServices:
     """What the REST API adds to the chat services: the long-poll's event feed,
-    the main site's server API and the conversation list. The server API must be
-    told of every delivery (`ServerApiService.delivered`)."""
+    the main site's server API and the conversation list. The server API is told
+    of every delivery through the notifier (`ServerApiService.delivered`)."""
 
     feed: EventFeed
     server: ServerApiService
     inbox: InboxService
 
     @classmethod
-    def build(cls, chat: ChatServices) -> RestServices:
+    def build(cls, chat: ChatServices, notifier: DeliveryNotifier) -> RestServices:
         settings = chat.settings
         feed = EventFeed(
             chat.storage, chat.clock, settings.long_poll_timeout_ms / 1000, settings.db_timeout_ms,
@@ -147,4 +152,5 @@ class RestServices:
             chat.storage, chat.clock, settings.max_conversation_members,
             settings.member_add_policy, settings.rate_limit_conversations,
         )
+        notifier.subscribe(server.delivered)
         return cls(feed, server, InboxService(chat.storage, chat.access, chat.clock, rules))

@@ -5,10 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from ecigdis_ws.cluster.setup import ClusterState
-from ecigdis_ws.services.container import ChatServices
+from ecigdis_ws.services.container import ChatServices, RestServices
 from ecigdis_ws.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 SERVICES = web.AppKey("services", ChatServices)
+REST_SERVICES = web.AppKey("rest_services", RestServices)
 STARTED_AT = web.AppKey("started_at", float)
 CLUSTER = web.AppKey("cluster", ClusterState)

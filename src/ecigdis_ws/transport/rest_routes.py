@@ -23,17 +23,16 @@ from ecigdis_ws.services.auth import (
     log_refused,
     parse_user_id,
 )
-from ecigdis_ws.services.container import ChatServices, RestServices
+from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.services.event_feed import EventFeed
 from ecigdis_ws.services.inbox import InboxService
 from ecigdis_ws.services.rate_limit import RateLimiter
 from ecigdis_ws.services.server_api import NO_SOCKET, ServerApiService
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.transport import validation as v
-from ecigdis_ws.transport.app_keys import SERVICES, SETTINGS
+from ecigdis_ws.transport.app_keys import REST_SERVICES, SERVICES, SETTINGS
 from ecigdis_ws.transport.limits import BODY_CUT_OFF, body_too_slow, within
 from ecigdis_ws.transport.origins import allowed_origins
-from ecigdis_ws.transport.socketio_overrides.managers import DirectEmitManager
 
 log = get_logger(__name__)
 
@@ -428,9 +427,8 @@ ROUTES: tuple[tuple[str, str, Route], ...] = (
 )
 
 
-def add_rest_routes(app: web.Application, manager: DirectEmitManager) -> None:
-    """The REST API; its services once the chat services exist; and the hook in
-    the fan-out manager, told of every delivery, that wakes its long-polls."""
+def add_rest_routes(app: web.Application) -> None:
+    """The REST API, served by the services the wiring point built (app.py)."""
     settings = app[SETTINGS]
     app.middlewares.append(rest_middleware(settings))
     for method, path, handler in ROUTES:
@@ -440,19 +438,17 @@ def add_rest_routes(app: web.Application, manager: DirectEmitManager) -> None:
         # An on_startup handler runs after every cleanup_ctx has started, so the
         # chat services exist by now.
         chat = app[SERVICES]
-        rest = RestServices.build(chat)
+        rest = app[REST_SERVICES]
         app[REST_API] = RestApi(
             chat=chat,
-            verifier=TokenVerifier(settings, chat.clock),
+            verifier=chat.verifier,
             requests=RateLimiter(settings.rate_limit_events, chat.clock),
             inbox=rest.inbox,
             feed=rest.feed,
             server=rest.server,
         )
-        manager.on_deliver = rest.server.delivered
 
     async def release_polls(app: web.Application) -> None:
-        manager.on_deliver = None
         api = app.get(REST_API)
         if api is not None:
             api.feed.close()

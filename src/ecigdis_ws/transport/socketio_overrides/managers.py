@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import socketio
@@ -10,6 +9,7 @@ from engineio import packet as eio_packet
 
 from ecigdis_ws import json_codec
 from ecigdis_ws.fanout.base import CONVERSATION_ROOM_PREFIX
+from ecigdis_ws.fanout.notifier import DeliveryNotifier
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.transport.socketio_overrides.websocket import DirectSocket, message_frame
 
@@ -28,9 +28,8 @@ class DirectEmitManager(socketio.AsyncManager):  # type: ignore[misc]
     """
 
     # Told (event, data, room) of every emit this node delivers, whichever node
-    # sent it; must not block or raise. The REST long-poll wakes on it
-    # (transport/rest_routes.py, services/server_api.py `delivered`).
-    on_deliver: Callable[[str, Any, str | list[str] | None], None] | None = None
+    # sent it (set at the wiring point, app.py; the REST long-poll listens).
+    notifier: DeliveryNotifier | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -69,8 +68,8 @@ class DirectEmitManager(socketio.AsyncManager):  # type: ignore[misc]
         **kwargs: Any,
     ) -> None:
         room = to or room
-        if self.on_deliver is not None:
-            self.on_deliver(event, data, room)
+        if self.notifier is not None:
+            self.notifier.delivered(event, data, room)
         encoded = None
         if callback is None and namespace == NAMESPACE and namespace in self.rooms:
             encoded = _encode_event(event, data)
