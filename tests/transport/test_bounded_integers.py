@@ -16,7 +16,7 @@ import jwt
 import pytest
 import socketio
 
-from tests.support import WAIT_S, ChatClient, RunningServer
+from tests.support import WAIT_S, ChatClient, RunningServer, server_log_problems
 from tests.transport.rest_support import Rest
 
 pytestmark = pytest.mark.backends("sqlite")
@@ -27,7 +27,7 @@ HUGE = "7" * 5000  # digits: past sys.get_int_max_str_digits() (4300)
 
 
 def no_errors_logged(caplog: pytest.LogCaptureFixture) -> None:
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert server_log_problems(caplog.records) == []
 
 
 async def connected_clients(server: RunningServer, session: aiohttp.ClientSession) -> Any:
@@ -133,4 +133,4 @@ async def test_socket_payloads_with_huge_integers_are_invalid_not_a_closed_conne
     assert [acks[i]["error"]["code"] for i in sorted(acks)] == ["INVALID_PAYLOAD"] * 3
     assert not ws.closed and server.chat.sessions.count == 1
     await ws.close()
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert server_log_problems(caplog.records, logging.WARNING) == []

@@ -17,7 +17,7 @@ import pytest
 
 from ecigdis_ws.transport.protocol_errors import engineio_problem
 from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER
-from tests.support import WAIT_S, RunningServer
+from tests.support import WAIT_S, RunningServer, server_log_problems
 
 pytestmark = pytest.mark.backends("sqlite")
 
@@ -121,7 +121,7 @@ async def test_a_malformed_packet_closes_its_connection_with_one_warning_and_no_
                     if "broke the protocol" in line]
         assert len(warnings) == 1 and f"reason={reason}" in warnings[0], warnings
         assert "Traceback" not in output.out + output.err
-        assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
+        assert server_log_problems(caplog.records) == []
 
 
 @pytest.mark.parametrize("transport", list(TRANSPORTS), ids=list(TRANSPORTS))

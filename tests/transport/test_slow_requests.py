@@ -28,7 +28,7 @@ from ecigdis_ws.settings import Settings
 from ecigdis_ws.transport.rest_routes import REST_API
 from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER
 from ecigdis_ws.transport.stale_sessions import UNKNOWN_SID
-from tests.support import WAIT_S, RunningServer
+from tests.support import WAIT_S, RunningServer, server_log_problems
 from tests.transport.rest_support import Rest
 
 pytestmark = pytest.mark.backends("sqlite")
@@ -52,7 +52,7 @@ async def server(
         async with make_server(**DEADLINES) as running:
             yield running
     records = [r for when in ("setup", "call", "teardown") for r in caplog.get_records(when)]
-    assert [r.getMessage() for r in records if r.exc_info or r.levelno >= logging.ERROR] == []
+    assert server_log_problems(records) == []
     assert [entry for entry in logs
             if "exc_info" in entry or entry["log_level"] in ("error", "critical")] == []
 

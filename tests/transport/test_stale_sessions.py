@@ -12,7 +12,7 @@ import pytest
 
 from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER
 from ecigdis_ws.transport.stale_sessions import UNKNOWN_SID
-from tests.support import WAIT_S, RunningServer
+from tests.support import WAIT_S, RunningServer, server_log_problems
 
 pytestmark = pytest.mark.backends("sqlite")
 
@@ -56,7 +56,7 @@ async def test_a_poll_for_a_session_that_just_closed_is_answered_400_without_an_
                 assert late.status == 400
                 assert await late.json() == UNKNOWN_SID
     assert stale_count(server) == before + 2
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert server_log_problems(caplog.records, logging.WARNING) == []
 
 
 async def test_a_request_for_an_unknown_session_is_answered_like_node(
@@ -72,7 +72,7 @@ async def test_a_request_for_an_unknown_session_is_answered_like_node(
             await session.ws_connect(upgrade)
         assert refused.value.status == 400
     assert stale_count(server) == 3
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert server_log_problems(caplog.records, logging.WARNING) == []
 
 
 async def test_a_post_for_no_session_is_refused_before_its_body_is_read(
