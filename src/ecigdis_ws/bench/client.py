@@ -15,6 +15,7 @@ import asyncio
 import base64
 import os
 import ssl
+from collections.abc import Callable
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
@@ -60,6 +61,8 @@ class WireClient(asyncio.Protocol):
         # ack id -> the future of a call(); a socket that closes answers DISCONNECTED
         self._calls: dict[int, asyncio.Future[Any]] = {}
         self._reason = "closed by the server"
+        # The connection's receive_data once open: data_received's hot path in one call
+        self._receive: Callable[[bytes], bool] = lambda data: False
         loop = asyncio.get_running_loop()
         # Each handshake step resolves to None when it happened, or to why it failed.
         self._opened: asyncio.Future[str | None] = loop.create_future()
@@ -76,6 +79,7 @@ class WireClient(asyncio.Protocol):
         self.connection = ClientConnection(
             parts.netloc, target, base64.b64encode(os.urandom(16)), self.recorder, self)
         self.pending = self.connection.pending
+        self._receive = self.connection.receive_data
         if secure and ssl_context is None:
             ssl_context = ssl.create_default_context()
         try:
@@ -132,7 +136,10 @@ class WireClient(asyncio.Protocol):
 
     def send_message(self, phase: int, key: int, run_id: bytes) -> None:
         """`message:send` stamped with the phase and the send time (connection.py)."""
-        self._write(self._open_connection().message_send(
+        connection = self.connection
+        if connection is None:
+            raise ConnectionResetError("websocket closed")
+        self._write(connection.message_send(
             self.conversation_id, self.group, phase, key, run_id))
 
     def _open_connection(self) -> ClientConnection:
@@ -186,13 +193,14 @@ class WireClient(asyncio.Protocol):
             self.recorder.disconnected(self)
 
     def data_received(self, data: bytes) -> None:
-        connection = self.connection
-        transport = self.transport
-        if connection is None or transport is None or self.closed:
+        if self._receive(data):
+            self._attend()
+
+    def _attend(self) -> None:
+        """Write what the connection owes the server; drop it if it is done."""
+        connection, transport = self.connection, self.transport
+        if connection is None or transport is None:
             return
-        connection.receive_data(data)
-        if not connection.done and not connection.has_data_to_send:
-            return  # the hot path: nothing to answer
         owed = connection.data_to_send()
         if owed and not transport.is_closing():
             transport.write(owed)

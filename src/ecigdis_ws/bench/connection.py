@@ -62,6 +62,7 @@ class ClientConnection:
         self.upgraded = False
         self.failure: str | None = None
         self.close_received = False
+        self.done = False  # nothing more is parsed: failure or close_received
         # ack id -> the message:send it answers; the rest of the acks answer calls
         self.pending: dict[int, PendingSend] = {}
         self._next_ack = 0
@@ -69,15 +70,6 @@ class ClientConnection:
         self._fragments: list[bytes] = []
         self._fragments_text = False
         self._outgoing: list[bytes] = []
-
-    @property
-    def done(self) -> bool:
-        """Nothing more is read from this connection."""
-        return self.failure is not None or self.close_received
-
-    @property
-    def has_data_to_send(self) -> bool:
-        return bool(self._outgoing)
 
     # -- frames out ---------------------------------------------------------------------------
 
@@ -118,27 +110,17 @@ class ClientConnection:
 
     # -- bytes in -----------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
-        """Parse what the server sent; a partial frame waits for the rest."""
+    def receive_data(self, data: bytes) -> bool:
+        """Parse what the server sent; a partial frame waits for the rest. True when
+        the driver has work: frames in `data_to_send`, or the connection is `done`."""
         if self.done:
-            return
+            return True
         buffer = self._buffer + data if self._buffer else data
         if not self.upgraded:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                self._buffer = buffer
-                if len(buffer) > MAX_HANDSHAKE_BYTES:
-                    self.failure = "no websocket upgrade"
-                return
-            self.failure = upgrade_failure(buffer[:end], self._accept)
-            if self.failure is not None:
-                return
-            self.upgraded = True
-            buffer = buffer[end + 4:]
-        self._buffer = buffer[self._frames(buffer):]
-
-    def _frames(self, buffer: bytes) -> int:
-        """Handle every whole frame in `buffer`; where the first partial one starts."""
+            buffer = self._upgrade(buffer)
+            if not self.upgraded:
+                return self.done
+        # The hot path, inlined: every frame the bench receives goes through this loop.
         size = len(buffer)
         position = 0
         message_new = self.recorder.message_new
@@ -146,7 +128,7 @@ class ClientConnection:
             first = buffer[position]
             length = buffer[position + 1]
             if length & 0x80:
-                self.failure = "the server masked a frame"
+                self._fail("the server masked a frame")
                 break
             if length < 126:
                 start = position + 2
@@ -161,13 +143,13 @@ class ClientConnection:
                 length = int.from_bytes(buffer[position + 2:position + 10], "big")
                 start = position + 10
                 if length > MAX_FRAME_BYTES:
-                    self.failure = "frame too large"
+                    self._fail("frame too large")
                     break
             end = start + length
             if end > size:
                 break
             position = end
-            if first == FINAL_TEXT:  # a whole text frame: the hot path
+            if first == FINAL_TEXT:  # a whole text frame
                 payload = buffer[start:end]
                 if payload.startswith(_MESSAGE_NEW):
                     message_new(payload)
@@ -175,9 +157,29 @@ class ClientConnection:
                     self._packet(payload)
             else:
                 self._frame(first, buffer[start:end])
-            if self.failure is not None or self.close_received:
+            if self.done:
                 break
-        return position
+        self._buffer = buffer[position:] if position < size else b""
+        return self.done or bool(self._outgoing)
+
+    def _upgrade(self, buffer: bytes) -> bytes:
+        """Read the server's answer to the upgrade; what follows it."""
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            self._buffer = buffer
+            if len(buffer) > MAX_HANDSHAKE_BYTES:
+                self._fail("no websocket upgrade")
+            return b""
+        failure = upgrade_failure(buffer[:end], self._accept)
+        if failure is not None:
+            self._fail(failure)
+            return b""
+        self.upgraded = True
+        return buffer[end + 4:]
+
+    def _fail(self, reason: str) -> None:
+        self.failure = reason
+        self.done = True
 
     def _frame(self, first: int, payload: bytes) -> None:
         """Everything but a whole text frame: fragments, pings, close."""
@@ -196,7 +198,7 @@ class ClientConnection:
             self._outgoing.append(control_frame(PONG, payload))
         elif opcode == CLOSE:
             self._outgoing.append(control_frame(CLOSE, payload[:2]))
-            self.close_received = True
+            self.close_received = self.done = True
 
     # -- Engine.IO / Socket.IO packets --------------------------------------------------------
 
@@ -211,7 +213,7 @@ class ClientConnection:
         elif first == _OPEN:
             self.session.opened()
         elif first == _CLOSE_PACKET:
-            self.failure = "closed by the server"
+            self._fail("closed by the server")
 
     def _socket_io_packet(self, kind: int, data: bytes) -> None:
         if kind == _EVENT:
@@ -228,9 +230,9 @@ class ClientConnection:
         elif kind == _CONNECT_ERROR:
             reason = error_code(orjson.loads(data[2:]))
             self.session.refused(reason)
-            self.failure = reason
+            self._fail(reason)
         elif kind == _DISCONNECT:
-            self.failure = "disconnected by the server"
+            self._fail("disconnected by the server")
 
     def _event(self, data: bytes) -> None:
         packet = orjson.loads(data[2:])
