@@ -39,7 +39,7 @@ class Events:
         self.heard.append(("message_new", data))
 
     def message_acked(self, entry: tuple[int, int, int, int], reply: Any) -> None:
-        self.heard.append(("message_acked", entry[:3], reply))
+        self.heard.append(("message_acked", entry, reply))
 
     def error_event(self, payload: Any) -> None:
         self.heard.append(("error_event", payload))
@@ -222,14 +222,13 @@ def test_a_message_send_ack_goes_to_the_recorder_and_a_call_ack_to_the_session(
         connection: ClientConnection, events: Events) -> None:
     call_id, call = connection.call("conversation:join", {"conversationId": 9})
     assert unmasked(call) == (0x81, b'420["conversation:join",{"conversationId":9}]')
-    send = connection.message_send(9, 4, 2, 77, b"run")
-    _, payload = unmasked(send)
-    assert payload.startswith(b'421["message:send",{"conversationId":9,"text":"2:')
-    assert payload.endswith(b'","messageId":"run.77"}]')
+    send = connection.message_send(9, 4, 2, 77, b"run", 123456789)
+    assert unmasked(send) == (0x81, b'421["message:send",{"conversationId":9,'
+                                    b'"text":"2:123456789","messageId":"run.77"}]')
     connection.receive_data(server_frame(b'431[{"ok":true}]')
                             + server_frame(b'430[{"ok":false,"error":{"code":"FORBIDDEN"}}]'))
     assert events.heard == [
-        ("message_acked", (2, 77, 4), {"ok": True}),
+        ("message_acked", (2, 77, 4, 123456789), {"ok": True}),
         ("answered", call_id, {"ok": False, "error": {"code": "FORBIDDEN"}}),
     ]
     assert connection.pending == {}

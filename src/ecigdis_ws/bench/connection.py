@@ -7,7 +7,6 @@ methods for what the bench says). It never touches a socket: client.py does.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
@@ -90,13 +89,12 @@ class ClientConnection:
         return ack_id, text_frame(b"42%d" % ack_id + orjson.dumps([event, data]))
 
     def message_send(self, conversation_id: int, group: int, phase: int, key: int,
-                     run_id: bytes) -> bytes:
-        """`message:send` whose text carries the phase and the send time (monotonic ns,
+                     run_id: bytes, now: int) -> bytes:
+        """`message:send` whose text carries the phase and the send time `now` (monotonic ns,
         one clock for every process on Linux), so each receiver measures its latency;
         its ack goes to Recorder.message_acked."""
         ack_id = self._next_ack
         self._next_ack += 1
-        now = time.monotonic_ns()
         self.pending[ack_id] = (phase, key, group, now)
         return text_frame(
             b'42%d["message:send",{"conversationId":%d,"text":"%d:%d","messageId":"%s.%d"}]'
