@@ -62,6 +62,9 @@ class ClientConnection:
         self.failure: str | None = None
         self.close_received = False
         self.done = False  # nothing more is parsed: failure or close_received
+        # What receive_data returns: done, or frames wait in data_to_send. One flag
+        # kept up to date, so the hot path reads one attribute.
+        self._attention = False
         # ack id -> the message:send it answers; the rest of the acks answer calls
         self.pending: dict[int, PendingSend] = {}
         self._next_ack = 0
@@ -76,6 +79,7 @@ class ClientConnection:
         """The frames owed to the server since the last call (pongs, close replies)."""
         data = b"".join(self._outgoing)
         self._outgoing.clear()
+        self._attention = self.done
         return data
 
     def authenticate(self, auth: str) -> bytes:
@@ -158,7 +162,7 @@ class ClientConnection:
             if self.done:
                 break
         self._buffer = buffer[position:] if position < size else b""
-        return self.done or bool(self._outgoing)
+        return self._attention
 
     def _upgrade(self, buffer: bytes) -> bytes:
         """Read the server's answer to the upgrade; what follows it."""
@@ -177,7 +181,11 @@ class ClientConnection:
 
     def _fail(self, reason: str) -> None:
         self.failure = reason
-        self.done = True
+        self.done = self._attention = True
+
+    def _owe(self, frame: bytes) -> None:
+        self._outgoing.append(frame)
+        self._attention = True
 
     def _frame(self, first: int, payload: bytes) -> None:
         """Everything but a whole text frame: fragments, pings, close."""
@@ -193,9 +201,9 @@ class ClientConnection:
             elif opcode != CONTINUATION:
                 self._fragments_text = opcode == TEXT
         elif opcode == PING:
-            self._outgoing.append(control_frame(PONG, payload))
+            self._owe(control_frame(PONG, payload))
         elif opcode == CLOSE:
-            self._outgoing.append(control_frame(CLOSE, payload[:2]))
+            self._owe(control_frame(CLOSE, payload[:2]))
             self.close_received = self.done = True
 
     # -- Engine.IO / Socket.IO packets --------------------------------------------------------
@@ -207,7 +215,7 @@ class ClientConnection:
         if first == _MESSAGE and len(data) > 1:
             self._socket_io_packet(data[1], data)
         elif first == _PING_PACKET:
-            self._outgoing.append(text_frame(b"3"))
+            self._owe(text_frame(b"3"))
         elif first == _OPEN:
             self.session.opened()
         elif first == _CLOSE_PACKET:
