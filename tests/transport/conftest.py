@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
-from tests.support import ChatClient, RunningServer
+from tests.support import WAIT_S, ChatClient, RunningServer
 
 
 @pytest.fixture
@@ -24,3 +25,35 @@ async def room(server: RunningServer, *users: int) -> tuple[int, list[ChatClient
         assert (await client.call("conversation:join", {"conversationId": conversation}))["ok"]
         clients.append(client)
     return conversation, clients
+
+
+# -- raw websockets, for what a Socket.IO client library would never send -----------
+
+
+async def raw_websocket(
+    server: RunningServer, http: aiohttp.ClientSession
+) -> aiohttp.ClientWebSocketResponse:
+    """An Engine.IO websocket that has had its OPEN packet and says nothing more."""
+    ws = await http.ws_connect(server.url + "/socket.io/?EIO=4&transport=websocket")
+    assert (await ws.receive_str(timeout=WAIT_S)).startswith("0{")
+    return ws
+
+
+async def socketio_connected(
+    server: RunningServer, http: aiohttp.ClientSession, token: str | None = None
+) -> aiohttp.ClientWebSocketResponse:
+    """A raw websocket whose Socket.IO CONNECT (with `token`, if any) was answered."""
+    ws = await raw_websocket(server, http)
+    await ws.send_str("40" + (json.dumps({"token": token}) if token else ""))
+    assert (await ws.receive_str(timeout=WAIT_S)).startswith("40{")
+    return ws
+
+
+async def frames_until_closed(ws: aiohttp.ClientWebSocketResponse) -> list[str]:
+    """The text frames the server sends until it closes the websocket."""
+    frames = []
+    while True:
+        message = await ws.receive(timeout=WAIT_S)
+        if message.type is not aiohttp.WSMsgType.TEXT:
+            return frames
+        frames.append(message.data)

@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from tests.support import WAIT_S, RunningServer
+from tests.transport.conftest import frames_until_closed, raw_websocket, socketio_connected
 
 pytestmark = pytest.mark.backends("sqlite")
 
@@ -23,34 +24,13 @@ ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
 AUTH_TIMEOUT_S = 10.0  # AUTH_TIMEOUT_MS's default
 
 
-async def raw_websocket(
-    server: RunningServer, http: aiohttp.ClientSession
-) -> aiohttp.ClientWebSocketResponse:
-    """An Engine.IO websocket that has had its OPEN packet and says nothing more."""
-    ws = await http.ws_connect(server.url + "/socket.io/?EIO=4&transport=websocket")
-    assert (await ws.receive_str(timeout=WAIT_S)).startswith("0{")
-    return ws
-
-
 async def signed_in_websocket(
     server: RunningServer, http: aiohttp.ClientSession
 ) -> aiohttp.ClientWebSocketResponse:
     """A raw websocket whose Socket.IO CONNECT carried user 1's token."""
-    ws = await raw_websocket(server, http)
-    await ws.send_str("40" + json.dumps({"token": server.token(1)}))
-    assert (await ws.receive_str(timeout=WAIT_S)).startswith("40{")
+    ws = await socketio_connected(server, http, server.token(1))
     await server.wait_until(lambda: server.chat.sessions.count == 1)
     return ws
-
-
-async def frames_until_closed(ws: aiohttp.ClientWebSocketResponse) -> list[str]:
-    """The text frames the server sends until it closes the websocket."""
-    frames = []
-    while True:
-        message = await ws.receive(timeout=WAIT_S)
-        if message.type is not aiohttp.WSMsgType.TEXT:
-            return frames
-        frames.append(message.data)
 
 
 async def test_a_websocket_that_never_sends_connect_is_closed_at_the_auth_timeout(

@@ -18,6 +18,7 @@ import pytest
 from ecigdis_ws.transport.protocol_errors import engineio_problem
 from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER
 from tests.support import WAIT_S, RunningServer, server_log_problems
+from tests.transport.conftest import frames_until_closed, socketio_connected
 
 pytestmark = pytest.mark.backends("sqlite")
 
@@ -40,17 +41,12 @@ ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
 
 @asynccontextmanager
 async def websocket(server: RunningServer, http: aiohttp.ClientSession) -> AsyncIterator[Exchange]:
-    ws = await http.ws_connect(server.url + "/socket.io/?EIO=4&transport=websocket")
-    assert (await ws.receive_str(timeout=WAIT_S)).startswith("0{")
-    await ws.send_str("40")
-    assert (await ws.receive_str(timeout=WAIT_S)).startswith("40{")
+    ws = await socketio_connected(server, http)
 
     async def exchange(packet: str) -> bool:
         await ws.send_str(packet)
-        while True:
-            message = await ws.receive(timeout=WAIT_S)
-            if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
-                return True
+        await frames_until_closed(ws)
+        return True
 
     yield exchange
     await ws.close()
@@ -154,10 +150,7 @@ async def test_a_polling_body_that_is_not_utf8_is_refused(
 async def test_an_ack_id_of_sixteen_digits_is_answered(server: RunningServer) -> None:
     """The bound is past every id socket.io-client counts to (2**53 - 1)."""
     async with aiohttp.ClientSession() as http:
-        ws = await http.ws_connect(server.url + "/socket.io/?EIO=4&transport=websocket")
-        await ws.receive_str(timeout=WAIT_S)
-        await ws.send_str("40")
-        await ws.receive_str(timeout=WAIT_S)
+        ws = await socketio_connected(server, http)
         await ws.send_str("42" + "9" * 16 + '["presence:request"]')
         while True:
             text = await ws.receive_str(timeout=WAIT_S)

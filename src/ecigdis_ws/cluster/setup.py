@@ -25,8 +25,8 @@ class ClusterState:
     presence: PresenceRegistry
     typing: TypingStore
     client: aioredis.Redis | None = None  # None: a single node, no Redis
-    # Set at wiring: the fan-out's own check (its listener subscribed, Redis
-    # answering), which /health reports; without it, a PING on `client`.
+    # Set at wiring when Redis is configured: the fan-out's own check (its
+    # listener subscribed, Redis answering), which /health reports.
     fanout_healthy: Callable[[], Awaitable[bool]] | None = None
 
     @classmethod
@@ -43,14 +43,9 @@ class ClusterState:
         return cls(presence, RedisTypingStore(client, prefix), client)
 
     async def redis_status(self) -> RedisStatus:
-        if self.client is None:
+        if self.fanout_healthy is None:
             return "disabled"
-        if self.fanout_healthy is not None:
-            return "connected" if await self.fanout_healthy() else "disconnected"
-        try:
-            return "connected" if await self.client.ping() else "disconnected"
-        except (aioredis.RedisError, OSError):
-            return "disconnected"
+        return "connected" if await self.fanout_healthy() else "disconnected"
 
     async def close(self) -> None:
         if self.client is not None:

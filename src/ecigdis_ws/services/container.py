@@ -48,10 +48,8 @@ class ChatServices:
     receipts: ReceiptService
     reactions: ReactionService
     message_limiter: RateLimiter
-    # Shared with the REST API (transport/rest_routes.py): one membership cache,
-    # one token verifier.
+    # Shared with the REST API (transport/rest_routes.py): one membership cache.
     access: AccessPolicy
-    verifier: TokenVerifier
     fanout: Fanout
 
     @classmethod
@@ -86,9 +84,8 @@ class ChatServices:
         admission = AdmissionService(
             clock, tasks, settings.auth_timeout_ms / 1000, settings.max_unauthenticated_per_ip
         )
-        verifier = TokenVerifier(settings, clock)
         sessions = SessionService(
-            verifier,
+            TokenVerifier(settings, clock),
             presence,
             typing,
             storage,
@@ -121,7 +118,6 @@ class ChatServices:
             reactions=ReactionService(storage, fanout, access, clock),
             message_limiter=RateLimiter(settings.rate_limit_messages, clock),
             access=access,
-            verifier=verifier,
             fanout=fanout,
         )
 

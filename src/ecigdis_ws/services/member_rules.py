@@ -37,15 +37,15 @@ class MemberRules:
         creates_per_minute: int,
     ) -> None:
         self._storage = storage
-        self.max_members = max_members
+        self._max_members = max_members
         self._policy = policy
         self._creates = RateLimiter(creates_per_minute, clock, CREATE_RATE_PERIOD_S)
 
     async def check_create(self, creator: UserId, everyone: Sequence[UserId]) -> None:
         """Raise unless `creator` may create a conversation of `everyone` (distinct
         ids, the creator among them) now; spends one of the creator's creates."""
-        if len(everyone) > self.max_members:
-            raise too_many_members(self.max_members)
+        if len(everyone) > self._max_members:
+            raise too_many_members(self._max_members)
         others = [user_id for user_id in everyone if user_id != creator]
         if others:
             await self._require_may_add(creator, others)

@@ -107,11 +107,7 @@ class SessionService:
         session = self._sessions.get(sid)
         if session is None:
             raise ChatError(ErrorCode.AUTH_FAILED, "no such session")
-        try:
-            identity = await self._identify(token)
-        except ChatError as exc:
-            log_refused(exc, "socket", sid=sid)
-            raise
+        identity = await self.identify(token, "socket", sid=sid)
         self._still_open(session)  # (the main site may have taken a while)
         if session.identity is not None and session.identity.user_id != identity.user_id:
             raise ChatError(ErrorCode.AUTH_FAILED, "socket is authenticated as another user")
@@ -137,13 +133,19 @@ class SessionService:
         if self._sessions.get(session.sid) is not session:
             raise ChatError(ErrorCode.AUTH_FAILED, "the socket closed during authentication")
 
-    async def _identify(self, token: object) -> Identity:
+    async def identify(self, token: object, via: str, **context: object) -> Identity:
+        """Who the token says, by the JWT check or else the main site; a refusal is
+        logged (never the token) with `via` (socket or rest) and `context`."""
         try:
-            return self._verifier.verify(token)
-        except TokenUndecided:
-            if self.main_site is None or not isinstance(token, str):
-                raise
-            return await self.main_site.verify(token)
+            try:
+                return self._verifier.verify(token)
+            except TokenUndecided:
+                if self.main_site is None or not isinstance(token, str):
+                    raise
+                return await self.main_site.verify(token)
+        except ChatError as exc:
+            log_refused(exc, via, **context)
+            raise
 
     async def end_user_sessions(self, user_id: UserId) -> None:
         """The main site revoked the user's token: their sockets here are closed."""

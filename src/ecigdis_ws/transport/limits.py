@@ -84,11 +84,12 @@ def polling_limits_middleware(
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding != "identity":
             return _refuse(415, "compressed request bodies are not accepted")
+        sid = request.query.get("sid", "")
         length = request.content_length
         if length is None:
             return _refuse(411, "Content-Length is required")
         if length > max_payload_bytes:
-            await drop_session(request.query.get("sid", ""))
+            await drop_session(sid)
             return _refuse(413, f"body over {max_payload_bytes} bytes")
         try:
             body = (
@@ -98,7 +99,7 @@ def polling_limits_middleware(
         except (TimeoutError, *BODY_CUT_OFF) as exc:
             # None of the body reaches engineio: the session is closed rather than
             # left to think its packets were sent (the client reconnects).
-            await drop_session(request.query.get("sid", ""))
+            await drop_session(sid)
             if not isinstance(exc, TimeoutError):
                 return _refuse(400, "the request body was cut off")
             late = _refuse(408, body_too_slow(body_timeout_s))
@@ -108,7 +109,7 @@ def polling_limits_middleware(
             return _refuse(400, f"more than {MAX_PACKETS_PER_POST} packets in one request")
         problem = polling_body_problem(body)
         if problem is not None:
-            await refuse(request.query.get("sid", ""), problem)
+            await refuse(sid, problem)
             return _refuse(400, f"malformed Engine.IO packet ({problem})")
         request[POLL_BODY] = body
         return await handler(request)

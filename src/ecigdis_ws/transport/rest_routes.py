@@ -18,9 +18,6 @@ from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
 from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.services.auth import (
     TokenExpired,
-    TokenUndecided,
-    TokenVerifier,
-    log_refused,
     parse_user_id,
 )
 from ecigdis_ws.services.container import ChatServices
@@ -65,7 +62,6 @@ PREFLIGHT_MAX_AGE_S = 600
 @dataclass(frozen=True)
 class RestApi:
     chat: ChatServices
-    verifier: TokenVerifier
     requests: RateLimiter
     inbox: InboxService
     feed: EventFeed
@@ -187,25 +183,14 @@ async def _identify(request: web.Request) -> Identity:
     if header[:7].lower() != "bearer ":
         raise ChatError(ErrorCode.AUTH_FAILED, "expected Authorization: Bearer <token>")
     try:
-        identity = await _verify(api, header[7:].strip())
-    except ChatError as exc:
-        log_refused(exc, "rest", remote=request.remote)
-        raise
+        identity = await api.chat.sessions.identify(
+            header[7:].strip(), "rest", remote=request.remote
+        )
+    except TokenExpired:  # (the REST client refreshes on TOKEN_EXPIRED)
+        raise ChatError(ErrorCode.TOKEN_EXPIRED, "token expired") from None
     if not api.requests.allow(identity.user_id):
         raise ChatError(ErrorCode.RATE_LIMITED, "too many requests")
     return identity
-
-
-async def _verify(api: RestApi, token: str) -> Identity:
-    try:
-        return api.verifier.verify(token)
-    except TokenExpired:
-        raise ChatError(ErrorCode.TOKEN_EXPIRED, "token expired") from None
-    except TokenUndecided:
-        main_site = api.chat.sessions.main_site
-        if main_site is None:
-            raise
-        return await main_site.verify(token)
 
 
 def _actor(identity: Identity) -> Actor:
@@ -441,7 +426,6 @@ def add_rest_routes(app: web.Application) -> None:
         rest = app[REST_SERVICES]
         app[REST_API] = RestApi(
             chat=chat,
-            verifier=chat.verifier,
             requests=RateLimiter(settings.rate_limit_events, chat.clock),
             inbox=rest.inbox,
             feed=rest.feed,

@@ -290,14 +290,15 @@ class DirectSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
             if len(message.data) > limit:
                 return
             data = message.data
-            problem = engineio_problem(data)
-            if problem is not None:
-                ws.protocol_errors.refuse(problem, self.sid)
-                return
             if type(data) is str and data.startswith("42") and await ws.events(self, data):
                 if self.closed:
                     return
                 continue
+            # (a "42" frame is a valid Engine.IO MESSAGE: only the others are checked)
+            problem = engineio_problem(data)
+            if problem is not None:
+                ws.protocol_errors.refuse(problem, self.sid)
+                return
             try:
                 await self.receive(eio_packet.Packet(encoded_packet=data))
             except engineio.exceptions.UnknownPacketError:
