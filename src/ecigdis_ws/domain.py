@@ -113,6 +113,7 @@ class Actor:
 # -- the REST API and its event log ---------------------------------------------------
 
 EventKind = Literal["message", "read", "reaction"]
+MembershipKind = Literal["added", "removed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +150,58 @@ class LoggedEvent:
             "conversationId": self.conversation_id,
             "action": self.action,
         }}
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedBy:
+    """Who changed a membership, for the event log and `addedBy`/`removedBy`: a
+    user (creating a conversation over REST), or None for the main site acting
+    through the server API, which speaks for no user."""
+
+    user_id: UserId | None
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChange:
+    """A user added to or removed from a conversation: what that user's sockets
+    hear (`conversation:added` / `conversation:removed`) and their long-poll
+    carries. It names no user: it is addressed to the users it is about, so one
+    change serves every member of a new conversation."""
+
+    kind: MembershipKind
+    conversation_id: int
+    by: UserId | None  # ChangedBy.user_id
+    title: str = ""  # (conversation:added only)
+    members: tuple[UserId, ...] = ()  # (conversation:added only)
+
+    @property
+    def event(self) -> str:
+        return "conversation:added" if self.kind == "added" else "conversation:removed"
+
+    def data(self) -> dict[str, Any]:
+        if self.kind == "removed":
+            return {"conversationId": self.conversation_id, "removedBy": self.by}
+        return {
+            "conversationId": self.conversation_id,
+            "title": self.title,
+            "members": list(self.members),
+            "addedBy": self.by,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedMembership:
+    """An event-log row of a membership change, for the user it is about."""
+
+    id: int
+    change: MembershipChange
+
+    def wire(self) -> dict[str, Any]:
+        return {"event": self.change.event, "data": self.change.data()}
+
+
+# What one long-poll answer lists, in log order.
+FeedEvent = LoggedEvent | LoggedMembership
 
 
 @dataclass(frozen=True, slots=True)

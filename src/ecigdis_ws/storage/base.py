@@ -6,8 +6,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from ecigdis_ws.domain import (
+    ChangedBy,
     ConversationSummary,
-    LoggedEvent,
+    FeedEvent,
     ReactionAction,
     SendResult,
     StoredMessage,
@@ -50,8 +51,11 @@ class Storage(ABC):
 
     @abstractmethod
     async def create_conversation(
-        self, title: str, member_ids: Sequence[UserId], now_ms: int
-    ) -> int: ...
+        self, title: str, member_ids: Sequence[UserId], now_ms: int,
+        changed_by: ChangedBy | None = None,
+    ) -> int:
+        """With `changed_by`, each member's `added` is written to the event log in
+        the same transaction (a member's long-poll tells them)."""
 
     @abstractmethod
     async def ensure_conversation(self, conversation_id: int, now_ms: int) -> None:
@@ -59,10 +63,12 @@ class Storage(ABC):
 
     @abstractmethod
     async def add_member(
-        self, conversation_id: int, user_id: UserId, now_ms: int, max_members: int | None = None
+        self, conversation_id: int, user_id: UserId, now_ms: int, max_members: int | None = None,
+        changed_by: ChangedBy | None = None,
     ) -> bool:
         """True when the user was not a member before. With `max_members`, raises
-        ConversationFull (and adds nobody) when a new member would exceed it."""
+        ConversationFull (and adds nobody) when a new member would exceed it. With
+        `changed_by`, a new member's `added` is written to the event log."""
 
     @abstractmethod
     async def add_members(
@@ -144,8 +150,16 @@ class Storage(ABC):
         without: the last `limit` below before_id (or the newest)."""
 
     @abstractmethod
-    async def remove_member(self, conversation_id: int, user_id: UserId) -> bool:
-        """True when the user was a member before."""
+    async def remove_member(
+        self, conversation_id: int, user_id: UserId, changed_by: ChangedBy | None = None,
+        now_ms: int = 0,
+    ) -> bool:
+        """True when the user was a member before. With `changed_by`, a `removed`
+        is written to the event log (whether or not a row went), at `now_ms`."""
+
+    @abstractmethod
+    async def conversation_title(self, conversation_id: int) -> str | None:
+        """The conversation's title, or None when it does not exist."""
 
     @abstractmethod
     async def conversation_ids_of(self, user_id: UserId) -> set[int]:
@@ -166,6 +180,6 @@ class Storage(ABC):
     @abstractmethod
     async def events_for_user(
         self, user_id: UserId, after_id: int, up_to_id: int, limit: int
-    ) -> list[LoggedEvent]:
+    ) -> list[FeedEvent]:
         """Events in after_id < id <= up_to_id of the conversations the user is a
-        member of, ascending, at most `limit`."""
+        member of, and the user's own membership changes, ascending, at most `limit`."""

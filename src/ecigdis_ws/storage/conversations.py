@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ecigdis_ws.domain import UserId
+from ecigdis_ws.domain import ChangedBy, UserId
 from ecigdis_ws.storage.base import ConversationFull
 from ecigdis_ws.storage.engine import Cursorish
+from ecigdis_ws.storage.event_log import EventLog
 from ecigdis_ws.storage.tables import Tables
 
 # Members per INSERT: a create writes its members in one statement (1,000 INSERTs
@@ -16,12 +17,18 @@ MEMBER_ROWS_PER_INSERT = 5000
 
 
 class ConversationStore:
-    def __init__(self, tables: Tables) -> None:
+    """A change given `changed_by` is also written to the event log, in its own
+    transaction, for the long-poll of each member it concerns; without it (tools,
+    the demo's Lobby, open access) the log is left alone."""
+
+    def __init__(self, tables: Tables, events: EventLog) -> None:
         self._tables = tables
         self._engine = tables.engine
+        self._events = events
 
     async def create_conversation(
-        self, title: str, member_ids: Sequence[UserId], now_ms: int
+        self, title: str, member_ids: Sequence[UserId], now_ms: int,
+        changed_by: ChangedBy | None = None,
     ) -> int:
         async with self._engine.transaction() as tx:
             _, conversation_id = await tx.execute(
@@ -32,6 +39,10 @@ class ConversationStore:
             )
             assert conversation_id is not None
             await self._insert_members(tx, conversation_id, member_ids, now_ms)
+            if changed_by is not None:
+                await self._events.append_memberships(
+                    tx, "added", conversation_id, member_ids, changed_by, now_ms
+                )
         return conversation_id
 
     async def ensure_conversation(self, conversation_id: int, now_ms: int) -> None:
@@ -41,12 +52,19 @@ class ConversationStore:
         )
 
     async def add_member(
-        self, conversation_id: int, user_id: UserId, now_ms: int, max_members: int | None = None
+        self, conversation_id: int, user_id: UserId, now_ms: int, max_members: int | None = None,
+        changed_by: ChangedBy | None = None,
     ) -> bool:
+        """True when the user was not a member (only then is a change logged)."""
         async with self._engine.transaction() as tx:
             if max_members is not None:
                 await self._require_room(tx, conversation_id, user_id, max_members)
-            return await self._insert_members(tx, conversation_id, [user_id], now_ms) > 0
+            added = await self._insert_members(tx, conversation_id, [user_id], now_ms) > 0
+            if added and changed_by is not None:
+                await self._events.append_memberships(
+                    tx, "added", conversation_id, [user_id], changed_by, now_ms
+                )
+            return added
 
     async def add_members(
         self, conversation_id: int, user_ids: Sequence[UserId], now_ms: int
@@ -54,7 +72,12 @@ class ConversationStore:
         async with self._engine.transaction() as tx:
             return await self._insert_members(tx, conversation_id, user_ids, now_ms)
 
-    async def remove_member(self, conversation_id: int, user_id: UserId) -> bool:
+    async def remove_member(
+        self, conversation_id: int, user_id: UserId, changed_by: ChangedBy | None = None,
+        now_ms: int = 0,
+    ) -> bool:
+        """True when the user was a member. A change is logged either way: the
+        main site may have deleted the row itself and call this to tell the user."""
         async with self._engine.transaction() as tx:
             removed, _ = await tx.execute(
                 self._tables.sql(
@@ -62,7 +85,19 @@ class ConversationStore:
                 ),
                 (conversation_id, str(user_id)),
             )
+            if changed_by is not None:
+                await self._events.append_memberships(
+                    tx, "removed", conversation_id, [user_id], changed_by, now_ms
+                )
         return removed > 0
+
+    async def conversation_title(self, conversation_id: int) -> str | None:
+        """None when there is no such conversation."""
+        row = await self._engine.fetch_one(
+            self._tables.sql("SELECT title FROM {p}conversations WHERE id = ?"),
+            (conversation_id,),
+        )
+        return None if row is None else str(row[0])
 
     async def is_member(self, conversation_id: int, user_id: UserId) -> bool:
         row = await self._engine.fetch_one(

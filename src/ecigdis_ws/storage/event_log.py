@@ -1,14 +1,33 @@
-"""The event log behind the REST long-poll: one row per message, receipt and reaction."""
+"""The event log behind the REST long-poll: one row per message, receipt and
+reaction, and per membership change made through the REST create or the server API."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ecigdis_ws.domain import EventKind, LoggedEvent, ReactionAction, StoredMessage, UserId
+from ecigdis_ws.domain import (
+    ChangedBy,
+    EventKind,
+    FeedEvent,
+    LoggedEvent,
+    LoggedMembership,
+    MembershipChange,
+    MembershipKind,
+    ReactionAction,
+    StoredMessage,
+    UserId,
+)
 from ecigdis_ws.storage.engine import Cursorish, Row
 from ecigdis_ws.storage.tables import Tables
 
+# 8 parameters a row: a create of MAX_CONVERSATION_MEMBERS stays far under
+# SQLite's bound of 32,766 parameters per statement.
+MEMBERSHIP_ROWS_PER_INSERT = 2000
 _EVENT_KINDS: frozenset[str] = frozenset({"message", "read", "reaction"})
+# A membership row is for the member it names, whether or not they are one now;
+# every other row is for the conversation's members.
+_CONVERSATION_KINDS = "('message', 'read', 'reaction')"
+_MEMBERSHIP_KINDS = "('added', 'removed')"
 
 
 class EventLog:
@@ -43,14 +62,36 @@ class EventLog:
             for m in sorted(stored, key=lambda m: m.id)
         ])
 
+    async def append_memberships(
+        self,
+        tx: Cursorish,
+        kind: MembershipKind,
+        conversation_id: int,
+        user_ids: Sequence[UserId],
+        changed_by: ChangedBy,
+        now_ms: int,
+    ) -> None:
+        """One row per user added to (or removed from) the conversation, inside the
+        caller's transaction, so the long-poll tells them exactly when it happened."""
+        actor = None if changed_by.user_id is None else str(changed_by.user_id)
+        rows = [
+            (conversation_id, kind, 0, str(user_id), None, None, now_ms, actor)
+            for user_id in dict.fromkeys(user_ids)
+        ]
+        for start in range(0, len(rows), MEMBERSHIP_ROWS_PER_INSERT):
+            await self._insert_events(tx, rows[start:start + MEMBERSHIP_ROWS_PER_INSERT])
+
     async def _insert_events(self, tx: Cursorish, rows: Sequence[tuple[object, ...]]) -> None:
+        """Rows of (conversation_id, kind, message_id, user_id, emoji, action,
+        created_at_ms[, actor_id])."""
         if not rows:
             return
-        values = ", ".join("(?, ?, ?, ?, ?, ?, ?)" for _ in rows)
+        rows = [row if len(row) == 8 else (*row, None) for row in rows]
+        values = ", ".join("(?, ?, ?, ?, ?, ?, ?, ?)" for _ in rows)
         await tx.execute(
             self._tables.sql(
                 "INSERT INTO {p}events (conversation_id, kind, message_id, user_id, emoji, "
-                f"action, created_at_ms) VALUES {values}"
+                f"action, created_at_ms, actor_id) VALUES {values}"
             ),
             [value for row in rows for value in row],
         )
@@ -86,7 +127,11 @@ class EventLog:
 
     async def events_for_user(
         self, user_id: UserId, after_id: int, up_to_id: int, limit: int
-    ) -> list[LoggedEvent]:
+    ) -> list[FeedEvent]:
+        """The user's events after `after_id` up to `up_to_id`, at most `limit`, in
+        log order: those of the conversations they are a member of, and their own
+        membership changes (read apart: a removal is theirs although they are no
+        member any more)."""
         async with self._engine.transaction() as tx:
             rows = await tx.fetch_all(
                 self._tables.sql(
@@ -97,11 +142,54 @@ class EventLog:
                     "JOIN {p}members m ON m.conversation_id = e.conversation_id "
                     "AND m.user_id = ? "
                     "LEFT JOIN {p}messages g ON g.id = e.message_id AND e.kind = 'message' "
-                    "WHERE e.id > ? AND e.id <= ? ORDER BY e.id LIMIT ?"
+                    f"WHERE e.id > ? AND e.id <= ? AND e.kind IN {_CONVERSATION_KINDS} "
+                    "ORDER BY e.id LIMIT ?"
                 ),
                 (str(user_id), after_id, up_to_id, limit),
             )
-        return [self._event(row) for row in rows]
+            events: list[FeedEvent] = [self._event(row) for row in rows]
+            events += await self._memberships(tx, user_id, after_id, up_to_id, limit)
+        # Each list holds everything of its kind up to its own last row (or up to
+        # `up_to_id`), so the first `limit` of both together leave nothing out.
+        return sorted(events, key=lambda event: event.id)[:limit]
+
+    async def _memberships(
+        self, tx: Cursorish, user_id: UserId, after_id: int, up_to_id: int, limit: int
+    ) -> list[LoggedMembership]:
+        """The user's membership rows, an added one with the conversation's title and
+        its members as they are now. (No index on the user: the scan is the poll's
+        own id range, which the query above walks as well.)"""
+        rows = await tx.fetch_all(
+            self._tables.sql(
+                "SELECT e.id, e.kind, e.conversation_id, e.actor_id, c.title FROM {p}events e "
+                "LEFT JOIN {p}conversations c ON c.id = e.conversation_id "
+                f"WHERE e.id > ? AND e.id <= ? AND e.user_id = ? AND e.kind IN {_MEMBERSHIP_KINDS} "
+                "ORDER BY e.id LIMIT ?"
+            ),
+            (after_id, up_to_id, str(user_id), limit),
+        )
+        added = sorted({int(row[2]) for row in rows if row[1] == "added"})
+        members: dict[int, list[UserId]] = {conversation: [] for conversation in added}
+        if added:
+            marks = ", ".join("?" for _ in added)
+            for conversation, member in await tx.fetch_all(
+                self._tables.sql(
+                    "SELECT conversation_id, user_id FROM {p}members "
+                    f"WHERE conversation_id IN ({marks})"
+                ),
+                added,
+            ):
+                members[int(conversation)].append(self._tables.user_id(member))
+        return [
+            LoggedMembership(int(row[0]), MembershipChange(
+                kind="added" if row[1] == "added" else "removed",
+                conversation_id=int(row[2]),
+                by=None if row[3] is None else self._tables.user_id(row[3]),
+                title="" if row[4] is None else str(row[4]),
+                members=tuple(sorted(members.get(int(row[2]), ()), key=str)),
+            ))
+            for row in rows
+        ]
 
     def _event(self, row: Row) -> LoggedEvent:
         """An event row joined with its message (the message's columns NULL unless

@@ -252,5 +252,20 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        5,
+        "who changed a membership, in the event log",
+        # Membership rows (kind 'added' / 'removed', user_id the member, message_id
+        # 0) name who acted: NULL for the server API. A nullable column at the end
+        # is added in place on both engines, without copying the table.
+        sqlite=("ALTER TABLE {p}events ADD COLUMN actor_id TEXT",),
+        mysql=(
+            "ALTER TABLE {p}events ADD COLUMN IF NOT EXISTS actor_id "
+            "VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin NULL",
+        ),
+    ),
+)
+
 
 LATEST_VERSION = MIGRATIONS[-1].version

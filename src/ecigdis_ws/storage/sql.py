@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ecigdis_ws.domain import (
+    ChangedBy,
     ConversationSummary,
-    LoggedEvent,
+    FeedEvent,
     NewMessage,
     ReactionAction,
     SendResult,
@@ -37,9 +38,9 @@ class SqlStorage(Storage):
         self._engine = engine
         self.schema = SchemaStore(tables)
         self.users = UserStore(tables)
-        self.conversations = ConversationStore(tables)
-        self.summaries = ConversationSummaries(tables)
         self.events = EventLog(tables)
+        self.conversations = ConversationStore(tables, self.events)
+        self.summaries = ConversationSummaries(tables)
         self.messages = MessageStore(tables, self.events)
         self.receipts = ReceiptStore(tables, self.events)
         # An event row inside the caller's open transaction (tools and tests that
@@ -80,25 +81,35 @@ class SqlStorage(Storage):
     # -- conversations and members --------------------------------------------------
 
     async def create_conversation(
-        self, title: str, member_ids: Sequence[UserId], now_ms: int
+        self, title: str, member_ids: Sequence[UserId], now_ms: int,
+        changed_by: ChangedBy | None = None,
     ) -> int:
-        return await self.conversations.create_conversation(title, member_ids, now_ms)
+        return await self.conversations.create_conversation(title, member_ids, now_ms, changed_by)
 
     async def ensure_conversation(self, conversation_id: int, now_ms: int) -> None:
         await self.conversations.ensure_conversation(conversation_id, now_ms)
 
     async def add_member(
-        self, conversation_id: int, user_id: UserId, now_ms: int, max_members: int | None = None
+        self, conversation_id: int, user_id: UserId, now_ms: int, max_members: int | None = None,
+        changed_by: ChangedBy | None = None,
     ) -> bool:
-        return await self.conversations.add_member(conversation_id, user_id, now_ms, max_members)
+        return await self.conversations.add_member(
+            conversation_id, user_id, now_ms, max_members, changed_by
+        )
 
     async def add_members(
         self, conversation_id: int, user_ids: Sequence[UserId], now_ms: int
     ) -> int:
         return await self.conversations.add_members(conversation_id, user_ids, now_ms)
 
-    async def remove_member(self, conversation_id: int, user_id: UserId) -> bool:
-        return await self.conversations.remove_member(conversation_id, user_id)
+    async def remove_member(
+        self, conversation_id: int, user_id: UserId, changed_by: ChangedBy | None = None,
+        now_ms: int = 0,
+    ) -> bool:
+        return await self.conversations.remove_member(conversation_id, user_id, changed_by, now_ms)
+
+    async def conversation_title(self, conversation_id: int) -> str | None:
+        return await self.conversations.conversation_title(conversation_id)
 
     async def is_member(self, conversation_id: int, user_id: UserId) -> bool:
         return await self.conversations.is_member(conversation_id, user_id)
@@ -180,5 +191,5 @@ class SqlStorage(Storage):
 
     async def events_for_user(
         self, user_id: UserId, after_id: int, up_to_id: int, limit: int
-    ) -> list[LoggedEvent]:
+    ) -> list[FeedEvent]:
         return await self.events.events_for_user(user_id, after_id, up_to_id, limit)
