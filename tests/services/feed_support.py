@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ecigdis_ws.domain import Actor, LoggedEvent, UserId
+from ecigdis_ws.domain import Actor, FeedEvent, UserId
 from ecigdis_ws.fanout.notifier import DeliveryNotifier
 from ecigdis_ws.services.container import RestServices
 from ecigdis_ws.services.event_feed import EventFeed
@@ -22,7 +22,7 @@ from tests.services.conftest import ServiceHarness
 # Bounds a hang only: a poll expected to answer does so in milliseconds.
 HANG_S = 5.0
 
-Poll = asyncio.Task[tuple[int, list[LoggedEvent]]]
+Poll = asyncio.Task[tuple[int, list[FeedEvent]]]
 
 
 def rest_services(harness: ServiceHarness) -> RestServices:
@@ -68,7 +68,7 @@ async def until_parked(poll: Poll) -> None:
     await asyncio.wait_for(spin(), HANG_S)
 
 
-async def answer(poll: Poll) -> tuple[int, list[LoggedEvent]]:
+async def answer(poll: Poll) -> tuple[int, list[FeedEvent]]:
     return await asyncio.wait_for(poll, HANG_S)
 
 

@@ -126,6 +126,22 @@ async def test_the_creator_may_use_a_created_conversation_at_once(
     assert await inbox.messages(2, created.id, None, None, 10) == ([message], False)
 
 
+async def test_every_members_sockets_hear_conversation_added_from_the_creator(
+    harness: ServiceHarness,
+) -> None:
+    inbox = inbox_of(harness)
+    alice, bob, bob_again = await harness.user(1), await harness.user(2), await harness.user(2)
+    carol, anonymous = await harness.user(3), await harness.socket()
+
+    created = await inbox.create(1, "Ops", [2])
+
+    told = {"conversationId": created.id, "title": "Ops", "members": [1, 2], "addedBy": 1}
+    for sid in (alice, bob, bob_again):  # the creator's own sockets too: other tabs
+        assert harness.received(sid, "conversation:added") == [told]
+    for sid in (carol, anonymous):
+        assert harness.received(sid, "conversation:added") == []
+
+
 # -- pages of messages ------------------------------------------------------------------
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from ecigdis_ws.domain import UserId
+from ecigdis_ws.domain import ChangedBy, UserId
 from ecigdis_ws.errors import ChatError, ErrorCode
-from ecigdis_ws.fanout.base import conversation_room
+from ecigdis_ws.fanout.base import conversation_room, user_room
 from ecigdis_ws.transport.socketio_overrides.managers import NAMESPACE
 from tests.services.conftest import ServiceHarness
 from tests.services.feed_support import answer, rest_services, start_poll, until_parked
@@ -197,7 +197,44 @@ async def test_adding_to_a_conversation_that_does_not_exist_is_not_found(
     assert await harness.storage.conversation_ids_of(2) == set()
 
 
+async def test_the_added_user_alone_hears_conversation_added_from_the_main_site(
+    harness: ServiceHarness,
+) -> None:
+    server = rest_services(harness).server
+    conversation = await harness.conversation(1, title="Team")
+    alice = await in_room(harness, 1, conversation)
+    bob_phone, bob_laptop = await harness.user(2), await harness.user(2)
+
+    assert await server.add_member(conversation, 2) is True
+    assert await server.add_member(conversation, 2) is False  # no change, nothing said
+
+    told = {"conversationId": conversation, "title": "Team", "members": [1, 2],
+            "addedBy": None}
+    for sid in (bob_phone, bob_laptop):
+        assert harness.received(sid, "conversation:added") == [told]
+    assert harness.received(alice, "conversation:added") == []
+
+
 # -- removing members -------------------------------------------------------------------
+
+
+async def test_the_removed_user_hears_conversation_removed_after_member_removed(
+    harness: ServiceHarness,
+) -> None:
+    server = rest_services(harness).server
+    conversation = await harness.conversation(1, 2)
+    alice = await in_room(harness, 1, conversation)
+    bob_in_room, bob_elsewhere = await in_room(harness, 2, conversation), await harness.user(2)
+
+    await server.remove_member(conversation, 2)
+    await settled(harness)
+
+    told = {"conversationId": conversation, "removedBy": None}
+    for sid in (bob_in_room, bob_elsewhere):
+        assert harness.received(sid, "conversation:removed") == [told]
+    heard = [name for name, _ in harness.received(bob_in_room)]
+    assert heard.index("member:removed") < heard.index("conversation:removed")
+    assert harness.received(alice, "conversation:removed") == []
 
 
 async def test_a_removed_member_hears_member_removed_then_leaves_the_room(
@@ -386,3 +423,28 @@ async def test_removing_a_member_already_removed_behind_the_servers_back_still_e
 
     assert not harness.chat.fanout.in_room(bob, conversation_room(conversation))
     assert harness.received(bob, "message:new") == []
+
+
+async def test_conversation_added_delivered_from_another_node_wakes_the_users_poll_here(
+    harness: ServiceHarness,
+) -> None:
+    """Another node created a conversation over REST (its rows are in the shared
+    database) and emitted conversation:added to the members' rooms: the poll held
+    here for one of them answers without waiting for the recheck timer."""
+    rest = rest_services(harness)
+    cursor, _ = await answer(start_poll(rest.feed, 2, None))
+    poll = start_poll(rest.feed, 2, cursor)
+    await until_parked(poll)
+    conversation = await harness.storage.create_conversation(
+        "elsewhere", [1, 2], harness.now_ms, ChangedBy(1))
+    await until_parked(poll)
+    assert not poll.done()  # the row alone wakes nobody until the recheck
+
+    data = {"conversationId": conversation, "title": "elsewhere", "members": [1, 2],
+            "addedBy": 1}
+    await deliver_from_another_node(harness, "conversation:added", data,
+                                    [user_room(1), user_room(2)])
+
+    _, events = await answer(poll)  # the clock never moved
+    assert [(e.wire()["event"], e.wire()["data"]) for e in events] == [
+        ("conversation:added", data)]

@@ -178,7 +178,8 @@ async def test_a_removed_members_long_poll_stops_seeing_the_conversation(keyed: 
     await keyed.send(1, conversation, "after removal", "x1")
     await keyed.send(1, other, "still shared", "x2")
     events = (await keyed.poll(2, cursor)).body["events"]
-    assert [e["data"]["text"] for e in events] == ["still shared"]
+    assert [(e["event"], e["data"].get("text")) for e in events] == [
+        ("conversation:removed", None), ("message:new", "still shared")]
 
 
 def test_production_refuses_a_short_api_key() -> None:

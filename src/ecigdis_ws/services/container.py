@@ -149,4 +149,6 @@ class RestServices:
             settings.member_add_policy, settings.rate_limit_conversations,
         )
         notifier.subscribe(server.delivered)
-        return cls(feed, server, InboxService(chat.storage, chat.access, chat.clock, rules))
+        return cls(
+            feed, server, InboxService(chat.storage, chat.access, chat.clock, rules, chat.fanout)
+        )

@@ -1,5 +1,6 @@
 """The REST long-poll: every message, receipt and reaction of a user's
-conversations, in commit order, from the event log in the database.
+conversations, and the user's own membership changes made through the REST
+create and the server API, in commit order, from the event log in the database.
 
 The log's ids are the cursors. An autoincrement id is handed out when a row is
 inserted, not when it commits, so on MariaDB a row with a smaller id can commit
@@ -24,7 +25,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from ecigdis_ws.clock import Clock, Timer
-from ecigdis_ws.domain import LoggedEvent, UserId
+from ecigdis_ws.domain import FeedEvent, UserId
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.storage.base import Storage
 
@@ -106,7 +107,7 @@ class EventFeed:
 
     # -- polling --------------------------------------------------------------------
 
-    async def poll(self, user_id: UserId, cursor: int | None) -> tuple[int, list[LoggedEvent]]:
+    async def poll(self, user_id: UserId, cursor: int | None) -> tuple[int, list[FeedEvent]]:
         """(next cursor, events after `cursor`); held up to the hold time when none.
         No cursor: the current position and no events, at once."""
         if cursor is None:
@@ -179,9 +180,14 @@ class EventFeed:
 
     def membership_changed(self, conversation_id: int, user_id: UserId, member: bool) -> None:
         """The user was added to or removed from the conversation."""
+        self.users_changed(conversation_id, frozenset({str(user_id)}), member)
+
+    def users_changed(self, conversation_id: int, users: frozenset[str], member: bool) -> None:
+        """These users (ids as text, as a user room names them) were added to or
+        removed from the conversation: one walk over the waiters for all of them."""
         self._wakes += 1
         for waiter in self._waiters:
-            if waiter.user_id == user_id:
+            if str(waiter.user_id) in users:
                 if member:
                     waiter.conversations.add(conversation_id)
                 else:

@@ -6,9 +6,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ecigdis_ws.clock import Clock
-from ecigdis_ws.domain import ConversationSummary, StoredMessage, UserId
+from ecigdis_ws.domain import (
+    ChangedBy,
+    ConversationSummary,
+    MembershipChange,
+    StoredMessage,
+    UserId,
+)
+from ecigdis_ws.fanout.base import Fanout
 from ecigdis_ws.services.access import AccessPolicy
 from ecigdis_ws.services.member_rules import MemberRules
+from ecigdis_ws.services.membership_events import tell_users
 from ecigdis_ws.storage.base import Storage
 
 # Conversations in one listing, most recently active first: a staff member is in
@@ -18,8 +26,10 @@ MAX_LISTED_CONVERSATIONS = 1000
 
 class InboxService:
     def __init__(
-        self, storage: Storage, access: AccessPolicy, clock: Clock, rules: MemberRules
+        self, storage: Storage, access: AccessPolicy, clock: Clock, rules: MemberRules,
+        fanout: Fanout,
     ) -> None:
+        self._fanout = fanout
         self._storage = storage
         self._access = access
         self._clock = clock
@@ -33,16 +43,25 @@ class InboxService:
     ) -> ConversationSummary:
         """A new conversation of `members` and its creator; refused, with nothing
         written, past MAX_CONVERSATION_MEMBERS, MEMBER_ADD_POLICY or
-        RATE_LIMIT_CONVERSATIONS."""
+        RATE_LIMIT_CONVERSATIONS. Every member's sockets, the creator's included
+        (their other tabs), hear `conversation:added` with `addedBy` the creator."""
         everyone = list(dict.fromkeys([user_id, *members]))
         await self._rules.check_create(user_id, everyone)
         now_ms = int(self._clock.now() * 1000)
-        conversation_id = await self._storage.create_conversation(title, everyone, now_ms)
+        conversation_id = await self._storage.create_conversation(
+            title, everyone, now_ms, ChangedBy(user_id)
+        )
+        in_order = tuple(sorted(everyone, key=str))  # the listing's order
+        await tell_users(
+            self._fanout,
+            MembershipChange("added", conversation_id, user_id, title, in_order),
+            everyone,
+        )
         return ConversationSummary(
             id=conversation_id,
             title=title,
             created_at_ms=now_ms,
-            members=tuple(sorted(everyone, key=str)),  # the listing's order
+            members=in_order,
             unread_count=0,
             last_read_message_id=None,
             last_message=None,

@@ -8,7 +8,14 @@ import asyncio
 from typing import Any
 
 from ecigdis_ws.clock import Clock
-from ecigdis_ws.domain import Actor, ClientMessageId, SendResult, UserId
+from ecigdis_ws.domain import (
+    Actor,
+    ChangedBy,
+    ClientMessageId,
+    MembershipChange,
+    SendResult,
+    UserId,
+)
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.fanout.base import Fanout, conversation_room
 from ecigdis_ws.observability.log_setup import get_logger
@@ -16,6 +23,12 @@ from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.access import AccessPolicy
 from ecigdis_ws.services.event_feed import EventFeed
 from ecigdis_ws.services.member_rules import too_many_members
+from ecigdis_ws.services.membership_events import (
+    CONVERSATION_ADDED,
+    CONVERSATION_REMOVED,
+    tell_users,
+    users_addressed,
+)
 from ecigdis_ws.services.messages import MessageService
 from ecigdis_ws.services.presence import PresenceService
 from ecigdis_ws.services.tasks import BackgroundTasks
@@ -34,6 +47,8 @@ CONVERSATION_EVENTS = frozenset({"message:new", "message:read-receipt", "message
 MEMBER_ADDED = "member:added"
 MEMBER_REMOVED = "member:removed"
 ROOM_PREFIX = conversation_room(0)[:-1]
+# The server API acts for the main site, not for a user: addedBy/removedBy null.
+BY_MAIN_SITE = ChangedBy(None)
 
 
 def system_user_id(user_id_type: UserIdType) -> UserId:
@@ -100,35 +115,50 @@ class ServerApiService:
         actor = Actor(NO_SOCKET, sender, name)
         return await self._messages.send(actor, conversation_id, text, client_message_id)
 
-    async def _require_conversation(self, conversation_id: int) -> None:
-        if not await self._storage.conversation_exists(conversation_id):
+    async def _require_conversation(self, conversation_id: int) -> str:
+        """The conversation's title; NOT_FOUND when there is no such conversation."""
+        title = await self._storage.conversation_title(conversation_id)
+        if title is None:
             raise ChatError(ErrorCode.NOT_FOUND, "no such conversation")
+        return title
 
     async def add_member(self, conversation_id: int, user_id: UserId) -> bool:
-        """True when the user was not a member before; the room hears member:added.
-        Not a new member past MAX_CONVERSATION_MEMBERS: the main site is trusted
-        with whom it adds, not with sizes the server cannot carry."""
-        await self._require_conversation(conversation_id)
+        """True when the user was not a member before; the room hears member:added
+        and the user's own sockets conversation:added. Not a new member past
+        MAX_CONVERSATION_MEMBERS: the main site is trusted with whom it adds, not
+        with sizes the server cannot carry."""
+        title = await self._require_conversation(conversation_id)
         try:
             added = await self._storage.add_member(
-                conversation_id, user_id, int(self._clock.now() * 1000), self._max_members
+                conversation_id, user_id, int(self._clock.now() * 1000), self._max_members,
+                BY_MAIN_SITE,
             )
         except ConversationFull:
             raise too_many_members(self._max_members) from None
         if added:
             await self._announce(MEMBER_ADDED, conversation_id, user_id)
+            members = tuple(sorted(await self._storage.member_ids(conversation_id), key=str))
+            change = MembershipChange(
+                "added", conversation_id, BY_MAIN_SITE.user_id, title, members
+            )
+            await tell_users(self._fanout, change, [user_id])
         return added
 
     async def remove_member(self, conversation_id: int, user_id: UserId) -> bool:
         """True when the user was a member. Either way the room (the user included)
-        hears member:removed, and every node takes the user's sockets out of the
-        room: the main site shares the database and may have deleted the row
-        itself, calling this so that the change reaches the live sockets."""
+        hears member:removed, the user's own sockets conversation:removed, and
+        every node takes the user's sockets out of the room: the main site shares
+        the database and may have deleted the row itself, calling this so that
+        the change reaches the live sockets."""
         await self._require_conversation(conversation_id)
-        removed = await self._storage.remove_member(conversation_id, user_id)
+        removed = await self._storage.remove_member(
+            conversation_id, user_id, BY_MAIN_SITE, int(self._clock.now() * 1000)
+        )
         # Forgotten whether or not a row went: this node may have cached it anyway.
         self._access.memberships.forget(conversation_id, user_id)
         await self._announce(MEMBER_REMOVED, conversation_id, user_id)
+        change = MembershipChange("removed", conversation_id, BY_MAIN_SITE.user_id)
+        await tell_users(self._fanout, change, [user_id])
         return removed
 
     async def _announce(self, event: str, conversation_id: int, user_id: UserId) -> None:
@@ -151,6 +181,9 @@ class ServerApiService:
             log.exception("delivery observer failed", delivered=event)
 
     def _delivered(self, event: str, data: Any, room: str | list[str] | None) -> None:
+        if event in (CONVERSATION_ADDED, CONVERSATION_REMOVED):
+            self._users_membership_delivered(event == CONVERSATION_ADDED, data, room)
+            return
         # (a list of rooms addresses users, as presence does, never a conversation)
         if not isinstance(room, str) or not room.startswith(ROOM_PREFIX) or not isinstance(
             data, dict
@@ -166,6 +199,16 @@ class ServerApiService:
             user_id = data.get("userId")
             if isinstance(user_id, int | str):
                 self._membership_changed(conversation_id, user_id, event == MEMBER_ADDED)
+
+    def _users_membership_delivered(
+        self, added: bool, data: Any, room: str | list[str] | None
+    ) -> None:
+        """conversation:added/removed went to these users' rooms: their long-polls
+        here read the log again (and, when added, wake for that conversation from
+        now on). A conversation created over REST has no member:added to say it."""
+        conversation_id = data.get("conversationId") if isinstance(data, dict) else None
+        if isinstance(conversation_id, int):
+            self._feed.users_changed(conversation_id, users_addressed(room), added)
 
     def _membership_changed(self, conversation_id: int, user_id: UserId, member: bool) -> None:
         self._feed.membership_changed(conversation_id, user_id, member)
