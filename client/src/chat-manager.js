@@ -82,6 +82,16 @@ import { io } from 'socket.io-client';
  * @property {number} conversationId
  * @property {UserId} userId
  *
+ * @typedef {object} ConversationAddedEvent  We became a member (`conversation:added`).
+ * @property {number} conversationId
+ * @property {string} title
+ * @property {UserId[]} members           every member, us included
+ * @property {UserId | null} addedBy      who created it with us in it; null: the main site added us
+ *
+ * @typedef {object} ConversationRemovedEvent  We are no longer a member (`conversation:removed`).
+ * @property {number} conversationId
+ * @property {UserId | null} removedBy    null: the main site removed us
+ *
  * @typedef {'idle' | 'connecting' | 'online' | 'fallback' | 'offline' | 'unauthorized' | 'closed'} ConnectionState
  *
  * @typedef {object} StateEvent
@@ -104,6 +114,8 @@ import { io } from 'socket.io-client';
  * @property {MemberEvent} joined
  * @property {MemberEvent} left
  * @property {MemberEvent} removed  the main site removed a member (maybe us) from a conversation
+ * @property {ConversationAddedEvent} conversationAdded  we became a member of a conversation
+ * @property {ConversationRemovedEvent} conversationRemoved  we were removed from a conversation
  * @property {ChatErrorInfo} error
  *
  * @typedef {object} ChatManagerOptions
@@ -430,6 +442,8 @@ export class ChatManager {
     socket.on('user:joined', (/** @type {MemberEvent} */ data) => this._emit('joined', data));
     socket.on('user:left', (/** @type {MemberEvent} */ data) => this._emit('left', data));
     socket.on('member:removed', (/** @type {MemberEvent} */ data) => this._onRemoved(data));
+    socket.on('conversation:added', (/** @type {ConversationAddedEvent} */ data) => this._onConversationAdded(data));
+    socket.on('conversation:removed', (/** @type {ConversationRemovedEvent} */ data) => this._onConversationRemoved(data));
     return running;
   }
 
@@ -533,6 +547,28 @@ export class ChatManager {
       if (conversation) conversation.open = false;
     }
     this._emit('removed', data);
+  }
+
+  /**
+   * We became a member of a conversation (created with us in it, or added by the
+   * main site): the page decides whether to join it.
+   * @param {ConversationAddedEvent} data
+   */
+  _onConversationAdded(data) {
+    if (!isObject(data) || !Number.isSafeInteger(data.conversationId)) return;
+    this._emit('conversationAdded', data);
+  }
+
+  /**
+   * We are no longer a member: the conversation is not rejoined (the server has
+   * taken our sockets out of its room already).
+   * @param {ConversationRemovedEvent} data
+   */
+  _onConversationRemoved(data) {
+    if (!isObject(data) || !Number.isSafeInteger(data.conversationId)) return;
+    const conversation = this._conversations.get(data.conversationId);
+    if (conversation) conversation.open = false;
+    this._emit('conversationRemoved', data);
   }
 
   /** @param {ChatErrorInfo} error */
@@ -767,6 +803,8 @@ export class ChatManager {
       case 'user:joined': this._emit('joined', data); break;
       case 'user:left': this._emit('left', data); break;
       case 'member:removed': this._onRemoved(data); break;
+      case 'conversation:added': this._onConversationAdded(data); break;
+      case 'conversation:removed': this._onConversationRemoved(data); break;
       default: break;
     }
   }

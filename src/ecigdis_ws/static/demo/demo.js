@@ -10,8 +10,6 @@ import { ChatManager } from '/client/chat-manager.js';
 const $ = (selector) => document.querySelector(selector);
 const params = new URLSearchParams(location.search);
 const REACTIONS = ['👍', '❤️', '😂'];
-// How often the page asks for new conversations (no server event announces them).
-const CONVERSATION_REFRESH_MS = 3000;
 
 /** Everything the page shows, kept in one place. */
 const view = {
@@ -35,7 +33,7 @@ const nameOf = (userId) => view.names.get(key(userId)) || `user ${userId}`;
 function conversation(id) {
   let entry = view.conversations.get(id);
   if (!entry) {
-    entry = { id, title: '', unread: 0, messages: new Map(), readers: new Map(), typing: new Set(), loaded: false };
+    entry = { id, title: '', unread: 0, messages: new Map(), readers: new Map(), typing: new Set(), loaded: false, unreadHistory: false };
     view.conversations.set(id, entry);
   }
   return entry;
@@ -115,7 +113,8 @@ async function start({ token, getToken, lobby }) {
   $('#sign-in-panel').hidden = true;
   $('#chat').hidden = false;
 
-  const listed = await listConversations();
+  // Listed once: from here on `conversationAdded` / `conversationRemoved` keep the list.
+  await listConversations();
   if (lobby && lobby.conversationId) {
     const entry = conversation(lobby.conversationId);
     entry.title = entry.title || lobby.title;
@@ -126,7 +125,6 @@ async function start({ token, getToken, lobby }) {
   if (first !== undefined) show(first);
   refreshPresence();
   $('#composer').focus();
-  if (listed) setInterval(discoverConversations, CONVERSATION_REFRESH_MS);
 }
 
 /** My conversations from the REST API; null when this server has none. */
@@ -146,15 +144,31 @@ async function listConversations() {
   return listed;
 }
 
-/** No event tells a member that someone started a conversation with them: look again now and then. */
-async function discoverConversations() {
-  const before = new Set(view.conversations.keys());
-  const listed = await listConversations();
-  if (!listed) return;
-  const added = listed.filter((item) => !before.has(item.id));
-  if (added.length === 0) return;
+/** Someone started a conversation with us (or we did, in another tab), or the main site added us. */
+function conversationAdded({ conversationId, title }) {
+  const known = view.conversations.has(conversationId);
+  const entry = conversation(conversationId);
+  entry.title = title || entry.title;
+  // New to us: nothing in it has been read, so its history counts as unread.
+  if (!known) entry.unreadHistory = true;
   renderConversations();
-  await Promise.all(added.map((item) => open(item.id)));
+  open(conversationId);
+}
+
+/** The main site removed us: the conversation leaves the list. */
+function conversationRemoved({ conversationId }) {
+  if (!view.conversations.delete(conversationId)) return;
+  if (view.active === conversationId) {
+    const next = [...view.conversations.keys()][0];
+    if (next !== undefined) {
+      show(next);
+    } else {
+      view.active = null;
+      $('#conversation-title').textContent = '';
+      $('#messages').replaceChildren();
+    }
+  }
+  renderConversations();
 }
 
 /** Load a conversation's recent history (REST) and join its room, replaying what follows. */
@@ -165,7 +179,7 @@ async function open(id) {
   const manager = view.manager;
   try {
     const history = await manager.history(id, { limit: 50 });
-    for (const message of history) addMessage(message, false);
+    for (const message of history) addMessage(message, Boolean(entry.unreadHistory));
     await manager.join(id);
   } catch (error) {
     // Without the REST API: replay the whole conversation over the socket.
@@ -223,6 +237,8 @@ function wire(manager) {
     else view.online.delete(key(userId));
     renderOnline();
   });
+  manager.on('conversationAdded', conversationAdded);
+  manager.on('conversationRemoved', conversationRemoved);
   manager.on('error', (error) => showError('#chat-error', error));
 }
 
