@@ -180,7 +180,9 @@ async function open(id) {
   try {
     const history = await manager.history(id, { limit: 50 });
     for (const message of history) addMessage(message, Boolean(entry.unreadHistory));
-    await manager.join(id);
+    // The join replays after the last message the history gave; with none (a new
+    // conversation) from the start, or a message sent between the two is missed.
+    await manager.join(id, history.length === 0 ? { since: 0 } : {});
   } catch (error) {
     // Without the REST API: replay the whole conversation over the socket.
     await manager.join(id, { since: 0 }).catch((joinError) => showError('#chat-error', joinError));
