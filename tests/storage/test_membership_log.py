@@ -1,6 +1,7 @@
 """Membership changes in the event log (migration 5), on both backends: a change
-given `changed_by` writes one row per member it concerns, in its own transaction,
-and `events_for_user` gives each user their own changes beside their
+given `changed_by` writes its row in its own transaction (one per create, read by
+the members since the creation; one per member added or removed by the server
+API, read by that member), and `events_for_user` gives each user their own changes beside their
 conversations' events, in log order."""
 
 from __future__ import annotations
@@ -33,6 +34,26 @@ async def test_a_logged_create_gives_each_member_conversation_added(storage: Sto
     for user in (1, 2, 3):
         assert wired(await feed(storage, user)) == [("conversation:added", added)]
     assert await feed(storage, 4) == []
+
+
+async def test_a_create_writes_one_row_however_many_members(storage: Storage) -> None:
+    before = await storage.event_log_last_id()
+    await storage.create_conversation("big", list(range(1, 201)), NOW_MS, ChangedBy(1))
+    assert await storage.event_log_last_id() == before + 1
+
+
+async def test_a_member_added_after_the_create_reads_their_own_row_not_the_creation(
+    storage: Storage,
+) -> None:
+    conversation = await storage.create_conversation("Ops", [1], NOW_MS, ChangedBy(1))
+    assert await storage.add_member(conversation, 2, NOW_MS + 1, None, ChangedBy(None))
+    assert wired(await feed(storage, 2)) == [
+        ("conversation:added", {"conversationId": conversation, "title": "Ops",
+                                "members": [1, 2], "addedBy": None})]
+    # Removed and added back: the creation is no longer theirs either.
+    assert await storage.remove_member(conversation, 1, ChangedBy(None), NOW_MS + 2)
+    assert await storage.add_member(conversation, 1, NOW_MS + 3, None, ChangedBy(None))
+    assert [e.wire()["data"].get("addedBy") for e in await feed(storage, 1)] == [None, None]
 
 
 async def test_unlogged_changes_write_nothing(storage: Storage) -> None:

@@ -40,9 +40,7 @@ class ConversationStore:
             assert conversation_id is not None
             await self._insert_members(tx, conversation_id, member_ids, now_ms)
             if changed_by is not None:
-                await self._events.append_memberships(
-                    tx, "added", conversation_id, member_ids, changed_by, now_ms
-                )
+                await self._events.append_created(tx, conversation_id, changed_by, now_ms)
         return conversation_id
 
     async def ensure_conversation(self, conversation_id: int, now_ms: int) -> None:
@@ -61,8 +59,8 @@ class ConversationStore:
                 await self._require_room(tx, conversation_id, user_id, max_members)
             added = await self._insert_members(tx, conversation_id, [user_id], now_ms) > 0
             if added and changed_by is not None:
-                await self._events.append_memberships(
-                    tx, "added", conversation_id, [user_id], changed_by, now_ms
+                await self._events.append_membership(
+                    tx, "added", conversation_id, user_id, changed_by, now_ms
                 )
             return added
 
@@ -86,8 +84,8 @@ class ConversationStore:
                 (conversation_id, str(user_id)),
             )
             if changed_by is not None:
-                await self._events.append_memberships(
-                    tx, "removed", conversation_id, [user_id], changed_by, now_ms
+                await self._events.append_membership(
+                    tx, "removed", conversation_id, user_id, changed_by, now_ms
                 )
         return removed > 0
 

@@ -20,12 +20,10 @@ from ecigdis_ws.domain import (
 from ecigdis_ws.storage.engine import Cursorish, Row
 from ecigdis_ws.storage.tables import Tables
 
-# 8 parameters a row: a create of MAX_CONVERSATION_MEMBERS stays far under
-# SQLite's bound of 32,766 parameters per statement.
-MEMBERSHIP_ROWS_PER_INSERT = 2000
 _EVENT_KINDS: frozenset[str] = frozenset({"message", "read", "reaction"})
-# A membership row is for the member it names, whether or not they are one now;
-# every other row is for the conversation's members.
+# A membership row ('added', 'removed') is for the member it names, whether or
+# not they are one now; a 'created' row for the members since the creation; every
+# other row for the conversation's members.
 _CONVERSATION_KINDS = "('message', 'read', 'reaction')"
 _MEMBERSHIP_KINDS = "('added', 'removed')"
 
@@ -62,37 +60,46 @@ class EventLog:
             for m in sorted(stored, key=lambda m: m.id)
         ])
 
-    async def append_memberships(
+    async def append_membership(
         self,
         tx: Cursorish,
         kind: MembershipKind,
         conversation_id: int,
-        user_ids: Sequence[UserId],
+        user_id: UserId,
         changed_by: ChangedBy,
         now_ms: int,
     ) -> None:
-        """One row per user added to (or removed from) the conversation, inside the
-        caller's transaction, so the long-poll tells them exactly when it happened."""
+        """A row for the user added to (or removed from) the conversation, inside
+        the caller's transaction, so their long-poll tells them when it happened."""
         actor = None if changed_by.user_id is None else str(changed_by.user_id)
-        rows = [
-            (conversation_id, kind, 0, str(user_id), None, None, now_ms, actor)
-            for user_id in dict.fromkeys(user_ids)
-        ]
-        for start in range(0, len(rows), MEMBERSHIP_ROWS_PER_INSERT):
-            await self._insert_events(tx, rows[start:start + MEMBERSHIP_ROWS_PER_INSERT])
+        await self._insert_events(
+            tx, [(conversation_id, kind, 0, str(user_id), None, None, now_ms, actor)]
+        )
+
+    async def append_created(
+        self, tx: Cursorish, conversation_id: int, changed_by: ChangedBy, now_ms: int
+    ) -> None:
+        """One row for a conversation created with its members, whatever their
+        number: each member reads it through {p}members (joined at its creation),
+        so a 1,000-member create writes one row, not 1,000."""
+        actor = None if changed_by.user_id is None else str(changed_by.user_id)
+        await self._insert_events(
+            tx, [(conversation_id, "created", 0, actor or "", None, None, now_ms, actor)]
+        )
 
     async def _insert_events(self, tx: Cursorish, rows: Sequence[tuple[object, ...]]) -> None:
         """Rows of (conversation_id, kind, message_id, user_id, emoji, action,
-        created_at_ms[, actor_id])."""
+        created_at_ms), with actor_id as an eighth value in membership rows only:
+        the message path names the columns it has always named."""
         if not rows:
             return
-        rows = [row if len(row) == 8 else (*row, None) for row in rows]
-        values = ", ".join("(?, ?, ?, ?, ?, ?, ?, ?)" for _ in rows)
+        columns = "conversation_id, kind, message_id, user_id, emoji, action, created_at_ms"
+        if len(rows[0]) == 8:
+            columns += ", actor_id"
+        marks = ", ".join("?" for _ in rows[0])
+        values = ", ".join(f"({marks})" for _ in rows)
         await tx.execute(
-            self._tables.sql(
-                "INSERT INTO {p}events (conversation_id, kind, message_id, user_id, emoji, "
-                f"action, created_at_ms, actor_id) VALUES {values}"
-            ),
+            self._tables.sql(f"INSERT INTO {{p}}events ({columns}) VALUES {values}"),
             [value for row in rows for value in row],
         )
 
@@ -163,12 +170,19 @@ class EventLog:
             self._tables.sql(
                 "SELECT e.id, e.kind, e.conversation_id, e.actor_id, c.title FROM {p}events e "
                 "LEFT JOIN {p}conversations c ON c.id = e.conversation_id "
-                f"WHERE e.id > ? AND e.id <= ? AND e.user_id = ? AND e.kind IN {_MEMBERSHIP_KINDS} "
+                "WHERE e.id > ? AND e.id <= ? AND ("
+                f"(e.kind IN {_MEMBERSHIP_KINDS} AND e.user_id = ?) "
+                # A creation is the user's if they are a member since then: one
+                # added later (or again) has a row of their own (_own_creations).
+                "OR (e.kind = 'created' AND EXISTS (SELECT 1 FROM {p}members m "
+                "WHERE m.conversation_id = e.conversation_id AND m.user_id = ? "
+                "AND m.joined_at_ms <= e.created_at_ms))) "
                 "ORDER BY e.id LIMIT ?"
             ),
-            (after_id, up_to_id, str(user_id), limit),
+            (after_id, up_to_id, str(user_id), str(user_id), limit),
         )
-        added = sorted({int(row[2]) for row in rows if row[1] == "added"})
+        rows = _own_creations(rows)
+        added = sorted({int(row[2]) for row in rows if row[1] != "removed"})
         members: dict[int, list[UserId]] = {conversation: [] for conversation in added}
         if added:
             marks = ", ".join("?" for _ in added)
@@ -182,7 +196,7 @@ class EventLog:
                 members[int(conversation)].append(self._tables.user_id(member))
         return [
             LoggedMembership(int(row[0]), MembershipChange(
-                kind="added" if row[1] == "added" else "removed",
+                kind="removed" if row[1] == "removed" else "added",
                 conversation_id=int(row[2]),
                 by=None if row[3] is None else self._tables.user_id(row[3]),
                 title="" if row[4] is None else str(row[4]),
@@ -209,3 +223,21 @@ class EventLog:
             created_at_ms=int(row[7]),
             message=self._tables.message(row[8:]) if row[8] is not None else None,
         )
+
+
+def _own_creations(rows: list[Row]) -> list[Row]:
+    """Rows (id, kind, conversation_id, ...) without the creations the user was
+    not made a member by: those followed, in the same answer, by a row of the
+    user's own for that conversation (an add in the creation's millisecond, which
+    joined_at_ms cannot tell apart, or a removal and an add since)."""
+    own_later: set[int] = set()
+    kept: list[Row] = []
+    for row in reversed(rows):
+        conversation = int(row[2])
+        if row[1] != "created":
+            own_later.add(conversation)
+        elif conversation in own_later:
+            continue
+        kept.append(row)
+    kept.reverse()
+    return kept
