@@ -18,7 +18,7 @@ from ecigdis_ws.domain import (
     UserId,
 )
 from ecigdis_ws.storage.engine import Cursorish, Row
-from ecigdis_ws.storage.tables import Tables
+from ecigdis_ws.storage.tables import Reactions, Tables
 
 _EVENT_KINDS: frozenset[str] = frozenset({"message", "read", "reaction"})
 # A membership row ('added', 'removed') is for the member it names, whether or
@@ -154,11 +154,15 @@ class EventLog:
                 ),
                 (str(user_id), after_id, up_to_id, limit),
             )
-            events: list[FeedEvent] = [self._event(row) for row in rows]
-            events += await self._memberships(tx, user_id, after_id, up_to_id, limit)
+            memberships = await self._memberships(tx, user_id, after_id, up_to_id, limit)
+        # The page's reactions in one more query, outside the writer's transaction
+        # (on SQLite: the reader connection, so sends do not wait for it).
+        message_ids = [int(row[3]) for row in rows if row[8] is not None]
+        reactions = await self._tables.fetch_reactions(self._engine, message_ids)
+        events: list[FeedEvent] = [self._event(row, reactions) for row in rows]
         # Each list holds everything of its kind up to its own last row (or up to
         # `up_to_id`), so the first `limit` of both together leave nothing out.
-        return sorted(events, key=lambda event: event.id)[:limit]
+        return sorted([*events, *memberships], key=lambda event: event.id)[:limit]
 
     async def _memberships(
         self, tx: Cursorish, user_id: UserId, after_id: int, up_to_id: int, limit: int
@@ -205,7 +209,7 @@ class EventLog:
             for row in rows
         ]
 
-    def _event(self, row: Row) -> LoggedEvent:
+    def _event(self, row: Row, reactions: Reactions) -> LoggedEvent:
         """An event row joined with its message (the message's columns NULL unless
         the event is a message)."""
         kind = str(row[1])
@@ -222,6 +226,7 @@ class EventLog:
             action=action,  # type: ignore[arg-type]
             created_at_ms=int(row[7]),
             message=self._tables.message(row[8:]) if row[8] is not None else None,
+            reactions=reactions.get(int(row[3]), ()) if row[8] is not None else (),
         )
 
 
