@@ -113,13 +113,15 @@ async def test_sends_are_acknowledged_while_the_server_prunes_a_large_backlog(
                 n += 1
 
         async def time_flows() -> None:
-            # The pause passes as soon as the batch before it is done (the server
-            # started the pruner; its first look is due now): the injected clock
-            # moves no faster than the batches, so heartbeats stay in step.
+            # The pause passes once the batch before it is done and a send was
+            # acknowledged after it (the pause is where sends get the writer; on a
+            # busy machine a round trip may outlast it). The server started the
+            # pruner; its first look is due now. The clock moves no faster than
+            # the batches, so heartbeats stay in step.
             seen = pruner.pruned_events
             server.clock.advance(0)
             while pruner.pruned_events < backlog:
-                if pruner.pruned_events != seen:
+                if pruner.pruned_events != seen and progress_at_ack[-1:] == [pruner.pruned_events]:
                     seen = pruner.pruned_events
                     server.clock.advance(PRUNE_PAUSE_S)
                 await asyncio.sleep(0.001)
