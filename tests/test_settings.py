@@ -287,3 +287,12 @@ def test_main_site_url_and_auth_verify_url_are_read() -> None:
     )
     assert settings.main_site_url == "https://portal.example"
     assert settings.auth_verify_url == "https://portal.example/api/messenger/verify-token"
+
+
+def test_retention_settings_refuse_what_they_cannot_mean() -> None:
+    error = problems_of(EVENT_LOG_RETENTION_S="0", MESSAGE_RETENTION_DAYS="-1")
+    named = sorted(problem.split("=")[0] for problem in error.problems)
+    assert named == ["EVENT_LOG_RETENTION_S", "MESSAGE_RETENTION_DAYS"]
+    settings = load_settings({"EVENT_LOG_RETENTION_S": "3600", "MESSAGE_RETENTION_DAYS": "30"},
+                             dotenv_path=None)
+    assert (settings.event_log_retention_s, settings.message_retention_days) == (3600, 30)

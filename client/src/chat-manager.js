@@ -127,6 +127,8 @@ import { io } from 'socket.io-client';
  * @property {MemberEvent} removed  the main site removed a member (maybe us) from a conversation
  * @property {ConversationAddedEvent} conversationAdded  we became a member of a conversation
  * @property {ConversationRemovedEvent} conversationRemoved  we were removed from a conversation
+ * @property {{cursor: string | null}} resync  the long-poll's cursor was older than the server
+ *                                       keeps: missed messages came from history
  * @property {ChatErrorInfo} error
  *
  * @typedef {object} ChatManagerOptions
@@ -750,9 +752,7 @@ export class ChatManager {
           // The cursor first, then the catch-up: whatever happens in between comes
           // both ways, and repeats are dropped by id.
           cursor = await this._pollCursor(signal);
-          for (const conversation of [...this._conversations.values()]) {
-            if (conversation.open) await this._catchUpHttp(conversation, signal);
-          }
+          await this._catchUpAllHttp(signal);
           if (signal.aborted) return; // the socket came back meanwhile
           caughtUp = true;
           failures = 0;
@@ -768,6 +768,16 @@ export class ChatManager {
         });
         if (signal.aborted) return;
         cursor = body.cursor ?? cursor;
+        if (body.resync === true) {
+          // The server no longer keeps the events back to our cursor (it was away
+          // longer than the event log's retention): what was missed comes from
+          // history, then the poll goes on from the cursor given with the answer.
+          caughtUp = false; // should the catch-up fail, the next round starts over
+          await this._catchUpAllHttp(signal);
+          if (signal.aborted) return;
+          caughtUp = true;
+          this._emit('resync', { cursor });
+        }
         for (const item of Array.isArray(body.events) ? body.events : []) this._dispatch(item.event, item.data);
         failures = 0;
       } catch (error) {
@@ -789,6 +799,13 @@ export class ChatManager {
     const body = await this._http('GET', '/poll', undefined, { signal, timeoutMs: this._options.pollTimeoutMs });
     for (const item of Array.isArray(body.events) ? body.events : []) this._dispatch(item.event, item.data);
     return typeof body.cursor === 'string' ? body.cursor : body.cursor != null ? String(body.cursor) : null;
+  }
+
+  /** Every open conversation caught up from REST history. @param {AbortSignal} signal */
+  async _catchUpAllHttp(signal) {
+    for (const conversation of [...this._conversations.values()]) {
+      if (conversation.open) await this._catchUpHttp(conversation, signal);
+    }
   }
 
   /** @param {Conversation} conversation @param {AbortSignal} signal */

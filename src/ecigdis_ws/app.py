@@ -159,6 +159,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
             sio.start_manager()
             await services.presence.start()
             services.typing.start_sweeping()
+            services.retention.start()
             metrics.track_connections(
                 lambda: services.sessions.count, lambda: services.presence.user_count
             )
@@ -178,6 +179,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
                             "which production refuses")
             yield
             services.typing.stop_sweeping()
+            services.retention.stop()
             await services.presence.stop()
             await services.tasks.cancel_all()
         finally:

@@ -234,6 +234,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("MAX_POLLS_PER_USER", "max_polls_per_user", _int_range(0, 100_000), "20",
          "GET /api/messenger/poll requests one user may have held at once on a node (one "
          "per tab in HTTP fallback); past it 429 RATE_LIMITED; 0 turns it off"),
+    Spec("EVENT_LOG_RETENTION_S", "event_log_retention_s", _int_range(1, 10 * 365 * 86400),
+         "86400", "events the long-poll reads are kept this long (a day: a tab asleep "
+         "overnight resumes without a resync); an older cursor is answered resync: true "
+         "and the client catches up from history; DB_TIMEOUT_MS + 5 s is always kept"),
+    Spec("MESSAGE_RETENTION_DAYS", "message_retention_days", _int_range(0, 100 * 365), "0",
+         "messages older than this many days are deleted with their reactions, in small "
+         "batches; 0 keeps them forever"),
     Spec("API_KEY", "api_key", _optional_text, "",
          "key the main site sends as X-API-Key to /api/server/*; empty turns those routes "
          "off (404)", secret=True),
@@ -350,6 +357,8 @@ class Settings:
     http_keepalive_timeout_ms: int = 10000
     http_body_timeout_ms: int = 10000
     max_polls_per_user: int = 20
+    event_log_retention_s: int = 86400
+    message_retention_days: int = 0
     api_key: str | None = None
     max_connections_per_user: int = 20
     max_unauthenticated_per_ip: int = 50

@@ -22,6 +22,9 @@
 //   waitFor { page, fn, arg?, timeoutMs }   polls fn(arg) until truthy; returns it
 //   block { page, websocket, polling }      cut the socket.io websocket and/or
 //                                   its HTTP long-polling (as a proxy would)
+//   stallPolls { page, stall }      hold the page's REST long-polls (GET .../poll) in the
+//                                   proxy, as a sleeping laptop does; stall false sends the
+//                                   held ones on; answers how many are held now
 //   dropAcks { page, count }        lose the next `count` message:send acknowledgements
 //                                   the server sends on a blockable page's websocket
 //   screenshot { page, path, fullPage? }
@@ -56,6 +59,7 @@ const browser = await chromium.launch({
 /** @type {Map<string, {page: import('playwright-core').Page, logs: string[], blocked: {websocket: boolean, polling: boolean}}>} */
 const pages = new Map();
 const SOCKET_IO = /\/socket\.io\//;
+const LONG_POLL = /\/api\/messenger\/poll\b/;
 
 function pageOf(name) {
   const entry = pages.get(name);
@@ -69,6 +73,7 @@ const commands = {
     const page = await context.newPage();
     const entry = {
       page, logs: [], requests: [], framesSent: [], blocked: { websocket: false, polling: false }, dropAcks: 0,
+      stallPolls: false, stalled: [],
     };
     page.on('console', (message) => entry.logs.push(`${message.type()}: ${message.text()}`));
     page.on('request', (request) => entry.requests.push(request.url()));
@@ -98,6 +103,10 @@ const commands = {
       });
       await page.route(SOCKET_IO, (route) => {
         if (entry.blocked.polling) route.abort('connectionfailed');
+        else route.continue();
+      });
+      await page.route(LONG_POLL, (route) => {
+        if (entry.stallPolls) entry.stalled.push(route);
         else route.continue();
       });
     }
@@ -134,6 +143,14 @@ const commands = {
     const value = await handle.jsonValue();
     await handle.dispose();
     return value;
+  },
+  async stallPolls({ page, stall }) {
+    const entry = pageOf(page);
+    entry.stallPolls = stall;
+    if (!stall) {
+      for (const route of entry.stalled.splice(0)) await route.continue();
+    }
+    return entry.stalled.length;
   },
   async block({ page, websocket = false, polling = false }) {
     pageOf(page).blocked = { websocket, polling };

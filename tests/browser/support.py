@@ -347,6 +347,11 @@ class Page:
     async def block(self, websocket: bool = False, polling: bool = False) -> None:
         await self._call("block", websocket=websocket, polling=polling)
 
+    async def stall_polls(self, stall: bool) -> int:
+        """Hold (or send on) the page's REST long-polls in the proxy; how many are held."""
+        held: int = await self._call("stallPolls", stall=stall)
+        return held
+
     async def drop_acks(self, count: int) -> None:
         await self._call("dropAcks", count=count)
 

@@ -181,7 +181,8 @@ async def test_an_added_member_may_join_the_room_at_once(harness: ServiceHarness
 
     await server.add_member(conversation, 2)
 
-    assert (await harness.chat.conversations.join(actor, conversation, None)).online_user_ids == [2]
+    joined = await harness.chat.conversations.join(actor, conversation, None)
+    assert joined.online_user_ids == [2]
     assert harness.chat.fanout.in_room(bob, conversation_room(conversation))
 
 

@@ -184,7 +184,7 @@ async def test_migration_5_dates_each_existing_read_position_from_the_event_log(
         (log, (conversation + 1, first, "4", NOW_MS + 9)),
     ])
 
-    assert await old.migrate() == [5, 6]
+    assert (await old.migrate())[0] == 5  # (and what came after it)
 
     assert await old.read_positions(conversation) == [
         ReadPosition(1, None, None),

@@ -6,11 +6,13 @@ run's database), then generates the data on the server with the Sequence engine:
 spread round-robin over the conversations (500 each, interleaved as in real
 life), then runs ANALYZE TABLE. Nothing goes through the socket.
 
-Each hot path is then timed through the real Storage methods, the median and p95
-of REPETITIONS calls after WARM_UP calls; the median must stay under
-BUDGET_MS. Each hot query is also EXPLAINed: the SQL is recorded from SqlStorage
-itself (an engine wrapper keeps every statement it is sent), so the plan checked
-is the plan of the statement the server really runs.
+Each hot path is then run through the real Storage methods, REPETITIONS calls
+after WARM_UP calls, its results checked, and its median and p95 printed. What
+is asserted about speed is the plan, not the clock: each hot query is EXPLAINed
+(the SQL is recorded from SqlStorage itself: an engine wrapper keeps every
+statement it is sent, so the plan checked is the plan of the statement the
+server really runs) and must read by an index. A wall-clock budget failed
+whenever the shared machine was busy; speed is measured in the benchmark.
 
     .venv/bin/pytest tests/storage/test_mariadb_scale.py -s    # prints the figures
 """
@@ -50,7 +52,6 @@ MESSAGES_PER_CONVERSATION = MESSAGES // CONVERSATIONS
 NOW_MS = 1_764_064_800_000  # 2025-11-25T10:00:00.000Z
 
 REPLAY_LIMIT = 50
-BUDGET_MS = 5.0
 WARM_UP = 20
 REPETITIONS = 200
 # A hot query may examine a few times the rows it returns, never a table's worth.
@@ -322,7 +323,6 @@ async def timed(
     timing = Timing(statistics.median(samples), statistics.quantiles(samples, n=20)[-1])
     print(f"\n{name}: median {timing.median_ms:.2f} ms, p95 {timing.p95_ms:.2f} ms "
           f"over {REPETITIONS} calls")
-    assert timing.median_ms < BUDGET_MS, f"{name}: {timing}"
     return timing
 
 

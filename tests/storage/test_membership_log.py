@@ -1,4 +1,4 @@
-"""Membership changes in the event log (migration 6), on both backends: a change
+"""Membership changes in the event log (migration 7), on both backends: a change
 given `changed_by` writes its row in its own transaction (one per create, read by
 the members since the creation; one per member added or removed by the server
 API, read by that member), and `events_for_user` gives each user their own changes beside their

@@ -24,6 +24,7 @@ from ecigdis_ws.services.presence import PresenceService
 from ecigdis_ws.services.rate_limit import RateLimiter
 from ecigdis_ws.services.reactions import ReactionService
 from ecigdis_ws.services.receipts import ReceiptService
+from ecigdis_ws.services.retention import RetentionService
 from ecigdis_ws.services.server_api import ServerApiService
 from ecigdis_ws.services.sessions import SessionLimits, SessionService
 from ecigdis_ws.services.tasks import BackgroundTasks
@@ -52,6 +53,9 @@ class ChatServices:
     # Shared with the REST API (transport/rest_routes.py): one membership cache.
     access: AccessPolicy
     fanout: Fanout
+    # Started by the app (app.py), not by build: deletes past EVENT_LOG_RETENTION_S
+    # and MESSAGE_RETENTION_DAYS in the background.
+    retention: RetentionService
 
     @classmethod
     def build(
@@ -123,6 +127,10 @@ class ChatServices:
             errors=errors,
             access=access,
             fanout=fanout,
+            retention=RetentionService(
+                storage, clock, tasks, settings.event_log_retention_s,
+                settings.message_retention_days, settings.db_timeout_ms,
+            ),
         )
 
 

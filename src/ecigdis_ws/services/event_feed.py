@@ -40,6 +40,16 @@ RECHECK_S = 2.0
 SETTLE_MARGIN_MS = 5000
 
 
+class CursorPruned(Exception):
+    """The poll's cursor is older than the event log kept (EVENT_LOG_RETENTION_S):
+    events after it may be gone. Not an error: the client is answered `resync` with
+    the present `position`, catches up from history, and polls on from there."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(f"cursor pruned; resync from {position}")
+        self.position = position
+
+
 @dataclass(eq=False)
 class _Waiter:
     user_id: UserId
@@ -96,6 +106,9 @@ class EventFeed:
         if position is None:
             # Every id below an event this old was handed out before it: settled.
             position = await self._storage.event_log_id_before(now_ms - self._settle_ms)
+        # Pruned ids are settled (retention keeps at least the settle window), and
+        # the ids missing below the oldest kept row are no gap to wait for.
+        position = max(position, await self._storage.event_log_pruned_through())
         while True:
             rows = await self._storage.event_log_ids(position, SCAN_PAGE)
             for event_id, created_at_ms in rows:
@@ -109,7 +122,8 @@ class EventFeed:
 
     async def poll(self, user_id: UserId, cursor: int | None) -> tuple[int, list[FeedEvent]]:
         """(next cursor, events after `cursor`); held up to the hold time when none.
-        No cursor: the current position and no events, at once."""
+        No cursor: the current position and no events, at once. A cursor older
+        than what the log keeps raises CursorPruned, with the present position."""
         if cursor is None:
             return await self.settled(), []
         waiter = await self._waiter(user_id, cursor)
@@ -124,6 +138,10 @@ class EventFeed:
                     events = await self._storage.events_for_user(
                         user_id, cursor, position, POLL_PAGE
                     )
+                    # Asked after the read: a prune that committed before the read
+                    # began is seen here, one after it deleted nothing we read.
+                    if await self._storage.event_log_pruned_through() > cursor:
+                        raise CursorPruned(position)
                     if events:
                         full = len(events) == POLL_PAGE
                         return (events[-1].id if full else position), events

@@ -200,3 +200,22 @@ class Storage(ABC):
     ) -> list[FeedEvent]:
         """Events in after_id < id <= up_to_id of the conversations the user is a
         member of, and the user's own membership changes, ascending, at most `limit`."""
+
+    # -- retention (services/retention.py) --------------------------------------------
+    # Each call is one short transaction deleting at most `batch` rows, so the
+    # writer is never held long; a caller that wants more calls again.
+
+    @abstractmethod
+    async def event_log_pruned_through(self) -> int:
+        """The highest event id retention has deleted (0: none); a cursor below it
+        may have missed events."""
+
+    @abstractmethod
+    async def prune_event_log(self, created_before_ms: int, batch: int) -> int:
+        """Delete at most `batch` of the oldest events created before the time (the
+        newest event is always kept); how many went."""
+
+    @abstractmethod
+    async def prune_messages(self, created_before_ms: int, batch: int) -> int:
+        """Delete at most `batch` of the oldest messages created before the time,
+        with their reactions; how many went."""

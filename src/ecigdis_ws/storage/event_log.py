@@ -149,7 +149,9 @@ class EventLog:
                     "JOIN {p}members m ON m.conversation_id = e.conversation_id "
                     "AND m.user_id = ? "
                     "LEFT JOIN {p}messages g ON g.id = e.message_id AND e.kind = 'message' "
-                    f"WHERE e.id > ? AND e.id <= ? AND e.kind IN {_CONVERSATION_KINDS} "
+                    # (a message deleted by MESSAGE_RETENTION_DAYS is not announced)
+                    "WHERE e.id > ? AND e.id <= ? AND (e.kind <> 'message' OR g.id IS NOT NULL) "
+                    f"AND e.kind IN {_CONVERSATION_KINDS} "
                     "ORDER BY e.id LIMIT ?"
                 ),
                 (str(user_id), after_id, up_to_id, limit),
@@ -208,6 +210,64 @@ class EventLog:
             ))
             for row in rows
         ]
+
+    # -- retention (services/retention.py) ---------------------------------------------
+
+    async def event_log_pruned_through(self) -> int:
+        """The highest event id retention has deleted (0: none). Read outside the
+        writer, like a health probe: a poll asks it after each read of the log."""
+        row = await self._engine.fetch_one(
+            self._tables.sql("SELECT through_id FROM {p}event_log_pruned WHERE id = 1")
+        )
+        return 0 if row is None else int(row[0])
+
+    async def prune_event_log(self, created_before_ms: int, batch: int) -> int:
+        """Delete, in one short transaction, at most `batch` of the oldest events,
+        none past the last event created before `created_before_ms`, and record
+        how far the log is pruned; the rows deleted. The newest event is always
+        kept, so MAX(id) (a cursor's upper bound, and what an autoincrement counter
+        is rebuilt from) never goes back. Several nodes may run it at once: a
+        range another one deleted deletes nothing, and the record only grows."""
+        async with self._engine.transaction() as tx:
+            through = await self._prunable_through(tx, created_before_ms)
+            if through <= 0:
+                return 0
+            # The batch ends at the batch-th oldest id, or at `through` before that:
+            # a range on the primary key, so the DELETE reads only what it deletes.
+            row = await tx.fetch_one(
+                self._tables.sql(
+                    "SELECT id FROM {p}events WHERE id <= ? ORDER BY id LIMIT 1 OFFSET ?"
+                ),
+                (through, batch - 1),
+            )
+            end = through if row is None else int(row[0])
+            deleted, _ = await tx.execute(
+                self._tables.sql("DELETE FROM {p}events WHERE id <= ?"), (end,)
+            )
+            await tx.execute(
+                self._tables.sql(
+                    "UPDATE {p}event_log_pruned SET through_id = ? WHERE id = 1 AND through_id < ?"
+                ),
+                (end, end),
+            )
+        return deleted
+
+    async def _prunable_through(self, tx: Cursorish, created_before_ms: int) -> int:
+        """The id up to which events may go: the last one created before the time
+        (ids below it were handed out earlier, so are older still, but for clock
+        skew between nodes), short of the newest event."""
+        row = await tx.fetch_one(
+            self._tables.sql(
+                "SELECT id FROM {p}events WHERE created_at_ms < ? "
+                "ORDER BY created_at_ms DESC, id DESC LIMIT 1"
+            ),
+            (created_before_ms,),
+        )
+        if row is None:
+            return 0
+        newest = await tx.fetch_one(self._tables.sql("SELECT MAX(id) FROM {p}events"))
+        assert newest is not None and newest[0] is not None
+        return min(int(row[0]), int(newest[0]) - 1)
 
     def _event(self, row: Row, reactions: Reactions) -> LoggedEvent:
         """An event row joined with its message (the message's columns NULL unless

@@ -83,6 +83,33 @@ class MessageStore:
         messages = [self._tables.message(row) for row in rows]
         return messages if after_id is not None else messages[::-1]
 
+    async def prune_messages(self, created_before_ms: int, batch: int) -> int:
+        """Delete, in one short transaction, the oldest messages created before the
+        time, at most `batch`, with their reactions; the messages deleted. Read in
+        id order from the start, stopping at the first one still kept: a bounded
+        read of the primary key (messages have no index by time), so a check with
+        nothing to delete costs one row. Their event rows go with the event log's
+        own retention; until then the long-poll skips them."""
+        async with self._engine.transaction() as tx:
+            rows = await tx.fetch_all(
+                self._tables.sql("SELECT id, created_at_ms FROM {p}messages ORDER BY id LIMIT ?"),
+                (batch,),
+            )
+            end = 0
+            for message_id, created_at_ms in rows:
+                if int(created_at_ms) >= created_before_ms:
+                    break
+                end = int(message_id)
+            if not end:
+                return 0
+            await tx.execute(
+                self._tables.sql("DELETE FROM {p}reactions WHERE message_id <= ?"), (end,)
+            )
+            deleted, _ = await tx.execute(
+                self._tables.sql("DELETE FROM {p}messages WHERE id <= ?"), (end,)
+            )
+        return deleted
+
     # -- writing a batch ------------------------------------------------------------
 
     async def _store_batch(self, batch: Sequence[NewMessage]) -> list[SendResult | Exception]:

@@ -285,6 +285,30 @@ MIGRATIONS += (
 MIGRATIONS += (
     Migration(
         6,
+        "how far the event log has been pruned",
+        # One row: the highest event id deleted by retention (EVENT_LOG_RETENTION_S).
+        # A poll cursor below it may have missed events: it is answered `resync`.
+        sqlite=(
+            """CREATE TABLE {p}event_log_pruned (
+                id INTEGER PRIMARY KEY,
+                through_id INTEGER NOT NULL)""",
+            "INSERT INTO {p}event_log_pruned (id, through_id) VALUES (1, 0)",
+        ),
+        mysql=(
+            f"""CREATE TABLE IF NOT EXISTS {{p}}event_log_pruned (
+                id INTEGER NOT NULL PRIMARY KEY,
+                through_id BIGINT NOT NULL) {_MYSQL_TABLE}""",
+            # (a run cut short after the CREATE commits is completed by running again)
+            "INSERT INTO {p}event_log_pruned (id, through_id) VALUES (1, 0) "
+            "ON DUPLICATE KEY UPDATE id = id",
+        ),
+    ),
+)
+
+
+MIGRATIONS += (
+    Migration(
+        7,
         "who changed a membership, in the event log",
         # Membership rows name who acted (NULL for the server API): 'created' for
         # a REST create, 'added' / 'removed' for the server API. A nullable column

@@ -203,3 +203,14 @@ class SqlStorage(Storage):
         self, user_id: UserId, after_id: int, up_to_id: int, limit: int
     ) -> list[FeedEvent]:
         return await self.events.events_for_user(user_id, after_id, up_to_id, limit)
+
+    # -- retention ------------------------------------------------------------------
+
+    async def event_log_pruned_through(self) -> int:
+        return await self.events.event_log_pruned_through()
+
+    async def prune_event_log(self, created_before_ms: int, batch: int) -> int:
+        return await self.events.prune_event_log(created_before_ms, batch)
+
+    async def prune_messages(self, created_before_ms: int, batch: int) -> int:
+        return await self.messages.prune_messages(created_before_ms, batch)

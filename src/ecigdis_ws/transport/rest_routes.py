@@ -19,7 +19,7 @@ from ecigdis_ws.services.auth import (
     TokenExpired,
 )
 from ecigdis_ws.services.container import ChatServices
-from ecigdis_ws.services.event_feed import EventFeed
+from ecigdis_ws.services.event_feed import CursorPruned, EventFeed
 from ecigdis_ws.services.inbox import InboxService
 from ecigdis_ws.services.rate_limit import RateLimiter
 from ecigdis_ws.services.server_api import NO_SOCKET, ServerApiService
@@ -255,7 +255,11 @@ async def poll(request: web.Request) -> web.Response:
     identity = await _identify(request)
     raw = request.query.get("cursor")
     cursor = None if raw is None or raw == "" else _query_int(request, "cursor", 0, v.MAX_ID)
-    position, events = await _api(request).feed.poll(identity.user_id, cursor)
+    try:
+        position, events = await _api(request).feed.poll(identity.user_id, cursor)
+    except CursorPruned as pruned:
+        # docs/protocol.md, "Retention": catch up from history, poll on from here.
+        return _reply({"cursor": str(pruned.position), "events": [], "resync": True})
     return _reply({"cursor": str(position), "events": [event.wire() for event in events]})
 
 
