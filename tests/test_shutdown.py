@@ -4,6 +4,7 @@ exits 0 within SHUTDOWN_TIMEOUT_MS."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -120,3 +121,44 @@ async def test_sigterm_mid_traffic_loses_no_acknowledged_message(served: Served)
         stored = dict(db.execute("SELECT client_message_id, id FROM chat_messages").fetchall())
     missing = {mid for mid in sent if stored.get(mid) != sent[mid]}
     assert not missing, f"acknowledged but not stored: {sorted(missing)[:5]}"
+
+
+async def test_a_rest_send_in_flight_at_sigterm_completes_before_the_sockets_close(
+    served: Served,
+) -> None:
+    """REST requests are inside the drain, as socket events are: a send whose body
+    is still arriving when SIGTERM comes is stored, answered 201 and delivered to
+    the sockets of the conversation before their transports are closed."""
+    received: list[dict[str, Any]] = []
+    listener = socketio.AsyncClient(reconnection=False)
+    listener.on("message:new", received.append)
+    await listener.connect(f"http://127.0.0.1:{served.port}", auth={"token": token(2)},
+                           transports=["websocket"], wait_timeout=5)
+    await listener.call("conversation:join", {"conversationId": served.conversation}, timeout=5)
+    body = json.dumps({"messageId": "rest-at-sigterm", "text": "sent as it stops"}).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    try:
+        writer.write(
+            f"POST /api/messenger/conversations/{served.conversation}/messages HTTP/1.1\r\n"
+            f"Host: 127.0.0.1\r\nAuthorization: Bearer {token(1)}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body[:10])
+        await writer.drain()
+        await asyncio.sleep(0.5)  # the request is being handled, waiting for its body
+        served.process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(1.0)  # the server is stopping meanwhile
+        writer.write(body[10:])
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), SHUTDOWN_TIMEOUT_S + 5)
+        returncode = await asyncio.to_thread(served.process.wait, SHUTDOWN_TIMEOUT_S + 10)
+    finally:
+        writer.close()
+        if listener.connected:
+            await listener.disconnect()
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
+    assert returncode == 0
+    assert [m["messageId"] for m in received] == ["rest-at-sigterm"]
+    with sqlite3.connect(served.database) as db:
+        stored = db.execute("SELECT text FROM chat_messages WHERE client_message_id = ?",
+                            ("rest-at-sigterm",)).fetchall()
+    assert stored == [("sent as it stops",)]

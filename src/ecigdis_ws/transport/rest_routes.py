@@ -27,7 +27,7 @@ from ecigdis_ws.services.rate_limit import RateLimiter
 from ecigdis_ws.services.server_api import NO_SOCKET, ServerApiService
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.transport import validation as v
-from ecigdis_ws.transport.app_keys import REST_SERVICES, SERVICES, SETTINGS
+from ecigdis_ws.transport.app_keys import IN_FLIGHT, REST_SERVICES, SERVICES, SETTINGS
 from ecigdis_ws.transport.limits import BODY_CUT_OFF, body_too_slow, within
 from ecigdis_ws.transport.origins import allowed_origins
 
@@ -145,8 +145,15 @@ def rest_middleware(settings: Settings) -> Middleware:
 
 
 async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    in_flight = request.app[IN_FLIGHT]
     try:
-        return await handler(request)
+        if in_flight.draining:  # as a socket event is: refused before anything is stored
+            raise ChatError(ErrorCode.UNAVAILABLE, "server is shutting down")
+        in_flight.enter()  # the shutdown drain waits for this request to be answered
+        try:
+            return await handler(request)
+        finally:
+            in_flight.leave()
     except ChatError as exc:
         error = exc
     except StorageUnavailable as exc:
