@@ -23,6 +23,7 @@ from ecigdis_ws.services.auth import (
 from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.services.event_feed import EventFeed
 from ecigdis_ws.services.inbox import InboxService
+from ecigdis_ws.services.long_poll import LongPollService
 from ecigdis_ws.services.rate_limit import RateLimiter
 from ecigdis_ws.services.server_api import NO_SOCKET, ServerApiService
 from ecigdis_ws.settings import Settings
@@ -66,6 +67,7 @@ class RestApi:
     inbox: InboxService
     feed: EventFeed
     server: ServerApiService
+    polls: LongPollService
 
 
 REST_API = web.AppKey("rest_api", RestApi)
@@ -353,12 +355,38 @@ async def toggle_reaction(request: web.Request) -> web.Response:
     return _reply({"action": action})
 
 
+async def set_typing(request: web.Request) -> web.Response:
+    """typing:start or typing:stop over REST: the socket's service methods, so the
+    same membership rule and TYPING_TIMEOUT_MS end; the rate is the request bucket's
+    (RATE_LIMIT_EVENTS per user, as the socket's per connection)."""
+    identity = await _identify(request)
+    conversation_id = _path_id(request, "conversationId")
+    is_typing = v.flag(await _body(request), "isTyping")
+    typing = _api(request).chat.typing
+    if is_typing:
+        await typing.start(_actor(identity), conversation_id)
+    else:
+        await typing.stop(_actor(identity), conversation_id)
+    return _reply({"conversationId": conversation_id, "isTyping": is_typing})
+
+
+async def presence(request: web.Request) -> web.Response:
+    """presence:request's answer: everyone online (PRESENCE_SCOPE), or the online
+    members of `conversationId`, at most PRESENCE_LIST_MAX."""
+    identity = await _identify(request)
+    conversation_id = _query_int(request, "conversationId", 1, v.MAX_ID)
+    listing = await _api(request).chat.conversations.presence_list(
+        _actor(identity), conversation_id
+    )
+    return _reply(listing.wire())
+
+
 async def poll(request: web.Request) -> web.Response:
     identity = await _identify(request)
     raw = request.query.get("cursor")
     cursor = None if raw is None or raw == "" else _query_int(request, "cursor", 0, v.MAX_ID)
-    position, events = await _api(request).feed.poll(identity.user_id, cursor)
-    return _reply({"cursor": str(position), "events": [event.wire() for event in events]})
+    answer = await _api(request).polls.poll(identity, cursor, request.query.get("live"))
+    return _reply(answer.wire())
 
 
 # -- /api/server ------------------------------------------------------------------------
@@ -412,6 +440,8 @@ ROUTES: tuple[tuple[str, str, Route], ...] = (
     ("POST", USER_API + "/conversations/{conversationId}/read", mark_read),
     ("POST", USER_API + "/conversations/{conversationId}/messages/{messageId}/reactions",
      toggle_reaction),
+    ("POST", USER_API + "/conversations/{conversationId}/typing", set_typing),
+    ("GET", USER_API + "/presence", presence),
     ("GET", USER_API + "/poll", poll),
     ("POST", SERVER_API + "/conversations/{conversationId}/messages", post_system_message),
     ("POST", SERVER_API + "/conversations/{conversationId}/members", add_member),
@@ -437,6 +467,7 @@ def add_rest_routes(app: web.Application) -> None:
             inbox=rest.inbox,
             feed=rest.feed,
             server=rest.server,
+            polls=rest.polls,
         )
 
     async def release_polls(app: web.Application) -> None:
