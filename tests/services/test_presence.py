@@ -593,9 +593,10 @@ async def test_a_poller_is_online_from_the_first_poll_until_the_gap_and_grace(
     await harness.advance(POLL_GAP_S - 0.1)
     async with presence.polling(3, "Carol"):  # polled again in time
         pass
-    await harness.advance(POLL_GAP_S + GRACE_S - 0.1)
+    await harness.advance(POLL_GAP_S)  # no poll since: the grace period begins
+    await harness.advance(GRACE_S - 0.1)
     assert harness.received(watcher, "user:offline") == []
-    await harness.advance(0.2)
+    await harness.advance(0.1)
     [offline] = harness.received(watcher, "user:offline")
     assert offline["userId"] == 3
     assert sorted(u.user_id for u in await presence.online()) == [1]
@@ -612,6 +613,8 @@ async def test_a_poller_who_also_has_a_socket_goes_offline_with_the_last_of_both
     await harness.close(socket)
     await harness.advance(GRACE_S + 0.1)
     assert harness.received(watcher, "user:offline") == []  # still polling (within the gap)
-    await harness.advance(POLL_GAP_S + GRACE_S)
+    await harness.advance(POLL_GAP_S - GRACE_S - 0.1)  # the gap is over
+    assert harness.received(watcher, "user:offline") == []
+    await harness.advance(GRACE_S)
     assert len(harness.received(watcher, "user:offline")) == 1
     assert len(harness.received(watcher, "user:online")) == 1

@@ -60,6 +60,13 @@ async def held(server: RunningServer, *polls: asyncio.Task[Reply]) -> None:
     assert not any(poll.done() for poll in polls)
 
 
+async def finish(server: RunningServer, *polls: asyncio.Task[Reply]) -> None:
+    """Let polls still held run out their hold time, answered."""
+    await server.advance(HOLD_S)
+    for poll in polls:
+        assert (await asyncio.wait_for(poll, 5)).status == 200
+
+
 def typing(user: int, conversation: int, is_typing: bool) -> dict[str, Any]:
     return {"event": "typing:indicator",
             "data": {"userId": user, "conversationId": conversation, "isTyping": is_typing}}
@@ -100,6 +107,7 @@ async def test_rest_typing_reaches_the_sockets_and_the_polls_of_the_others(rest:
     await bob.wait_for("typing:indicator", count=2)
     # Alice's own poll is not told of her own typing, as her socket would not be.
     await held(server, alice)
+    await finish(server, alice)
 
 
 async def test_rest_typing_ends_by_itself_after_the_typing_timeout(rest: Rest) -> None:
@@ -226,6 +234,7 @@ async def test_typing_between_two_polls_is_in_the_next_one(rest: Rest) -> None:
     # A position from another node or process starts from now: held as well.
     elsewhere = await start_poll(rest, 2, reply.body["cursor"], "0bad0bad:0")
     await held(server, again, elsewhere)
+    await finish(server, again, elsewhere)
 
 
 async def test_messages_and_typing_come_in_one_answer_log_first(rest: Rest) -> None:
@@ -279,6 +288,7 @@ async def test_with_contacts_scope_a_poll_hears_only_its_contacts_presence(
         assert (await asyncio.wait_for(contact, 5)).body["events"] == [
             {"event": "user:online", "data": {"userId": 1, "name": "Alice"}}]
         await held(server, stranger)
+        await finish(server, stranger)
 
 
 # -- a poller counts as online ----------------------------------------------------------
