@@ -25,6 +25,9 @@ from ecigdis_ws.clock import Clock
 from ecigdis_ws.domain import UserId
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.fanout.base import AUTHENTICATED_ROOM, CONVERSATION_ROOM_PREFIX, user_room
+from ecigdis_ws.observability.log_setup import get_logger
+
+log = get_logger(__name__)
 
 LIVE_EVENTS = frozenset({"typing:indicator", "user:online", "user:offline"})
 # Events kept: a busy node's few seconds of typing and presence, at most this much memory.
@@ -92,7 +95,10 @@ class LiveEvents:
         live = LiveEvent(self._last, self._clock.now(), event, data, *audience)
         self._events.append(live)
         for listener in self._listeners:
-            listener(live)
+            try:
+                listener(live)
+            except Exception:  # a bug here must not fail the emit that is delivering
+                log.exception("live event listener failed", delivered=event)
 
     # -- positions ------------------------------------------------------------------
 
