@@ -4,7 +4,6 @@ exits 0 within SHUTDOWN_TIMEOUT_MS."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import jwt
 import pytest
 import socketio
@@ -126,39 +126,40 @@ async def test_sigterm_mid_traffic_loses_no_acknowledged_message(served: Served)
 async def test_a_rest_send_in_flight_at_sigterm_completes_before_the_sockets_close(
     served: Served,
 ) -> None:
-    """REST requests are inside the drain, as socket events are: a send whose body
-    is still arriving when SIGTERM comes is stored, answered 201 and delivered to
-    the sockets of the conversation before their transports are closed."""
+    """REST requests are inside the drain, as socket events are: a send still
+    being handled when SIGTERM comes (held up here by a write lock the test holds
+    on the database) is stored, answered 201 and delivered to the sockets of the
+    conversation before their transports are closed."""
     received: list[dict[str, Any]] = []
     listener = socketio.AsyncClient(reconnection=False)
     listener.on("message:new", received.append)
     await listener.connect(f"http://127.0.0.1:{served.port}", auth={"token": token(2)},
                            transports=["websocket"], wait_timeout=5)
     await listener.call("conversation:join", {"conversationId": served.conversation}, timeout=5)
-    body = json.dumps({"messageId": "rest-at-sigterm", "text": "sent as it stops"}).encode()
-    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    lock = sqlite3.connect(served.database, isolation_level=None)
     try:
-        writer.write(
-            f"POST /api/messenger/conversations/{served.conversation}/messages HTTP/1.1\r\n"
-            f"Host: 127.0.0.1\r\nAuthorization: Bearer {token(1)}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            + body[:10])
-        await writer.drain()
-        await asyncio.sleep(0.5)  # the request is being handled, waiting for its body
-        served.process.send_signal(signal.SIGTERM)
-        await asyncio.sleep(1.0)  # the server is stopping meanwhile
-        writer.write(body[10:])
-        await writer.drain()
-        answer = await asyncio.wait_for(reader.read(), SHUTDOWN_TIMEOUT_S + 5)
+        async with aiohttp.ClientSession() as http:
+            lock.execute("BEGIN IMMEDIATE")  # every write waits (within SQLite's busy wait)
+            sending = asyncio.create_task(http.post(
+                f"http://127.0.0.1:{served.port}/api/messenger/conversations/"
+                f"{served.conversation}/messages",
+                json={"messageId": "rest-at-sigterm", "text": "sent as it stops"},
+                headers={"Authorization": f"Bearer {token(1)}"}))
+            await asyncio.sleep(0.4)  # the request is in, its write waiting for the lock
+            served.process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.8)  # the server is stopping meanwhile
+            lock.execute("ROLLBACK")
+            response = await asyncio.wait_for(sending, SHUTDOWN_TIMEOUT_S + 5)
+            status, body = response.status, await response.json()
         returncode = await asyncio.to_thread(served.process.wait, SHUTDOWN_TIMEOUT_S + 10)
     finally:
-        writer.close()
+        lock.close()
         if listener.connected:
             await listener.disconnect()
-    assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
+    assert status == 201, body
     assert returncode == 0
     assert [m["messageId"] for m in received] == ["rest-at-sigterm"]
     with sqlite3.connect(served.database) as db:
-        stored = db.execute("SELECT text FROM chat_messages WHERE client_message_id = ?",
+        stored = db.execute("SELECT id FROM chat_messages WHERE client_message_id = ?",
                             ("rest-at-sigterm",)).fetchall()
-    assert stored == [("sent as it stops",)]
+    assert stored == [(body["id"],)]
