@@ -219,6 +219,24 @@ async def test_a_socket_typing_wakes_a_members_poll_only(rest: Rest) -> None:
     assert (await asyncio.wait_for(carol, 5)).body["events"] == [typing(1, other, True)]
 
 
+async def test_a_poll_without_live_gets_no_typing_or_presence_as_before(rest: Rest) -> None:
+    server = rest.server
+    conversation, (alice,) = await room(server, 1)
+    await server.chat.storage.add_member(conversation, 2, 0)
+    cursor, _ = await first_poll(rest, 2)
+    feed = server.app[REST_API].feed
+    old_client = asyncio.create_task(rest.poll(2, cursor, wait_s=60))
+    await server.wait_until(lambda: feed.waiting == 1)
+    await alice.call("typing:start", {"conversationId": conversation})
+    await server.client(3)  # user:online
+    await held(server, old_client)
+    sent = await alice.call("message:send",
+                            {"conversationId": conversation, "text": "hi", "messageId": "m"})
+    answer = await asyncio.wait_for(old_client, 5)
+    assert [e["event"] for e in answer.body["events"]] == ["message:new"]
+    assert answer.body["events"][0]["data"]["id"] == sent["id"]
+
+
 async def test_typing_between_two_polls_is_in_the_next_one(rest: Rest) -> None:
     server = rest.server
     conversation, (alice,) = await room(server, 1)

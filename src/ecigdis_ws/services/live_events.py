@@ -105,10 +105,10 @@ class LiveEvents:
     def position(self, number: int | None = None) -> str:
         return f"{self.buffer_id}:{self._last if number is None else number}"
 
-    def parse(self, raw: str | None) -> int:
+    def parse(self, raw: str) -> int:
         """The number after which a poll wants events: from now when it has no
-        position, or one of another node or process."""
-        if raw is None or raw == "":
+        position (empty), or one of another node or process."""
+        if raw == "":
             return self._last
         match = _POSITION.match(raw)
         if match is None:

@@ -29,9 +29,11 @@ class LongPollService:
         self._presence = presence
 
     async def poll(self, identity: Identity, cursor: int | None, live: str | None) -> PollAnswer:
-        """The events after `cursor` and `live` (each from now when absent), held
-        up to LONG_POLL_TIMEOUT_MS when there are none."""
-        after = self._live.parse(live)
+        """The events after `cursor` (from now without one) and, when the poll asks
+        for them with `live` (empty: from now), the live events after it; held up
+        to LONG_POLL_TIMEOUT_MS when there are none. Without `live` a poll gets no
+        typing or presence, as before there were any: older clients see no change."""
+        after = None if live is None else self._live.parse(live)
         async with self._presence.polling(identity.user_id, identity.name):
             page = await self._feed.poll_page(identity.user_id, cursor, after)
         events = [event.wire() for event in page.events]
