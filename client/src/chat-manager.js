@@ -28,6 +28,15 @@ import { io } from 'socket.io-client';
  * @property {string} senderName
  * @property {string} text
  * @property {string} createdAt          ISO-8601 UTC with milliseconds
+ * @property {ReactionCount[]} [reactions] the reactions on it when it was read from history
+ *                                       (a REST page, a replay with `since`, the long-poll);
+ *                                       absent on a live message, which has none yet. Later
+ *                                       `reaction` events apply on top (set semantics per user).
+ *
+ * @typedef {object} ReactionCount  One emoji on a message, in the order of first use.
+ * @property {string} emoji
+ * @property {number} count
+ * @property {UserId[]} userIds          who has it on, in the order they put it on
  *
  * @typedef {object} SendAck  What `send()` resolves with once the server stored the message.
  * @property {ClientMessageId} messageId
@@ -59,11 +68,13 @@ import { io } from 'socket.io-client';
  * @property {UserId} userId
  * @property {boolean} isTyping
  *
- * @typedef {object} ReadEvent  Someone read a conversation up to a message.
+ * @typedef {object} ReadEvent  Someone read a conversation up to a message: live
+ *   (`message:read-receipt`), or a member's read position as a join or a history page
+ *   reported it (a position never moves back, so keep the highest).
  * @property {number} conversationId
  * @property {number} messageId
  * @property {UserId} userId
- * @property {string} readAt
+ * @property {string | null} readAt      null for a position older than the server's record of it
  *
  * @typedef {object} ReactionEvent
  * @property {number} conversationId
@@ -155,6 +166,7 @@ import { io } from 'socket.io-client';
  * @typedef {object} JoinResult
  * @property {number} conversationId
  * @property {UserId[]} onlineUserIds    empty over HTTP (ask requestPresence(conversationId) there)
+ * @property {ReadEvent[]} reads         each member's read position (also emitted as `read`)
  *
  * @typedef {{ kind: 'sent', ack: SendAck } | { kind: 'retry', error: ChatErrorInfo }
  *   | { kind: 'failed', error: ChatErrorInfo }} Attempt
@@ -625,7 +637,8 @@ export class ChatManager {
       return; // no answer (disconnected): the next connection rejoins
     }
     if (reply && reply.ok) {
-      this._settleJoin(conversation, { conversationId: conversation.id, onlineUserIds: reply.onlineUserIds || [] });
+      const reads = this._onReads(conversation.id, reply.reads);
+      this._settleJoin(conversation, { conversationId: conversation.id, onlineUserIds: reply.onlineUserIds || [], reads });
     } else if (reply && !RETRYABLE.has(reply.error?.code)) {
       conversation.open = false;
       this._failJoin(conversation, reply.error);
@@ -635,6 +648,25 @@ export class ChatManager {
         if (conversation.open && this._socketReady && this._socket === socket) this._joinSocket(conversation);
       }, this._retryDelay(1));
     }
+  }
+
+  /**
+   * The read positions a join or a history page reported, emitted as `read` events,
+   * so a page shows "Seen by" however it learnt of them.
+   * @param {number} conversationId
+   * @param {unknown} reads  `[{ userId, messageId, readAt }]` from the server
+   * @returns {ReadEvent[]}
+   */
+  _onReads(conversationId, reads) {
+    /** @type {ReadEvent[]} */
+    const events = [];
+    for (const read of Array.isArray(reads) ? reads : []) {
+      if (!isObject(read) || typeof read.messageId !== 'number') continue;
+      const event = { conversationId, messageId: read.messageId, userId: read.userId, readAt: read.readAt ?? null };
+      events.push(event);
+      this._emit('read', event);
+    }
+    return events;
   }
 
   /** @param {Conversation} conversation @param {JoinResult} result */
@@ -748,10 +780,12 @@ export class ChatManager {
   async _catchUpHttp(conversation, signal) {
     const since = conversation.highest ?? conversation.since;
     if (since === undefined || since === null) {
-      this._settleJoin(conversation, { conversationId: conversation.id, onlineUserIds: [] });
+      this._settleJoin(conversation, { conversationId: conversation.id, onlineUserIds: [], reads: [] });
       return;
     }
     let after = since;
+    /** @type {ReadEvent[]} */
+    let reads = [];
     for (;;) {
       let body;
       try {
@@ -766,10 +800,11 @@ export class ChatManager {
       }
       const messages = messagesOf(body).sort((a, b) => a.id - b.id);
       for (const message of messages) this._onMessage(message);
+      reads = this._onReads(conversation.id, body.reads);
       if (messages.length === 0 || (body.hasMore === undefined ? messages.length < HISTORY_PAGE : !body.hasMore)) break;
       after = messages[messages.length - 1].id;
     }
-    this._settleJoin(conversation, { conversationId: conversation.id, onlineUserIds: [] });
+    this._settleJoin(conversation, { conversationId: conversation.id, onlineUserIds: [], reads });
   }
 
   /**
@@ -1185,8 +1220,9 @@ export class ChatManager {
   }
 
   /**
-   * A page of older messages (REST), oldest first; also marks them seen, so a replay
-   * does not deliver them again.
+   * A page of older messages (REST), oldest first, each with its `reactions`; also
+   * marks them seen, so a replay does not deliver them again. The members' read
+   * positions that come with the page are emitted as `read` events.
    * @param {number} conversationId
    * @param {{before?: number, limit?: number}} [options]
    * @returns {Promise<ChatMessage[]>}
@@ -1202,6 +1238,7 @@ export class ChatManager {
       conversation.seen.add(message.id);
       if (conversation.highest === null || message.id > conversation.highest) conversation.highest = message.id;
     }
+    this._onReads(conversationId, isObject(body) ? body.reads : undefined);
     return messages;
   }
 }

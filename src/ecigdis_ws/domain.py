@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -70,6 +71,47 @@ class StoredMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class ReactionCount:
+    """One emoji on one message: who has it on, in the order they put it on."""
+
+    emoji: str
+    user_ids: tuple[UserId, ...]
+
+    def wire(self) -> dict[str, Any]:
+        return {"emoji": self.emoji, "count": len(self.user_ids), "userIds": list(self.user_ids)}
+
+
+def with_reactions(message: StoredMessage, reactions: Sequence[ReactionCount]) -> dict[str, Any]:
+    """A message as history shows it (REST pages, a `since` replay, the long-poll):
+    the `message:new` payload with the message's reactions now (`[]` for none)."""
+    wire = message.wire()
+    wire["reactions"] = [reaction.wire() for reaction in reactions]
+    return wire
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPosition:
+    """A member's read position in a conversation: None until their first receipt;
+    read_at_ms None for a position recorded before the server kept its time."""
+
+    user_id: UserId
+    message_id: int | None
+    read_at_ms: int | None
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "userId": self.user_id,
+            "messageId": self.message_id,
+            "readAt": None if self.read_at_ms is None else iso_ms(self.read_at_ms),
+        }
+
+
+def reads_wire(positions: Sequence[ReadPosition]) -> list[dict[str, Any]]:
+    """`reads`: the members who have read something, each with their position."""
+    return [position.wire() for position in positions if position.message_id is not None]
+
+
+@dataclass(frozen=True, slots=True)
 class NewMessage:
     """A message to store, as `message:send` gave it."""
 
@@ -129,12 +171,14 @@ class LoggedEvent:
     action: ReactionAction | None
     created_at_ms: int
     message: StoredMessage | None  # the message itself, for kind "message"
+    # The message's reactions as the poll read them (kind "message" only).
+    reactions: tuple[ReactionCount, ...] = ()
 
     def wire(self) -> dict[str, Any]:
         """`{event, data}`: the socket event this row stands for, with its payload."""
         if self.kind == "message":
             assert self.message is not None
-            return {"event": "message:new", "data": self.message.wire()}
+            return {"event": "message:new", "data": with_reactions(self.message, self.reactions)}
         if self.kind == "read":
             return {"event": "message:read-receipt", "data": {
                 "messageId": self.message_id,

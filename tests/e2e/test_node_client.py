@@ -300,6 +300,7 @@ async def _chat(
     for join in (alice_join, bob_join):
         assert join == {
             "ok": True, "conversationId": conversation, "onlineUserIds": join["onlineUserIds"],
+            "reads": [],  # nobody has read anything yet
         }
         assert sorted(join["onlineUserIds"]) == [ALICE, BOB]
     assert received(alice, "user:joined") == [{"userId": BOB, "conversationId": conversation}]

@@ -89,7 +89,8 @@ async def test_with_open_conversation_access_anyone_may_join_and_becomes_a_membe
     async with make_harness(CONVERSATION_ACCESS="open") as harness:
         bob = harness.actor(await harness.user(2))
 
-        assert await harness.chat.conversations.join(bob, 77, None) == [2]
+        joined = await harness.chat.conversations.join(bob, 77, None)
+        assert joined.online_user_ids == [2]
         assert await harness.storage.member_ids(77) == [2]
 
 

@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager
 
 import pytest
 
-from ecigdis_ws.domain import OnlineUser
+from ecigdis_ws.domain import OnlineUser, iso_ms
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.fanout.base import conversation_room
 from ecigdis_ws.services.conversations import REPLAY_PAGE_SIZE
@@ -24,9 +24,8 @@ HarnessFactory = Callable[..., AbstractAsyncContextManager[ServiceHarness]]
 async def join(
     harness: ServiceHarness, sid: str, conversation: int, since: int | None = None
 ) -> list[int | str]:
-    return await harness.chat.conversations.join(
-        harness.actor(sid), conversation, since
-    )
+    joined = await harness.chat.conversations.join(harness.actor(sid), conversation, since)
+    return joined.online_user_ids
 
 
 async def store(
@@ -160,6 +159,7 @@ async def test_a_replayed_message_has_the_stored_wire_shape_with_the_client_id_a
         "senderName": "Bob",
         "text": "hello",
         "createdAt": "2027-01-15T08:00:00.000Z",
+        "reactions": [],  # history carries its state (none here)
     }]
 
 
@@ -402,3 +402,31 @@ async def test_a_socket_in_max_rooms_per_socket_rooms_is_refused_a_new_one(
         await harness.chat.conversations.leave(harness.actor(mallory), 1)
         await harness.join(3, mallory)
         assert in_room(harness, mallory, 3)
+
+
+# -- the state a join brings: reactions on replayed messages, read positions -----------
+
+
+async def test_a_replay_carries_each_messages_reactions_and_the_join_the_read_positions(
+    harness: ServiceHarness,
+) -> None:
+    alice, bob, carol = await harness.user(1), await harness.user(2), await harness.user(3)
+    conversation = await harness.conversation(1, 2, 3)
+    first, second = await store(harness, conversation, "first", "second", sender=1)
+    await harness.chat.reactions.toggle(harness.actor(carol), conversation, first, "👍")
+    await harness.advance(1)
+    await harness.chat.reactions.toggle(harness.actor(bob), conversation, first, "👍")
+    read_at = harness.now_ms
+    await harness.chat.receipts.mark_read(harness.actor(bob), conversation, second)
+
+    joined = await harness.chat.conversations.join(harness.actor(alice), conversation, 0)
+
+    replayed = harness.received(alice, "message:new")
+    assert [(m["id"], m["reactions"]) for m in replayed] == [
+        (first, [{"emoji": "👍", "count": 2, "userIds": [3, 2]}]),
+        (second, []),
+    ]
+    assert joined.wire(conversation)["reads"] == [
+        {"userId": 2, "messageId": second, "readAt": iso_ms(read_at)},
+    ]
+    assert [position.user_id for position in joined.reads] == [1, 2, 3]  # every member

@@ -165,10 +165,9 @@ async def test_a_signed_in_user_may_join_the_lobby_room(harness: ServiceHarness)
     sid = await harness.socket()
     await harness.chat.sessions.authenticate(sid, login.token)
 
-    online = await harness.chat.conversations.join(
-        harness.actor(sid), login.lobby_id, None)
+    joined = await harness.chat.conversations.join(harness.actor(sid), login.lobby_id, None)
 
-    assert online == [login.user_id]
+    assert joined.online_user_ids == [login.user_id]
 
 
 async def test_the_login_is_sent_as_token_user_name_expiry_and_lobby(

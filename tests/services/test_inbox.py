@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ecigdis_ws.domain import ConversationSummary, StoredMessage
+from ecigdis_ws.domain import ConversationSummary, StoredMessage, iso_ms
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.services.inbox import InboxService
 from tests.services.conftest import ServiceHarness
@@ -16,6 +16,15 @@ from tests.services.feed_support import rest_actor, rest_services
 
 def inbox_of(harness: ServiceHarness) -> InboxService:
     return rest_services(harness).inbox
+
+
+async def page_of(
+    inbox: InboxService, user: int, conversation: int, since: int | None, before: int | None,
+    limit: int,
+) -> tuple[list[StoredMessage], bool]:
+    """The messages of a page and whether more lie beyond it."""
+    page = await inbox.messages(user, conversation, since, before, limit)
+    return page.messages, page.has_more
 
 
 async def send(harness: ServiceHarness, user: int, conversation: int, text: str) -> StoredMessage:
@@ -123,7 +132,7 @@ async def test_the_creator_may_use_a_created_conversation_at_once(
 
     message = await send(harness, 1, created.id, "first")
 
-    assert await inbox.messages(2, created.id, None, None, 10) == ([message], False)
+    assert await page_of(inbox, 2, created.id, None, None, 10) == ([message], False)
 
 
 # -- pages of messages ------------------------------------------------------------------
@@ -136,11 +145,11 @@ async def test_a_page_without_since_is_the_newest_messages_with_more_before_it(
     conversation = await harness.conversation(1, 2)
     ids = [(await send(harness, 2, conversation, f"m{n}")).id for n in range(5)]
 
-    newest, more = await inbox.messages(1, conversation, None, None, 2)
+    newest, more = await page_of(inbox, 1, conversation, None, None, 2)
     assert ([m.id for m in newest], more) == (ids[3:], True)
-    older, more = await inbox.messages(1, conversation, None, ids[3], 2)
+    older, more = await page_of(inbox, 1, conversation, None, ids[3], 2)
     assert ([m.id for m in older], more) == (ids[1:3], True)
-    oldest, more = await inbox.messages(1, conversation, None, ids[1], 2)
+    oldest, more = await page_of(inbox, 1, conversation, None, ids[1], 2)
     assert ([m.id for m in oldest], more) == (ids[:1], False)
 
 
@@ -151,7 +160,7 @@ async def test_a_page_before_a_message_with_exactly_the_limit_left_has_no_more(
     conversation = await harness.conversation(1, 2)
     ids = [(await send(harness, 2, conversation, f"m{n}")).id for n in range(4)]
 
-    page, more = await inbox.messages(1, conversation, None, ids[3], 3)
+    page, more = await page_of(inbox, 1, conversation, None, ids[3], 3)
 
     assert ([m.id for m in page], more) == (ids[:3], False)
 
@@ -163,9 +172,9 @@ async def test_a_page_since_a_message_is_the_oldest_after_it_with_more_after_it(
     conversation = await harness.conversation(1, 2)
     ids = [(await send(harness, 2, conversation, f"m{n}")).id for n in range(5)]
 
-    first, more = await inbox.messages(1, conversation, ids[0], None, 2)
+    first, more = await page_of(inbox, 1, conversation, ids[0], None, 2)
     assert ([m.id for m in first], more) == (ids[1:3], True)
-    last, more = await inbox.messages(1, conversation, ids[2], None, 2)
+    last, more = await page_of(inbox, 1, conversation, ids[2], None, 2)
     assert ([m.id for m in last], more) == (ids[3:], False)
 
 
@@ -174,9 +183,9 @@ async def test_a_page_since_and_before_stays_between_them(harness: ServiceHarnes
     conversation = await harness.conversation(1, 2)
     ids = [(await send(harness, 2, conversation, f"m{n}")).id for n in range(6)]
 
-    page, more = await inbox.messages(1, conversation, ids[0], ids[4], 2)
+    page, more = await page_of(inbox, 1, conversation, ids[0], ids[4], 2)
     assert ([m.id for m in page], more) == (ids[1:3], True)
-    page, more = await inbox.messages(1, conversation, ids[0], ids[4], 3)
+    page, more = await page_of(inbox, 1, conversation, ids[0], ids[4], 3)
     assert ([m.id for m in page], more) == (ids[1:4], False)
 
 
@@ -195,5 +204,38 @@ async def test_an_empty_conversation_is_an_empty_page(harness: ServiceHarness) -
     inbox = inbox_of(harness)
     conversation = await harness.conversation(1)
 
-    assert await inbox.messages(1, conversation, None, None, 10) == ([], False)
-    assert await inbox.messages(1, conversation, 0, None, 10) == ([], False)
+    assert await page_of(inbox, 1, conversation, None, None, 10) == ([], False)
+    assert await page_of(inbox, 1, conversation, 0, None, 10) == ([], False)
+
+
+# -- the state that comes with a page ---------------------------------------------------
+
+
+async def test_a_page_carries_each_messages_reactions_and_the_members_read_positions(
+    harness: ServiceHarness,
+) -> None:
+    inbox = inbox_of(harness)
+    conversation = await harness.conversation(1, 2, 3)
+    first = await send(harness, 1, conversation, "first")
+    second = await send(harness, 1, conversation, "second")
+    read_at = harness.now_ms
+    await harness.chat.receipts.mark_read(rest_actor(2), conversation, second.id)
+    await harness.advance(1)
+    await harness.chat.reactions.toggle(rest_actor(3), conversation, first.id, "👍")
+    await harness.advance(1)
+    await harness.chat.reactions.toggle(rest_actor(2), conversation, first.id, "🎉")
+    await harness.advance(1)
+    await harness.chat.reactions.toggle(rest_actor(2), conversation, first.id, "👍")
+
+    page = await inbox.messages(1, conversation, None, None, 10)
+
+    body = page.wire()
+    assert [m["reactions"] for m in body["messages"]] == [
+        [{"emoji": "👍", "count": 2, "userIds": [3, 2]},
+         {"emoji": "🎉", "count": 1, "userIds": [2]}],
+        [],
+    ]
+    assert body["reads"] == [
+        {"userId": 2, "messageId": second.id, "readAt": iso_ms(read_at)},
+    ]
+    assert body["hasMore"] is False

@@ -160,7 +160,7 @@ async def test_messages_page_forwards_with_since_and_backwards_with_before(
     assert [m["id"] for m in window.body["messages"]] == ids[2:5]
     first = window.body["messages"][0]
     assert set(first) == {"id", "messageId", "conversationId", "userId", "senderName", "text",
-                          "createdAt"}
+                          "createdAt", "reactions"}
     assert first["messageId"] == "p2"
 
 

@@ -82,7 +82,7 @@ async def test_a_socket_send_wakes_a_waiting_long_poll(rest: Rest) -> None:
     assert event["event"] == "message:new"
     assert event["data"] == {
         "id": ack["id"], "messageId": "5", "conversationId": conversation, "userId": 1,
-        "senderName": "user1", "text": "hi", "createdAt": ack["createdAt"],
+        "senderName": "user1", "text": "hi", "createdAt": ack["createdAt"], "reactions": [],
     }
     assert int(reply.body["cursor"]) > int(cursor)
 

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from ecigdis_ws.domain import Actor, OnlineUser, UserId
+from ecigdis_ws.domain import (
+    Actor,
+    OnlineUser,
+    ReadPosition,
+    UserId,
+    reads_wire,
+    with_reactions,
+)
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.fanout.base import Fanout, conversation_room
 from ecigdis_ws.services.access import AccessPolicy
@@ -38,6 +46,21 @@ class PresenceList:
         }
 
 
+@dataclass(frozen=True)
+class JoinResult:
+    """conversation:join's answer: who is online, and where each member has read to."""
+
+    online_user_ids: list[UserId]
+    reads: list[ReadPosition]
+
+    def wire(self, conversation_id: int) -> dict[str, Any]:
+        return {
+            "conversationId": conversation_id,
+            "onlineUserIds": self.online_user_ids,
+            "reads": reads_wire(self.reads),
+        }
+
+
 class ConversationService:
     def __init__(
         self,
@@ -55,8 +78,9 @@ class ConversationService:
         self._presence = presence
         self._typing = typing
 
-    async def join(self, actor: Actor, conversation_id: int, since: int | None) -> list[UserId]:
-        """Enter the room, replay what came after `since`; return the members online."""
+    async def join(self, actor: Actor, conversation_id: int, since: int | None) -> JoinResult:
+        """Enter the room, replay what came after `since`; return the members online
+        and the members' read positions."""
         room = conversation_room(conversation_id)
         self._check_room_cap(actor.sid, room)  # (before open access makes a member)
         await self._access.require_member(conversation_id, actor.user_id)
@@ -76,11 +100,14 @@ class ConversationService:
                 room=room,
                 skip_sid=actor.sid,
             )
-        members = await self._storage.member_ids(conversation_id)
+        # The members and their read positions in one query (the join read the
+        # members before; now the same read also says who has seen what).
+        positions = await self._storage.read_positions(conversation_id)
+        members = [position.user_id for position in positions]
         online = [user.user_id for user in await self._presence.online(members)]
         if actor.user_id not in online:
             online.append(actor.user_id)
-        return online
+        return JoinResult(online, positions)
 
     def _check_room_cap(self, sid: str, room: str) -> None:
         """Each room a socket is in costs memory, and a disconnect walks every room
@@ -98,8 +125,11 @@ class ConversationService:
         """Send every message after `after_id` to one socket; return the last id sent."""
         while True:
             page = await self._storage.messages_after(conversation_id, after_id, REPLAY_PAGE_SIZE)
+            reactions = await self._storage.reactions_of([message.id for message in page])
             for message in page:
-                await self._fanout.emit("message:new", message.wire(), room=sid)
+                await self._fanout.emit(
+                    "message:new", with_reactions(message, reactions.get(message.id, ())), room=sid
+                )
             if page:
                 after_id = page[-1].id
             if len(page) < REPLAY_PAGE_SIZE:

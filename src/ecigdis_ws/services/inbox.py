@@ -4,9 +4,19 @@ conversation list with unread counts, new conversations, pages of messages."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from ecigdis_ws.clock import Clock
-from ecigdis_ws.domain import ConversationSummary, StoredMessage, UserId
+from ecigdis_ws.domain import (
+    ConversationSummary,
+    ReactionCount,
+    ReadPosition,
+    StoredMessage,
+    UserId,
+    reads_wire,
+    with_reactions,
+)
 from ecigdis_ws.services.access import AccessPolicy
 from ecigdis_ws.services.member_rules import MemberRules
 from ecigdis_ws.storage.base import Storage
@@ -14,6 +24,27 @@ from ecigdis_ws.storage.base import Storage
 # Conversations in one listing, most recently active first: a staff member is in
 # tens; the bound only keeps one request's work finite.
 MAX_LISTED_CONVERSATIONS = 1000
+
+
+@dataclass(frozen=True)
+class MessagePage:
+    """A page of history with its state: each message's reactions now, and every
+    member's read position (for "Seen by")."""
+
+    messages: list[StoredMessage]
+    has_more: bool  # more lie beyond it: after it with `since`, before it otherwise
+    reactions: dict[int, tuple[ReactionCount, ...]]
+    reads: list[ReadPosition]
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "messages": [
+                with_reactions(message, self.reactions.get(message.id, ()))
+                for message in self.messages
+            ],
+            "hasMore": self.has_more,
+            "reads": reads_wire(self.reads),
+        }
 
 
 class InboxService:
@@ -55,11 +86,17 @@ class InboxService:
         since: int | None,
         before: int | None,
         limit: int,
-    ) -> tuple[list[StoredMessage], bool]:
-        """A page, ascending, and whether more lie beyond it (after it with `since`,
-        before it otherwise). Members only, like conversation:join."""
+    ) -> MessagePage:
+        """A page, ascending, with its reactions and the read positions. Members
+        only, like conversation:join."""
         await self._access.require_member(conversation_id, user_id)
         page = await self._storage.messages_page(conversation_id, since, before, limit + 1)
-        if len(page) <= limit:
-            return page, False
-        return (page[:limit] if since is not None else page[1:]), True
+        more = len(page) > limit
+        if more:
+            page = page[:limit] if since is not None else page[1:]
+        return MessagePage(
+            page,
+            more,
+            await self._storage.reactions_of([message.id for message in page]),
+            await self._storage.read_positions(conversation_id),
+        )

@@ -9,6 +9,8 @@ from ecigdis_ws.domain import (
     ConversationSummary,
     LoggedEvent,
     ReactionAction,
+    ReactionCount,
+    ReadPosition,
     SendResult,
     StoredMessage,
     UserId,
@@ -127,6 +129,21 @@ class Storage(ABC):
 
     @abstractmethod
     async def reactions(self, message_id: int) -> list[tuple[UserId, str]]: ...
+
+    # -- history with its state (a REST page, a `since` replay, the long-poll) --------
+
+    @abstractmethod
+    async def reactions_of(
+        self, message_ids: Sequence[int]
+    ) -> dict[int, tuple[ReactionCount, ...]]:
+        """The reactions on these messages in ONE query, each message's emoji in the
+        order of first use; a message without any is absent. Sees every committed
+        toggle."""
+
+    @abstractmethod
+    async def read_positions(self, conversation_id: int) -> list[ReadPosition]:
+        """Every member with their read position (None for one who has read
+        nothing), in user-id order; one query."""
 
     # -- the REST API and the event log (docs/openapi.yaml) --------------------------
     # store_message, advance_read (when it moved) and toggle_reaction append one

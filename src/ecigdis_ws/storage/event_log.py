@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from ecigdis_ws.domain import EventKind, LoggedEvent, ReactionAction, StoredMessage, UserId
 from ecigdis_ws.storage.engine import Cursorish, Row
-from ecigdis_ws.storage.tables import Tables
+from ecigdis_ws.storage.tables import Reactions, Tables
 
 _EVENT_KINDS: frozenset[str] = frozenset({"message", "read", "reaction"})
 
@@ -101,9 +101,13 @@ class EventLog:
                 ),
                 (str(user_id), after_id, up_to_id, limit),
             )
-        return [self._event(row) for row in rows]
+        # The page's reactions in one more query, outside the writer's transaction
+        # (on SQLite: the reader connection, so sends do not wait for it).
+        message_ids = [int(row[3]) for row in rows if row[8] is not None]
+        reactions = await self._tables.fetch_reactions(self._engine, message_ids)
+        return [self._event(row, reactions) for row in rows]
 
-    def _event(self, row: Row) -> LoggedEvent:
+    def _event(self, row: Row, reactions: Reactions) -> LoggedEvent:
         """An event row joined with its message (the message's columns NULL unless
         the event is a message)."""
         kind = str(row[1])
@@ -120,4 +124,5 @@ class EventLog:
             action=action,  # type: ignore[arg-type]
             created_at_ms=int(row[7]),
             message=self._tables.message(row[8:]) if row[8] is not None else None,
+            reactions=reactions.get(int(row[3]), ()) if row[8] is not None else (),
         )

@@ -252,5 +252,35 @@ MIGRATIONS += (
     ),
 )
 
+# The time of the read position that holds now: the newest "read" event that
+# moved it there (the log has them since migration 3; older positions keep NULL).
+_READ_TIMES = """SELECT conversation_id, user_id, message_id, MAX(created_at_ms) AS at_ms
+    FROM {p}events WHERE kind = 'read' GROUP BY conversation_id, user_id, message_id"""
+
+MIGRATIONS += (
+    Migration(
+        5,
+        "the time of each member's read position",
+        # History shows "Seen by" with readAt: one column beside the position it
+        # dates, written by the same UPDATE, so a page reads it with the members.
+        # The backfill reads the event log once (grouped), not once per member.
+        sqlite=(
+            "ALTER TABLE {p}members ADD COLUMN last_read_at_ms INTEGER",
+            f"""UPDATE {{p}}members SET last_read_at_ms = r.at_ms FROM ({_READ_TIMES}) AS r
+                WHERE r.conversation_id = {{p}}members.conversation_id
+                AND r.user_id = {{p}}members.user_id
+                AND r.message_id = {{p}}members.last_read_message_id""",
+        ),
+        mysql=(
+            # (IF NOT EXISTS: a migration cut short is run again, see above.)
+            "ALTER TABLE {p}members ADD COLUMN IF NOT EXISTS last_read_at_ms BIGINT NULL",
+            f"""UPDATE {{p}}members m JOIN ({_READ_TIMES}) r
+                ON r.conversation_id = m.conversation_id AND r.user_id = m.user_id
+                AND r.message_id = m.last_read_message_id
+                SET m.last_read_at_ms = r.at_ms""",
+        ),
+    ),
+)
+
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -14,6 +14,8 @@ from ecigdis_ws.domain import (
     LoggedEvent,
     NewMessage,
     ReactionAction,
+    ReactionCount,
+    ReadPosition,
     SendResult,
     StoredMessage,
     UserId,
@@ -166,6 +168,14 @@ class SqlStorage(Storage):
 
     async def reactions(self, message_id: int) -> list[tuple[UserId, str]]:
         return await self.receipts.reactions(message_id)
+
+    async def reactions_of(
+        self, message_ids: Sequence[int]
+    ) -> dict[int, tuple[ReactionCount, ...]]:
+        return await self.receipts.reactions_of(message_ids)
+
+    async def read_positions(self, conversation_id: int) -> list[ReadPosition]:
+        return await self.receipts.read_positions(conversation_id)
 
     # -- the event log --------------------------------------------------------------
 

@@ -231,10 +231,10 @@ async def list_messages(request: web.Request) -> web.Response:
     since = _query_int(request, "since", 0, v.MAX_ID)
     before = _query_int(request, "before", 1, v.MAX_ID)
     limit = _query_int(request, "limit", 1, MAX_PAGE) or DEFAULT_PAGE
-    page, more = await _api(request).inbox.messages(
+    page = await _api(request).inbox.messages(
         identity.user_id, conversation_id, since, before, limit
     )
-    return _reply({"messages": [message.wire() for message in page], "hasMore": more})
+    return _reply(page.wire())
 
 
 async def send_message(request: web.Request) -> web.Response:

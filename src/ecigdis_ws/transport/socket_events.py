@@ -187,10 +187,10 @@ class SocketEvents:
     async def join(self, session: Session, data: Any) -> Reply:
         conversation_id = v.conversation_id(data)
         since = v.since_id(data)
-        online = await self._services().conversations.join(
+        joined = await self._services().conversations.join(
             session.actor(), conversation_id, since
         )
-        return {"conversationId": conversation_id, "onlineUserIds": online}
+        return joined.wire(conversation_id)
 
     async def leave(self, session: Session, data: Any) -> Reply:
         conversation_id = v.conversation_id(data)

@@ -249,6 +249,9 @@ function addMessage(message, live) {
   view.names.set(key(message.userId), message.senderName);
   if (entry.messages.has(message.id)) return;
   entry.messages.set(message.id, message);
+  // From history (a REST page, a replay, the long-poll) a message brings its
+  // reactions; live `reaction` events apply on top of them.
+  if (Array.isArray(message.reactions)) seedReactions(message.id, message.reactions);
   view.pending.delete(key(message.messageId));
   if (message.conversationId === view.active) {
     renderMessages();
@@ -288,6 +291,12 @@ function applyReaction(messageId, userId, emoji, action) {
   if (element) renderReactions(element, messageId);
 }
 
+function seedReactions(messageId, reactions) {
+  const byEmoji = new Map();
+  for (const { emoji, userIds } of reactions) byEmoji.set(emoji, new Set(userIds.map(key)));
+  view.reactions.set(messageId, byEmoji);
+}
+
 async function react(messageId, emoji) {
   try {
     const { action } = await view.manager.react(view.active, messageId, emoji);
@@ -319,6 +328,7 @@ function renderConversations() {
 }
 
 function renderOnline(note) {
+  renderReceipts(); // a reader's name may have come with presence: "Seen by Bob", not "user 7"
   const list = $('#online');
   list.replaceChildren();
   $('#online-count').textContent = view.online.size ? `(${view.online.size})` : '';
