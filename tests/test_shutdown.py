@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import jwt
 import pytest
 import socketio
@@ -120,3 +121,45 @@ async def test_sigterm_mid_traffic_loses_no_acknowledged_message(served: Served)
         stored = dict(db.execute("SELECT client_message_id, id FROM chat_messages").fetchall())
     missing = {mid for mid in sent if stored.get(mid) != sent[mid]}
     assert not missing, f"acknowledged but not stored: {sorted(missing)[:5]}"
+
+
+async def test_a_rest_send_in_flight_at_sigterm_completes_before_the_sockets_close(
+    served: Served,
+) -> None:
+    """REST requests are inside the drain, as socket events are: a send still
+    being handled when SIGTERM comes (held up here by a write lock the test holds
+    on the database) is stored, answered 201 and delivered to the sockets of the
+    conversation before their transports are closed."""
+    received: list[dict[str, Any]] = []
+    listener = socketio.AsyncClient(reconnection=False)
+    listener.on("message:new", received.append)
+    await listener.connect(f"http://127.0.0.1:{served.port}", auth={"token": token(2)},
+                           transports=["websocket"], wait_timeout=5)
+    await listener.call("conversation:join", {"conversationId": served.conversation}, timeout=5)
+    lock = sqlite3.connect(served.database, isolation_level=None)
+    try:
+        async with aiohttp.ClientSession() as http:
+            lock.execute("BEGIN IMMEDIATE")  # every write waits (within SQLite's busy wait)
+            sending = asyncio.create_task(http.post(
+                f"http://127.0.0.1:{served.port}/api/messenger/conversations/"
+                f"{served.conversation}/messages",
+                json={"messageId": "rest-at-sigterm", "text": "sent as it stops"},
+                headers={"Authorization": f"Bearer {token(1)}"}))
+            await asyncio.sleep(0.4)  # the request is in, its write waiting for the lock
+            served.process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.8)  # the server is stopping meanwhile
+            lock.execute("ROLLBACK")
+            response = await asyncio.wait_for(sending, SHUTDOWN_TIMEOUT_S + 5)
+            status, body = response.status, await response.json()
+        returncode = await asyncio.to_thread(served.process.wait, SHUTDOWN_TIMEOUT_S + 10)
+    finally:
+        lock.close()
+        if listener.connected:
+            await listener.disconnect()
+    assert status == 201, body
+    assert returncode == 0
+    assert [m["messageId"] for m in received] == ["rest-at-sigterm"]
+    with sqlite3.connect(served.database) as db:
+        stored = db.execute("SELECT id FROM chat_messages WHERE client_message_id = ?",
+                            ("rest-at-sigterm",)).fetchall()
+    assert stored == [(body["id"],)]

@@ -179,7 +179,7 @@ import { io } from 'socket.io-client';
  *
  * @typedef {object} JoinResult
  * @property {number} conversationId
- * @property {UserId[]} onlineUserIds    empty over HTTP, which has no presence
+ * @property {UserId[]} onlineUserIds    empty over HTTP (ask requestPresence(conversationId) there)
  * @property {ReadEvent[]} reads         each member's read position (also emitted as `read`)
  *
  * @typedef {{ kind: 'sent', ack: SendAck } | { kind: 'retry', error: ChatErrorInfo }
@@ -745,25 +745,29 @@ export class ChatManager {
     let failures = 0;
     /** @type {string | null} */
     let cursor = null;
+    /** @type {string} typing and presence after this position (the answer's `live`) */
+    let live = '';
     let caughtUp = false;
     while (!signal.aborted) {
       try {
         if (!caughtUp) {
           // The cursor first, then the catch-up: whatever happens in between comes
           // both ways, and repeats are dropped by id.
-          cursor = await this._pollCursor(signal);
+          ({ cursor, live } = await this._pollCursor(signal));
           await this._catchUpAllHttp(signal);
           if (signal.aborted) return; // the socket came back meanwhile
           caughtUp = true;
           failures = 0;
           if (!this.identity && this._token) this.identity = identityFromToken(this._token);
           this._setState('fallback');
+          this._refreshPresenceHttp(signal);
           for (const conversation of this._conversations.values()) {
             if (conversation.readUpTo !== null) await this._sendRead(conversation);
           }
           this._kick();
         }
-        const body = await this._http('GET', `/poll?cursor=${encodeURIComponent(cursor ?? '')}`, undefined, {
+        const query = `cursor=${encodeURIComponent(cursor ?? '')}&live=${encodeURIComponent(live)}`;
+        const body = await this._http('GET', `/poll?${query}`, undefined, {
           signal, timeoutMs: this._options.pollTimeoutMs,
         });
         if (signal.aborted) return;
@@ -778,6 +782,7 @@ export class ChatManager {
           caughtUp = true;
           this._emit('resync', { cursor });
         }
+        if (typeof body.live === 'string') live = body.live;
         for (const item of Array.isArray(body.events) ? body.events : []) this._dispatch(item.event, item.data);
         failures = 0;
       } catch (error) {
@@ -793,12 +798,28 @@ export class ChatManager {
     }
   }
 
-  /** @param {AbortSignal} signal @returns {Promise<string | null>} */
+  /** @param {AbortSignal} signal @returns {Promise<{cursor: string | null, live: string}>} */
   async _pollCursor(signal) {
     // A poll without a cursor answers at once with the current one.
     const body = await this._http('GET', '/poll', undefined, { signal, timeoutMs: this._options.pollTimeoutMs });
     for (const item of Array.isArray(body.events) ? body.events : []) this._dispatch(item.event, item.data);
-    return typeof body.cursor === 'string' ? body.cursor : body.cursor != null ? String(body.cursor) : null;
+    const cursor = typeof body.cursor === 'string' ? body.cursor : body.cursor != null ? String(body.cursor) : null;
+    return { cursor, live: typeof body.live === 'string' ? body.live : '' };
+  }
+
+  /**
+   * On entering the fallback: who is online now (GET /presence), as `presence`
+   * events; the long-poll's user:online and user:offline keep it current.
+   * @param {AbortSignal} signal
+   */
+  async _refreshPresenceHttp(signal) {
+    try {
+      const body = await this._http('GET', '/presence', undefined, { signal });
+      if (signal.aborted || !Array.isArray(body.users)) return;
+      for (const user of body.users) this._emit('presence', { userId: user.userId, name: user.name, online: true });
+    } catch {
+      // presence is a nicety: the poll's user:online events still arrive
+    }
   }
 
   /** Every open conversation caught up from REST history. @param {AbortSignal} signal */
@@ -1102,11 +1123,12 @@ export class ChatManager {
 
   /**
    * Call on every keystroke: sends typing:start at most every typingThrottleMs, and
-   * typing:stop after typingIdleMs without a call. Only over the socket.
+   * typing:stop after typingIdleMs without a call. Over the socket, or on the HTTP
+   * fallback as POST /conversations/{id}/typing.
    * @param {number} conversationId
    */
   typing(conversationId) {
-    if (!this._socketReady || !this._socket) return;
+    if (!this._typingChannel()) return;
     const now = Date.now();
     let entry = this._typing.get(conversationId);
     if (!entry) {
@@ -1115,7 +1137,7 @@ export class ChatManager {
     }
     if (now - entry.lastStart >= this._options.typingThrottleMs) {
       entry.lastStart = now;
-      this._socket.emit('typing:start', { conversationId });
+      this._sendTyping(conversationId, true);
     }
     if (entry.timer !== null) clearTimeout(entry.timer);
     entry.timer = setTimeout(() => this.stopTyping(conversationId), this._options.typingIdleMs);
@@ -1132,7 +1154,25 @@ export class ChatManager {
     if (!entry) return;
     if (entry.timer !== null) clearTimeout(entry.timer);
     this._typing.delete(conversationId);
-    if (announce && this._socketReady && this._socket) this._socket.emit('typing:stop', { conversationId });
+    if (announce) this._sendTyping(conversationId, false);
+  }
+
+  /** @returns {'socket' | 'http' | null} how typing goes out now */
+  _typingChannel() {
+    if (this._socketReady && this._socket) return 'socket';
+    return this._mode === 'http' && this.state === 'fallback' ? 'http' : null;
+  }
+
+  /** @param {number} conversationId @param {boolean} isTyping */
+  _sendTyping(conversationId, isTyping) {
+    const channel = this._typingChannel();
+    if (channel === 'socket' && this._socket) {
+      this._socket.emit(isTyping ? 'typing:start' : 'typing:stop', { conversationId });
+    } else if (channel === 'http') {
+      this._http('POST', `/conversations/${conversationId}/typing`, { isTyping }).catch(() => {
+        // typing is ephemeral: a lost one ends by itself after TYPING_TIMEOUT_MS
+      });
+    }
   }
 
   /**
@@ -1195,11 +1235,17 @@ export class ChatManager {
   }
 
   /**
-   * Who is online (only over the socket): everyone, or one conversation's members.
+   * Who is online: everyone, or one conversation's members. Over the socket, or
+   * on the HTTP fallback as GET /presence.
    * @param {number} [conversationId]
    * @returns {Promise<{users: Identity[], count: number}>}
    */
   async requestPresence(conversationId) {
+    if ((!this._socketReady || !this._socket) && this._mode === 'http' && this.state === 'fallback') {
+      const query = conversationId === undefined ? '' : `?conversationId=${conversationId}`;
+      const body = await this._http('GET', `/presence${query}`);
+      return { users: body.users, count: body.count };
+    }
     if (!this._socketReady || !this._socket) throw new ChatError('OFFLINE', 'presence needs the socket');
     const data = conversationId === undefined ? {} : { conversationId };
     const reply = await this._socket.timeout(this._options.ackTimeoutMs).emitWithAck('presence:request', data);

@@ -23,12 +23,14 @@ from ecigdis_ws.storage.factory import open_storage
 from ecigdis_ws.transport.admission_gate import admission_middleware
 from ecigdis_ws.transport.app_keys import (
     CLUSTER,
+    IN_FLIGHT,
     REST_SERVICES,
     SERVICES,
     SETTINGS,
     STARTED_AT,
 )
 from ecigdis_ws.transport.client_routes import add_client_routes
+from ecigdis_ws.transport.drain import InFlight
 from ecigdis_ws.transport.health_routes import add_routes
 from ecigdis_ws.transport.limits import polling_limits_middleware
 from ecigdis_ws.transport.malformed_http import quiet_malformed_http
@@ -128,7 +130,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app[SOCKET_SERVER] = sio
     sio.attach(app)
     fanout = SocketIOFanout(sio, metrics)
-    events = SocketEvents(sio, lambda: app[SERVICES])
+    in_flight = InFlight()  # socket events and REST requests: one drain on SIGTERM
+    app[IN_FLIGHT] = in_flight
+    events = SocketEvents(sio, lambda: app[SERVICES], in_flight)
     events.register()
     add_routes(app)
     notifier = DeliveryNotifier()
@@ -198,11 +202,12 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
         await sio.close_transports()
 
     async def close_connections(app: web.Application) -> None:
-        # The listener is closed already; let events in flight finish (a send
-        # stored is acknowledged) and refuse new ones with UNAVAILABLE.
-        if not await events.in_flight.drain(settings.shutdown_timeout_ms / 1000):
+        # The listener is closed already; let socket events and REST requests in
+        # flight finish (a send stored is acknowledged, and fanned out to sockets
+        # still open) and refuse new ones with UNAVAILABLE.
+        if not await in_flight.drain(settings.shutdown_timeout_ms / 1000):
             log.warning("shutdown timeout: closing with events still running",
-                        running=events.in_flight.running)
+                        running=in_flight.running)
         # Close at the Engine.IO level, not with a Socket.IO disconnect: browsers
         # treat a closed transport as a network fault and reconnect (to another
         # node behind the balancer), but obey a server "disconnect" and stay away.

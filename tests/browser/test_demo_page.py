@@ -317,6 +317,44 @@ async def test_with_the_socket_blocked_pages_chat_through_the_http_fallback(
     assert await page_errors(alice) == [] and await page_errors(bob) == []
 
 
+ONLINE_HAS = """(name) => [...document.querySelectorAll('#online li')]
+  .some((li) => li.textContent === name)"""
+TYPING_SAYS = "(text) => document.querySelector('#typing').textContent === text"
+
+
+async def test_on_the_http_fallback_pages_show_who_is_typing_and_who_is_online(
+    browser: Browser, chat_server: ChatServer
+) -> None:
+    chat_server.start()
+    query = "reconnectDelayMax=1000&fallbackAfterErrors=2"
+    alice = await browser.page("alice")
+    # Bob's network lets no /socket.io/ request through: REST and the long-poll only.
+    bob = await browser.page("bob", blockable=True)
+    await bob.block(websocket=True, polling=True)
+    await sign_in(alice, chat_server, "Alice", query)
+    await sign_in(bob, chat_server, "Bob", query)
+    assert await bob.wait_for(STATE_IS, ["fallback"]) == {"state": "fallback", "transport": "http"}
+
+    # Who is online: Bob's page asks GET /presence; Bob, only polling, is online for Alice.
+    await bob.wait_for(ONLINE_HAS, "Alice")
+    await alice.wait_for(ONLINE_HAS, "Bob")
+
+    # Alice types on her socket: Bob's page hears it through the long-poll.
+    await alice.type("#composer", "Hello Bob")
+    await bob.wait_for(TYPING_SAYS, "Alice is typing…")
+    await alice.press("#composer", "Enter")
+    await wait_for_texts(bob, "Hello Bob")
+    await bob.wait_for(TYPING_SAYS, "")
+
+    # Bob types over REST (POST .../typing): Alice's page says so.
+    await bob.type("#composer", "Hi Alice")
+    await alice.wait_for(TYPING_SAYS, "Bob is typing…")
+    await bob.press("#composer", "Enter")
+    await wait_for_texts(alice, "Hi Alice")
+    await alice.wait_for(TYPING_SAYS, "")
+    assert await page_errors(alice) == [] and await page_errors(bob) == []
+
+
 # (ChatManager keeps its socket.io-client socket in _socket: its id is the session's)
 SOCKET_ID = "() => window.demo.manager._socket.id"
 

@@ -44,12 +44,14 @@ def start_poll(feed: EventFeed, user_id: UserId, cursor: int | None) -> Poll:
 def _parked(poll: Poll) -> bool:
     """The poll is suspended in its wait for a wake-up, and no wake-up is pending.
 
-    (Read from the poll's own coroutine: `EventFeed.poll` waits on an
-    `asyncio.Event`; while it reads the log it is suspended elsewhere. The feed's
-    `all_asleep` speaks for every poll at once, and is true before this one has
-    even registered.)
+    (Read from the poll's own coroutine: `EventFeed.poll` waits, inside
+    `poll_page`, on an `asyncio.Event`; while it reads the log it is suspended
+    elsewhere. The feed's `all_asleep` speaks for every poll at once, and is true
+    before this one has even registered.)
     """
     awaiting = poll.get_coro().cr_await  # type: ignore[union-attr]
+    if getattr(awaiting, "__qualname__", None) == "EventFeed.poll_page":
+        awaiting = awaiting.cr_await
     if getattr(awaiting, "__qualname__", None) != "Event.wait":
         return False
     event: asyncio.Event = awaiting.cr_frame.f_locals["self"]

@@ -18,7 +18,7 @@ from ecigdis_ws.cluster.presence import LocalPresenceRegistry
 from ecigdis_ws.domain import Actor, OnlineUser, UserId
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.auth import parse_user_id
-from ecigdis_ws.services.presence import PresenceService
+from ecigdis_ws.services.presence import POLL_GAP_S, PresenceService
 from tests.services.conftest import ServiceHarness
 
 HarnessFactory = Callable[..., AbstractAsyncContextManager[ServiceHarness]]
@@ -573,3 +573,48 @@ async def test_when_the_registry_is_down_the_last_socket_leaving_is_still_announ
     ]
     registry.down = False
     await presence.stop()
+
+
+# -- users on the REST long-poll ------------------------------------------------------------
+
+
+async def test_a_poller_is_online_from_the_first_poll_until_the_gap_and_grace(
+    harness: ServiceHarness,
+) -> None:
+    watcher = await harness.user(1)
+    presence = harness.chat.presence
+    async with presence.polling(3, "Carol"):
+        assert harness.received(watcher, "user:online") == [{"userId": 3, "name": "Carol"}]
+        async with presence.polling(3, "Carol"):  # a second tab's poll: no new arrival
+            pass
+        await harness.advance(POLL_GAP_S * 3)  # held all along: still online
+    assert sorted(u.user_id for u in await presence.online()) == [1, 3]
+    assert presence.local_sockets(3) == frozenset()  # (not a socket: not capped as one)
+    await harness.advance(POLL_GAP_S - 0.1)
+    async with presence.polling(3, "Carol"):  # polled again in time
+        pass
+    await harness.advance(POLL_GAP_S)  # no poll since: the grace period begins
+    await harness.advance(GRACE_S - 0.1)
+    assert harness.received(watcher, "user:offline") == []
+    await harness.advance(0.1)
+    [offline] = harness.received(watcher, "user:offline")
+    assert offline["userId"] == 3
+    assert sorted(u.user_id for u in await presence.online()) == [1]
+    assert len(harness.received(watcher, "user:online")) == 1
+
+
+async def test_a_poller_who_also_has_a_socket_goes_offline_with_the_last_of_both(
+    harness: ServiceHarness,
+) -> None:
+    watcher = await harness.user(1)
+    socket = await harness.user(3)
+    async with harness.chat.presence.polling(3, "user3"):
+        pass
+    await harness.close(socket)
+    await harness.advance(GRACE_S + 0.1)
+    assert harness.received(watcher, "user:offline") == []  # still polling (within the gap)
+    await harness.advance(POLL_GAP_S - GRACE_S - 0.1)  # the gap is over
+    assert harness.received(watcher, "user:offline") == []
+    await harness.advance(GRACE_S)
+    assert len(harness.received(watcher, "user:offline")) == 1
+    assert len(harness.received(watcher, "user:online")) == 1

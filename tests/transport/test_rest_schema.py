@@ -33,7 +33,7 @@ from tests.support import test_settings as settings_for
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 API_KEY = "schema-test-key-0123456789abcdef0123456789"
-# Cases per operation and mode: ten operations, both modes, well under a minute.
+# Cases per operation and mode: twelve operations, both modes, well under a minute.
 MAX_EXAMPLES = 40
 START_TIMEOUT_S = 20.0
 

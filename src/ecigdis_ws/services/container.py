@@ -18,6 +18,8 @@ from ecigdis_ws.services.conversations import ConversationLimits, ConversationSe
 from ecigdis_ws.services.error_reports import ErrorReports
 from ecigdis_ws.services.event_feed import EventFeed
 from ecigdis_ws.services.inbox import InboxService
+from ecigdis_ws.services.live_events import LiveEvents
+from ecigdis_ws.services.long_poll import LongPollService
 from ecigdis_ws.services.member_rules import MemberRules
 from ecigdis_ws.services.messages import MessageService
 from ecigdis_ws.services.presence import PresenceService
@@ -137,19 +139,22 @@ class ChatServices:
 @dataclass(frozen=True)
 class RestServices:
     """What the REST API adds to the chat services: the long-poll's event feed,
-    the main site's server API and the conversation list. The server API is told
-    of every delivery through the notifier (`ServerApiService.delivered`)."""
+    the main site's server API and the conversation list. The server API and the
+    live events (typing and presence for the long-poll) are told of every delivery
+    through the notifier."""
 
     feed: EventFeed
     server: ServerApiService
     inbox: InboxService
+    polls: LongPollService
 
     @classmethod
     def build(cls, chat: ChatServices, notifier: DeliveryNotifier) -> RestServices:
         settings = chat.settings
+        live = LiveEvents(chat.clock)
         feed = EventFeed(
             chat.storage, chat.clock, settings.long_poll_timeout_ms / 1000, settings.db_timeout_ms,
-            settings.max_polls_per_user,
+            settings.max_polls_per_user, live,
         )
         server = ServerApiService(
             chat.storage, chat.fanout, chat.access, chat.presence, chat.typing, feed,
@@ -161,6 +166,8 @@ class RestServices:
             settings.member_add_policy, settings.rate_limit_conversations,
         )
         notifier.subscribe(server.delivered)
+        notifier.subscribe(live.delivered)
         return cls(
-            feed, server, InboxService(chat.storage, chat.access, chat.clock, rules, chat.fanout)
+            feed, server, InboxService(chat.storage, chat.access, chat.clock, rules, chat.fanout),
+            LongPollService(feed, live, chat.presence),
         )

@@ -17,6 +17,10 @@ Waiting polls are woken by this node's fan-out deliveries (every node receives
 every conversation's events, from other nodes through Redis), only those whose
 user is in that conversation; a timer re-reads the log as well, for wake-ups
 missed while Redis was down and for gaps that settle with time.
+
+Typing and presence are not in the log: a poll that carries a `live` position
+also answers with the LiveEvents (services/live_events.py) buffered for its user
+after it, and is woken by them.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dataclasses import dataclass, field
 from ecigdis_ws.clock import Clock, Timer
 from ecigdis_ws.domain import FeedEvent, UserId
 from ecigdis_ws.errors import ChatError, ErrorCode
+from ecigdis_ws.services.live_events import LiveEvent, LiveEvents
 from ecigdis_ws.storage.base import Storage
 
 # Events in one poll answer: a client far behind gets several quick answers.
@@ -50,6 +55,17 @@ class CursorPruned(Exception):
         self.position = position
 
 
+@dataclass(frozen=True)
+class FeedPage:
+    """One poll's answer: the next cursor, the log's events after the old one, and
+    the live events after the poll's live position with the position to send next."""
+
+    cursor: int
+    events: list[FeedEvent]
+    live: list[LiveEvent]
+    live_after: int | None
+
+
 @dataclass(eq=False)
 class _Waiter:
     user_id: UserId
@@ -57,6 +73,7 @@ class _Waiter:
     woken: asyncio.Event = field(default_factory=asyncio.Event)
     expired: bool = False
     asleep: bool = False  # waiting for a wake-up, with nothing left to read
+    live_after: int | None = None  # watching typing and presence after this number
 
     def expire(self) -> None:
         self.expired = True
@@ -66,9 +83,12 @@ class _Waiter:
 class EventFeed:
     def __init__(
         self, storage: Storage, clock: Clock, hold_s: float, db_timeout_ms: int,
-        max_polls_per_user: int = 0,
+        max_polls_per_user: int = 0, live: LiveEvents | None = None,
     ) -> None:
         self._storage = storage
+        self._live = live
+        if live is not None:
+            live.on_event(self._live_arrived)
         self._max_polls_per_user = max_polls_per_user  # 0: no cap
         self._held_by_user: dict[UserId, int] = {}
         self._clock = clock
@@ -124,9 +144,18 @@ class EventFeed:
         """(next cursor, events after `cursor`); held up to the hold time when none.
         No cursor: the current position and no events, at once. A cursor older
         than what the log keeps raises CursorPruned, with the present position."""
+        page = await self.poll_page(user_id, cursor)
+        return page.cursor, page.events
+
+    async def poll_page(
+        self, user_id: UserId, cursor: int | None, live_after: int | None = None
+    ) -> FeedPage:
+        """poll, and with `live_after` the user's live events after it: an answer
+        when there are any, so typing and presence wake a held poll too."""
         if cursor is None:
-            return await self.settled(), []
+            return FeedPage(await self.settled(), [], [], self._live_last(live_after))
         waiter = await self._waiter(user_id, cursor)
+        waiter.live_after = live_after
         hold = self._clock.call_later(self._hold_s, waiter.expire)
         try:
             fresh = True
@@ -134,6 +163,7 @@ class EventFeed:
                 waiter.woken.clear()
                 position = await self.settled(fresh)
                 fresh = False
+                events: list[FeedEvent] = []
                 if position > cursor:
                     events = await self._storage.events_for_user(
                         user_id, cursor, position, POLL_PAGE
@@ -142,12 +172,10 @@ class EventFeed:
                     # began is seen here, one after it deleted nothing we read.
                     if await self._storage.event_log_pruned_through() > cursor:
                         raise CursorPruned(position)
-                    if events:
-                        full = len(events) == POLL_PAGE
-                        return (events[-1].id if full else position), events
-                    cursor = position
-                if waiter.expired or self._closed:
-                    return cursor, []
+                    cursor = events[-1].id if len(events) == POLL_PAGE else position
+                live = self._live_for(waiter)
+                if events or live or waiter.expired or self._closed:
+                    return FeedPage(cursor, events, live, self._live_last(live_after))
                 waiter.asleep = True
                 await waiter.woken.wait()
                 waiter.asleep = False
@@ -155,6 +183,15 @@ class EventFeed:
             hold.cancel()
             self._waiters.discard(waiter)
             self._give_back_slot(user_id)
+
+    def _live_for(self, waiter: _Waiter) -> list[LiveEvent]:
+        if self._live is None or waiter.live_after is None:
+            return []
+        return self._live.after(waiter.live_after, waiter.user_id, waiter.conversations)
+
+    def _live_last(self, live_after: int | None) -> int | None:
+        """The live position a poll answer moves to: all buffered so far was looked at."""
+        return None if self._live is None or live_after is None else self._live.last
 
     async def _waiter(self, user_id: UserId, cursor: int) -> _Waiter:
         """The poll's waiter, registered, holding one of the user's places."""
@@ -210,6 +247,14 @@ class EventFeed:
                     waiter.conversations.add(conversation_id)
                 else:
                     waiter.conversations.discard(conversation_id)
+                waiter.woken.set()
+
+    def _live_arrived(self, live: LiveEvent) -> None:
+        """A typing or presence event was buffered: wake the polls it is for."""
+        for waiter in self._waiters:
+            if waiter.live_after is not None and live.for_user(
+                waiter.user_id, waiter.conversations
+            ):
                 waiter.woken.set()
 
     def _arm_recheck(self) -> None:

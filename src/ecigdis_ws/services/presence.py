@@ -1,10 +1,16 @@
 """Who is online: user:online on a user's first socket anywhere in the cluster,
 user:offline once their last socket closed and the grace period passed, or once
-their node stopped refreshing its lease (PRESENCE_TTL_MS)."""
+their node stopped refreshing its lease (PRESENCE_TTL_MS).
+
+A user on the REST long-poll counts as online too, like one more socket of theirs
+(POLL_SID) on the node they poll: from their first poll until POLL_GAP_S after
+their last poll was answered with no new one, then the grace period as for a
+socket. A poller is online while polling, as Phoenix counts a connection."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from ecigdis_ws.clock import Clock, Timer
 from ecigdis_ws.cluster.presence import PresenceRegistry
@@ -21,6 +27,12 @@ log = get_logger(__name__)
 
 # Three heartbeats per lease, so one late beat does not declare a node dead.
 HEARTBEATS_PER_TTL = 3
+# Stands for a user's long-polls among their sockets: Engine.IO ids are 20
+# random characters, so no socket has it.
+POLL_SID = "long-poll"
+# A poller polls again as soon as an answer arrives: this long without a poll,
+# they stopped (the grace period follows). Covers a slow round trip and a retry.
+POLL_GAP_S = 10.0
 
 
 class PresenceService:
@@ -53,6 +65,8 @@ class PresenceService:
         self._going_offline: dict[UserId, Timer] = {}
         self._graces_ending = 0  # grace periods whose end is being announced
         self._beat: Timer | None = None
+        self._polls: dict[UserId, int] = {}  # long-polls held per user on this node
+        self._polls_stopping: dict[UserId, Timer] = {}  # POLL_GAP_S after the last one
 
     def _now_ms(self) -> int:
         return int(self._clock.now() * 1000)
@@ -93,9 +107,10 @@ class PresenceService:
         """This node goes away: its users connected nowhere else go offline now."""
         if self._beat is not None:
             self._beat.cancel()
-        for timer in self._going_offline.values():
+        for timer in [*self._going_offline.values(), *self._polls_stopping.values()]:
             timer.cancel()
         self._going_offline.clear()
+        self._polls_stopping.clear()
         try:
             gone = await self._registry.leave_cluster(self._now_ms())
         except Exception as exc:
@@ -118,6 +133,9 @@ class PresenceService:
     async def socket_online(self, actor: Actor) -> None:
         self._fanout.enter_room(actor.sid, AUTHENTICATED_ROOM)
         self._fanout.enter_room(actor.sid, user_room(actor.user_id))
+        await self._arrived(actor)
+
+    async def _arrived(self, actor: Actor) -> None:
         self._sockets.setdefault(actor.user_id, set()).add(actor.sid)
         self._names[actor.user_id] = actor.name
         pending = self._going_offline.pop(actor.user_id, None)
@@ -154,6 +172,37 @@ class PresenceService:
                 self._grace_s,
                 lambda: self._tasks.spawn(self._grace_over(actor.user_id, last_seen_ms)),
             )
+
+    # -- long-polls -------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def polling(self, user_id: UserId, name: str) -> AsyncIterator[None]:
+        """Around one long-poll of the user: online from the first one on."""
+        held = self._polls.get(user_id, 0)
+        self._polls[user_id] = held + 1  # (before any await: concurrent polls count)
+        try:
+            stopping = self._polls_stopping.pop(user_id, None)
+            if stopping is not None:
+                stopping.cancel()  # the next poll, in time: still online
+            elif held == 0 and POLL_SID not in self._sockets.get(user_id, ()):
+                await self._arrived(Actor(POLL_SID, user_id, name))
+            yield
+        finally:
+            self._poll_answered(user_id)
+
+    def _poll_answered(self, user_id: UserId) -> None:
+        held = self._polls.pop(user_id, 1) - 1
+        if held:
+            self._polls[user_id] = held
+            return
+        self._polls_stopping[user_id] = self._clock.call_later(
+            POLL_GAP_S, lambda: self._tasks.spawn(self._polls_stopped(user_id))
+        )
+
+    async def _polls_stopped(self, user_id: UserId) -> None:
+        self._polls_stopping.pop(user_id, None)
+        if not self._polls.get(user_id):
+            await self.socket_offline(Actor(POLL_SID, user_id, self._names.get(user_id, "")))
 
     async def _grace_over(self, user_id: UserId, last_seen_ms: int) -> None:
         self._going_offline.pop(user_id, None)
@@ -205,8 +254,9 @@ class PresenceService:
         return [OnlineUser(user, everyone[user]) for user in candidates if user in everyone]
 
     def local_sockets(self, user_id: UserId) -> frozenset[str]:
-        """The user's sockets on this node (the per-user connection cap counts them)."""
-        return frozenset(self._sockets.get(user_id, ()))
+        """The user's sockets on this node (the per-user connection cap counts them),
+        their long-polls not included."""
+        return frozenset(sid for sid in self._sockets.get(user_id, ()) if sid != POLL_SID)
 
     def is_online_here(self, user_id: UserId) -> bool:
         return user_id in self._names
@@ -218,5 +268,5 @@ class PresenceService:
 
     @property
     def user_count(self) -> int:
-        """Distinct users with a socket (or in a grace period) on this node."""
+        """Distinct users with a socket or a long-poll (or in a grace period) here."""
         return len(self._names)

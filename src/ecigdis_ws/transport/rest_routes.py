@@ -21,11 +21,12 @@ from ecigdis_ws.services.auth import (
 from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.services.event_feed import CursorPruned, EventFeed
 from ecigdis_ws.services.inbox import InboxService
+from ecigdis_ws.services.long_poll import LongPollService
 from ecigdis_ws.services.rate_limit import RateLimiter
 from ecigdis_ws.services.server_api import NO_SOCKET, ServerApiService
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.transport import validation as v
-from ecigdis_ws.transport.app_keys import REST_SERVICES, SERVICES, SETTINGS
+from ecigdis_ws.transport.app_keys import IN_FLIGHT, REST_SERVICES, SERVICES, SETTINGS
 from ecigdis_ws.transport.connect_environ import bearer_token
 from ecigdis_ws.transport.http_errors import answer
 from ecigdis_ws.transport.limits import (
@@ -55,6 +56,7 @@ class RestApi:
     inbox: InboxService
     feed: EventFeed
     server: ServerApiService
+    polls: LongPollService
 
 
 REST_API = web.AppKey("rest_api", RestApi)
@@ -89,13 +91,30 @@ def rest_middleware(settings: Settings) -> Middleware:
                 "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_S),
             })
         else:
-            response = await answer(request, handler)
+
+            async def drained(request: web.Request) -> web.StreamResponse:
+                return await _within_drain(request, handler)
+
+            response = await answer(request, drained)
         if origin is not None:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Vary"] = "Origin"
         return response
 
     return rest
+
+
+async def _within_drain(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The request inside the shutdown drain (transport/drain.py), as a socket
+    event is: waited for on SIGTERM, or refused before anything is stored."""
+    in_flight = request.app[IN_FLIGHT]
+    if in_flight.draining:
+        raise ChatError(ErrorCode.UNAVAILABLE, "server is shutting down")
+    in_flight.enter()
+    try:
+        return await handler(request)
+    finally:
+        in_flight.leave()
 
 
 # -- request parts ----------------------------------------------------------------------
@@ -251,16 +270,42 @@ async def toggle_reaction(request: web.Request) -> web.Response:
     return _reply({"action": action})
 
 
+async def set_typing(request: web.Request) -> web.Response:
+    """typing:start or typing:stop over REST: the socket's service methods, so the
+    same membership rule and TYPING_TIMEOUT_MS end; the rate is the request bucket's
+    (RATE_LIMIT_EVENTS per user, as the socket's per connection)."""
+    identity = await _identify(request)
+    conversation_id = _path_id(request, "conversationId")
+    is_typing = v.flag(await _body(request), "isTyping")
+    typing = _api(request).chat.typing
+    if is_typing:
+        await typing.start(_actor(identity), conversation_id)
+    else:
+        await typing.stop(_actor(identity), conversation_id)
+    return _reply({"conversationId": conversation_id, "isTyping": is_typing})
+
+
+async def presence(request: web.Request) -> web.Response:
+    """presence:request's answer: everyone online (PRESENCE_SCOPE), or the online
+    members of `conversationId`, at most PRESENCE_LIST_MAX."""
+    identity = await _identify(request)
+    conversation_id = _query_int(request, "conversationId", 1, v.MAX_ID)
+    listing = await _api(request).chat.conversations.presence_list(
+        _actor(identity), conversation_id
+    )
+    return _reply(listing.wire())
+
+
 async def poll(request: web.Request) -> web.Response:
     identity = await _identify(request)
     raw = request.query.get("cursor")
     cursor = None if raw is None or raw == "" else _query_int(request, "cursor", 0, v.MAX_ID)
     try:
-        position, events = await _api(request).feed.poll(identity.user_id, cursor)
+        answer = await _api(request).polls.poll(identity, cursor, request.query.get("live"))
     except CursorPruned as pruned:
         # docs/protocol.md, "Retention": catch up from history, poll on from here.
         return _reply({"cursor": str(pruned.position), "events": [], "resync": True})
-    return _reply({"cursor": str(position), "events": [event.wire() for event in events]})
+    return _reply(answer.wire())
 
 
 # -- /api/server ------------------------------------------------------------------------
@@ -308,6 +353,8 @@ ROUTES: tuple[tuple[str, str, Route], ...] = (
     ("POST", USER_API + "/conversations/{conversationId}/read", mark_read),
     ("POST", USER_API + "/conversations/{conversationId}/messages/{messageId}/reactions",
      toggle_reaction),
+    ("POST", USER_API + "/conversations/{conversationId}/typing", set_typing),
+    ("GET", USER_API + "/presence", presence),
     ("GET", USER_API + "/poll", poll),
     ("POST", SERVER_API + "/conversations/{conversationId}/messages", post_system_message),
     ("POST", SERVER_API + "/conversations/{conversationId}/members", add_member),
@@ -333,6 +380,7 @@ def add_rest_routes(app: web.Application) -> None:
             inbox=rest.inbox,
             feed=rest.feed,
             server=rest.server,
+            polls=rest.polls,
         )
 
     async def release_polls(app: web.Application) -> None:

@@ -42,10 +42,16 @@ CLIENT_EVENTS = (
 
 
 class SocketEvents:
-    def __init__(self, sio: socketio.AsyncServer, services: Callable[[], ChatServices]) -> None:
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        services: Callable[[], ChatServices],
+        in_flight: InFlight | None = None,
+    ) -> None:
         self._sio = sio
         self._services = services
-        self.in_flight = InFlight()
+        # Shared with the REST API (app.py), so one drain waits for both.
+        self.in_flight = in_flight or InFlight()
 
     def register(self) -> None:
         self._sio.on_transport_open = self.on_transport_open

@@ -54,6 +54,14 @@ def positive_id(data: dict[str, Any], field: str, *, required: bool = True) -> i
     return value
 
 
+def flag(data: dict[str, Any], field: str) -> bool:
+    """A required true or false (not 0, 1 or "true")."""
+    value = data.get(field)
+    if not isinstance(value, bool):
+        raise invalid(f"{field} must be true or false")
+    return value
+
+
 def since_id(data: dict[str, Any]) -> int | None:
     """`since` may be 0 (replay everything) as well as any message id."""
     value = data.get("since")

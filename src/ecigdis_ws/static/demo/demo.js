@@ -201,8 +201,9 @@ function wire(manager) {
         : state;
     if (state === 'online') refreshPresence();
     if (state === 'fallback') {
+      // ChatManager asks GET /presence and the long-poll brings user:online/offline.
       view.online.clear();
-      renderOnline('presence needs the socket');
+      renderOnline();
     }
   });
   manager.on('authenticated', () => { view.authentications += 1; });
