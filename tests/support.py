@@ -248,6 +248,14 @@ async def running_server(tmp_path: Path, **env: str) -> AsyncIterator[RunningSer
 _CLIENT_LEFTOVERS = ("Unclosed client session", "Unclosed connector")
 
 
+def errors_counted(server: RunningServer, code: str) -> float:
+    """ecigdis_ws_errors_total{code}: error answers the server counted, either transport."""
+    value = server.chat.metrics.registry.get_sample_value(
+        "ecigdis_ws_errors_total", {"code": code}
+    )
+    return value or 0.0
+
+
 def server_log_problems(records: list[logging.LogRecord], level: int = logging.ERROR) -> list[str]:
     """Messages of log records at `level` or above, or with a traceback, that the
     server could have written."""

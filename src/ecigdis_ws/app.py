@@ -16,6 +16,7 @@ from ecigdis_ws.fanout.notifier import DeliveryNotifier
 from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.container import ChatServices, RestServices
+from ecigdis_ws.services.error_reports import ErrorReports
 from ecigdis_ws.services.main_site import MainSiteVerifier
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.storage.factory import open_storage
@@ -30,6 +31,7 @@ from ecigdis_ws.transport.app_keys import (
 from ecigdis_ws.transport.client_routes import add_client_routes
 from ecigdis_ws.transport.health_routes import add_routes
 from ecigdis_ws.transport.limits import polling_limits_middleware
+from ecigdis_ws.transport.malformed_http import quiet_malformed_http
 from ecigdis_ws.transport.origins import allowed_origins, origin_middleware
 from ecigdis_ws.transport.protocol_errors import ProtocolErrors
 from ecigdis_ws.transport.rest_routes import add_rest_routes
@@ -101,19 +103,23 @@ def connection_deadlines(settings: Settings) -> dict[str, float]:
 
 def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
     clock = clock or SystemClock()
+    quiet_malformed_http()
     metrics = Metrics()
     manager = fanout_manager(settings)
     sio = build_socketio(settings, clock, metrics, manager)
     cluster = ClusterState.open(settings)
     if manager is not None:
         cluster.fanout_healthy = manager.ping
+    def errors() -> ErrorReports:
+        return app[SERVICES].errors
+
     stale = stale_session_middleware(lambda: sio.eio.sockets, metrics.stale_session_requests)
     app = web.Application(middlewares=[
-        origin_middleware(settings),
-        admission_middleware(lambda: app[SERVICES].admission, settings.trust_proxy),
+        origin_middleware(settings, errors),
+        admission_middleware(lambda: app[SERVICES], settings.trust_proxy),
         stale,  # before a polling body is read: a request for no session is not read
         polling_limits_middleware(settings.max_payload_bytes, sio.drop_session, sio.refuse,
-                                  clock, settings.http_body_timeout_ms / 1000),
+                                  clock, settings.http_body_timeout_ms / 1000, errors),
         stale,  # and again, for a session that closed while its body was read
     ], handler_args=connection_deadlines(settings))
     app[SETTINGS] = settings

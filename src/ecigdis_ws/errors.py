@@ -28,6 +28,11 @@ class ChatError(Exception):
     def as_dict(self) -> dict[str, str]:
         return {"code": self.code.value, "message": self.message}
 
+    def as_event(self, event: str | None) -> dict[str, str | None]:
+        """The socket's `error` event: which client event failed, or None for what
+        the server raises on its own (an expired or revoked token)."""
+        return {"code": self.code.value, "message": self.message, "event": event}
+
 
 class StorageUnavailable(Exception):
     """The database could not be reached in time; nothing was stored."""

@@ -173,9 +173,17 @@ async def test_the_message_limit_is_rate_limit_messages_not_rate_limit_events(
     make_harness: HarnessFactory,
 ) -> None:
     async with make_harness(RATE_LIMIT_MESSAGES="1", RATE_LIMIT_EVENTS="50") as harness:
-        limiter = harness.chat.message_limiter
+        conversation = await harness.conversation(7)
+        sender = harness.actor(await harness.user(7))
 
-        assert [limiter.allow(7) for _ in range(3)] == [True, True, False]  # bursts of 2
+        async def post(n: int) -> str:
+            try:
+                await harness.chat.messages.post(sender, conversation, "hi", f"m{n}")
+            except ChatError as exc:
+                return exc.code.value
+            return "ok"
+
+        assert [await post(n) for n in range(3)] == ["ok", "ok", "RATE_LIMITED"]  # bursts of 2
 
 
 # -- ids read back from shared state ----------------------------------------------------

@@ -63,8 +63,8 @@ async def test_connections_that_never_send_connect_count_against_the_address(
         assert refused.value.status == 429
         async with http.get(server.url + "/socket.io/?EIO=4&transport=polling") as response:
             assert response.status == 429
-            assert await response.json() == {
-                "code": "RATE_LIMITED", "message": "too many connections from this address"}
+            assert await response.json() == {"error": {
+                "code": "RATE_LIMITED", "message": "too many connections from this address"}}
         assert server.http_connections <= 4  # (the polling GET's, kept alive)
 
         await sockets[0].close()

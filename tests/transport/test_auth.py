@@ -10,7 +10,7 @@ import jwt
 import pytest
 import socketio
 
-from tests.support import ChatClient, RunningServer
+from tests.support import ChatClient, RunningServer, errors_counted
 
 SECRET = "test-secret-that-is-long-enough-for-production-use"
 ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
@@ -127,6 +127,8 @@ async def test_token_expiry_mid_session_emits_token_expired(server: RunningServe
     await server.advance(60 + 30 + 1)  # exp plus JWT_LEEWAY_S
     [error] = await client.wait_for("error")
     assert error["code"] == "TOKEN_EXPIRED" and error["event"] is None
+    # Raised by the server, not by a client event, it is counted as every error is.
+    assert errors_counted(server, "TOKEN_EXPIRED") == 1
     reply = await client.call("conversation:join", {"conversationId": conversation})
     assert reply["error"]["code"] == "UNAUTHENTICATED"
     assert (await client.call("authenticate", {"token": server.token(5, "Eve")}))["ok"]

@@ -164,7 +164,7 @@ async def test_unauthenticated_sockets_per_address_are_capped(make_server: Serve
             server.url + "/socket.io/?EIO=4&transport=polling"
         ) as handshake:  # (what the refused client got, which python-socketio does not show)
             assert handshake.status == 429
-            assert (await handshake.json())["code"] == "RATE_LIMITED"
+            assert (await handshake.json())["error"]["code"] == "RATE_LIMITED"
         assert (await first.call("authenticate", {"token": server.token(1)}))["ok"]
         assert (await server.client(5)).sio.connected  # the freed place is usable
         assert (await server.client()).sio.connected  # (and an authenticated one frees its own)

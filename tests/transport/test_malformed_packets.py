@@ -142,7 +142,7 @@ async def test_a_polling_body_that_is_not_utf8_is_refused(
         url = server.url + f"/socket.io/?EIO=4&transport=polling&sid={sid}"
         async with http.post(url, data=b"42[\"x\",\"\xff\xfe\"]") as response:
             assert response.status == 400
-            assert (await response.json())["code"] == "INVALID_PAYLOAD"
+            assert (await response.json())["error"]["code"] == "INVALID_PAYLOAD"
         await server.wait_until(lambda: all_closed(server))
         assert protocol_errors(server, "polling_body") == 1
 

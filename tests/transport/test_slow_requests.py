@@ -222,7 +222,7 @@ async def test_a_trickled_polling_body_is_answered_408_and_its_session_closed(
             server.clock.advance(DEADLINE_MS / 1000)
             status, headers, body = await connection.response()
             assert status == 408 and headers["connection"].lower() == "close"
-            assert json.loads(body)["code"] == "INVALID_PAYLOAD"
+            assert json.loads(body)["error"]["code"] == "INVALID_PAYLOAD"
             assert await connection.closed_by_server() == b""
         await server.wait_until(lambda: server.http_connections == 0)
     # Not half-fed: the "40" (connect) that did arrive never reached Socket.IO,
@@ -328,3 +328,46 @@ async def test_a_client_that_hangs_up_part_way_through_a_body_leaves_no_tracebac
     # (the body timer is cancelled; closing the polling session also ends its admission deadline)
     await server.wait_until(lambda: server.clock.pending <= timers)
     assert (sid not in sockets or sockets[sid].closed) == (path == "polling")
+
+
+# -- bodies that fail to decode, left unread by an early answer ------------------------
+
+GARBAGE = b"this is not gzip at all"
+
+
+def encoded_head(path: str, framing: str) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/json\r\n{framing}\r\n\r\n").encode()
+
+
+@pytest.mark.parametrize("path", [MESSAGES, POLLING + "&sid=gone"], ids=["rest", "polling"])
+@pytest.mark.parametrize("framing,body", [
+    (f"Content-Encoding: gzip\r\nContent-Length: {len(GARBAGE)}", GARBAGE),
+    ("Transfer-Encoding: chunked", b"zz\r\n" + GARBAGE + b"\r\n0\r\n\r\n"),
+], ids=["bad-gzip", "bad-chunks"])
+async def test_a_body_that_cannot_be_decoded_is_answered_and_never_logs_a_traceback(
+    server: RunningServer, path: str, framing: str, body: bytes
+) -> None:
+    """Answered before its body is read (no token; a session that is gone), a
+    body whose encoding is broken must not reach aiohttp's drain of unread
+    bodies, which logs "Unhandled exception" with a traceback when it fails.
+    (The fixture fails the test on any traceback in the log.)"""
+    async with raw(server) as connection:
+        await connection.send(encoded_head(path, framing) + body)
+        status, _, _ = await connection.response()
+        assert status in (400, 401)
+        assert await connection.closed_by_server() == b""
+    await server.wait_until(lambda: server.http_connections == 0)
+
+
+async def test_a_request_aiohttp_cannot_parse_is_one_warning_not_a_traceback(
+    server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with raw(server) as connection:
+        await connection.send(b"GET /health HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n")
+        status, _, _ = await connection.response()
+        assert status == 400
+        assert await connection.closed_by_server() == b""
+    [line] = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert line.levelno == logging.WARNING and line.exc_info is None
+    assert line.getMessage().startswith("malformed HTTP request, answered 400 and closed: ")

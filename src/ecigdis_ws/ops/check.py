@@ -157,10 +157,11 @@ def _exception_failure(exc: BaseException, options: CheckOptions) -> StepFailed:
 
 
 def _status_failure(status: int, body: Any, options: CheckOptions) -> StepFailed:
-    message = body.get("message") if isinstance(body, dict) else None
+    error = body.get("error") if isinstance(body, dict) else None  # {"error": {code, message}}
+    message = error.get("message") if isinstance(error, dict) else None
     detail = f"HTTP {status}" + (f": {_quote(message)}" if message else "")
     # The server's refusal names the origin; over a websocket upgrade no body arrives.
-    said_origin = "origin" in str(message) if isinstance(body, dict) else bool(options.origin)
+    said_origin = "origin" in str(message) if isinstance(error, dict) else bool(options.origin)
     if status == 403 and said_origin:
         return StepFailed(detail, f"Origin {options.origin!r} not in CORS_ORIGINS: add it to "
                           "the server's CORS_ORIGINS (comma-separated, exact "

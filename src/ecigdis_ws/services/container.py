@@ -15,6 +15,7 @@ from ecigdis_ws.services.access import AccessPolicy
 from ecigdis_ws.services.admission import AdmissionService
 from ecigdis_ws.services.auth import TokenVerifier, parse_user_id
 from ecigdis_ws.services.conversations import ConversationLimits, ConversationService
+from ecigdis_ws.services.error_reports import ErrorReports
 from ecigdis_ws.services.event_feed import EventFeed
 from ecigdis_ws.services.inbox import InboxService
 from ecigdis_ws.services.member_rules import MemberRules
@@ -47,7 +48,7 @@ class ChatServices:
     messages: MessageService
     receipts: ReceiptService
     reactions: ReactionService
-    message_limiter: RateLimiter
+    errors: ErrorReports
     # Shared with the REST API (transport/rest_routes.py): one membership cache.
     access: AccessPolicy
     fanout: Fanout
@@ -84,6 +85,7 @@ class ChatServices:
         admission = AdmissionService(
             clock, tasks, settings.auth_timeout_ms / 1000, settings.max_unauthenticated_per_ip
         )
+        errors = ErrorReports(metrics.errors, fanout)
         sessions = SessionService(
             TokenVerifier(settings, clock),
             presence,
@@ -95,6 +97,7 @@ class ChatServices:
             RateLimiter(settings.rate_limit_events, clock),
             SessionLimits(settings.auth_timeout_ms, settings.max_connections_per_user),
             admission,
+            errors,
         )
         return cls(
             settings=settings,
@@ -112,11 +115,12 @@ class ChatServices:
                 ConversationLimits(settings.max_rooms_per_socket, settings.presence_list_max),
             ),
             messages=MessageService(
-                storage, fanout, access, typing, clock, metrics, settings.db_timeout_ms / 1000
+                storage, fanout, access, typing, clock, metrics, settings.db_timeout_ms / 1000,
+                RateLimiter(settings.rate_limit_messages, clock),
             ),
             receipts=ReceiptService(storage, fanout, access, clock),
             reactions=ReactionService(storage, fanout, access, clock),
-            message_limiter=RateLimiter(settings.rate_limit_messages, clock),
+            errors=errors,
             access=access,
             fanout=fanout,
         )

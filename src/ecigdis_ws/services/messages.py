@@ -8,10 +8,11 @@ from collections import OrderedDict
 
 from ecigdis_ws.clock import Clock
 from ecigdis_ws.domain import Actor, ClientMessageId, SendResult, UserId
-from ecigdis_ws.errors import StorageUnavailable
+from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
 from ecigdis_ws.fanout.base import Fanout, conversation_room
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.access import AccessPolicy
+from ecigdis_ws.services.rate_limit import RateLimiter
 from ecigdis_ws.services.typing_indicators import TypingService
 from ecigdis_ws.storage.base import Storage
 
@@ -30,8 +31,10 @@ class MessageService:
         clock: Clock,
         metrics: Metrics,
         deadline_s: float,
+        limiter: RateLimiter | None = None,  # None: nobody's sends are limited
     ) -> None:
         self._deadline_s = deadline_s
+        self._limiter = limiter
         self._uncertain: OrderedDict[tuple[UserId, str], None] = OrderedDict()
         self._storage = storage
         self._fanout = fanout
@@ -40,9 +43,20 @@ class MessageService:
         self._clock = clock
         self._metrics = metrics
 
+    async def post(
+        self, actor: Actor, conversation_id: int, text: str, client_message_id: ClientMessageId
+    ) -> SendResult:
+        """A user's send, over the socket or REST: within RATE_LIMIT_MESSAGES (one
+        bucket per user, whichever way the message comes), then `send`."""
+        if self._limiter is not None and not self._limiter.allow(actor.user_id):
+            raise ChatError(ErrorCode.RATE_LIMITED, "too many messages")
+        return await self.send(actor, conversation_id, text, client_message_id)
+
     async def send(
         self, actor: Actor, conversation_id: int, text: str, client_message_id: ClientMessageId
     ) -> SendResult:
+        """Store, then fan out. (The server API's messages come here directly: the
+        main site is not rate-limited as a user is.)"""
         received = time.perf_counter()
         key = (actor.user_id, str(client_message_id))
         try:

@@ -14,6 +14,7 @@ from ecigdis_ws.fanout.base import Fanout
 from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.services.admission import AdmissionService
 from ecigdis_ws.services.auth import TokenUndecided, TokenVerifier, log_refused
+from ecigdis_ws.services.error_reports import ErrorReports
 from ecigdis_ws.services.main_site import MainSiteVerifier
 from ecigdis_ws.services.presence import PresenceService
 from ecigdis_ws.services.rate_limit import RateLimiter
@@ -76,7 +77,9 @@ class SessionService:
         event_limiter: RateLimiter,
         limits: SessionLimits,
         admission: AdmissionService,
+        errors: ErrorReports,
     ) -> None:
+        self._errors = errors
         self._verifier = verifier
         self._presence = presence
         self._typing = typing
@@ -149,12 +152,9 @@ class SessionService:
 
     async def end_user_sessions(self, user_id: UserId) -> None:
         """The main site revoked the user's token: their sockets here are closed."""
+        revoked = ChatError(ErrorCode.AUTH_FAILED, "token revoked")
         for sid in self._presence.local_sockets(user_id):
-            await self._fanout.emit(
-                "error",
-                {"code": ErrorCode.AUTH_FAILED.value, "message": "token revoked", "event": None},
-                room=sid,
-            )
+            await self._errors.tell_socket(sid, revoked, None)
             await self._fanout.disconnect(sid)
 
     async def _record_user(self, identity: Identity) -> None:
@@ -223,13 +223,8 @@ class SessionService:
             return
         session.authenticated = False
         self._arm_auth_timeout(session)
-        self._tasks.spawn(
-            self._fanout.emit(
-                "error",
-                {"code": ErrorCode.TOKEN_EXPIRED.value, "message": "token expired", "event": None},
-                room=session.sid,
-            )
-        )
+        expired = ChatError(ErrorCode.TOKEN_EXPIRED, "token expired")
+        self._tasks.spawn(self._errors.tell_socket(session.sid, expired, None))
 
     @property
     def count(self) -> int:

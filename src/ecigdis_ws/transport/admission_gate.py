@@ -13,21 +13,21 @@ from collections.abc import Callable
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from ecigdis_ws.services.admission import AdmissionService
+from ecigdis_ws.errors import ChatError, ErrorCode
+from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.transport.connect_environ import request_address
+from ecigdis_ws.transport.http_errors import http_error
 from ecigdis_ws.transport.origins import SOCKET_IO_PATH
 
-TOO_MANY = {"code": "RATE_LIMITED", "message": "too many connections from this address"}
+TOO_MANY = "too many connections from this address"
 
 
-def admission_middleware(
-    admission: Callable[[], AdmissionService], trust_proxy: bool
-) -> Middleware:
+def admission_middleware(services: Callable[[], ChatServices], trust_proxy: bool) -> Middleware:
     @web.middleware
     async def admit(request: web.Request, handler: Handler) -> web.StreamResponse:
         if (request.path.startswith(SOCKET_IO_PATH) and "sid" not in request.query
-                and not admission().has_room(request_address(request, trust_proxy))):
-            return web.json_response(TOO_MANY, status=429)
+                and not services().admission.has_room(request_address(request, trust_proxy))):
+            return http_error(ChatError(ErrorCode.RATE_LIMITED, TOO_MANY), services().errors)
         return await handler(request)
 
     return admit

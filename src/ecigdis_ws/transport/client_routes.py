@@ -17,10 +17,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
 from ecigdis_ws.services.dev_accounts import DevAccounts
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.transport.app_keys import SERVICES
+from ecigdis_ws.transport.http_errors import answer, invalid_body
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 BUILD_DIR = STATIC_DIR / "build"
@@ -57,30 +57,25 @@ async def demo_index(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(DEMO_DIR / "index.html", headers=NO_CACHE)
 
 
-def _error(error: ChatError, status: int) -> web.Response:
-    return web.json_response({"error": error.as_dict()}, status=status)
+async def dev_token(request: web.Request) -> web.StreamResponse:
+    return await answer(request, _sign_in)
 
 
-async def dev_token(request: web.Request) -> web.Response:
+async def _sign_in(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > MAX_DEV_TOKEN_BODY_BYTES:
-        return _error(ChatError(ErrorCode.INVALID_PAYLOAD, "body too large"), 413)
+        raise invalid_body("body too large", 413)
     raw = await request.content.read(MAX_DEV_TOKEN_BODY_BYTES + 1)
     if len(raw) > MAX_DEV_TOKEN_BODY_BYTES:
-        return _error(ChatError(ErrorCode.INVALID_PAYLOAD, "body too large"), 413)
+        raise invalid_body("body too large", 413)
     try:
         body: Any = json.loads(raw or b"null")
     except ValueError:
-        return _error(ChatError(ErrorCode.INVALID_PAYLOAD, "body is not JSON"), 400)
+        raise invalid_body("body is not JSON") from None
     if not isinstance(body, dict):
-        return _error(ChatError(ErrorCode.INVALID_PAYLOAD, "expected { name, ttlS? }"), 400)
+        raise invalid_body("expected { name, ttlS? }")
     chat = request.app[SERVICES]
     accounts = DevAccounts(chat.settings, chat.clock, chat.storage)
-    try:
-        login = await accounts.sign_in(body.get("name"), body.get("ttlS"))
-    except ChatError as exc:
-        return _error(exc, 400)
-    except StorageUnavailable:
-        return _error(ChatError(ErrorCode.UNAVAILABLE, "database unavailable, try again"), 503)
+    login = await accounts.sign_in(body.get("name"), body.get("ttlS"))
     return web.json_response(login.wire(), headers={"Cache-Control": "no-store"})
 
 

@@ -22,9 +22,13 @@ def handshake_token(environ: Mapping[str, Any], auth: Any) -> str | None:
         token = auth["token"]
         return token if isinstance(token, str) else ""
     header = environ.get("HTTP_AUTHORIZATION", "")
-    if isinstance(header, str) and header[:7].lower() == "bearer ":
-        return header[7:].strip()
-    return None
+    return bearer_token(header) if isinstance(header, str) else None
+
+
+def bearer_token(header: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (the scheme in any
+    case, as RFC 9110 says), or None for another scheme."""
+    return header[7:].strip() if header[:7].lower() == "bearer " else None
 
 
 def client_address(environ: Mapping[str, Any], trust_proxy: bool) -> str:

@@ -20,6 +20,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from ecigdis_ws.clock import Clock
+from ecigdis_ws.services.error_reports import ErrorReports
+from ecigdis_ws.transport.http_errors import HttpRefusal, http_error, invalid_body
 from ecigdis_ws.transport.origins import SOCKET_IO_PATH
 from ecigdis_ws.transport.protocol_errors import polling_body_problem
 
@@ -59,12 +61,19 @@ async def within(clock: Clock, seconds: float, read: Awaitable[T]) -> T:
             timer.cancel()
 
 
-def _refuse(status: int, message: str) -> web.Response:
-    return web.json_response({"code": "INVALID_PAYLOAD", "message": message}, status=status)
+def body_too_large(limit: int) -> HttpRefusal:
+    return invalid_body(f"body over {limit} bytes", 413)
 
 
-def body_too_slow(seconds: float) -> str:
-    return f"the request body did not arrive within {seconds:g} s"
+def body_too_slow(seconds: float) -> HttpRefusal:
+    # The unread rest of the body would be read as the next request: the
+    # connection ends with the answer.
+    return invalid_body(
+        f"the request body did not arrive within {seconds:g} s", 408, close=True
+    )
+
+
+BODY_CUT_OFF_ANSWER = "the request body was cut off"
 
 
 def polling_limits_middleware(
@@ -73,9 +82,13 @@ def polling_limits_middleware(
     refuse: Callable[[str, str], Awaitable[None]],
     clock: Clock,
     body_timeout_s: float,
+    reports: Callable[[], ErrorReports],
 ) -> Middleware:
     """`drop_session(sid)` closes an Engine.IO session whose body was refused;
     `refuse(sid, reason)` one that sent a body of malformed packets."""
+
+    def _refuse(status: int, message: str) -> web.Response:
+        return http_error(invalid_body(message, status), reports())
 
     @web.middleware
     async def limit_polling(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -90,7 +103,7 @@ def polling_limits_middleware(
             return _refuse(411, "Content-Length is required")
         if length > max_payload_bytes:
             await drop_session(sid)
-            return _refuse(413, f"body over {max_payload_bytes} bytes")
+            return http_error(body_too_large(max_payload_bytes), reports())
         try:
             body = (
                 await within(clock, body_timeout_s, request.content.readexactly(length))
@@ -101,10 +114,8 @@ def polling_limits_middleware(
             # left to think its packets were sent (the client reconnects).
             await drop_session(sid)
             if not isinstance(exc, TimeoutError):
-                return _refuse(400, "the request body was cut off")
-            late = _refuse(408, body_too_slow(body_timeout_s))
-            late.force_close()
-            return late
+                return _refuse(400, BODY_CUT_OFF_ANSWER)
+            return http_error(body_too_slow(body_timeout_s), reports())
         if body.count(b"\x1e") + 1 > MAX_PACKETS_PER_POST:
             return _refuse(400, f"more than {MAX_PACKETS_PER_POST} packets in one request")
         problem = polling_body_problem(body)

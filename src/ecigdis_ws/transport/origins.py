@@ -9,13 +9,17 @@ makes the answer the same on every path under /socket.io/.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from ecigdis_ws.errors import ChatError, ErrorCode
+from ecigdis_ws.services.error_reports import ErrorReports
 from ecigdis_ws.settings import Settings
+from ecigdis_ws.transport.http_errors import http_error
 
 SOCKET_IO_PATH = "/socket.io/"
-
 
 
 def allowed_origins(settings: Settings) -> list[str] | str:
@@ -28,7 +32,7 @@ def allowed_origins(settings: Settings) -> list[str] | str:
     return [] if settings.is_production else "*"
 
 
-def origin_middleware(settings: Settings) -> Middleware:
+def origin_middleware(settings: Settings, reports: Callable[[], ErrorReports]) -> Middleware:
     allowed = allowed_origins(settings)
 
     @web.middleware
@@ -40,10 +44,10 @@ def origin_middleware(settings: Settings) -> Middleware:
             and origin not in allowed
             and request.path.startswith(SOCKET_IO_PATH)
         ):
-            return web.json_response(
-                {"code": "FORBIDDEN", "message": f"origin {origin[:200]!r} is not allowed"},
-                status=403,
+            refused = ChatError(
+                ErrorCode.FORBIDDEN, f"origin {origin[:200]!r} is not allowed"
             )
+            return http_error(refused, reports())
         return await handler(request)
 
     return check_origin

@@ -4,7 +4,6 @@ service method, reply. Failures carry the socket's error codes."""
 from __future__ import annotations
 
 import hmac
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,12 +12,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from ecigdis_ws import json_codec
-from ecigdis_ws.domain import Actor, Identity, SendResult, UserId
-from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
+from ecigdis_ws.domain import Actor, Identity, SendResult
+from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.services.auth import (
     TokenExpired,
-    parse_user_id,
 )
 from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.services.event_feed import EventFeed
@@ -28,33 +26,24 @@ from ecigdis_ws.services.server_api import NO_SOCKET, ServerApiService
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.transport import validation as v
 from ecigdis_ws.transport.app_keys import REST_SERVICES, SERVICES, SETTINGS
-from ecigdis_ws.transport.limits import BODY_CUT_OFF, body_too_slow, within
+from ecigdis_ws.transport.connect_environ import bearer_token
+from ecigdis_ws.transport.http_errors import answer
+from ecigdis_ws.transport.limits import (
+    BODY_CUT_OFF,
+    BODY_CUT_OFF_ANSWER,
+    body_too_large,
+    body_too_slow,
+    within,
+)
 from ecigdis_ws.transport.origins import allowed_origins
 
 log = get_logger(__name__)
 
 USER_API = "/api/messenger"
 SERVER_API = "/api/server"
-STATUS = {
-    ErrorCode.UNAUTHENTICATED: 401,
-    ErrorCode.AUTH_FAILED: 401,
-    ErrorCode.TOKEN_EXPIRED: 401,
-    ErrorCode.INVALID_PAYLOAD: 400,
-    ErrorCode.FORBIDDEN: 403,
-    ErrorCode.NOT_FOUND: 404,
-    ErrorCode.RATE_LIMITED: 429,
-    ErrorCode.UNAVAILABLE: 503,
-    ErrorCode.INTERNAL: 500,
-}
-# A token bucket refills at least one request a second (rates are whole numbers).
-RETRY_AFTER_S = 1
 # Messages per page: the default, and at most (the socket replays in pages of 500).
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
-# A conversation title fits the column (VARCHAR(255)).
-MAX_TITLE_LENGTH = 255
-# A sender name fits the column (VARCHAR(255)), as a token's name is cut to it.
-MAX_SENDER_NAME = 255
 # Browsers may cache a CORS preflight answer this long.
 PREFLIGHT_MAX_AGE_S = 600
 
@@ -69,41 +58,6 @@ class RestApi:
 
 
 REST_API = web.AppKey("rest_api", RestApi)
-
-
-class BodyRefused(ChatError):
-    """A body refused for its size or pace, with the HTTP status that says which."""
-
-    http_status = 400
-
-
-class BodyTooLarge(BodyRefused):
-    http_status = 413
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(ErrorCode.INVALID_PAYLOAD, f"body over {limit} bytes")
-
-
-class BodyTooSlow(BodyRefused):
-    http_status = 408
-
-    def __init__(self, limit_s: float) -> None:
-        super().__init__(ErrorCode.INVALID_PAYLOAD, body_too_slow(limit_s))
-
-
-def _error(error: ChatError, status: int | None = None) -> web.Response:
-    response = web.json_response(
-        {"error": error.as_dict()},
-        status=status or (
-            error.http_status if isinstance(error, BodyRefused) else STATUS[error.code]
-        ),
-        dumps=json_codec.dumps,
-    )
-    if isinstance(error, BodyTooSlow):
-        response.force_close()  # `Connection: close`: the unread rest ends this connection
-    if error.code == ErrorCode.RATE_LIMITED:
-        response.headers["Retry-After"] = str(RETRY_AFTER_S)
-    return response
 
 
 def _reply(body: Any, status: int = 200) -> web.Response:
@@ -135,36 +89,13 @@ def rest_middleware(settings: Settings) -> Middleware:
                 "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_S),
             })
         else:
-            response = await _answer(request, handler)
+            response = await answer(request, handler)
         if origin is not None:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Vary"] = "Origin"
         return response
 
     return rest
-
-
-async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ChatError as exc:
-        error = exc
-    except StorageUnavailable as exc:
-        log.warning("database unavailable", reason=str(exc), path=request.path)
-        error = ChatError(ErrorCode.UNAVAILABLE, "database unavailable, try again")
-    except web.HTTPNotFound:
-        error = ChatError(ErrorCode.NOT_FOUND, f"no route {request.path[:200]}")
-    except web.HTTPMethodNotAllowed as exc:
-        error = ChatError(ErrorCode.INVALID_PAYLOAD, f"{request.method} is not allowed here")
-        return _error(error, exc.status)
-    except web.HTTPException:
-        raise
-    except Exception:
-        trace_id = uuid.uuid4().hex[:16]
-        log.exception("REST handler failed", trace_id=trace_id, path=request.path)
-        error = ChatError(ErrorCode.INTERNAL, f"internal error (trace id {trace_id})")
-    request.app[SERVICES].metrics.errors.labels(error.code.value).inc()
-    return _error(error)
 
 
 # -- request parts ----------------------------------------------------------------------
@@ -180,12 +111,11 @@ async def _identify(request: web.Request) -> Identity:
     header = request.headers.get("Authorization")
     if header is None:
         raise ChatError(ErrorCode.UNAUTHENTICATED, "send Authorization: Bearer <token>")
-    if header[:7].lower() != "bearer ":
+    token = bearer_token(header)
+    if token is None:
         raise ChatError(ErrorCode.AUTH_FAILED, "expected Authorization: Bearer <token>")
     try:
-        identity = await api.chat.sessions.identify(
-            header[7:].strip(), "rest", remote=request.remote
-        )
+        identity = await api.chat.sessions.identify(token, "rest", remote=request.remote)
     except TokenExpired:  # (the REST client refreshes on TOKEN_EXPIRED)
         raise ChatError(ErrorCode.TOKEN_EXPIRED, "token expired") from None
     if not api.requests.allow(identity.user_id):
@@ -214,14 +144,14 @@ async def _body(request: web.Request) -> dict[str, Any]:
     settings = request.app[SETTINGS]
     limit = settings.max_payload_bytes
     if request.content_length is not None and request.content_length > limit:
-        raise BodyTooLarge(limit)
+        raise body_too_large(limit)
     timeout_s = settings.http_body_timeout_ms / 1000
     try:
         raw = await within(_api(request).chat.clock, timeout_s, _read_at_most(request, limit))
     except TimeoutError:
-        raise BodyTooSlow(timeout_s) from None
+        raise body_too_slow(timeout_s) from None
     except BODY_CUT_OFF:
-        raise v.invalid("the request body was cut off") from None
+        raise v.invalid(BODY_CUT_OFF_ANSWER) from None
     try:
         data = json_codec.loads(raw)
     except (ValueError, UnicodeDecodeError):
@@ -234,7 +164,7 @@ async def _read_at_most(request: web.Request, limit: int) -> bytes:
     while chunk := await request.content.read(limit + 1 - len(raw)):
         raw += chunk
         if len(raw) > limit:
-            raise BodyTooLarge(limit)
+            raise body_too_large(limit)
     return bytes(raw)
 
 
@@ -251,21 +181,6 @@ def _query_int(request: web.Request, name: str, low: int, high: int) -> int | No
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or not low <= int(raw) <= high:
         raise v.invalid(f"{name} must be an integer from {low} to {high}")
     return int(raw)
-
-
-def _user_id(raw: Any, settings: Settings, field: str = "userId") -> UserId:
-    parsed = parse_user_id(raw, settings.user_id_type)
-    if parsed is None:
-        raise v.invalid(f"{field} is not a valid user id ({settings.user_id_type})")
-    return parsed
-
-
-def _encodable(value: str, field: str) -> str:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise v.invalid(f"{field} is not valid Unicode (lone surrogate)") from None
-    return value
 
 
 def _sent(result: SendResult, client_id: int | str) -> web.Response:
@@ -285,15 +200,8 @@ async def list_conversations(request: web.Request) -> web.Response:
 async def create_conversation(request: web.Request) -> web.Response:
     identity = await _identify(request)
     fields = await _body(request)
-    settings = request.app[SETTINGS]
-    title = fields.get("title", "")
-    if not isinstance(title, str) or len(title) > MAX_TITLE_LENGTH:
-        raise v.invalid(f"title must be a string of at most {MAX_TITLE_LENGTH} characters")
-    title = _encodable(title, "title")
-    members = fields.get("members", [])
-    if not isinstance(members, list):  # (its length: MAX_CONVERSATION_MEMBERS, once merged)
-        raise v.invalid("members must be a list of user ids")
-    member_ids = [_user_id(member, settings, "members[]") for member in members]
+    title = v.title(fields)
+    member_ids = v.member_ids(fields, request.app[SETTINGS].user_id_type)
     created = await _api(request).inbox.create(identity.user_id, title, member_ids)
     return _reply(created.wire(), status=201)
 
@@ -314,12 +222,9 @@ async def send_message(request: web.Request) -> web.Response:
     identity = await _identify(request)
     conversation_id = _path_id(request, "conversationId")
     fields = await _body(request)
-    client_id = v.client_message_id(fields)
     chat = _api(request).chat
-    text = v.text(fields, chat.settings.max_message_length)
-    if not chat.message_limiter.allow(identity.user_id):  # message:send's bucket
-        raise ChatError(ErrorCode.RATE_LIMITED, "too many messages")
-    result = await chat.messages.send(_actor(identity), conversation_id, text, client_id)
+    client_id, text = v.outgoing_message(fields, chat.settings.max_message_length)
+    result = await chat.messages.post(_actor(identity), conversation_id, text, client_id)
     return _sent(result, client_id)
 
 
@@ -362,16 +267,10 @@ async def post_system_message(request: web.Request) -> web.Response:
     conversation_id = _path_id(request, "conversationId")
     fields = await _body(request)
     settings = request.app[SETTINGS]
-    client_id = v.client_message_id(fields)
-    text = v.text(fields, settings.max_message_length)
-    user_id = None if fields.get("userId") is None else _user_id(fields["userId"], settings)
-    name = fields.get("senderName")
-    if name is not None and (
-        not isinstance(name, str) or not name.strip() or len(name) > MAX_SENDER_NAME
-    ):
-        raise v.invalid(f"senderName must be a non-blank string of at most {MAX_SENDER_NAME}")
-    if name is not None:
-        name = _encodable(name, "senderName")
+    client_id, text = v.outgoing_message(fields, settings.max_message_length)
+    raw_user = fields.get("userId")
+    user_id = None if raw_user is None else v.user_id(raw_user, settings.user_id_type)
+    name = v.sender_name(fields)
     result = await _api(request).server.post_message(
         conversation_id, client_id, text, user_id, name
     )
@@ -381,7 +280,7 @@ async def post_system_message(request: web.Request) -> web.Response:
 async def add_member(request: web.Request) -> web.Response:
     _require_server_key(request)
     conversation_id = _path_id(request, "conversationId")
-    user_id = _user_id((await _body(request)).get("userId"), request.app[SETTINGS])
+    user_id = v.user_id((await _body(request)).get("userId"), request.app[SETTINGS].user_id_type)
     added = await _api(request).server.add_member(conversation_id, user_id)
     return _reply({"conversationId": conversation_id, "userId": user_id, "changed": added})
 
@@ -389,7 +288,7 @@ async def add_member(request: web.Request) -> web.Response:
 async def remove_member(request: web.Request) -> web.Response:
     _require_server_key(request)
     conversation_id = _path_id(request, "conversationId")
-    user_id = _user_id(request.match_info["userId"], request.app[SETTINGS])
+    user_id = v.user_id(request.match_info["userId"], request.app[SETTINGS].user_id_type)
     removed = await _api(request).server.remove_member(conversation_id, user_id)
     return _reply({"conversationId": conversation_id, "userId": user_id, "changed": removed})
 

@@ -7,14 +7,13 @@ replies: the acknowledgement `{ ok: false, error }` and an `error` event.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import socketio
 from prometheus_client import Counter
 
-from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
+from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.observability.log_setup import EVENT_CONTEXT, get_logger
 from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.services.sessions import Session
@@ -85,24 +84,18 @@ class SocketEvents:
         if token is not None:
             try:
                 authenticated = await chat.sessions.authenticate(sid, token)
-            except ChatError as exc:
-                await chat.sessions.close(sid)
-                raise self._refused(exc) from None
-            except Exception:
+            except Exception as exc:
                 # A refused handshake never reaches on_disconnect: whatever went
                 # wrong, the session opened above must not stay counted.
                 await chat.sessions.close(sid)
-                trace_id = uuid.uuid4().hex[:16]
-                log.exception("handshake authentication failed", trace_id=trace_id)
-                raise self._refused(ChatError(
-                    ErrorCode.INTERNAL, f"internal error (trace id {trace_id})"
-                )) from None
+                error = chat.errors.translate(exc, "handshake authentication")
+                raise self._refused(error) from None
         # Sent once the CONNECT packet is out, as the Node server's io.on('connection') does.
         chat.tasks.spawn(self._greet(sid, authenticated is not None))
 
     def _refused(self, error: ChatError) -> socketio.exceptions.ConnectionRefusedError:
         """The handshake refusal: socket.io-client shows `data` as connect_error's."""
-        self._services().metrics.errors.labels(error.code.value).inc()
+        self._services().errors.count(error)
         return socketio.exceptions.ConnectionRefusedError(error.message, error.as_dict())
 
     async def _greet(self, sid: str, authenticated: bool) -> None:
@@ -157,15 +150,8 @@ class SocketEvents:
                     return {"ok": True, **await handler(session, data)}
                 finally:
                     self.in_flight.leave()
-            except ChatError as exc:
-                error = exc
-            except StorageUnavailable as exc:
-                log.warning("database unavailable", reason=str(exc))
-                error = ChatError(ErrorCode.UNAVAILABLE, "database unavailable, try again")
-            except Exception:
-                trace_id = uuid.uuid4().hex[:16]
-                log.exception("handler failed", trace_id=trace_id)
-                error = ChatError(ErrorCode.INTERNAL, f"internal error (trace id {trace_id})")
+            except Exception as exc:
+                error = chat.errors.translate(exc, "event handler")
             finally:
                 EVENT_CONTEXT.reset(context)
             return await self._fail(sid, event, data, error, on_failure)
@@ -175,8 +161,7 @@ class SocketEvents:
     async def _fail(
         self, sid: str, event: str, data: Any, error: ChatError, on_failure: FailureHook | None
     ) -> Reply:
-        self._services().metrics.errors.labels(error.code.value).inc()
-        await self._emit("error", {**error.as_dict(), "event": event}, sid)
+        await self._services().errors.tell_socket(sid, error, event)
         if on_failure is not None:
             await on_failure(sid, data, error)
         return {"ok": False, "error": error.as_dict()}
@@ -209,13 +194,9 @@ class SocketEvents:
     async def send(self, session: Session, data: Any) -> Reply:
         fields = v.payload(data)
         conversation_id = v.conversation_id(fields)
-        client_id = v.client_message_id(fields)
-        text = v.text(fields, self._services().settings.max_message_length)
         chat = self._services()
-        actor = session.actor()
-        if not chat.message_limiter.allow(actor.user_id):
-            raise ChatError(ErrorCode.RATE_LIMITED, "too many messages")
-        result = await chat.messages.send(actor, conversation_id, text, client_id)
+        client_id, text = v.outgoing_message(fields, chat.settings.max_message_length)
+        result = await chat.messages.post(session.actor(), conversation_id, text, client_id)
         ack = result.message.ack(result.duplicate, client_id)
         await self._emit("message:ack", ack, session.sid)
         return ack

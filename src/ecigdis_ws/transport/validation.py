@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ecigdis_ws.domain import UserId
 from ecigdis_ws.errors import ChatError, ErrorCode
+from ecigdis_ws.services.auth import parse_user_id
+from ecigdis_ws.settings import UserIdType
 from ecigdis_ws.transport.emoji import is_emoji
 
 # Ids are stored in signed 64-bit columns.
@@ -13,6 +16,10 @@ MAX_ID = 2**63 - 1
 MAX_CLIENT_MESSAGE_ID = 64
 # Enough for the longest emoji ZWJ sequences (families, flags with tags).
 MAX_EMOJI_LENGTH = 32
+# A conversation title fits the column (VARCHAR(255)).
+MAX_TITLE_LENGTH = 255
+# A sender name fits the column (VARCHAR(255)), as a token's name is cut to it.
+MAX_SENDER_NAME = 255
 
 
 def invalid(message: str) -> ChatError:
@@ -25,7 +32,7 @@ def payload(data: Any) -> dict[str, Any]:
     return data
 
 
-def _encodable(value: str, field: str) -> str:
+def encodable(value: str, field: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -71,7 +78,12 @@ def text(data: dict[str, Any], max_length: int) -> str:
         raise invalid("text is empty")
     if len(value) > max_length:
         raise invalid(f"text is longer than {max_length} characters")
-    return _encodable(value, "text")
+    return encodable(value, "text")
+
+
+def outgoing_message(data: dict[str, Any], max_length: int) -> tuple[int | str, str]:
+    """A message to send, over the socket or REST: the client's id and the text."""
+    return client_message_id(data), text(data, max_length)
 
 
 def client_message_id(data: dict[str, Any]) -> int | str:
@@ -83,7 +95,7 @@ def client_message_id(data: dict[str, Any]) -> int | str:
         raise invalid("messageId must be a string or an integer")
     if not echoable_message_id(value):
         raise invalid(f"messageId must be 1 to {MAX_CLIENT_MESSAGE_ID} characters")
-    _encodable(str(value), "messageId")
+    encodable(str(value), "messageId")
     return value
 
 
@@ -110,3 +122,33 @@ def optional_conversation_id(data: Any) -> int | None:
     if data is None:
         return None
     return positive_id(payload(data), "conversationId", required=False)
+
+
+def user_id(raw: Any, id_type: UserIdType, field: str = "userId") -> UserId:
+    parsed = parse_user_id(raw, id_type)
+    if parsed is None:
+        raise invalid(f"{field} is not a valid user id ({id_type})")
+    return parsed
+
+
+def title(data: dict[str, Any]) -> str:
+    value = data.get("title", "")
+    if not isinstance(value, str) or len(value) > MAX_TITLE_LENGTH:
+        raise invalid(f"title must be a string of at most {MAX_TITLE_LENGTH} characters")
+    return encodable(value, "title")
+
+
+def member_ids(data: dict[str, Any], id_type: UserIdType) -> list[UserId]:
+    members = data.get("members", [])
+    if not isinstance(members, list):  # (how many: MAX_CONVERSATION_MEMBERS, in the service)
+        raise invalid("members must be a list of user ids")
+    return [user_id(member, id_type, "members[]") for member in members]
+
+
+def sender_name(data: dict[str, Any]) -> str | None:
+    name = data.get("senderName")
+    if name is None:
+        return None
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_SENDER_NAME:
+        raise invalid(f"senderName must be a non-blank string of at most {MAX_SENDER_NAME}")
+    return encodable(name, "senderName")
