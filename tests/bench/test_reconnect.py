@@ -24,7 +24,15 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.support import SCRIPT, server_env, serving
+from tests.bench.conftest import (
+    CACHE,
+    PEER_DIR,
+    NodePeer,
+    _install_socket_io,
+    _wait_until_listening,
+)
+from tests.deploy.support import SCRIPT, server_env, serving, stop_process
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 RESTART = REPO / "benchmarks" / "restart_server.py"
@@ -39,7 +47,7 @@ BENCH_SETTINGS = {"RATE_LIMIT_MESSAGES": "0", "RATE_LIMIT_EVENTS": "0",
 # Short back-off, so that the test is quick; it still spreads the clients out.
 QUICK = ("--clients", str(CLIENTS), "--group", str(GROUP), "--processes", "2", "--rate", "100",
          "--warmup", "1", "--settle", "0.2", "--drain", "3", "--reconnect-delay", "0.2",
-         "--reconnect-delay-max", "1", "--reconnect-timeout", "60", "--no-progress", "--setup")
+         "--reconnect-delay-max", "1", "--reconnect-timeout", "60", "--no-progress")
 
 
 @dataclass(frozen=True)
@@ -85,10 +93,41 @@ def restartable(tmp_path: Path) -> Iterator[Restartable]:
                 _stop(server.pid())
 
 
+@pytest.fixture
+def restartable_peer(tmp_path: Path) -> Iterator[Restartable]:
+    """The Node.js peer (in memory, no `since`), restartable the same way."""
+    _install_socket_io()
+    port = free_port()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+           "LANG": "C.UTF-8", "PORT": str(port), "HOST": "127.0.0.1",
+           "NODE_PATH": str(CACHE / "node_modules")}
+    argv = ["node", str(PEER_DIR / "server.js")]
+    log = tmp_path / "peer.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=output,
+                                   stderr=subprocess.STDOUT)
+    peer = NodePeer(process, port)
+    pidfile = tmp_path / "server.pid"
+    pidfile.write_text(f"{process.pid}\n")
+    restart = shlex.join([
+        sys.executable, str(RESTART), str(pidfile), "--log", str(log), "--cwd", str(tmp_path),
+        "--wait-url", f"{peer.url}/status", "--", *argv])
+    server = Restartable(peer.url, env, pidfile, process.pid, restart)
+    try:
+        _wait_until_listening(peer, log)
+        yield server
+    finally:
+        stop_process(process)
+        if server.pid() != process.pid:
+            _stop(server.pid())
+
+
 def bench(server: Restartable, tmp_path: Path, *args: str) -> tuple[int, str, dict[str, Any]]:
     report = tmp_path / "reconnect.json"
+    # Our server needs the conversations and their members (the peer keeps none).
+    setup = [] if "node" in args else ["--setup"]
     done = subprocess.run(
-        [str(SCRIPT), "bench", server.url, "--scenario", "reconnect", *QUICK,
+        [str(SCRIPT), "bench", server.url, "--scenario", "reconnect", *QUICK, *setup,
          "--restart-cmd", server.restart_cmd, "--json", str(report), *args],
         env=server.env, cwd=tmp_path, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
         check=False)
@@ -156,3 +195,19 @@ def test_without_since_the_members_back_late_miss_what_was_sent_before_they_rejo
     assert storm["missed"] >= storm["missed_acked_after_return"]
     assert report["ok"] is False and code == 1
     assert "rejoined WITHOUT since" in output
+
+
+def test_the_node_peer_which_keeps_nothing_has_every_client_back_but_misses_messages(
+    restartable_peer: Restartable, tmp_path: Path
+) -> None:
+    """Side by side: the same run against the peer, which ignores `since`."""
+    code, output, report = bench(restartable_peer, tmp_path, "--target", "node")
+    storm = report["reconnect"]
+    assert storm["restart"]["exit_code"] == 0, storm["restart"]
+    assert restartable_peer.pid() != restartable_peer.first_pid
+    assert storm["back"] == CLIENTS and storm["not_back"] == 0, output
+    assert storm["all_back_s"] is not None
+    after = storm["phases"]["after_return"]
+    assert after["acked"] == CONVERSATIONS
+    assert 0 < storm["missed_acked_after_return"] == after["losses"]
+    assert report["ok"] is False and code == 1

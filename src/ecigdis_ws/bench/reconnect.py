@@ -149,6 +149,9 @@ class ReconnectDriver:
 
     def _send(self, client: WireClient, phase: int) -> int:
         record = self.shared.phase(phase)
+        now = time.monotonic_ns()
+        record.send_started_ns = record.send_started_ns or now
+        record.send_ended_ns = now
         try:
             client.send_message(phase, self.next_key(), self.run_id)
         except ConnectionResetError:

@@ -154,12 +154,21 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _count_lines(label: str, phase: Mapping[str, Any]) -> list[str]:
+    """A phase of a few messages sent at chosen moments: counts, no rates."""
+    latency = phase["latency_ms"]
+    return [f"  {label:<12} {_n(phase['sent'])} sent, {_n(phase['acked'])} acked; "
+            f"{_n(phase['deliveries'])} delivered of {_n(phase['expected'])} expected, "
+            f"sent → received (live or replayed on rejoin) p50 {_ms(latency['p50'])} ms "
+            f"max {_ms(latency['max'])} ms; lost {_n(phase['losses'])}"]
+
+
 def _reconnect_lines(storm: Mapping[str, Any]) -> list[str]:
     restart, back = storm["restart"], storm["back_after_kill_ms"]
     all_back = storm["all_back_s"]
     since = "with since" if storm["policy"]["since"] else "WITHOUT since"
     return [
-        *_phase_lines("before kill", storm["phases"]["before"]),
+        *_count_lines("before kill", storm["phases"]["before"]),
         *_phase_lines("during kill", storm["phases"]["during_kill"]),
         f"  {'restart':<12} exit {restart['exit_code']} after {restart['seconds']:.2f} s: "
         f"{restart['command']}",
@@ -169,7 +178,7 @@ def _reconnect_lines(storm: Mapping[str, Any]) -> list[str]:
         + f"; after the kill p50 {_ms(back['p50'])} ms p99 {_ms(back['p99'])} ms; "
         f"attempts p50 {_n(storm['attempts']['p50'])} max {_n(storm['attempts']['max'])} "
         f"(failed attempts: {_counts(storm['attempt_failures'])})",
-        *_phase_lines("after return", storm["phases"]["after_return"]),
+        *_count_lines("after return", storm["phases"]["after_return"]),
         f"  {'missed':<12} {storm['missed']} (acked before the kill "
         f"{storm['missed_acked_before_kill']}, after the return "
         f"{storm['missed_acked_after_return']}); cut off unacked by the kill "
