@@ -119,13 +119,14 @@ def stop(process: subprocess.Popen[bytes], pidfile: Path) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def restart_command(pidfile: Path, log: Path, cwd: Path, env: dict[str, str], url: str,
+def restart_command(pidfile: Path, log: Path, cwd: Path, extra_env: dict[str, str], url: str,
                     argv: list[str]) -> str:
-    """The bench's --restart-cmd: SIGKILL the server in `pidfile`, start `argv` again."""
+    """The bench's --restart-cmd: SIGKILL the server in `pidfile`, start `argv` again,
+    with the bench's environment (which it inherits) plus `extra_env`."""
     return shlex.join([
         sys.executable, str(RESTART_SCRIPT), str(pidfile), "--signal", "KILL", "--log",
         str(log), "--cwd", str(cwd), "--wait-url", url,
-        *[f"--env={name}={value}" for name, value in sorted(env.items())], "--", *argv])
+        *[f"--env={name}={value}" for name, value in sorted(extra_env.items())], "--", *argv])
 
 
 # -- the servers -------------------------------------------------------------------------------
@@ -178,7 +179,8 @@ class Ours:
             url = f"http://127.0.0.1:{port}"
             wait_for(f"{url}/health", process, log)
             yield Server(url, process.pid, env, "ecigdis",
-                         restart_command(pidfile, log, workdir, env, f"{url}/health", argv))
+                         # the bench runs with the server's own environment
+                         restart_command(pidfile, log, workdir, {}, f"{url}/health", argv))
         finally:
             stop(process, pidfile)
 
@@ -228,8 +230,9 @@ class Peer:
             wait_for(f"{url}/status", process, log)
             yield Server(url, process.pid, {"PATH": env["PATH"], "HOME": str(workdir),
                                             "LANG": "C.UTF-8"}, "node",
-                         restart_command(pidfile, log, self.directory, env, f"{url}/status",
-                                         argv))
+                         restart_command(pidfile, log, self.directory,
+                                         {"PORT": env["PORT"], "HOST": env["HOST"]},
+                                         f"{url}/status", argv))
         finally:
             stop(process, pidfile)
 
@@ -440,7 +443,8 @@ def markdown(result: dict[str, Any], runs: list[Run], options: argparse.Namespac
             storm = report["reconnect"]
             detail = (f"{storm['back']}/{storm['clients']} back "
                       f"({'with' if storm['policy']['since'] else 'without'} since), "
-                      f"restart {storm['restart']['seconds']} s, missed {storm['missed']} "
+                      f"restart {storm['restart']['seconds']} s, all back "
+                      f"{storm['all_back_after_restart_s']} s after it, missed {storm['missed']} "
                       f"(acked before the kill {storm['missed_acked_before_kill']}, after "
                       f"the return {storm['missed_acked_after_return']})")
         elif report.get("connect"):
@@ -460,7 +464,7 @@ def markdown(result: dict[str, Any], runs: list[Run], options: argparse.Namespac
                        ["benchmarks/compare.sh", *sys.argv[1:]]), "```", "",
               "Each bench run (the server was started fresh for each, with the "
               "environment in the JSON):", "", "```"]
-    lines += [" ".join(run.command) for run in runs]
+    lines += [shlex.join(run.command) for run in runs]
     lines += ["```", ""]
     return "\n".join(lines)
 

@@ -173,7 +173,9 @@ def _reconnect_lines(storm: Mapping[str, Any]) -> list[str]:
         f"  {'restart':<12} exit {restart['exit_code']} after {restart['seconds']:.2f} s: "
         f"{restart['command']}",
         f"  {'back':<12} {storm['back']}/{storm['clients']} rejoined {since} "
-        + (f"all within {all_back:.2f} s of the kill" if all_back is not None
+        + (f"all within {all_back:.2f} s of the kill "
+           f"({storm['all_back_after_restart_s']} s after the restart command returned)"
+           if all_back is not None
            else f"({storm['not_back']} NOT back)")
         + f"; after the kill p50 {_ms(back['p50'])} ms p99 {_ms(back['p99'])} ms; "
         f"attempts p50 {_n(storm['attempts']['p50'])} max {_n(storm['attempts']['max'])} "

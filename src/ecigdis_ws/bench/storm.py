@@ -115,6 +115,12 @@ def figures(armed: int, back: list[dict[str, Any]], restarted: dict[str, Any],
         "all_back_s": (round((max(back_ns) - killed_ns) / 1e9, 3)
                        if back_ns and returned == armed else None),
         "first_back_s": round((min(back_ns) - killed_ns) / 1e9, 3) if back_ns else None,
+        # The restart command returns once the server runs (restart_server.py waits for
+        # it to answer): what follows is the clients' back-off and the rejoin storm.
+        "all_back_after_restart_s": (round((max(back_ns) - killed_ns) / 1e9
+                                           - restarted["seconds"], 3)
+                                     if back_ns and returned == armed
+                                     and restarted["exit_code"] == 0 else None),
         "back_after_kill_ms": percentiles([(t - killed_ns) / 1e6 for t in back_ns]),
         "reconnect_ms": percentiles([ms for r in back for ms in r["reconnect_ms"]]),
         "attempts": percentiles([float(n) for r in back for n in r["attempts"]]),
