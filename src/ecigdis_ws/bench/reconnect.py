@@ -35,6 +35,11 @@ from ecigdis_ws.bench.wire import PendingSend, reply_code
 # Members 0 and 1 of each conversation say hello before the kill, so that every member
 # has received a message (and has a `since`) before the server goes away.
 HELLO_POSITIONS = (0, 1)
+# A join refused with one of these is tried again on the same connection after
+# JOIN_RETRY_S (jittered), as ChatManager does (its retryDelayMs); any other refusal
+# drops the connection and the client starts over.
+RETRYABLE_JOIN = frozenset({"UNAVAILABLE", "RATE_LIMITED"})
+JOIN_RETRY_S = 0.5
 
 
 @dataclass
@@ -202,12 +207,16 @@ class ReconnectDriver:
         try:
             async with asyncio.timeout(self.connect_timeout_s):
                 await client.open(self.ws_url)
-                reply = await client.call("conversation:join", join)
+                while (code := reply_code(await client.call("conversation:join", join))
+                       ) in RETRYABLE_JOIN:
+                    self.failures[f"join {code}, retried"] += 1
+                    jitter = self.policy.jitter * (2 * self.rand.random() - 1)
+                    await asyncio.sleep(JOIN_RETRY_S * (1 + jitter))
         except ConnectFailed as exc:
             return exc.reason
         except TimeoutError:
             return "timeout"
-        return reply_code(reply)
+        return code
 
     async def wait_back(self) -> dict[str, Any]:
         """Until every armed client is back, or the policy's timeout ran out."""

@@ -134,6 +134,8 @@ class Worker:
                 command = self.conn.recv()
             except (EOFError, OSError):  # the parent is gone: stop
                 command = ("close",)
+                if self.driver is not None:  # no more waiting for clients to come back
+                    loop.call_soon_threadsafe(self.driver.all_back.set)
             try:
                 loop.call_soon_threadsafe(self.commands.put_nowait, command)
             except RuntimeError:  # the loop is closed
