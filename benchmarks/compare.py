@@ -504,7 +504,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str]) -> int:
     options = parse(argv)
-    out = Path(options.out)
+    # Absolute: each bench runs in its server's folder and writes its --json there.
+    out = Path(options.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     scenarios = [s for s in options.scenarios.split(",") if s]

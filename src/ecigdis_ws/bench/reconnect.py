@@ -148,7 +148,9 @@ class ReconnectDriver:
         conversation then sends in `after_phase`. How many clients are armed."""
         self.after_phase = after_phase
         for state in self.states:
-            state.armed = state.client is not None
+            # A client the server dropped before now was counted a disconnect (an
+            # error) already, and no drop will come to bring it back: not armed.
+            state.armed = state.client is not None and not state.client.closed
         self.armed = sum(state.armed for state in self.states)
         return self.armed
 
