@@ -14,6 +14,9 @@ Scenarios (sizes are options):
   connect    5,000 clients connect, authenticate and join: seconds until all joined
              (ours with each PRESENCE_SCOPE the server knows, the peer has global)
   memory     10,000 idle authenticated connections: resident KiB per connection
+  reconnect  5,000 clients joined; the server is killed (SIGKILL) and restarted under
+             them by benchmarks/restart_server.py; seconds until all are back and
+             rejoined (ours with `since`), and the messages they missed
 
 Output: OUT/compare-<date>.json (every report, every command) and OUT/compare-<date>.md
 (the tables, ratios, machine, commands and date, ready for BENCHMARKS.md).
@@ -22,9 +25,11 @@ Output: OUT/compare-<date>.json (every report, every command) and OUT/compare-<d
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -49,6 +54,7 @@ from ecigdis_ws.storage.mariadb import MariaDbTarget
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = Path(sys.executable).parent / "ecigdis-ws"
 PEER_SOURCE = REPO.parent / "shared" / "bench" / "node-reference"
+RESTART_SCRIPT = REPO / "benchmarks" / "restart_server.py"
 SERVER_UP_TIMEOUT_S = 30
 SERVER_STOP_TIMEOUT_S = 30
 NPM_INSTALL_TIMEOUT_S = 600
@@ -92,7 +98,8 @@ def wait_for(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     raise SystemExit(f"{url} did not answer in {SERVER_UP_TIMEOUT_S} s")
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[bytes], pidfile: Path) -> None:
+    """Stop the server: the one started here, or the one a restart put in its place."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -100,6 +107,26 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    pid = int(pidfile.read_text().strip()) if pidfile.is_file() else process.pid
+    if pid == process.pid:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + SERVER_STOP_TIMEOUT_S
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)
+
+
+def restart_command(pidfile: Path, log: Path, cwd: Path, extra_env: dict[str, str], url: str,
+                    argv: list[str]) -> str:
+    """The bench's --restart-cmd: SIGKILL the server in `pidfile`, start `argv` again,
+    with the bench's environment (which it inherits) plus `extra_env`."""
+    return shlex.join([
+        sys.executable, str(RESTART_SCRIPT), str(pidfile), "--signal", "KILL", "--log",
+        str(log), "--cwd", str(cwd), "--wait-url", url,
+        *[f"--env={name}={value}" for name, value in sorted(extra_env.items())], "--", *argv])
 
 
 # -- the servers -------------------------------------------------------------------------------
@@ -111,6 +138,7 @@ class Server:
     pid: int
     env: dict[str, str]  # the environment a bench of this server runs with
     target: str  # ecigdis or node
+    restart_cmd: str  # kills it and starts it again (the reconnect scenario)
 
 
 @dataclass
@@ -141,16 +169,20 @@ class Ours:
         env = self.settings(workdir, secret)
         port = free_port()
         log = workdir / f"{self.name}-{port}.log"
+        argv = [str(SCRIPT), "serve", "--host", "127.0.0.1", "--port", str(port)]
         with log.open("wb") as output:
-            process = subprocess.Popen(
-                [str(SCRIPT), "serve", "--host", "127.0.0.1", "--port", str(port)],
-                env=env, cwd=workdir, stdout=output, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(argv, env=env, cwd=workdir, stdout=output,
+                                       stderr=subprocess.STDOUT)
+        pidfile = workdir / "server.pid"
+        pidfile.write_text(f"{process.pid}\n")
         try:
             url = f"http://127.0.0.1:{port}"
             wait_for(f"{url}/health", process, log)
-            yield Server(url, process.pid, env, "ecigdis")
+            yield Server(url, process.pid, env, "ecigdis",
+                         # the bench runs with the server's own environment
+                         restart_command(pidfile, log, workdir, {}, f"{url}/health", argv))
         finally:
-            stop(process)
+            stop(process, pidfile)
 
 
 @dataclass
@@ -187,17 +219,22 @@ class Peer:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PORT": str(port),
                "HOST": "127.0.0.1"}
         log = workdir / f"node-{port}.log"
+        argv = ["node", str(self.directory / "server.js")]
         with log.open("wb") as output:
-            process = subprocess.Popen(["node", str(self.directory / "server.js")], env=env,
-                                       cwd=self.directory, stdout=output,
+            process = subprocess.Popen(argv, env=env, cwd=self.directory, stdout=output,
                                        stderr=subprocess.STDOUT)
+        pidfile = workdir / "server.pid"
+        pidfile.write_text(f"{process.pid}\n")
         try:
             url = f"http://127.0.0.1:{port}"
             wait_for(f"{url}/status", process, log)
             yield Server(url, process.pid, {"PATH": env["PATH"], "HOME": str(workdir),
-                                            "LANG": "C.UTF-8"}, "node")
+                                            "LANG": "C.UTF-8"}, "node",
+                         restart_command(pidfile, log, self.directory,
+                                         {"PORT": env["PORT"], "HOST": env["HOST"]},
+                                         f"{url}/status", argv))
         finally:
-            stop(process)
+            stop(process, pidfile)
 
 
 def ensure_mariadb_database(url: str) -> None:
@@ -244,6 +281,10 @@ def bench_args(scenario: str, options: argparse.Namespace) -> list[str]:
         return ["--scenario", "connect", "--clients", str(options.memory_clients),
                 "--settle", str(options.memory_settle), "--connect-timeout",
                 str(options.connect_timeout), "--no-progress"]
+    if scenario == "reconnect":
+        return ["--scenario", "reconnect", "--clients", str(options.reconnect_clients),
+                "--group", "5", "--rate", str(options.reconnect_rate), "--warmup", "2",
+                "--reconnect-timeout", str(options.reconnect_timeout), *common]
     raise ValueError(scenario)
 
 
@@ -255,6 +296,8 @@ def run_bench(server: Server, scenario: str, target: str, round_: int,
                "--json", str(report)]
     if server.target == "ecigdis":
         command.append("--setup")
+    if scenario == "reconnect":
+        command += ["--restart-cmd", server.restart_cmd]
     run = Run(scenario, target, round_, command)
     say(f"{scenario} round {round_}: {target}")
     started = time.monotonic()
@@ -292,10 +335,14 @@ def figure(run: Run) -> float | None:
     if run.scenario == "memory":
         kib = report["memory"]["per_connection_kib"]
         return float(kib) if kib is not None else None
+    if run.scenario == "reconnect":
+        back = report["reconnect"]["all_back_s"]
+        return float(back) if back is not None else None
     return None
 
 
-HIGHER_IS_BETTER = {"chat": True, "broadcast": True, "connect": False, "memory": False}
+HIGHER_IS_BETTER = {"chat": True, "broadcast": True, "connect": False, "memory": False,
+                    "reconnect": False}
 HEADLINE = {
     "chat": "chat, {chat_clients:,} clients in groups of 5: highest msg/s held "
             "(no loss, p99 ≤ 100 ms)",
@@ -303,9 +350,12 @@ HEADLINE = {
                  "highest rate held",
     "connect": "connect {connect_clients:,} clients (auth + join): seconds until all joined",
     "memory": "resident KiB per idle authenticated connection at {memory_clients:,}",
+    "reconnect": "reconnect {reconnect_clients:,} clients after a kill -9 and restart: "
+                 "seconds until all rejoined",
 }
 GOAL = {"chat": "≥ 1.0x the peer (1.5x the mark)", "broadcast": "≥ 0.8x the peer",
-        "connect": "≤ the peer's time", "memory": "≤ 20 KiB"}
+        "connect": "≤ the peer's time", "memory": "≤ 20 KiB",
+        "reconnect": "all back, 0 missed"}
 
 
 def best(runs: list[Run]) -> float | None:
@@ -319,11 +369,22 @@ def best(runs: list[Run]) -> float | None:
 def fmt(value: float | None, scenario: str) -> str:
     if value is None:
         return "—"
-    if scenario == "connect":
+    if scenario in ("connect", "reconnect"):
         return f"{value:.2f} s"
     if scenario == "memory":
         return f"{value:.1f}"
     return f"{value:,.0f}"
+
+
+def missed_row(runs: list[Run], targets: list[str], ours: int) -> list[str]:
+    """Reconnect: the most messages any run of each target missed (0 is the goal)."""
+    cells = []
+    for target in targets:
+        missed = [r.report["reconnect"]["missed"] for r in runs
+                  if r.target == target and r.report and r.report.get("reconnect")]
+        cells.append(f"{max(missed):,}" if missed else "—")
+    return ["reconnect: messages acknowledged but missed by a member (worst run)", *cells,
+            *["" for _ in range(ours)], "0"]
 
 
 def markdown(result: dict[str, Any], runs: list[Run], options: argparse.Namespace) -> str:
@@ -361,6 +422,8 @@ def markdown(result: dict[str, Any], runs: list[Run], options: argparse.Namespac
         rows.append([HEADLINE[scenario].format(**vars(options)),
                      *[fmt(values.get(t), scenario) for t in targets], *ratios,
                      GOAL[scenario]])
+        if scenario == "reconnect":
+            rows.append(missed_row(scenario_runs, targets, len(ours)))
     lines += markdown_table(header, rows)
     lines += ["", "## Every run", ""]
     run_rows = []
@@ -376,6 +439,14 @@ def markdown(result: dict[str, Any], runs: list[Run], options: argparse.Namespac
                 detail = (f"held {held:,.0f} msg/s: p50 {step['latency_ms']['p50']:.1f} ms, "
                           f"p99 {step['latency_ms']['p99']:.1f} ms; ")
             detail += f"stopped at {report['ramp']['stopped_because']}"
+        elif report.get("reconnect"):
+            storm = report["reconnect"]
+            detail = (f"{storm['back']}/{storm['clients']} back "
+                      f"({'with' if storm['policy']['since'] else 'without'} since), "
+                      f"restart {storm['restart']['seconds']} s, all back "
+                      f"{storm['all_back_after_restart_s']} s after it, missed {storm['missed']} "
+                      f"(acked before the kill {storm['missed_acked_before_kill']}, after "
+                      f"the return {storm['missed_acked_after_return']})")
         elif report.get("connect"):
             c = report["connect"]
             detail = (f"{c['joined']}/{c['clients']} joined in {c['total_s']} s "
@@ -393,7 +464,7 @@ def markdown(result: dict[str, Any], runs: list[Run], options: argparse.Namespac
                        ["benchmarks/compare.sh", *sys.argv[1:]]), "```", "",
               "Each bench run (the server was started fresh for each, with the "
               "environment in the JSON):", "", "```"]
-    lines += [" ".join(run.command) for run in runs]
+    lines += [shlex.join(run.command) for run in runs]
     lines += ["```", ""]
     return "\n".join(lines)
 
@@ -423,13 +494,18 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--memory-clients", type=int, default=10000)
     parser.add_argument("--settle", type=float, default=2)
     parser.add_argument("--memory-settle", type=float, default=10)
+    parser.add_argument("--reconnect-clients", type=int, default=5000)
+    parser.add_argument("--reconnect-rate", type=float, default=100,
+                        help="msg/s from random members while the server is killed")
+    parser.add_argument("--reconnect-timeout", type=float, default=600)
     parser.add_argument("--connect-timeout", type=float, default=600)
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str]) -> int:
     options = parse(argv)
-    out = Path(options.out)
+    # Absolute: each bench runs in its server's folder and writes its --json there.
+    out = Path(options.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     scenarios = [s for s in options.scenarios.split(",") if s]

@@ -1,7 +1,8 @@
 // ChatManager: the browser client of the ecigdis-ws chat server.
 //
 // One object per page. It keeps a Socket.IO connection (socket.io-client v4, with
-// its own reconnect backoff) and, when the socket cannot get through, carries on
+// its own reconnect backoff, jittered so that a fleet of pages does not come back in
+// lock-step after a server restart) and, when the socket cannot get through, carries on
 // over the server's REST API and long-poll (`/api/messenger/...`); it goes back to
 // the socket as soon as that connects again. Whatever the transport:
 //   - every open conversation is rejoined with `since` = the highest message id
@@ -153,6 +154,13 @@ import { io } from 'socket.io-client';
  *                                       the server holds one up to 25 s)
  * @property {number} [retryDelayMs]     first retry delay of a failed HTTP call or send (default 500)
  * @property {number} [maxRetryDelayMs]  retry delays double up to this (default 8000)
+ * @property {number} [reconnectDelayMs] first socket reconnect delay (default 1000; socket.io's
+ *                                       reconnectionDelay)
+ * @property {number} [maxReconnectDelayMs] reconnect delays double up to this (default 5000;
+ *                                       socket.io's reconnectionDelayMax)
+ * @property {number} [reconnectJitter]  every reconnect and retry delay varies by up to ± this
+ *                                       share of itself, at random (default 0.5; above 0, below
+ *                                       1; socket.io's randomizationFactor)
  * @property {Record<string, unknown>} [socketOptions] passed to socket.io-client's io(), e.g.
  *                                       { transports: ['websocket'], reconnectionDelayMax: 5000 }
  * @property {typeof fetch} [fetch]      fetch to use for HTTP (default globalThis.fetch)
@@ -195,6 +203,11 @@ const DEFAULTS = {
   pollTimeoutMs: 35000,
   retryDelayMs: 500,
   maxRetryDelayMs: 8000,
+  reconnectDelayMs: 1000,
+  maxReconnectDelayMs: 5000,
+  // A server restart drops every page at once; with delays varied by ± half, their
+  // reconnects spread over a second instead of arriving in one burst per back-off step.
+  reconnectJitter: 0.5,
 };
 // Codes after which the same request may succeed later; every other failure is final.
 const RETRYABLE = new Set(['UNAVAILABLE', 'RATE_LIMITED', 'OFFLINE', 'UNAUTHENTICATED', 'TOKEN_EXPIRED']);
@@ -268,6 +281,15 @@ function httpBase(url) {
   return url.replace(/^ws(s?):/i, 'http$1:').replace(/\/+$/, '');
 }
 
+/**
+ * `delay` varied by up to ± `jitter` of itself, as socket.io-client varies its reconnect
+ * delays: pages that failed together do not all retry in the same instant.
+ * @param {number} delay @param {number} jitter @returns {number}
+ */
+function jittered(delay, jitter) {
+  return Math.max(0, Math.round(delay * (1 + jitter * (2 * Math.random() - 1))));
+}
+
 /** @param {unknown} value @returns {value is Record<string, any>} */
 function isObject(value) {
   return typeof value === 'object' && value !== null;
@@ -287,6 +309,19 @@ export class ChatManager {
     /** @type {string | null} */
     this.mainSiteUrl = options.mainSiteUrl ? options.mainSiteUrl.replace(/\/+$/, '') : null;
     this._options = { ...DEFAULTS, ...options };
+    /** @type {Record<string, unknown>} socket.io-client's options: ours, socketOptions over them */
+    this._ioOptions = {
+      reconnectionDelay: this._options.reconnectDelayMs,
+      reconnectionDelayMax: this._options.maxReconnectDelayMs,
+      randomizationFactor: this._options.reconnectJitter,
+      ...(this._options.socketOptions || {}),
+    };
+    const jitter = this._ioOptions.randomizationFactor;
+    if (typeof jitter !== 'number' || !(jitter > 0 && jitter < 1)) {
+      throw new RangeError(`reconnectJitter (socket.io's randomizationFactor) must be above 0 and below 1, not ${String(jitter)}: `
+        + 'without it every page reconnects in the same instant after a server restart');
+    }
+    this._jitter = jitter;
     /** @type {string | null} */
     this._token = options.token || null;
     /** @type {(() => (string | Promise<string>)) | null} */
@@ -428,7 +463,7 @@ export class ChatManager {
           },
         );
       },
-      ...(this._options.socketOptions || {}),
+      ...this._ioOptions,
     });
     this._socket = socket;
     this._armFallbackTimer();
@@ -522,7 +557,7 @@ export class ChatManager {
         this._setState('unauthorized');
         return;
       }
-      const delay = Math.min(this._options.retryDelayMs * 2 ** (this._authRefusals - 1), this._options.maxRetryDelayMs);
+      const delay = this._retryDelay(this._authRefusals);
       setTimeout(() => {
         if (this.state !== 'closed' && this._socket && !this._socket.connected) this._socket.connect();
       }, delay);
@@ -546,7 +581,7 @@ export class ChatManager {
       // not reconnect after that by itself.
       setTimeout(() => {
         if (this.state !== 'closed' && this._socket && !this._socket.connected) this._socket.connect();
-      }, this._options.retryDelayMs);
+      }, this._retryDelay(1));
     }
   }
 
@@ -931,9 +966,14 @@ export class ChatManager {
     }
   }
 
-  /** @param {number} failures @returns {number} */
+  /**
+   * The wait before retry number `failures`: doubling from retryDelayMs up to
+   * maxRetryDelayMs, jittered like the socket's reconnects.
+   * @param {number} failures @returns {number}
+   */
   _retryDelay(failures) {
-    return Math.min(this._options.retryDelayMs * 2 ** Math.max(0, failures - 1), this._options.maxRetryDelayMs);
+    const delay = Math.min(this._options.retryDelayMs * 2 ** Math.max(0, failures - 1), this._options.maxRetryDelayMs);
+    return jittered(delay, this._jitter);
   }
 
   // -- messages -------------------------------------------------------------------

@@ -15,6 +15,7 @@ from ecigdis_ws.bench.plan import (
     TARGETS,
     BenchOptions,
     RampOptions,
+    ReconnectPolicy,
 )
 from ecigdis_ws.settings import Settings
 
@@ -26,6 +27,10 @@ Connect many authenticated clients to a chat server over websocket and run a sce
   connect    N clients connect, authenticate and join, --concurrency at a time
   ramp       chat load at rising rates (--start, --step or --factor, --step-duration)
              until p99 > --p99-bound-ms or anything is lost; reports the highest rate held
+  reconnect  N clients joined; --rate msg/s (100) for --warmup s, then --restart-cmd
+             kills and restarts the server; every client reconnects (jittered back-off),
+             rejoins with `since`, and one member of each conversation sends at once;
+             reports the time until all are back and the messages missed (must be 0)
 Prints a summary (and --json FILE: every figure with the parameters). Exit status 0 when
 nothing was lost and nothing failed (ramp: when at least one step held), else 1.
 
@@ -77,6 +82,20 @@ def add_bench_parser(commands: Any) -> None:
     ramp.add_argument("--step-duration", type=float, default=RampOptions.step_duration_s)
     ramp.add_argument("--p99-bound-ms", type=float, default=RampOptions.p99_bound_ms)
     ramp.add_argument("--max-rate", type=float, default=RampOptions.max_rate)
+    storm = bench.add_argument_group("reconnect")
+    storm.add_argument("--restart-cmd", metavar="CMD",
+                       help="shell command that kills the server and starts it again "
+                            "(e.g. benchmarks/restart_server.py …); run once, timed")
+    storm.add_argument("--reconnect-delay", type=float, default=ReconnectPolicy.delay_s,
+                       help="seconds before a client's first attempt; doubles per attempt")
+    storm.add_argument("--reconnect-delay-max", type=float,
+                       default=ReconnectPolicy.delay_max_s)
+    storm.add_argument("--reconnect-jitter", type=float, default=ReconnectPolicy.jitter,
+                       help="each delay varies by up to ± this share of itself (0.5)")
+    storm.add_argument("--reconnect-timeout", type=float, default=ReconnectPolicy.timeout_s,
+                       help="seconds after the kill a client may take to be back")
+    storm.add_argument("--no-since", dest="since", action="store_false",
+                       help="rejoin without `since`, as a client with no resync would")
     shown = bench.add_mutually_exclusive_group()
     shown.add_argument("--progress", dest="progress", action="store_true", default=None,
                        help="always show progress on stderr")
@@ -106,6 +125,11 @@ def options_from(args: argparse.Namespace) -> BenchOptions:
                          step_duration_s=args.step_duration,
                          p99_bound_ms=args.p99_bound_ms, max_rate=args.max_rate),
         progress=args.progress,
+        restart_cmd=args.restart_cmd,
+        reconnect=ReconnectPolicy(delay_s=args.reconnect_delay,
+                                  delay_max_s=args.reconnect_delay_max,
+                                  jitter=args.reconnect_jitter, since=args.since,
+                                  timeout_s=args.reconnect_timeout),
     )
 
 

@@ -15,9 +15,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal
 
-Scenario = Literal["chat", "broadcast", "connect", "ramp"]
+Scenario = Literal["chat", "broadcast", "connect", "ramp", "reconnect"]
 Target = Literal["ecigdis", "node"]
-SCENARIOS: tuple[Scenario, ...] = ("chat", "broadcast", "connect", "ramp")
+SCENARIOS: tuple[Scenario, ...] = ("chat", "broadcast", "connect", "ramp", "reconnect")
 TARGETS: tuple[Target, ...] = ("ecigdis", "node")
 
 # Groups per group size in the conversation id space: 100,000 conversations of one
@@ -50,7 +50,29 @@ SCENARIO_DEFAULTS: dict[Scenario, ScenarioDefaults] = {
     "broadcast": ScenarioDefaults(clients=1000, group=None, rate=20.0),
     "connect": ScenarioDefaults(clients=5000, group=5, rate=0.0),
     "ramp": ScenarioDefaults(clients=5000, group=5, rate=0.0),
+    # rate: the load from random members while the server is killed
+    "reconnect": ScenarioDefaults(clients=5000, group=5, rate=100.0),
 }
+
+
+@dataclass(frozen=True)
+class ReconnectPolicy:
+    """How each bench client comes back after its connection drops (reconnect scenario):
+    as ChatManager does with socket.io-client's defaults, a delay that doubles from
+    `delay_s` up to `delay_max_s`, each varied by up to ± `jitter` of itself, the first
+    one before the first attempt; then it rejoins its conversation with `since` = the
+    highest message id it received (none with `since=False`)."""
+
+    delay_s: float = 1.0
+    delay_max_s: float = 5.0
+    jitter: float = 0.5
+    since: bool = True
+    timeout_s: float = 120.0  # a client not back this long after the kill gives up
+
+    def delay(self, attempt: int, rand: float) -> float:
+        """The wait before attempt `attempt` (0-based); `rand` uniform in [0, 1)."""
+        base: float = min(self.delay_s * 2.0 ** min(attempt, 32), self.delay_max_s)
+        return base * (1 + self.jitter * (2 * rand - 1))
 
 
 @dataclass(frozen=True)
@@ -94,6 +116,8 @@ class BenchOptions:
     server_pid: int | None = None  # read VmRSS from /proc instead of /metrics
     ramp: RampOptions = dataclasses.field(default_factory=RampOptions)
     progress: bool | None = None  # None: a bar on a tty, a periodic line otherwise
+    restart_cmd: str | None = None  # reconnect: a shell command that kills and restarts
+    reconnect: ReconnectPolicy = dataclasses.field(default_factory=ReconnectPolicy)
     run_id: str = dataclasses.field(default_factory=lambda: secrets.token_hex(4))
 
     @property
@@ -132,7 +156,7 @@ class BenchOptions:
             problems.append("--clients must be at least 1")
         if self.group is not None and self.group < 1:
             problems.append("--group must be at least 1")
-        if self.scenario in ("chat", "broadcast", "ramp") and self.group_size < 2:
+        if self.scenario in ("chat", "broadcast", "ramp", "reconnect") and self.group_size < 2:
             problems.append("messages need groups of at least 2 (a sender and a receiver)")
         if self.group_count > GROUP_STRIDE:
             problems.append(f"at most {GROUP_STRIDE} conversations per run")
@@ -144,10 +168,30 @@ class BenchOptions:
             problems.append("--concurrency must be at least 1")
         if self.ramp.start <= 0 or self.ramp.step_duration_s <= 0:
             problems.append("--start and --step-duration must be above 0")
+        problems += self._reconnect_problems()
         if self.ramp.factor is not None and self.ramp.factor <= 1:
             problems.append("--factor must be above 1")
         if self.ramp.factor is None and self.ramp.step <= 0:
             problems.append("--step must be above 0")
+        return problems
+
+    def _reconnect_problems(self) -> list[str]:
+        if self.scenario != "reconnect":
+            return []
+        policy = self.reconnect
+        problems = []
+        if not self.restart_cmd:
+            problems.append("--scenario reconnect needs --restart-cmd (a command that kills "
+                            "the server and starts it again)")
+        if self.message_rate < 0:
+            problems.append("--rate must not be negative")
+        if not 0 < policy.delay_s <= policy.delay_max_s:
+            problems.append("--reconnect-delay must be above 0 and at most "
+                            "--reconnect-delay-max")
+        if not 0 <= policy.jitter < 1:
+            problems.append("--reconnect-jitter must be at least 0 and below 1")
+        if policy.timeout_s <= 0:
+            problems.append("--reconnect-timeout must be above 0")
         return problems
 
 

@@ -70,7 +70,7 @@ class PhaseRecorder:
 
     def message_new(self, data: bytes) -> None:
         now = time.monotonic_ns()
-        fields = self._fields(data)
+        fields = self.fields(data)
         if fields is None:
             self.foreign_messages += 1
             return
@@ -84,7 +84,7 @@ class PhaseRecorder:
         receipts[key] = receipts.get(key, 0) + 1
         record.latencies.append((now - sent_ns) / 1e6)
 
-    def _fields(self, data: bytes) -> tuple[int, int, int] | None:
+    def fields(self, data: bytes) -> tuple[int, int, int] | None:
         """(message key, phase, send time) of a bench message:new, else None.
 
         The hot path: both servers write compact JSON, so the two fields are found

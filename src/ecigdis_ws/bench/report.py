@@ -129,6 +129,8 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
         held = ramp["highest_rate_held"]
         lines.append(f"  {'held':<12} {_n(held) if held else 'no step'} msg/s with no loss "
                      f"and p99 ≤ {p['ramp']['p99_bound_ms']} ms ({ramp['stopped_because']})")
+    if report.get("reconnect"):
+        lines += _reconnect_lines(report["reconnect"])
     m = report["memory"]
     if m["per_connection_kib"] is not None:
         lines.append(
@@ -150,6 +152,40 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
                  + (f"; {g['warning']}" if g.get("warning") else ""))
     lines += rate_limit_warning(report)
     return lines
+
+
+def _count_lines(label: str, phase: Mapping[str, Any]) -> list[str]:
+    """A phase of a few messages sent at chosen moments: counts, no rates."""
+    latency = phase["latency_ms"]
+    return [f"  {label:<12} {_n(phase['sent'])} sent, {_n(phase['acked'])} acked; "
+            f"{_n(phase['deliveries'])} delivered of {_n(phase['expected'])} expected, "
+            f"sent → received (live or replayed on rejoin) p50 {_ms(latency['p50'])} ms "
+            f"max {_ms(latency['max'])} ms; lost {_n(phase['losses'])}"]
+
+
+def _reconnect_lines(storm: Mapping[str, Any]) -> list[str]:
+    restart, back = storm["restart"], storm["back_after_kill_ms"]
+    all_back = storm["all_back_s"]
+    since = "with since" if storm["policy"]["since"] else "WITHOUT since"
+    return [
+        *_count_lines("before kill", storm["phases"]["before"]),
+        *_phase_lines("during kill", storm["phases"]["during_kill"]),
+        f"  {'restart':<12} exit {restart['exit_code']} after {restart['seconds']:.2f} s: "
+        f"{restart['command']}",
+        f"  {'back':<12} {storm['back']}/{storm['clients']} rejoined {since} "
+        + (f"all within {all_back:.2f} s of the kill "
+           f"({storm['all_back_after_restart_s']} s after the restart command returned)"
+           if all_back is not None
+           else f"({storm['not_back']} NOT back)")
+        + f"; after the kill p50 {_ms(back['p50'])} ms p99 {_ms(back['p99'])} ms; "
+        f"attempts p50 {_n(storm['attempts']['p50'])} max {_n(storm['attempts']['max'])} "
+        f"(failed attempts: {_counts(storm['attempt_failures'])})",
+        *_count_lines("after return", storm["phases"]["after_return"]),
+        f"  {'missed':<12} {storm['missed']} (acked before the kill "
+        f"{storm['missed_acked_before_kill']}, after the return "
+        f"{storm['missed_acked_after_return']}); cut off unacked by the kill "
+        f"{storm['unacked_at_kill']}; repeats dropped {storm['repeated_deliveries']}",
+    ]
 
 
 def rate_limit_warning(report: Mapping[str, Any]) -> list[str]:

@@ -27,6 +27,7 @@ from ecigdis_ws import __version__
 from ecigdis_ws.bench.memory import Reading, resident_bytes
 from ecigdis_ws.bench.plan import BenchError, BenchOptions, client_specs, split
 from ecigdis_ws.bench.report import add_counts, machine, now_iso, percentiles
+from ecigdis_ws.bench.storm import reconnect_storm
 from ecigdis_ws.bench.wire import websocket_url
 from ecigdis_ws.bench.worker import WorkerPlan, worker_main
 from ecigdis_ws.clock import SystemClock
@@ -276,6 +277,9 @@ def _plans(options: BenchOptions, settings: Settings | None) -> list[WorkerPlan]
             concurrency=per_worker_concurrency,
             connect_timeout_s=options.connect_timeout_s,
             run_id=options.run_id,
+            user_base=options.user_base,
+            group_size=options.group_size,
+            reconnect=options.reconnect if options.scenario == "reconnect" else None,
         )
         for index, part in enumerate(split(specs, parts))
     ]
@@ -301,6 +305,8 @@ def parameters(options: BenchOptions) -> dict[str, Any]:
         "conversation_base": options.conversation_base,
         "server_pid": options.server_pid,
         "ramp": asdict(options.ramp),
+        "restart_cmd": options.restart_cmd,
+        "reconnect": asdict(options.reconnect),
         "run_id": options.run_id,
     }
 
@@ -537,6 +543,8 @@ async def run_bench(
             report["warmup"] = phases[0] if len(phases) > 1 else None
         elif options.scenario == "ramp":
             report["ramp"] = await run.ramp()
+        elif options.scenario == "reconnect":
+            report["reconnect"] = await reconnect_storm(run)
         progress.set_stage("closing")
         pool.send(("close",))
         totals = await pool.gather("closed")
@@ -550,6 +558,11 @@ async def run_bench(
     if options.scenario == "ramp":
         report["ok"] = report["errors"]["rate_limited"] == 0 and bool(
             report["ramp"]["highest_rate_held"])
+    if options.scenario == "reconnect":
+        storm = report["reconnect"]
+        report["losses"] = storm["missed"]  # the kill's phase too
+        report["ok"] = (not report["errors"]["total"] and storm["restart"]["exit_code"] == 0
+                        and storm["not_back"] == 0 and storm["missed"] == 0)
     return report
 
 

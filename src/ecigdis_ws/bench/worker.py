@@ -5,6 +5,10 @@ The parent (runner.py) sends commands over a pipe, each carried out in order:
   ("groups", {group: joined})        how many members of each group joined, anywhere
   ("send", phase, rate, duration_s)  send message:send at `rate`/s from random members
   ("collect", phase)                 report everything recorded for that phase, forget it
+  ("hello", phase)                   reconnect: members 0 and 1 of each conversation send one
+  ("arm", phase)                     reconnect: clients that drop from now on come back
+                                     (reconnect.py); member 0 then sends in `phase`
+  ("await_back",)                    reconnect: wait until every armed client is back
   ("close",)                         close every connection and exit
 and the worker answers each with one reply, plus a ("progress", …) line of counters
 every PROGRESS_INTERVAL_S. Replies carry raw samples (latencies in ms as arrays of
@@ -27,7 +31,9 @@ from typing import Any
 
 import uvloop
 
-from ecigdis_ws.bench.client import ConnectFailed, WireClient
+from ecigdis_ws.bench.client import ClientRecorder, ConnectFailed, WireClient
+from ecigdis_ws.bench.plan import ReconnectPolicy
+from ecigdis_ws.bench.reconnect import ClientState, ReconnectDriver
 from ecigdis_ws.bench.recorder import PhaseRecord, PhaseRecorder
 from ecigdis_ws.bench.wire import reply_code
 
@@ -48,6 +54,9 @@ class WorkerPlan:
     concurrency: int
     connect_timeout_s: float
     run_id: str
+    user_base: int = 0  # client i is user user_base + i
+    group_size: int = 1
+    reconnect: ReconnectPolicy | None = None  # the reconnect scenario's clients come back
 
 
 class Worker:
@@ -67,6 +76,9 @@ class Worker:
         # Progress of the phases already reported, summed (shown as phase -1).
         self.reported = [0, 0, 0, 0, 0]
         self.commands: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self.driver = None if plan.reconnect is None else ReconnectDriver(
+            plan.ws_url, plan.reconnect, plan.connect_timeout_s, self.recorder, self.clients,
+            self._next_key)
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -91,6 +103,8 @@ class Worker:
                     self._reply("sent", await self._send(phase, rate, duration_s))
                 elif name == "collect":
                     self._reply("phase", self._collect(command[1]))
+                elif name in ("hello", "arm", "await_back"):
+                    await self._reconnect_command(command)
                 elif name == "close":
                     for client in self.clients:
                         client.close()
@@ -100,12 +114,28 @@ class Worker:
         finally:
             reporter.cancel()
 
+    async def _reconnect_command(self, command: tuple[Any, ...]) -> None:
+        driver = self.driver
+        assert driver is not None, "a reconnect command to a worker of another scenario"
+        if command[0] == "hello":
+            self._reply("hello", {"sent": driver.hello(command[1])})
+        elif command[0] == "arm":
+            self._reply("armed", {"armed": driver.arm(command[1])})
+        else:
+            self._reply("back", await driver.wait_back())
+
+    def _next_key(self) -> int:
+        self.sequence += 1
+        return self.sequence
+
     def _read_commands(self, loop: asyncio.AbstractEventLoop) -> None:
         while True:
             try:
                 command = self.conn.recv()
             except (EOFError, OSError):  # the parent is gone: stop
                 command = ("close",)
+                if self.driver is not None:  # no more waiting for clients to come back
+                    loop.call_soon_threadsafe(self.driver.all_back.set)
             try:
                 loop.call_soon_threadsafe(self.commands.put_nowait, command)
             except RuntimeError:  # the loop is closed
@@ -152,7 +182,13 @@ class Worker:
         async def connect(index: int, token: str, group: int, conversation: int) -> None:
             async with limit:
                 begun = time.monotonic_ns()
-                client = WireClient(index, token, group, conversation, self.recorder)
+                state: ClientState | None = None
+                recorder: ClientRecorder = self.recorder
+                if self.driver is not None:
+                    state = ClientState(index, str(self.plan.user_base + index), token, group,
+                                        conversation, index % self.plan.group_size)
+                    recorder = self.driver.track(state)
+                client = WireClient(index, token, group, conversation, recorder)
                 self.clients.append(client)
                 try:
                     async with asyncio.timeout(self.plan.connect_timeout_s):
@@ -174,6 +210,8 @@ class Worker:
                     return
                 self.joined += 1
                 self.recorder.senders.append(client)
+                if self.driver is not None and state is not None:
+                    self.driver.joined(state, client)
                 durations.append((time.monotonic_ns() - begun) / 1e6)
 
         await asyncio.gather(*(connect(*spec) for spec in self.plan.clients))

@@ -100,7 +100,8 @@ async function start({ token, getToken, lobby }) {
   if (params.get('ackTimeoutMs')) options.ackTimeoutMs = Number(params.get('ackTimeoutMs'));
   if (params.get('reconnectDelayMax')) {
     const max = Number(params.get('reconnectDelayMax'));
-    options.socketOptions = { reconnectionDelay: Math.min(500, max), reconnectionDelayMax: max };
+    options.reconnectDelayMs = Math.min(500, max);
+    options.maxReconnectDelayMs = max;
   }
   const manager = new ChatManager(options);
   view.manager = manager;
