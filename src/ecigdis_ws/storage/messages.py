@@ -36,28 +36,29 @@ class MessageStore:
     async def messages_after(
         self, conversation_id: int, after_id: int, limit: int
     ) -> list[StoredMessage]:
-        # Through the writer's transaction: a replay must include every message
-        # acknowledged so far, so it is ordered after their commits.
-        async with self._engine.transaction() as tx:
-            rows = await tx.fetch_all(
-                self._tables.sql(
-                    f"SELECT {MESSAGE_COLUMNS} FROM {{p}}messages "
-                    "WHERE conversation_id = ? AND id > ? ORDER BY id LIMIT ?"
-                ),
-                (conversation_id, after_id, limit),
-            )
+        # Outside the writer (on SQLite, the reader connection in autocommit: each
+        # read its own WAL snapshot). A message is acknowledged and fanned out only
+        # after its commit, so a read that starts after an ack sees the message, and
+        # the join's second replay starts after the socket entered the room, so a
+        # commit the read misses reaches the socket live. Through the writer, 5,000
+        # rejoins after a restart queued behind sends and were refused "writer busy".
+        rows = await self._engine.fetch_all(
+            self._tables.sql(
+                f"SELECT {MESSAGE_COLUMNS} FROM {{p}}messages "
+                "WHERE conversation_id = ? AND id > ? ORDER BY id LIMIT ?"
+            ),
+            (conversation_id, after_id, limit),
+        )
         return [self._tables.message(row) for row in rows]
 
     async def message_in_conversation(self, conversation_id: int, message_id: int) -> bool:
-        # Ordered after every acknowledged commit, like messages_after: a client
-        # may read or react to a message the moment its ack or message:new arrives.
-        async with self._engine.transaction() as tx:
-            row = await tx.fetch_one(
-                self._tables.sql(
-                    "SELECT 1 FROM {p}messages WHERE id = ? AND conversation_id = ?"
-                ),
-                (message_id, conversation_id),
-            )
+        # A client may read or react to a message the moment its ack or message:new
+        # arrives; both come after its commit, which a read that starts later sees
+        # (outside the writer, as messages_after).
+        row = await self._engine.fetch_one(
+            self._tables.sql("SELECT 1 FROM {p}messages WHERE id = ? AND conversation_id = ?"),
+            (message_id, conversation_id),
+        )
         return row is not None
 
     async def messages_page(
