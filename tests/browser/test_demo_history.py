@@ -5,7 +5,14 @@ and the join (docs/protocol.md, "History with its state")."""
 from __future__ import annotations
 
 from tests.browser.support import Browser, ChatServer, Page
-from tests.browser.test_demo_page import page_errors, send, shown, sign_in, wait_for_texts
+from tests.browser.test_demo_page import (
+    alice_and_bob,
+    page_errors,
+    send,
+    shown,
+    sign_in,
+    wait_for_texts,
+)
 
 
 def chip(message_id: int, emoji: str) -> str:
@@ -25,11 +32,7 @@ async def wait_for_state(page: Page, message_id: int, count: str, seen: str) -> 
 async def test_a_page_loaded_after_a_reaction_and_a_read_shows_them_from_history(
     browser: Browser, chat_server: ChatServer
 ) -> None:
-    chat_server.start()
-    alice = await browser.page("alice")
-    bob = await browser.page("bob")
-    await sign_in(alice, chat_server, "Alice")
-    await sign_in(bob, chat_server, "Bob")
+    alice, bob = await alice_and_bob(browser, chat_server)
     await send(alice, "react to me")
     await wait_for_texts(bob, "react to me")
     [message] = await shown(bob)

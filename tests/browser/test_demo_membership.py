@@ -10,7 +10,7 @@ import json
 import urllib.request
 
 from tests.browser.support import Browser, ChatServer
-from tests.browser.test_demo_page import page_errors, sign_in
+from tests.browser.test_demo_page import alice_and_bob, page_errors, start_conversation_with
 
 KEY = "browser-main-site-key-0123456789abcdef0123"
 LISTING = "/api/messenger/conversations"
@@ -35,18 +35,10 @@ async def test_the_list_follows_conversation_events_without_a_polling_timer(
     browser: Browser, chat_server: ChatServer
 ) -> None:
     chat_server.env["API_KEY"] = KEY
-    chat_server.start()
-    alice = await browser.page("alice")
-    bob = await browser.page("bob")
-    await sign_in(alice, chat_server, "Alice")
-    await sign_in(bob, chat_server, "Bob")
+    alice, bob = await alice_and_bob(browser, chat_server)
 
     # Alice starts a conversation with Bob (REST): Bob's list shows it, opened.
-    online = "#online li:not(.note)"
-    await alice.wait_for(f"() => [...document.querySelectorAll('{online}')]"
-                         ".some((li) => li.textContent === 'Bob')")
-    await alice.eval(f"() => [...document.querySelectorAll('{online}')]"
-                     ".find((li) => li.textContent === 'Bob').click()")
+    await start_conversation_with(alice, "Bob")
     await bob.wait_for(f"() => ({LISTED_TITLES})().includes('Alice & Bob')")
     conversation = await bob.eval(
         "() => [...window.demo.conversations.values()]"

@@ -70,6 +70,27 @@ async def page_errors(page: Page) -> list[str]:
     return [line for line in await page.logs() if line.startswith("pageerror")]
 
 
+async def alice_and_bob(browser: Browser, chat_server: ChatServer) -> tuple[Page, Page]:
+    """The server started; Alice's page and Bob's, each signed in."""
+    chat_server.start()
+    alice = await browser.page("alice")
+    bob = await browser.page("bob")
+    await sign_in(alice, chat_server, "Alice")
+    await sign_in(bob, chat_server, "Bob")
+    return alice, bob
+
+
+ONLINE_ENTRIES = "#online li:not(.note)"
+
+
+async def start_conversation_with(page: Page, name: str) -> None:
+    """Click `name` in the page's online list: a conversation of the two (REST)."""
+    await page.wait_for(f"() => [...document.querySelectorAll('{ONLINE_ENTRIES}')]"
+                        f".some((li) => li.textContent === '{name}')")
+    await page.eval(f"() => [...document.querySelectorAll('{ONLINE_ENTRIES}')]"
+                    f".find((li) => li.textContent === '{name}').click()")
+
+
 async def test_two_pages_chat_with_typing_read_receipts_and_reactions(
     browser: Browser, chat_server: ChatServer
 ) -> None:
@@ -138,17 +159,9 @@ async def test_two_pages_chat_with_typing_read_receipts_and_reactions(
 async def test_a_conversation_started_from_the_online_list_reaches_the_other_page(
     browser: Browser, chat_server: ChatServer
 ) -> None:
-    chat_server.start()
-    alice = await browser.page("alice")
-    bob = await browser.page("bob")
-    await sign_in(alice, chat_server, "Alice")
-    await sign_in(bob, chat_server, "Bob")
+    alice, bob = await alice_and_bob(browser, chat_server)
     # Alice clicks Bob in her online list: a conversation of the two (REST), opened.
-    online_bob = "#online li:not(.note)"
-    await alice.wait_for(f"() => [...document.querySelectorAll('{online_bob}')]"
-                         ".some((li) => li.textContent === 'Bob')")
-    await alice.eval(f"() => [...document.querySelectorAll('{online_bob}')]"
-                     ".find((li) => li.textContent === 'Bob').click()")
+    await start_conversation_with(alice, "Bob")
     await alice.wait_for("() => document.querySelector('#conversation-title').textContent"
                          " === 'Alice & Bob'")
     await send(alice, "just between us")

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 
 import aiohttp
 import pytest
 
 from tests.support import WAIT_S, ChatClient, RunningServer
+from tests.transport.rest_support import SERVER_API_KEY, Rest
 
 
 @pytest.fixture
@@ -14,6 +16,16 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
     """An HTTP client for the test's requests (REST, polling, raw websockets)."""
     async with aiohttp.ClientSession() as http:
         yield http
+
+
+@pytest.fixture
+async def keyed(
+    make_server: Callable[..., AbstractAsyncContextManager[RunningServer]],
+    session: aiohttp.ClientSession,
+) -> AsyncIterator[Rest]:
+    """REST against a server with the server API on (API_KEY=SERVER_API_KEY)."""
+    async with make_server(API_KEY=SERVER_API_KEY) as server:
+        yield Rest(server, session)
 
 
 async def room(server: RunningServer, *users: int) -> tuple[int, list[ChatClient]]:

@@ -12,6 +12,8 @@ from tests.support import WAIT_S, RunningServer
 
 USER_API = "/api/messenger"
 SERVER_API = "/api/server"
+# API_KEY of the servers the `keyed` fixture starts (tests/transport/conftest.py).
+SERVER_API_KEY = "main-site-key-0123456789abcdef0123456789"
 
 
 @dataclasses.dataclass

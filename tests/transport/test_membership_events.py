@@ -5,28 +5,17 @@ or stopped being (server API remove) a member, and their long-poll carries both.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import aiohttp
-import pytest
 
 from tests.support import ChatClient, RunningServer
 from tests.transport.conftest import room
+from tests.transport.rest_support import SERVER_API_KEY as KEY
 from tests.transport.rest_support import Rest
 from tests.transport.test_rest_poll import assert_still_held, start_poll
-
-KEY = "main-site-key-0123456789abcdef0123456789"
-
-
-@pytest.fixture
-async def keyed(
-    make_server: Callable[..., AbstractAsyncContextManager[RunningServer]],
-    session: aiohttp.ClientSession,
-) -> AsyncIterator[Rest]:
-    async with make_server(API_KEY=KEY) as server:
-        yield Rest(server, session)
 
 
 async def create(rest: Rest, creator: int, title: str, members: list[int]) -> int:

@@ -4,27 +4,14 @@ live sockets and long-polls at once."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
-
 import aiohttp
 import pytest
 
 from ecigdis_ws.settings import SettingsError, load_settings
 from tests.support import RunningServer
 from tests.transport.conftest import room
+from tests.transport.rest_support import SERVER_API_KEY as KEY
 from tests.transport.rest_support import Rest
-
-KEY = "main-site-key-0123456789abcdef0123456789"
-
-
-@pytest.fixture
-async def keyed(
-    make_server: Callable[..., AbstractAsyncContextManager[RunningServer]],
-    session: aiohttp.ClientSession,
-) -> AsyncIterator[Rest]:
-    async with make_server(API_KEY=KEY) as server:
-        yield Rest(server, session)
 
 
 async def test_without_an_api_key_setting_the_server_routes_are_not_found(
