@@ -1,8 +1,11 @@
-"""Event handlers in flight, so a shutdown finishes them before closing sockets."""
+"""Socket events and REST requests in flight, so a shutdown finishes them before
+closing the transports, and refuses new ones before anything is done."""
 
 from __future__ import annotations
 
 import asyncio
+
+from ecigdis_ws.errors import ChatError, ErrorCode
 
 
 class InFlight:
@@ -12,12 +15,20 @@ class InFlight:
         self._idle.set()
         self.draining = False
 
-    def enter(self) -> None:
+    def admit(self) -> None:
+        """UNAVAILABLE once the drain has begun: checked first, so a refused event
+        or request has done nothing."""
+        if self.draining:
+            raise ChatError(ErrorCode.UNAVAILABLE, "server is shutting down")
+
+    # `with in_flight:` around the work the drain waits for (a plain class, not a
+    # generator context manager: this is on every socket event's path).
+    def __enter__(self) -> None:
         self._running += 1
         if self._running == 1:
             self._idle.clear()
 
-    def leave(self) -> None:
+    def __exit__(self, *_: object) -> None:
         self._running -= 1
         if self._running == 0:
             self._idle.set()

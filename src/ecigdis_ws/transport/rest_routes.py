@@ -108,13 +108,9 @@ async def _within_drain(request: web.Request, handler: Handler) -> web.StreamRes
     """The request inside the shutdown drain (transport/drain.py), as a socket
     event is: waited for on SIGTERM, or refused before anything is stored."""
     in_flight = request.app[IN_FLIGHT]
-    if in_flight.draining:
-        raise ChatError(ErrorCode.UNAVAILABLE, "server is shutting down")
-    in_flight.enter()
-    try:
+    in_flight.admit()
+    with in_flight:
         return await handler(request)
-    finally:
-        in_flight.leave()
 
 
 # -- request parts ----------------------------------------------------------------------

@@ -143,19 +143,15 @@ class SocketEvents:
             user_id = session.identity.user_id if session and session.identity else None
             context = EVENT_CONTEXT.set((sid, user_id, event))
             try:
-                if self.in_flight.draining:
-                    raise ChatError(ErrorCode.UNAVAILABLE, "server is shutting down")
+                self.in_flight.admit()
                 if session is None:
                     raise ChatError(ErrorCode.UNAUTHENTICATED, "not connected")
                 if not chat.sessions.allow_event(session):
                     raise ChatError(ErrorCode.RATE_LIMITED, "too many events")
                 if needs_auth:
                     session.actor()
-                self.in_flight.enter()
-                try:
+                with self.in_flight:
                     return {"ok": True, **await handler(session, data)}
-                finally:
-                    self.in_flight.leave()
             except Exception as exc:
                 error = chat.errors.translate(exc, "event handler")
             finally:
