@@ -161,8 +161,12 @@ class Ours:
         # uvloop when the server has the setting (the lead's choice of loop).
         if "EVENT_LOOP" in SETTING_NAMES:
             env.setdefault("EVENT_LOOP", "uvloop")
+        # PYTHONPATH: a checkout measured with another checkout's venv (its own
+        # source first) keeps its source in the server too.
+        if os.environ.get("PYTHONPATH"):
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         return {k: v for k, v in env.items() if k in SETTING_NAMES or k in (
-            "PATH", "HOME", "LANG")}
+            "PATH", "HOME", "LANG", "PYTHONPATH")}
 
     @contextmanager
     def running(self, workdir: Path, secret: str) -> Iterator[Server]:
