@@ -105,9 +105,12 @@ class Storage(ABC):
         client_message_id: str,
         text: str,
         now_ms: int,
+        deadline: float | None = None,
     ) -> SendResult:
         """Store once per (user_id, client_message_id); a repeat returns the first
-        message with duplicate=True and stores nothing."""
+        message with duplicate=True and stores nothing. Past `deadline` (a
+        time.monotonic() value) the call raises TimeoutError; the row may still
+        commit after that."""
 
     @abstractmethod
     async def messages_after(

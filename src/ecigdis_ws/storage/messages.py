@@ -29,9 +29,9 @@ class MessageStore:
     async def close(self) -> None:
         await self._writes.close()
 
-    async def store(self, message: NewMessage) -> SendResult:
+    async def store(self, message: NewMessage, deadline: float | None = None) -> SendResult:
         """Storage.store_message: queued for the next batch, answered after its commit."""
-        return await self._writes.submit(message)
+        return await self._writes.submit(message, deadline)
 
     async def messages_after(
         self, conversation_id: int, after_id: int, limit: int

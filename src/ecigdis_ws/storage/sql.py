@@ -144,10 +144,11 @@ class SqlStorage(Storage):
         client_message_id: str,
         text: str,
         now_ms: int,
+        deadline: float | None = None,
     ) -> SendResult:
         return await self.messages.store(NewMessage(
             conversation_id, user_id, sender_name, client_message_id, text, now_ms
-        ))
+        ), deadline)
 
     async def messages_after(
         self, conversation_id: int, after_id: int, limit: int
