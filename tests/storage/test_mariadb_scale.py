@@ -395,9 +395,10 @@ async def test_idempotency_lookup_of_a_repeated_send(
     repeat = 779 + 300 * CONVERSATIONS
     statements = await statements_of(loaded, dataset, lambda s: s.store_message(
         779, sender_of(repeat), "User", client_id_of(repeat), "again", NOW_MS))
-    # The batch looks its keys up first (storage/group_commit.py): a known repeat
-    # is answered from that lookup and never reaches an INSERT.
-    assert not [s for s in statements if s[0].lstrip().upper().startswith("INSERT")]
+    # A batch inserts first (storage/messages.py): a repeat fails that INSERT as a
+    # whole, and only then is its key looked up, by the index; nothing is stored.
+    inserts = [s for s in statements if s[0].lstrip().upper().startswith("INSERT")]
+    assert len(inserts) == 1 and "messages" in inserts[0][0]
     row = assert_indexed(dataset, only(statements, "SELECT"), "messages",
                          f"{dataset.prefix}messages_by_client_id")
     assert (row.type, row.rows) == ("const", 1)

@@ -135,15 +135,29 @@ class MessageStore:
         self, tx: Cursorish, batch: Sequence[NewMessage]
     ) -> list[SendResult]:
         firsts = {message.key: message for message in reversed(batch)}  # first of each key
-        stored = await self._existing_messages(tx, list(firsts))
-        fresh = [message for key, message in firsts.items() if key not in stored]
-        fresh.reverse()  # (firsts was built backwards) back to arrival order: ids grow with it
-        stored_before = set(stored)
-        if fresh:
-            stored.update(await self._insert_fresh(tx, fresh))
-            await self._events.append_message_events(
-                tx, [stored[message.key] for message in fresh]
-            )
+        candidates = list(firsts.values())
+        candidates.reverse()  # (firsts was built backwards) arrival order: ids grow with it
+        try:
+            # Most batches hold no key stored before: one INSERT, no look-up first
+            # (on MariaDB every statement is a round trip that costs more CPU than
+            # the rows it carries).
+            stored = await self._insert_fresh(tx, candidates)
+            stored_before: set[MessageKey] = set()
+        except StorageUnavailable:
+            raise
+        except Exception:
+            # A key stored before (a client's retry) fails that INSERT as a whole,
+            # and the transaction goes on without it: look the stored keys up and
+            # insert the rest. Any other error fails again below, and the batch is
+            # then stored row by row (_store_batch).
+            stored = await self._existing_messages(tx, list(firsts))
+            stored_before = set(stored)
+            fresh = [message for message in candidates if message.key not in stored_before]
+            if fresh:
+                stored.update(await self._insert_fresh(tx, fresh))
+        new = [stored[key] for key in firsts if key not in stored_before]
+        if new:
+            await self._events.append_message_events(tx, new)
         results = []
         announced: set[MessageKey] = set()
         for message in batch:
