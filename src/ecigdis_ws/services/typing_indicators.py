@@ -94,6 +94,8 @@ class TypingService:
         return await self._end(_key(conversation_id, actor.user_id), actor.sid)
 
     async def _end(self, key: str, skip_sid: str | None) -> bool:
+        if key not in self._timers and not self._store.shared:
+            return False  # (every send ends its sender's typing: most were not typing)
         timer = self._timers.pop(key, None)
         if timer is not None:
             timer.cancel()

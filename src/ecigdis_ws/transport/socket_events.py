@@ -21,6 +21,7 @@ from ecigdis_ws.transport import validation as v
 from ecigdis_ws.transport.acks import ACK_WANTED
 from ecigdis_ws.transport.connect_environ import client_address, handshake_token
 from ecigdis_ws.transport.drain import InFlight
+from ecigdis_ws.transport.socketio_overrides.server import ChatSocketServer
 
 log = get_logger(__name__)
 
@@ -44,7 +45,7 @@ CLIENT_EVENTS = (
 class SocketEvents:
     def __init__(
         self,
-        sio: socketio.AsyncServer,
+        sio: ChatSocketServer,
         services: Callable[[], ChatServices],
         in_flight: InFlight | None = None,
     ) -> None:
@@ -169,7 +170,7 @@ class SocketEvents:
         return {"ok": False, "error": error.as_dict()}
 
     async def _emit(self, event: str, data: Any, sid: str) -> None:
-        await self._sio.emit(event, data, to=sid)
+        await self._sio.emit_to_socket(event, data, sid)
 
     # -- events ---------------------------------------------------------------------
 

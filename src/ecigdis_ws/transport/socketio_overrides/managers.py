@@ -72,7 +72,7 @@ class DirectEmitManager(socketio.AsyncManager):  # type: ignore[misc]
             self.notifier.delivered(event, data, room)
         encoded = None
         if callback is None and namespace == NAMESPACE and namespace in self.rooms:
-            encoded = _encode_event(event, data)
+            encoded = encode_event(event, data)
         if encoded is None:  # acks, other namespaces, binary: python-socketio's way
             await super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
                                callback=callback, **kwargs)
@@ -96,7 +96,7 @@ def _is_conversation(room: str | None) -> bool:
     return room is not None and room.startswith(CONVERSATION_ROOM_PREFIX)
 
 
-def _encode_event(event: str, data: Any) -> str | None:
+def encode_event(event: str, data: Any) -> str | None:
     """A Socket.IO EVENT packet for the default namespace, as socket.io-parser
     writes it; None for data JSON cannot carry (binary attachments)."""
     args = list(data) if isinstance(data, tuple) else [] if data is None else [data]

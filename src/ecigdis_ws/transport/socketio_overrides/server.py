@@ -24,10 +24,12 @@ from ecigdis_ws.transport.protocol_errors import (
     ack_id_end,
     socketio_problem,
 )
+from ecigdis_ws.transport.socketio_overrides.managers import encode_event
 from ecigdis_ws.transport.socketio_overrides.websocket import (
     DirectSocket,
     DirectWebSocket,
     checked_websocket,
+    message_frame,
 )
 
 log = get_logger(__name__)
@@ -163,6 +165,20 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
             ack = "3" + text[2:digits_end] + self.packet_class.json.dumps(ack_arguments(reply))
             await socket.send(eio_packet.Packet(eio_packet.MESSAGE, ack))
         return True
+
+    async def emit_to_socket(self, event: str, data: Any, sid: str) -> None:
+        """An event for one socket of this node (a reply, a greeting): written to its
+        websocket at once, and never published to the other nodes, which cannot
+        hold that socket (python-socketio's emit publishes whatever the room)."""
+        eio_sid = self.manager.eio_sid_from_sid(sid, NAMESPACE)
+        socket = self.eio.sockets.get(eio_sid) if eio_sid is not None else None
+        if isinstance(socket, DirectSocket) and socket.direct:
+            encoded = encode_event(event, data)
+            if encoded is not None:
+                if not socket.closed:
+                    socket.write_frame(message_frame(encoded))
+                return
+        await self.emit(event, data, to=sid, ignore_queue=True)
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
         """An Engine.IO handshake: the connection is on its way in from here."""
