@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -68,10 +69,45 @@ def message_frame(socketio_packet: str) -> bytes:
     return frame("4" + socketio_packet)
 
 
+class _Corked:
+    """The connections written to in this turn of the event loop, flushed together
+    by one callback: a message to a conversation of five schedules one callback,
+    not five."""
+
+    __slots__ = ("_loop", "_wires")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._wires: list[_Wire] = []
+
+    def add(self, wire: _Wire) -> None:
+        if not self._wires:
+            self._loop.call_soon(self._flush)
+        self._wires.append(wire)
+
+    def _flush(self) -> None:
+        wires, self._wires = self._wires, []
+        for wire in wires:
+            wire.flush()
+
+
+# One per event loop (tests run several loops in turn, one after the other).
+_corked: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Corked] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _corked_for(loop: asyncio.AbstractEventLoop) -> _Corked:
+    corked = _corked.get(loop)
+    if corked is None:
+        corked = _corked[loop] = _Corked(loop)
+    return corked
+
+
 class _Wire:
     """The connection's byte stream, with writes corked for one loop turn."""
 
-    __slots__ = ("_limit", "_loop", "_on_overflow", "_pending", "_transport", "closed")
+    __slots__ = ("_corked", "_limit", "_on_overflow", "_pending", "_transport", "closed")
 
     def __init__(
         self, transport: asyncio.BaseTransport, limit: int, on_overflow: Callable[[], None]
@@ -79,7 +115,7 @@ class _Wire:
         # (uvloop's transports do not subclass asyncio's classes, but behave alike)
         self._transport = cast(asyncio.WriteTransport, transport)
         self._pending: list[bytes] = []
-        self._loop = asyncio.get_running_loop()
+        self._corked = _corked_for(asyncio.get_running_loop())
         self._limit = limit
         self._on_overflow = on_overflow
         self.closed = False
@@ -88,16 +124,16 @@ class _Wire:
         if self.closed:
             return
         if not self._pending:
-            self._loop.call_soon(self._flush)
+            self._corked.add(self)
         self._pending.append(data)
 
     def close(self) -> None:
         """No more writes; what was written before still goes out (a CONNECT_ERROR
         or DISCONNECT written just before the reader closed the socket)."""
-        self._flush()
+        self.flush()
         self.closed = True
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         pending, self._pending = self._pending, []
         if not pending:
             return
