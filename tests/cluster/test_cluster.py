@@ -157,6 +157,34 @@ async def test_a_message_reaches_members_and_the_senders_other_socket_on_another
     assert texts(alice_a) == [reply], "the sending socket got its own message"
 
 
+async def test_a_send_publishes_its_message_to_the_other_nodes_and_keeps_its_ack_local(
+    pair: Cluster,
+) -> None:
+    """The ack and message:ack go to the sending socket, which only this node holds:
+    publishing them would cost every other node a verify and decode for nothing."""
+    a, b = pair.nodes
+    conversation = await pair.conversation(1, 2)
+    alice_a = await joined(pair, a, 1, conversation)
+    bob_b = await joined(pair, b, 2, conversation)
+    listener = redis.Redis.from_url(pair.keys_url).pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(pair.channel)
+    try:
+        ack = await send(alice_a, conversation, "only this")
+        await bob_b.wait_for("message:new", with_text("only this"))
+        await alice_a.wait_for("message:ack", lambda data: data["id"] == ack["id"])
+        published = []
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            raw = await asyncio.to_thread(listener.get_message, timeout=0.2)
+            if raw is not None:
+                published.append(json.loads(json.loads(raw["data"])["body"]))
+    finally:
+        listener.close()
+    events = [m.get("event") for m in published if m.get("method") == "emit"]
+    assert events.count("message:new") == 1, published
+    assert "message:ack" not in events, published
+
+
 async def test_a_burst_of_30_messages_from_one_socket_arrives_in_order_on_another_node(
     pair: Cluster,
 ) -> None:
