@@ -162,8 +162,8 @@ class RampClimb:
         # The failed coarse rate is at most --max-rate, so this keeps fine steps under it.
         if fine >= self.failed_coarse - 1e-9:
             # Nothing left between the last step held and the step that failed.
-            self.stopped_because = (f"the next fine step, {fine:,.0f}/s, is not below "
-                                    f"the failed coarse step ({self.stopped_because})")
+            self.stopped_because += (f"; the fine step after {rate:,.0f}/s held, "
+                                     f"{fine:,.0f}/s, would not be below it")
             return None
         return RampStep(fine, "fine")
 
