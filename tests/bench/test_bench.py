@@ -277,7 +277,7 @@ async def test_ramp_takes_fine_steps_from_the_last_step_held_after_one_fails(
     code, out, err = await bench_cli(
         tmp_path, cli_env(bench_server, tmp_path), bench_server.url, "--scenario", "ramp",
         "--clients", "10", "--group", "5", "--start", "20", "--factor", "2",
-        "--fine-factor", "1.25", "--step-duration", "1", "--p99-bound-ms", "500",
+        "--fine-factor", "1.25", "--rest", "0.5", "--step-duration", "1", "--p99-bound-ms", "500",
         "--warmup", "0", "--settle", "0.2", "--no-progress", "--token-ttl", str(TOKEN_TTL_S),
         "--json", str(report_path))
     assert code == 0, out + err

@@ -78,6 +78,8 @@ class ReconnectPolicy:
 # The fine steps' factor by default: steps of 10 % near the limit, where the coarse
 # ladder's 25 % left the held figure a quarter wide.
 DEFAULT_FINE_FACTOR = 1.1
+# See RampOptions.rest_s.
+DEFAULT_REST_S = 5.0
 # A ladder longer than this is a mistake in the options (a tiny --step), not a plan.
 MAX_RAMP_STEPS = 1000
 RampStage = Literal["coarse", "fine"]
@@ -94,6 +96,10 @@ class RampOptions:
     # After the first coarse step that fails: from the last step held, multiply by
     # this until a step fails (0: no fine steps).
     fine_factor: float = DEFAULT_FINE_FACTOR
+    # Idle seconds after a step that failed, before the next: without them the first
+    # fine step ran into what the failure left (a collector's or a checkpoint's
+    # catch-up) and failed at 2-4x the p99 of the faster step before it.
+    rest_s: float = DEFAULT_REST_S
 
     def rates(self) -> list[float]:
         """The coarse ladder, from start up to max_rate."""
@@ -242,6 +248,8 @@ class BenchOptions:
             problems.append("--concurrency must be at least 1")
         if self.ramp.start <= 0 or self.ramp.step_duration_s <= 0:
             problems.append("--start and --step-duration must be above 0")
+        if self.ramp.rest_s < 0:
+            problems.append("--rest must not be negative")
         problems += self._reconnect_problems()
         if self.ramp.factor is not None and self.ramp.factor <= 1:
             problems.append("--factor must be above 1")

@@ -465,6 +465,9 @@ class Run:
             await self.send_phases([(climb.coarse[0], options.warmup_s)], "warm-up")
         while (planned := climb.next_step()) is not None:
             rate = planned.rate
+            if steps and not steps[-1]["held"] and options.ramp.rest_s > 0:
+                self.progress.set_stage("resting", seconds=options.ramp.rest_s)
+                await self.pool.pump(options.ramp.rest_s)
             (step,) = await self.send_phases([(rate, options.ramp.step_duration_s)],
                                              f"ramp {rate:,.0f}/s ({planned.stage})")
             verdict = self._verdict(step, rate)
