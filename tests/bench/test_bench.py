@@ -286,6 +286,8 @@ async def test_ramp_takes_fine_steps_from_the_last_step_held_after_one_fails(
         (20, "coarse", True), (40, "coarse", False), (25, "fine", True),
         (31.25, "fine", True), (39.062, "fine", False)]
     assert ramp["steps"][1]["verdict"].startswith("p99 ")
+    # The idle --rest comes after each failed step, before the next, and only there.
+    assert [s["rest_before_s"] for s in ramp["steps"]] == [0, 0, 0.5, 0, 0]
     assert ramp["highest_rate_held"] == 31.25
     assert ramp["stopped_because"].startswith("39/s (fine): p99 ")
     assert all(step["losses"] == 0 for step in ramp["steps"])

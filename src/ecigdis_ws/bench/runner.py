@@ -465,13 +465,15 @@ class Run:
             await self.send_phases([(climb.coarse[0], options.warmup_s)], "warm-up")
         while (planned := climb.next_step()) is not None:
             rate = planned.rate
-            if steps and not steps[-1]["held"] and options.ramp.rest_s > 0:
-                self.progress.set_stage("resting", seconds=options.ramp.rest_s)
-                await self.pool.pump(options.ramp.rest_s)
+            rest = options.ramp.rest_s if steps and not steps[-1]["held"] else 0.0
+            if rest > 0:
+                self.progress.set_stage("resting", seconds=rest)
+                await self.pool.pump(rest)
             (step,) = await self.send_phases([(rate, options.ramp.step_duration_s)],
                                              f"ramp {rate:,.0f}/s ({planned.stage})")
             verdict = self._verdict(step, rate)
             step["stage"] = planned.stage
+            step["rest_before_s"] = rest
             step["held"] = not verdict
             step["verdict"] = verdict or "held"
             steps.append(step)
