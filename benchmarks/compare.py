@@ -8,8 +8,10 @@ that drifting noise on the machine hits both. Each bench run is a subprocess who
 exact command line is recorded; its JSON report is kept.
 
 Scenarios (sizes are options):
-  chat       ramp, 5,000 clients in conversations of 5, until p99 > 100 ms or a loss:
-             the highest message rate held (SQLite, MariaDB and the peer)
+  chat       ramp at each of --chat-clients (2,000 and 5,000) in conversations of 5:
+             coarse steps (--factor) until p99 > 100 ms or a loss, then fine steps
+             (--fine-factor) from the last held until one fails: the highest message
+             rate held (SQLite, MariaDB and the peer), one row per size
   broadcast  ramp, one conversation of 1,000: deliveries/s at the highest rate held
   connect    5,000 clients connect, authenticate and join: seconds until all joined
              (ours with each PRESENCE_SCOPE the server knows, the peer has global)
@@ -47,6 +49,7 @@ from typing import Any
 
 import pymysql
 
+from ecigdis_ws.bench.plan import DEFAULT_FINE_FACTOR
 from ecigdis_ws.bench.report import machine, markdown_table
 from ecigdis_ws.settings import SPECS
 from ecigdis_ws.storage.mariadb import MariaDbTarget
@@ -232,13 +235,22 @@ class Peer:
         try:
             url = f"http://127.0.0.1:{port}"
             wait_for(f"{url}/status", process, log)
-            yield Server(url, process.pid, {"PATH": env["PATH"], "HOME": str(workdir),
-                                            "LANG": "C.UTF-8"}, "node",
+            yield Server(url, process.pid, bench_env(workdir), "node",
                          restart_command(pidfile, log, self.directory,
                                          {"PORT": env["PORT"], "HOST": env["HOST"]},
                                          f"{url}/status", argv))
         finally:
             stop(process, pidfile)
+
+
+def bench_env(workdir: Path) -> dict[str, str]:
+    """The environment of a bench of the peer (ours runs with its server's own)."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir),
+           "LANG": "C.UTF-8"}
+    # As for our server: a checkout measured with another's venv runs its own bench.
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return env
 
 
 def ensure_mariadb_database(url: str) -> None:
@@ -260,25 +272,31 @@ class Run:
     target: str  # ours-sqlite, ours-mariadb, ours-sqlite-contacts, node
     round: int
     command: list[str]
+    clients: int | None = None  # chat: the size of this run (one table row per size)
     report: dict[str, Any] | None = None
     exit_code: int | None = None
     seconds: float = 0.0
 
 
-def bench_args(scenario: str, options: argparse.Namespace) -> list[str]:
+def ramp_args(options: argparse.Namespace) -> list[str]:
+    return ["--factor", str(options.factor), "--fine-factor", str(options.fine_factor),
+            "--step-duration", str(options.step_duration), "--p99-bound-ms", "100",
+            "--warmup", "2"]
+
+
+def bench_args(scenario: str, options: argparse.Namespace, clients: int | None = None
+               ) -> list[str]:
+    """The bench's options for one run; `clients`: chat's size for this run."""
     common = ["--settle", str(options.settle), "--connect-timeout",
               str(options.connect_timeout), "--no-progress"]
     if scenario == "chat":
-        return ["--scenario", "ramp", "--clients", str(options.chat_clients), "--group", "5",
-                "--start", str(options.chat_start), "--factor", str(options.factor),
-                "--step-duration", str(options.step_duration), "--p99-bound-ms", "100",
-                "--warmup", "2", *common]
+        assert clients is not None
+        return ["--scenario", "ramp", "--clients", str(clients), "--group", "5",
+                "--start", str(options.chat_start), *ramp_args(options), *common]
     if scenario == "broadcast":
         clients = options.broadcast_clients
         return ["--scenario", "ramp", "--clients", str(clients), "--group", str(clients),
-                "--start", str(options.broadcast_start), "--factor", str(options.factor),
-                "--step-duration", str(options.step_duration), "--p99-bound-ms", "100",
-                "--warmup", "2", *common]
+                "--start", str(options.broadcast_start), *ramp_args(options), *common]
     if scenario == "connect":
         return ["--scenario", "connect", "--clients", str(options.connect_clients), *common]
     if scenario == "memory":
@@ -293,17 +311,19 @@ def bench_args(scenario: str, options: argparse.Namespace) -> list[str]:
 
 
 def run_bench(server: Server, scenario: str, target: str, round_: int,
-              options: argparse.Namespace, out: Path, stamp: str) -> Run:
-    report = out / f"compare-{stamp}-{scenario}-{target}-{round_}.json"
-    command = [str(SCRIPT), "bench", server.url, *bench_args(scenario, options),
+              options: argparse.Namespace, out: Path, stamp: str,
+              clients: int | None = None) -> Run:
+    size = f"-{clients}" if clients is not None else ""
+    report = out / f"compare-{stamp}-{scenario}{size}-{target}-{round_}.json"
+    command = [str(SCRIPT), "bench", server.url, *bench_args(scenario, options, clients),
                "--target", server.target, "--server-pid", str(server.pid),
                "--json", str(report)]
     if server.target == "ecigdis":
         command.append("--setup")
     if scenario == "reconnect":
         command += ["--restart-cmd", server.restart_cmd]
-    run = Run(scenario, target, round_, command)
-    say(f"{scenario} round {round_}: {target}")
+    run = Run(scenario, target, round_, command, clients)
+    say(f"{scenario}{'' if clients is None else f' {clients:,}'} round {round_}: {target}")
     started = time.monotonic()
     done = subprocess.run(command, env=server.env, cwd=server.env["HOME"], timeout=RUN_TIMEOUT_S,
                           capture_output=True, text=True, check=False)
@@ -348,7 +368,7 @@ def figure(run: Run) -> float | None:
 HIGHER_IS_BETTER = {"chat": True, "broadcast": True, "connect": False, "memory": False,
                     "reconnect": False}
 HEADLINE = {
-    "chat": "chat, {chat_clients:,} clients in groups of 5: highest msg/s held "
+    "chat": "chat, {clients:,} clients in groups of 5: highest msg/s held "
             "(no loss, p99 ≤ 100 ms)",
     "broadcast": "broadcast, one conversation of {broadcast_clients:,}: deliveries/s at the "
                  "highest rate held",
@@ -391,6 +411,31 @@ def missed_row(runs: list[Run], targets: list[str], ours: int) -> list[str]:
             *["" for _ in range(ours)], "0"]
 
 
+def figure_row(scenario: str, runs: list[Run], targets: list[str], ours: list[str],
+               options: argparse.Namespace, clients: int | None) -> list[str]:
+    """One table row: each target's best figure, ours / the peer's, the goal."""
+    values = {t: best([r for r in runs if r.target == t]) for t in targets}
+    node = values.get("node")
+    ratios = []
+    for target in ours:
+        value = values.get(target)
+        ratios.append(f"{value / node:.2f}x" if value is not None and node else "—")
+    return [HEADLINE[scenario].format(**vars(options), clients=clients or 0),
+            *[fmt(values.get(t), scenario) for t in targets], *ratios, GOAL[scenario]]
+
+
+def ramp_detail(ramp: dict[str, Any]) -> str:
+    """The step held (coarse or fine) with its latency, and why the ramp stopped."""
+    held = ramp["highest_rate_held"]
+    step = next((s for s in ramp["steps"] if s["target_rate"] == held), None)
+    detail = ""
+    if step:
+        stage = f" ({step['stage']})" if "stage" in step else ""
+        detail = (f"held {held:,.0f} msg/s{stage}: p50 {step['latency_ms']['p50']:.1f} ms, "
+                  f"p99 {step['latency_ms']['p99']:.1f} ms; ")
+    return detail + f"stopped at {ramp['stopped_because']}; {len(ramp['steps'])} steps"
+
+
 def markdown(result: dict[str, Any], runs: list[Run], options: argparse.Namespace) -> str:
     m = result["machine"]
     peer = result.get("peer", {})
@@ -415,18 +460,11 @@ def markdown(result: dict[str, Any], runs: list[Run], options: argparse.Namespac
     rows = []
     for scenario in result["scenarios"]:
         scenario_runs = [r for r in runs if r.scenario == scenario]
-        if not scenario_runs:
-            continue
-        values = {t: best([r for r in scenario_runs if r.target == t]) for t in targets}
-        node = values.get("node")
-        ratios = []
-        for target in ours:
-            value = values.get(target)
-            ratios.append(f"{value / node:.2f}x" if value is not None and node else "—")
-        rows.append([HEADLINE[scenario].format(**vars(options)),
-                     *[fmt(values.get(t), scenario) for t in targets], *ratios,
-                     GOAL[scenario]])
-        if scenario == "reconnect":
+        # One row per chat size; the other scenarios have one size (clients None).
+        for size in sorted({r.clients for r in scenario_runs}, key=lambda c: c or 0):
+            sized = [r for r in scenario_runs if r.clients == size]
+            rows.append(figure_row(scenario, sized, targets, ours, options, size))
+        if scenario == "reconnect" and scenario_runs:
             rows.append(missed_row(scenario_runs, targets, len(ours)))
     lines += markdown_table(header, rows)
     lines += ["", "## Every run", ""]
@@ -437,12 +475,7 @@ def markdown(result: dict[str, Any], runs: list[Run], options: argparse.Namespac
         generator = report.get("generator", {}).get("cpu_percent_busiest_phase", [])
         detail = ""
         if report.get("ramp"):
-            held = report["ramp"]["highest_rate_held"]
-            step = next((s for s in report["ramp"]["steps"] if s["target_rate"] == held), None)
-            if step:
-                detail = (f"held {held:,.0f} msg/s: p50 {step['latency_ms']['p50']:.1f} ms, "
-                          f"p99 {step['latency_ms']['p99']:.1f} ms; ")
-            detail += f"stopped at {report['ramp']['stopped_because']}"
+            detail = ramp_detail(report["ramp"])
         elif report.get("reconnect"):
             storm = report["reconnect"]
             detail = (f"{storm['back']}/{storm['clients']} back "
@@ -458,7 +491,8 @@ def markdown(result: dict[str, Any], runs: list[Run], options: argparse.Namespac
             if run.scenario == "memory":
                 mem = report["memory"]
                 detail += f"; {mem['per_connection_kib']} KiB/conn ({mem['source']})"
-        run_rows.append([run.scenario, run.target, run.round, fmt(figure(run), run.scenario),
+        scenario = run.scenario if run.clients is None else f"{run.scenario} {run.clients:,}"
+        run_rows.append([scenario, run.target, run.round, fmt(figure(run), run.scenario),
                          detail, errors, report.get("losses", "—"),
                          ", ".join(f"{c:.0f} %" for c in generator), f"{run.seconds} s"])
     lines += markdown_table(["scenario", "target", "round", "figure", "detail", "errors",
@@ -476,6 +510,17 @@ def markdown(result: dict[str, Any], runs: list[Run], options: argparse.Namespac
 # -- main -------------------------------------------------------------------------------------
 
 
+def sizes(text: str) -> list[int]:
+    """`2000,5000` -> [2000, 5000]."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected sizes like 2000,5000") from None
+    if not values or min(values) < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: each size must be at least 2")
+    return values
+
+
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="benchmarks/compare.sh", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -488,11 +533,16 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--mariadb-url", default="mysql://root@127.0.0.1:3306/ecigdis_bench")
     parser.add_argument("--node-dir", default="/tmp/node-reference")
     parser.add_argument("--node-port", type=int, default=9100)
-    parser.add_argument("--chat-clients", type=int, default=5000)
+    parser.add_argument("--chat-clients", type=sizes, default=[2000, 5000],
+                        help="chat sizes, comma-separated (2000,5000): one row each")
     parser.add_argument("--chat-start", type=float, default=1000)
     parser.add_argument("--broadcast-clients", type=int, default=1000)
     parser.add_argument("--broadcast-start", type=float, default=20)
-    parser.add_argument("--factor", type=float, default=1.25, help="ramp step factor")
+    parser.add_argument("--factor", type=float, default=1.25,
+                        help="ramp: the coarse steps' factor, until the first step fails")
+    parser.add_argument("--fine-factor", type=float, default=DEFAULT_FINE_FACTOR,
+                        help="ramp: then from the last step held by this factor, until one "
+                             "fails (0: no fine steps)")
     parser.add_argument("--step-duration", type=float, default=5)
     parser.add_argument("--connect-clients", type=int, default=5000)
     parser.add_argument("--memory-clients", type=int, default=10000)
@@ -548,13 +598,18 @@ def main(argv: Sequence[str]) -> int:
     runs: list[Run] = []
     for scenario in scenarios:
         rounds = 1 if scenario == "memory" else options.rounds
-        for round_ in range(1, rounds + 1):
-            for target in targets_for(scenario):
-                workdir = scratch / f"{scenario}-{target.name}-{round_}"
-                workdir.mkdir()
-                with target.running(workdir, secret) as server:
-                    runs.append(run_bench(server, scenario, target.name, round_, options,
-                                          out, stamp))
+        # Chat once per size, every target within a size before the next size.
+        chat_sizes: list[int | None] = (
+            list(options.chat_clients) if scenario == "chat" else [None])
+        for clients in chat_sizes:
+            size = "" if clients is None else f"-{clients}"
+            for round_ in range(1, rounds + 1):
+                for target in targets_for(scenario):
+                    workdir = scratch / f"{scenario}{size}-{target.name}-{round_}"
+                    workdir.mkdir()
+                    with target.running(workdir, secret) as server:
+                        runs.append(run_bench(server, scenario, target.name, round_,
+                                              options, out, stamp, clients))
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),

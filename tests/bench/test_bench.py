@@ -58,7 +58,7 @@ def cli_env(server: RunningServer, home: Path) -> dict[str, str]:
     """The server's own settings, as its operator's shell would have them."""
     settings = server.settings
     assert settings.jwt_secret
-    return {
+    env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
         "LANG": "C.UTF-8",
@@ -66,6 +66,11 @@ def cli_env(server: RunningServer, home: Path) -> dict[str, str]:
         "DB_TABLE_PREFIX": settings.db_table_prefix,
         "JWT_SECRET": settings.jwt_secret,
     }
+    # A checkout tested with another checkout's venv (its own src first on the path)
+    # runs its own bench in the console script too, not the venv's installed one.
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return env
 
 
 async def bench_cli(cwd: Path, env: dict[str, str], *args: str) -> tuple[int, str, str]:
@@ -235,6 +240,58 @@ async def test_ramp_stops_at_the_first_step_over_the_latency_bound(
     assert ramp["highest_rate_held"] is None
     assert "p99" in ramp["stopped_because"]
     assert report["ok"] is False
+
+
+class SlowPastRate:
+    """Makes the real server slow past `limit` msg/s: a message:send beyond the
+    `limit`-th of its bench phase (one phase per 1 s step; the phase is the first
+    number of the bench's text) waits `delay_s` before it is handled, so a step
+    above `limit` fails on p99 and one below it holds, whatever the machine."""
+
+    def __init__(self, chat: ChatServices, limit: int, delay_s: float) -> None:
+        self.post = chat.messages.post
+        self.limit = limit
+        self.delay_s = delay_s
+        self.per_phase: dict[str, int] = {}
+        chat.messages.post = self  # type: ignore[method-assign]
+
+    async def __call__(self, actor: Any, conversation_id: int, text: str,
+                       client_message_id: Any) -> Any:
+        phase = text.split(":", 1)[0]
+        self.per_phase[phase] = self.per_phase.get(phase, 0) + 1
+        if self.per_phase[phase] > self.limit:
+            await asyncio.sleep(self.delay_s)
+        return await self.post(actor, conversation_id, text, client_message_id)
+
+
+@pytest.mark.backends("sqlite")
+async def test_ramp_takes_fine_steps_from_the_last_step_held_after_one_fails(
+    bench_server: RunningServer, tmp_path: Path,
+) -> None:
+    # 20/s holds, 40/s fails (5 of its 40 messages late), then fine steps of 1.25 from
+    # 20: 25 and 31.25 hold, 39.06 fails; the held figure is 31.25, not the coarse 20.
+    SlowPastRate(bench_server.chat, limit=35, delay_s=1.0)
+    plan = options(bench_server, scenario="ramp", clients=10, group=5, warmup_s=0.0)
+    await setup_conversations(plan, bench_server.settings)
+    report_path = tmp_path / "ramp.json"
+    code, out, err = await bench_cli(
+        tmp_path, cli_env(bench_server, tmp_path), bench_server.url, "--scenario", "ramp",
+        "--clients", "10", "--group", "5", "--start", "20", "--factor", "2",
+        "--fine-factor", "1.25", "--rest", "0.5", "--step-duration", "1", "--p99-bound-ms", "500",
+        "--warmup", "0", "--settle", "0.2", "--no-progress", "--token-ttl", str(TOKEN_TTL_S),
+        "--json", str(report_path))
+    assert code == 0, out + err
+    ramp = json.loads(report_path.read_text())["ramp"]
+    assert [(s["target_rate"], s["stage"], s["held"]) for s in ramp["steps"]] == [
+        (20, "coarse", True), (40, "coarse", False), (25, "fine", True),
+        (31.25, "fine", True), (39.062, "fine", False)]
+    assert ramp["steps"][1]["verdict"].startswith("p99 ")
+    # The idle --rest comes after each failed step, before the next, and only there.
+    assert [s["rest_before_s"] for s in ramp["steps"]] == [0, 0, 0.5, 0, 0]
+    assert ramp["highest_rate_held"] == 31.25
+    assert ramp["stopped_because"].startswith("39/s (fine): p99 ")
+    assert all(step["losses"] == 0 for step in ramp["steps"])
+    assert "fine" in out and "31 msg/s" in out
 
 
 # -- failures the bench must see ---------------------------------------------------------------

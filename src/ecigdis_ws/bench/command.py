@@ -26,7 +26,9 @@ Connect many authenticated clients to a chat server over websocket and run a sce
   broadcast  one conversation of N (default 1000); messages at --rate from random members
   connect    N clients connect, authenticate and join, --concurrency at a time
   ramp       chat load at rising rates (--start, --step or --factor, --step-duration)
-             until p99 > --p99-bound-ms or anything is lost; reports the highest rate held
+             until p99 > --p99-bound-ms or anything is lost, then from the last step
+             held up by --fine-factor (1.1), after --rest s (5) idle, until a step
+             fails; reports the highest rate held
   reconnect  N clients joined; --rate msg/s (100) for --warmup s, then --restart-cmd
              kills and restarts the server; every client reconnects (jittered back-off),
              rejoins with `since`, and one member of each conversation sends at once;
@@ -79,6 +81,12 @@ def add_bench_parser(commands: Any) -> None:
     ramp.add_argument("--start", type=float, default=RampOptions.start)
     ramp.add_argument("--step", type=float, default=RampOptions.step)
     ramp.add_argument("--factor", type=float, help="multiply the rate per step instead")
+    ramp.add_argument("--fine-factor", type=float, default=RampOptions.fine_factor,
+                      help="after the first failing step, climb again from the last one "
+                           "held by this factor until one fails (default 1.1; 0: none)")
+    ramp.add_argument("--rest", type=float, default=RampOptions.rest_s,
+                      help="idle seconds after a failed step before the next (default 5): "
+                           "the server catches up on what the failure left")
     ramp.add_argument("--step-duration", type=float, default=RampOptions.step_duration_s)
     ramp.add_argument("--p99-bound-ms", type=float, default=RampOptions.p99_bound_ms)
     ramp.add_argument("--max-rate", type=float, default=RampOptions.max_rate)
@@ -123,7 +131,8 @@ def options_from(args: argparse.Namespace) -> BenchOptions:
         token_ttl_s=args.token_ttl,
         ramp=RampOptions(start=args.start, step=args.step, factor=args.factor,
                          step_duration_s=args.step_duration,
-                         p99_bound_ms=args.p99_bound_ms, max_rate=args.max_rate),
+                         p99_bound_ms=args.p99_bound_ms, max_rate=args.max_rate,
+                         fine_factor=args.fine_factor, rest_s=args.rest),
         progress=args.progress,
         restart_cmd=args.restart_cmd,
         reconnect=ReconnectPolicy(delay_s=args.reconnect_delay,

@@ -75,6 +75,16 @@ class ReconnectPolicy:
         return base * (1 + self.jitter * (2 * rand - 1))
 
 
+# The fine steps' factor by default: steps of 10 % near the limit, where the coarse
+# ladder's 25 % left the held figure a quarter wide.
+DEFAULT_FINE_FACTOR = 1.1
+# See RampOptions.rest_s.
+DEFAULT_REST_S = 5.0
+# A ladder longer than this is a mistake in the options (a tiny --step), not a plan.
+MAX_RAMP_STEPS = 1000
+RampStage = Literal["coarse", "fine"]
+
+
 @dataclass(frozen=True)
 class RampOptions:
     start: float = 1000.0  # msg/s of the first step
@@ -83,15 +93,85 @@ class RampOptions:
     step_duration_s: float = 5.0
     p99_bound_ms: float = 100.0
     max_rate: float = 1_000_000.0
+    # After the first coarse step that fails: from the last step held, multiply by
+    # this until a step fails (0: no fine steps).
+    fine_factor: float = DEFAULT_FINE_FACTOR
+    # Idle seconds after a step that failed, before the next: without them the first
+    # fine step ran into what the failure left (a collector's or a checkpoint's
+    # catch-up) and failed at 2-4x the p99 of the faster step before it.
+    rest_s: float = DEFAULT_REST_S
 
     def rates(self) -> list[float]:
-        """The ladder, from start up to max_rate."""
+        """The coarse ladder, from start up to max_rate."""
         rates: list[float] = []
         rate = self.start
-        while rate <= self.max_rate + 1e-9 and len(rates) < 1000:
+        while rate <= self.max_rate + 1e-9 and len(rates) < MAX_RAMP_STEPS:
             rates.append(round(rate, 3))
             rate = rate * self.factor if self.factor else rate + self.step
         return rates
+
+
+@dataclass(frozen=True)
+class RampStep:
+    rate: float
+    stage: RampStage
+
+
+class RampClimb:
+    """Which rate a ramp tries next, given whether each step held (no I/O, no clock).
+
+    Coarse steps climb the ladder of `RampOptions.rates()` until one fails; then fine
+    steps climb from the last step held by `fine_factor` each, below the failed coarse
+    rate (which is known to fail), until one fails. The figure is the highest step held.
+    """
+
+    def __init__(self, options: RampOptions) -> None:
+        self.options = options
+        self.coarse = options.rates()
+        self.held: float | None = None
+        self.failed_coarse: float | None = None
+        self.stopped_because = f"reached --max-rate {options.max_rate:g}"
+        self._coarse_index = 0
+        self._next: RampStep | None = RampStep(self.coarse[0], "coarse") if self.coarse else None
+
+    def next_step(self) -> RampStep | None:
+        """The step to run now; None when the climb is over."""
+        return self._next
+
+    def record(self, held: bool, verdict: str) -> None:
+        """What the step from next_step() did: held, or failed because of `verdict`."""
+        step = self._next
+        assert step is not None, "record() after the climb ended"
+        if held:
+            self.held = step.rate
+            self._next = self._after_held(step)
+        elif step.stage == "coarse" and self.held is not None and self.options.fine_factor:
+            self.failed_coarse = step.rate
+            self.stopped_because = f"{step.rate:,.0f}/s: {verdict}"
+            self._next = self._fine_after(self.held)
+        else:
+            stage = " (fine)" if step.stage == "fine" else ""
+            self.stopped_because = f"{step.rate:,.0f}/s{stage}: {verdict}"
+            self._next = None
+
+    def _after_held(self, step: RampStep) -> RampStep | None:
+        if step.stage == "fine":
+            return self._fine_after(step.rate)
+        self._coarse_index += 1
+        if self._coarse_index >= len(self.coarse):
+            return None
+        return RampStep(self.coarse[self._coarse_index], "coarse")
+
+    def _fine_after(self, rate: float) -> RampStep | None:
+        assert self.options.fine_factor and self.failed_coarse is not None
+        fine = round(rate * self.options.fine_factor, 3)
+        # The failed coarse rate is at most --max-rate, so this keeps fine steps under it.
+        if fine >= self.failed_coarse - 1e-9:
+            # Nothing left between the last step held and the step that failed.
+            self.stopped_because += (f"; the fine step after {rate:,.0f}/s held, "
+                                     f"{fine:,.0f}/s, would not be below it")
+            return None
+        return RampStep(fine, "fine")
 
 
 @dataclass(frozen=True)
@@ -168,11 +248,15 @@ class BenchOptions:
             problems.append("--concurrency must be at least 1")
         if self.ramp.start <= 0 or self.ramp.step_duration_s <= 0:
             problems.append("--start and --step-duration must be above 0")
+        if self.ramp.rest_s < 0:
+            problems.append("--rest must not be negative")
         problems += self._reconnect_problems()
         if self.ramp.factor is not None and self.ramp.factor <= 1:
             problems.append("--factor must be above 1")
         if self.ramp.factor is None and self.ramp.step <= 0:
             problems.append("--step must be above 0")
+        if self.ramp.fine_factor != 0 and self.ramp.fine_factor <= 1:
+            problems.append("--fine-factor must be above 1 (or 0: no fine steps)")
         return problems
 
     def _reconnect_problems(self) -> list[str]:

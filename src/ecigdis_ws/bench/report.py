@@ -116,11 +116,12 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
         lines += _phase_lines("messages", report["messages"])
     ramp = report.get("ramp")
     if ramp:
-        lines.append(f"  {'ramp':<12} {'rate/s':>9} {'sent/s':>9} {'deliv/s':>10} "
+        lines.append(f"  {'ramp':<12} {'step':<6} {'rate/s':>9} {'sent/s':>9} {'deliv/s':>10} "
                      f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'lost':>6} {'errors':>6}")
         for step in ramp["steps"]:
             lines.append(
-                f"  {'':<12} {_n(step['target_rate']):>9} {_n(step['send_rate']):>9} "
+                f"  {'':<12} {step['stage']:<6} {_n(step['target_rate']):>9} "
+                f"{_n(step['send_rate']):>9} "
                 f"{_n(step['deliveries_per_s']):>10} {_ms(step['latency_ms']['p50']):>8} "
                 f"{_ms(step['latency_ms']['p99']):>8} {_ms(step['latency_ms']['max']):>8} "
                 f"{_n(step['losses']):>6} {_n(step['errors']):>6}"

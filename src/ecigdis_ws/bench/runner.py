@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 from ecigdis_ws import __version__
 from ecigdis_ws.bench.memory import Reading, resident_bytes
-from ecigdis_ws.bench.plan import BenchError, BenchOptions, client_specs, split
+from ecigdis_ws.bench.plan import BenchError, BenchOptions, RampClimb, client_specs, split
 from ecigdis_ws.bench.report import add_counts, machine, now_iso, percentiles
 from ecigdis_ws.bench.storm import reconnect_storm
 from ecigdis_ws.bench.wire import websocket_url
@@ -456,36 +456,45 @@ class Run:
         return phase
 
     async def ramp(self) -> dict[str, Any]:
+        """Coarse steps until one fails, then fine steps from the last one held
+        (RampClimb decides); every step is a phase of its own, drained before the next."""
         options = self.options
-        ramp = options.ramp
-        rates = ramp.rates()
+        climb = RampClimb(options.ramp)
         steps: list[dict[str, Any]] = []
-        held: float | None = None
-        stopped = f"reached --max-rate {ramp.max_rate:g}"
-        if options.warmup_s > 0:
-            await self.send_phases([(rates[0], options.warmup_s)], "warm-up")
-        for rate in rates:
-            (step,) = await self.send_phases([(rate, ramp.step_duration_s)],
-                                             f"ramp {rate:,.0f}/s")
-            p99 = step["latency_ms"]["p99"]
-            verdict = ""
-            if step["losses"]:
-                verdict = f"{step['losses']} lost"
-            elif step["errors"]:
-                verdict = f"{step['errors']} errors"
-            elif p99 is not None and p99 > ramp.p99_bound_ms:
-                verdict = f"p99 {p99:.0f} ms > {ramp.p99_bound_ms:g} ms"
-            elif step["send_rate"] < MIN_SEND_SHARE * rate:
-                verdict = (f"sent only {step['send_rate']:,.0f}/s: the generator or the "
-                           "server's back-pressure held it back")
+        if options.warmup_s > 0 and climb.coarse:
+            await self.send_phases([(climb.coarse[0], options.warmup_s)], "warm-up")
+        while (planned := climb.next_step()) is not None:
+            rate = planned.rate
+            rest = options.ramp.rest_s if steps and not steps[-1]["held"] else 0.0
+            if rest > 0:
+                self.progress.set_stage("resting", seconds=rest)
+                await self.pool.pump(rest)
+            (step,) = await self.send_phases([(rate, options.ramp.step_duration_s)],
+                                             f"ramp {rate:,.0f}/s ({planned.stage})")
+            verdict = self._verdict(step, rate)
+            step["stage"] = planned.stage
+            step["rest_before_s"] = rest
             step["held"] = not verdict
             step["verdict"] = verdict or "held"
             steps.append(step)
-            if verdict:
-                stopped = f"{rate:,.0f}/s: {verdict}"
-                break
-            held = rate
-        return {"steps": steps, "highest_rate_held": held, "stopped_because": stopped}
+            climb.record(not verdict, verdict)
+        return {"steps": steps, "highest_rate_held": climb.held,
+                "stopped_because": climb.stopped_because}
+
+    def _verdict(self, step: Mapping[str, Any], rate: float) -> str:
+        """Why a ramp step did not hold ("" when it held)."""
+        p99 = step["latency_ms"]["p99"]
+        bound = self.options.ramp.p99_bound_ms
+        if step["losses"]:
+            return f"{step['losses']} lost"
+        if step["errors"]:
+            return f"{step['errors']} errors"
+        if p99 is not None and p99 > bound:
+            return f"p99 {p99:.0f} ms > {bound:g} ms"
+        if step["send_rate"] < MIN_SEND_SHARE * rate:
+            return (f"sent only {step['send_rate']:,.0f}/s: the generator or the "
+                    "server's back-pressure held it back")
+        return ""
 
 
 def _checked_settings(options: BenchOptions, settings: Settings | None) -> Settings | None:
