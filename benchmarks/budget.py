@@ -12,6 +12,7 @@ two windows of the steady state:
    samples times the CPU per message is its budget in microseconds.
 
     benchmarks/budget.py --target ours-sqlite --clients 1000 --rate 2000 --out /tmp/budget
+    benchmarks/budget.py --source /tmp/before/src ...      # another checkout's code
     benchmarks/budget.py --stacks /tmp/budget/stacks.txt   # classify a saved profile again
 
 Needs py-spy (`.venv/bin/pip install py-spy`) and ptrace rights over the server (root, or
@@ -120,6 +121,8 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
     if options.target == "ours-mariadb":
         compare.ensure_mariadb_database(database)
     target = compare.Ours(options.target, database, {})
+    if options.source:  # the server and its bench run that checkout's code
+        os.environ["PYTHONPATH"] = str(Path(options.source).resolve())
     secret = secrets.token_urlsafe(32)
     bench_s = options.window * 2 + SETTLE_S + 10  # both windows, with room on either side
     with target.running(scratch, secret) as server:
@@ -149,6 +152,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--window", type=float, default=10.0, help="seconds per window")
     parser.add_argument("--mariadb-url", default="mysql://root@127.0.0.1:3306/ecigdis_bench")
     parser.add_argument("--out", default="/tmp/ecigdis-budget")
+    parser.add_argument("--source", help="another checkout's src/ to measure (before/after)")
     parser.add_argument("--stacks", help="only classify this saved py-spy raw profile")
     parser.add_argument("--cpu-us", type=float, help="with --stacks: CPU µs per message")
     return parser.parse_args(argv)
