@@ -42,6 +42,7 @@ from ecigdis_ws.transport.socket_events import SocketEvents
 from ecigdis_ws.transport.socketio_overrides.managers import DirectEmitManager, SocketIOFanout
 from ecigdis_ws.transport.socketio_overrides.redis_manager import ClusterRedisManager
 from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER, ChatSocketServer
+from ecigdis_ws.transport.socketio_overrides.websocket_entry import websocket_entry_middleware
 from ecigdis_ws.transport.stale_sessions import stale_session_middleware
 
 log = get_logger(__name__)
@@ -119,7 +120,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     stale = stale_session_middleware(lambda: sio.eio.sockets, metrics.stale_session_requests)
     origin_check = origin_refusal(settings, errors)
     admission_check = admission_refusal(lambda: app[SERVICES], settings.trust_proxy)
+    # First: a new websocket connection is answered there, after the same two checks,
+    # so that no other middleware's coroutine stays suspended for its life.
+    entry = websocket_entry_middleware(sio, [origin_check, admission_check])
     app = web.Application(middlewares=[
+        *([entry] if entry is not None else []),
         refusal_middleware(origin_check),
         refusal_middleware(admission_check),
         stale,  # before a polling body is read: a request for no session is not read
