@@ -15,6 +15,7 @@ import engineio.payload
 import pytest
 import socketio
 from aiohttp.test_utils import make_mocked_request
+from aiohttp.web_protocol import RequestHandler
 
 from ecigdis_ws import json_codec
 from ecigdis_ws.clock import ManualClock
@@ -83,6 +84,13 @@ def test_the_attributes_we_read_are_still_set() -> None:
     for name in SOCKET_ATTRIBUTES:
         assert hasattr(socket, name), f"engineio.AsyncSocket().{name} is gone"
     assert hasattr(engineio.payload.Payload, "max_decode_packets")
+
+
+def test_the_http_parser_we_drop_after_an_upgrade_is_where_aiohttp_keeps_it() -> None:
+    """handshake_leftovers.py sets `RequestHandler._parser` to None once aiohttp has
+    accepted a websocket upgrade (`_upgraded`, `_payload_parser` set)."""
+    slots = {name for cls in RequestHandler.__mro__ for name in getattr(cls, "__slots__", ())}
+    assert {"_parser", "_upgraded", "_payload_parser"} <= slots
 
 
 async def test_the_request_cache_we_clear_is_the_one_reify_fills() -> None:

@@ -60,6 +60,8 @@ async def test_an_idle_websocket_keeps_one_reader_of_ours_and_no_handshake_lefto
                         "DirectSocket.serve"]
         request = task.get_coro().cr_frame.f_locals["request"]
         assert request._cache == {}
+        assert request.protocol._parser is None  # (the websocket's reader has the bytes)
+        assert (await ws.receive_str(timeout=WAIT_S)).startswith("42[\"connected\"")
         await ws.close()
 
 

@@ -23,7 +23,8 @@ python-engineio `AsyncSocket` (websocket.py, `DirectSocket`, which takes over a
   `receive(pkt)`, `send(pkt)`, `close(wait, abort, reason)`,
   `_websocket_handler(ws)`, the constructor `AsyncSocket(server, sid)`; the aiohttp
   driver's `WebSocket.wait()`.
-aiohttp `BaseRequest` (handshake_leftovers.py): `_cache`, the `reify` cache.
+aiohttp (handshake_leftovers.py): `BaseRequest._cache`, the `reify` cache; the
+  connection's `RequestHandler._parser`, `_upgraded`, `_payload_parser`.
 python-socketio `AsyncManager` (managers.py, `DirectEmitManager`): `rooms`,
   `basic_enter_room`, `basic_leave_room`, `get_participants`, `server`.
 python-socketio `AsyncRedisManager` (redis_manager.py, `ClusterRedisManager`):

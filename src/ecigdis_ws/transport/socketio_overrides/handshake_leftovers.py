@@ -7,7 +7,11 @@ connections each costs a few megabytes:
 
 - the request's cache of parsed values (`reify`: the query, the path, the peer's
   address ...), which aiohttp computes again from the request itself if asked;
-- the 101 answer's headers, written already.
+- the 101 answer's headers, written already;
+- the connection's HTTP parser (about 0.8 KiB): once aiohttp has accepted the
+  upgrade, every byte goes to the websocket's reader instead, and aiohttp 3.14
+  only touches the HTTP parser again where it checks that it is still there (to
+  read a request after an upgrade it declined, which this one was not).
 
 The request's parsed head itself (its headers, raw headers and URL) cannot go:
 aiohttp's connection loop holds the parsed message in a local variable of its own
@@ -24,3 +28,6 @@ def drop_handshake(request: web.Request, response: web.WebSocketResponse) -> Non
     keep only for the handshake."""
     request._cache.clear()
     response.headers.clear()
+    protocol = request.protocol
+    if protocol._upgraded and protocol._payload_parser is not None:  # (accepted)
+        protocol._parser = None

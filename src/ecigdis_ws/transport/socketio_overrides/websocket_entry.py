@@ -88,8 +88,8 @@ class WebSocketEntry:
     async def _open(self, request: web.Request) -> DirectSocket:
         """An Engine.IO socket, registered as engineio's `_handle_connect` does."""
         eio = self._sio.eio
-        if eio.start_service_task:  # engineio's client monitor, started by the first
-            eio.start_service_task = False
+        if eio.start_service_task:  # (engineio's client monitor, which its first
+            eio.start_service_task = False  # connection starts, whatever the transport)
             eio.service_task_handle = eio.start_background_task(eio._service_task)
         sid: str = eio.generate_id()
         socket = DirectSocket(eio, sid)
@@ -101,7 +101,6 @@ class WebSocketEntry:
         # `schedule_ping` is not started: a direct socket's heartbeat runs on the clock.
         await self._sio._handle_eio_connect(sid, connect_environ(request))
         return socket
-
 
     async def _forget(self, socket: DirectSocket) -> None:
         """Closed (if the handshake failed, `serve` never ran) and forgotten, as
