@@ -20,7 +20,7 @@ from ecigdis_ws.services.error_reports import ErrorReports
 from ecigdis_ws.services.main_site import MainSiteVerifier
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.storage.factory import open_storage
-from ecigdis_ws.transport.admission_gate import admission_middleware
+from ecigdis_ws.transport.admission_gate import admission_refusal
 from ecigdis_ws.transport.app_keys import (
     CLUSTER,
     IN_FLIGHT,
@@ -32,15 +32,17 @@ from ecigdis_ws.transport.app_keys import (
 from ecigdis_ws.transport.client_routes import add_client_routes
 from ecigdis_ws.transport.drain import InFlight
 from ecigdis_ws.transport.health_routes import add_routes
+from ecigdis_ws.transport.http_errors import refusal_middleware
 from ecigdis_ws.transport.limits import polling_limits_middleware
 from ecigdis_ws.transport.malformed_http import quiet_malformed_http
-from ecigdis_ws.transport.origins import allowed_origins, origin_middleware
+from ecigdis_ws.transport.origins import allowed_origins, origin_refusal
 from ecigdis_ws.transport.protocol_errors import ProtocolErrors
 from ecigdis_ws.transport.rest_routes import add_rest_routes
 from ecigdis_ws.transport.socket_events import SocketEvents
 from ecigdis_ws.transport.socketio_overrides.managers import DirectEmitManager, SocketIOFanout
 from ecigdis_ws.transport.socketio_overrides.redis_manager import ClusterRedisManager
 from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER, ChatSocketServer
+from ecigdis_ws.transport.socketio_overrides.websocket_entry import websocket_entry_middleware
 from ecigdis_ws.transport.stale_sessions import stale_session_middleware
 
 log = get_logger(__name__)
@@ -75,7 +77,7 @@ def build_socketio(
         # One socket's events are handled strictly in order (docs/protocol.md): run each
         # handler to completion before reading that socket's next packet.
         async_handlers=False,
-        # Refusals happen in origin_middleware; engineio only adds CORS headers.
+        # Refusals happen in origin_refusal; engineio only adds CORS headers.
         cors_allowed_origins=allowed_origins(settings) or "*",
         ping_interval=settings.ping_interval_ms / 1000,
         ping_timeout=settings.ping_timeout_ms / 1000,
@@ -116,9 +118,15 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
         return app[SERVICES].errors
 
     stale = stale_session_middleware(lambda: sio.eio.sockets, metrics.stale_session_requests)
+    origin_check = origin_refusal(settings, errors)
+    admission_check = admission_refusal(lambda: app[SERVICES], settings.trust_proxy)
+    # First: a new websocket connection is answered there, after the same two checks,
+    # so that no other middleware's coroutine stays suspended for its life.
+    entry = websocket_entry_middleware(sio, [origin_check, admission_check])
     app = web.Application(middlewares=[
-        origin_middleware(settings, errors),
-        admission_middleware(lambda: app[SERVICES], settings.trust_proxy),
+        *([entry] if entry is not None else []),
+        refusal_middleware(origin_check),
+        refusal_middleware(admission_check),
         stale,  # before a polling body is read: a request for no session is not read
         polling_limits_middleware(settings.max_payload_bytes, sio.drop_session, sio.refuse,
                                   clock, settings.http_body_timeout_ms / 1000, errors),

@@ -14,6 +14,8 @@ import engineio.async_socket
 import engineio.payload
 import pytest
 import socketio
+from aiohttp.test_utils import make_mocked_request
+from aiohttp.web_protocol import RequestHandler
 
 from ecigdis_ws import json_codec
 from ecigdis_ws.clock import ManualClock
@@ -38,6 +40,9 @@ METHODS: list[tuple[type[Any], str, tuple[str, ...]]] = [
     (engineio.async_socket.AsyncSocket, "send", ("pkt",)),
     (engineio.async_socket.AsyncSocket, "close", ("wait", "abort", "reason")),
     (engineio.async_socket.AsyncSocket, "_websocket_handler", ("ws",)),
+    (engineio.async_socket.AsyncSocket, "__init__", ("server", "sid")),
+    (engineio.AsyncServer, "_service_task", ()),
+    (engineio.AsyncServer, "generate_id", ()),
     (engineio_aiohttp.WebSocket, "wait", ()),
     (socketio.AsyncManager, "basic_enter_room", ("sid", "namespace", "room", "eio_sid")),
     (socketio.AsyncManager, "basic_leave_room", ("sid", "namespace", "room")),
@@ -48,7 +53,9 @@ METHODS: list[tuple[type[Any], str, tuple[str, ...]]] = [
     (socketio.AsyncRedisManager, "_listen", ()),
 ]
 SERVER_ATTRIBUTES = ("environ", "_binary_packet", "handlers", "packet_class", "manager")
-ENGINE_ATTRIBUTES = ("_async", "sockets", "reason")
+ENGINE_ATTRIBUTES = ("_async", "sockets", "reason", "start_service_task", "service_task_handle",
+                     "ping_interval_grace_period", "ping_interval", "ping_timeout",
+                     "max_http_buffer_size")
 SOCKET_ATTRIBUTES = ("queue", "closed", "closing", "upgraded", "upgrading", "connected")
 
 
@@ -77,6 +84,23 @@ def test_the_attributes_we_read_are_still_set() -> None:
     for name in SOCKET_ATTRIBUTES:
         assert hasattr(socket, name), f"engineio.AsyncSocket().{name} is gone"
     assert hasattr(engineio.payload.Payload, "max_decode_packets")
+
+
+def test_the_http_parser_we_drop_after_an_upgrade_is_where_aiohttp_keeps_it() -> None:
+    """handshake_leftovers.py sets `RequestHandler._parser` to None once aiohttp has
+    accepted a websocket upgrade (`_upgraded`, `_payload_parser` set)."""
+    slots = {name for cls in RequestHandler.__mro__ for name in getattr(cls, "__slots__", ())}
+    assert {"_parser", "_upgraded", "_payload_parser"} <= slots
+
+
+async def test_the_request_cache_we_clear_is_the_one_reify_fills() -> None:
+    """handshake_leftovers.py clears `BaseRequest._cache`: the values aiohttp parsed
+    are cached there and computed again once it is empty."""
+    request = make_mocked_request("GET", "/socket.io/?EIO=4", headers={"Upgrade": "websocket"})
+    assert request.query["EIO"] == "4"
+    assert "query" in request._cache
+    request._cache.clear()
+    assert request.query["EIO"] == "4" and request.headers["Upgrade"] == "websocket"
 
 
 @pytest.mark.parametrize("reply", [{"ok": True}, None, ("a", 1), [1, 2]])

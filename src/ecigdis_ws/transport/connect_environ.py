@@ -7,13 +7,26 @@ from typing import Any
 
 from aiohttp import web
 
-# Every WSGI environ key `handshake_token` and `client_address` read.
-CONNECT_ENVIRON_KEYS = (
-    "aiohttp.request",
-    "HTTP_AUTHORIZATION",
-    "HTTP_X_FORWARDED_FOR",
-    "HTTP_X_REAL_IP",
-)
+# The headers `handshake_token` and `client_address` read, by their WSGI environ key.
+CONNECT_HEADERS = {
+    "HTTP_AUTHORIZATION": "Authorization",
+    "HTTP_X_FORWARDED_FOR": "X-Forwarded-For",
+    "HTTP_X_REAL_IP": "X-Real-IP",
+}
+# Every WSGI environ key they read.
+CONNECT_ENVIRON_KEYS = ("aiohttp.request", *CONNECT_HEADERS)
+
+
+def connect_environ(request: web.Request) -> dict[str, Any]:
+    """The part of engineio's WSGI environ for `request` that the connect handler
+    reads, built as engineio's aiohttp driver builds it (a header sent several
+    times is its values joined by ","), for a connection engineio never sees."""
+    environ: dict[str, Any] = {"aiohttp.request": request}
+    for key, header in CONNECT_HEADERS.items():
+        values = request.headers.getall(header, ())
+        if values:
+            environ[key] = ",".join(values)
+    return environ
 
 
 def handshake_token(environ: Mapping[str, Any], auth: Any) -> str | None:
@@ -49,8 +62,4 @@ def client_address(environ: Mapping[str, Any], trust_proxy: bool) -> str:
 
 def request_address(request: web.Request, trust_proxy: bool) -> str:
     """`client_address` for a request engineio has not seen yet (a handshake)."""
-    return client_address({
-        "aiohttp.request": request,
-        "HTTP_X_FORWARDED_FOR": request.headers.get("X-Forwarded-For", ""),
-        "HTTP_X_REAL_IP": request.headers.get("X-Real-IP", ""),
-    }, trust_proxy)
+    return client_address(connect_environ(request), trust_proxy)

@@ -10,8 +10,10 @@ The one answer in another shape is Engine.IO's own "Session ID unknown"
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from ecigdis_ws import json_codec
 from ecigdis_ws.errors import ChatError, ErrorCode
@@ -29,6 +31,9 @@ STATUS = {
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.INTERNAL: 500,
 }
+# A check in front of Engine.IO: the refusal to answer a request with, or None to
+# let it through.
+Refusal = Callable[[web.Request], web.Response | None]
 # A token bucket refills at least one request a second (rates are whole numbers).
 RETRY_AFTER_S = 1
 
@@ -82,3 +87,14 @@ async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception as exc:
         error = request.app[SERVICES].errors.translate(exc, "HTTP request", path=request.path)
     return http_error(error, request.app[SERVICES].errors)
+
+
+def refusal_middleware(refusal: Refusal) -> Middleware:
+    """A middleware that answers with `refusal`'s answer, when it has one."""
+
+    @web.middleware
+    async def refuse(request: web.Request, handler: Handler) -> web.StreamResponse:
+        refused = refusal(request)
+        return refused if refused is not None else await handler(request)
+
+    return refuse

@@ -12,12 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.services.error_reports import ErrorReports
 from ecigdis_ws.settings import Settings
-from ecigdis_ws.transport.http_errors import http_error
+from ecigdis_ws.transport.http_errors import Refusal, http_error
 
 SOCKET_IO_PATH = "/socket.io/"
 
@@ -32,11 +31,12 @@ def allowed_origins(settings: Settings) -> list[str] | str:
     return [] if settings.is_production else "*"
 
 
-def origin_middleware(settings: Settings, reports: Callable[[], ErrorReports]) -> Middleware:
+def origin_refusal(settings: Settings, reports: Callable[[], ErrorReports]) -> Refusal:
+    """The check, made by a middleware (`refusal_middleware`) and by the websocket
+    entry (socketio_overrides/websocket_entry.py), which answers before the middlewares."""
     allowed = allowed_origins(settings)
 
-    @web.middleware
-    async def check_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def refuse_foreign(request: web.Request) -> web.Response | None:
         origin = request.headers.get("Origin")
         if (
             origin is not None
@@ -48,6 +48,6 @@ def origin_middleware(settings: Settings, reports: Callable[[], ErrorReports]) -
                 ErrorCode.FORBIDDEN, f"origin {origin[:200]!r} is not allowed"
             )
             return http_error(refused, reports())
-        return await handler(request)
+        return None
 
-    return check_origin
+    return refuse_foreign

@@ -12,12 +12,19 @@ python-socketio `AsyncServer` (server.py, `ChatSocketServer`):
   namespace, reason)`; the attributes `environ`, `_binary_packet`,
   `manager_initialized`, `handlers`, `packet_class`.
 python-engineio `AsyncServer`: `_async` (the driver table: `translate_request`,
-  `websocket`), `sockets`, `reason`; `engineio.payload.Payload.max_decode_packets`.
+  `websocket`), `sockets`, `reason`; `engineio.payload.Payload.max_decode_packets`;
+  for a new websocket (websocket_entry.py, `WebSocketEntry`, which does what
+  `_handle_connect` does): `start_service_task`, `service_task_handle`,
+  `_service_task()`, `generate_id()`, `ping_interval_grace_period`, and the OPEN
+  packet's `ping_interval`, `ping_timeout`, `max_http_buffer_size`.
 python-engineio `AsyncSocket` (websocket.py, `DirectSocket`, which takes over a
   socket by changing its `__class__`): `queue`, `closed`, `closing`, `upgraded`,
   `upgrading`, `connected`, `schedule_ping()`, `check_ping_timeout()`,
   `receive(pkt)`, `send(pkt)`, `close(wait, abort, reason)`,
-  `_websocket_handler(ws)`; the aiohttp driver's `WebSocket.wait()`.
+  `_websocket_handler(ws)`, the constructor `AsyncSocket(server, sid)`; the aiohttp
+  driver's `WebSocket.wait()`.
+aiohttp (handshake_leftovers.py): `BaseRequest._cache`, the `reify` cache; the
+  connection's `RequestHandler._parser`, `_upgraded`, `_payload_parser`.
 python-socketio `AsyncManager` (managers.py, `DirectEmitManager`): `rooms`,
   `basic_enter_room`, `basic_leave_room`, `get_participants`, `server`.
 python-socketio `AsyncRedisManager` (redis_manager.py, `ClusterRedisManager`):

@@ -96,10 +96,13 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
             return environ
 
         drivers["translate_request"] = translate_request
+        # The driver of the direct websocket path; None with WS_COMPRESSION.
+        self.direct_websocket: type[DirectWebSocket] | None = None
         if ws_max_buffered is not None:
-            drivers["websocket"] = DirectWebSocket.for_server(
+            self.direct_websocket = DirectWebSocket.for_server(
                 ws_max_buffered, self._direct_event, clock, protocol_errors
             )
+            drivers["websocket"] = self.direct_websocket
         else:
             drivers["websocket"] = checked_websocket(drivers["websocket"], protocol_errors)
         self.eio._async = drivers

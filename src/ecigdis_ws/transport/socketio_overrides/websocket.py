@@ -37,6 +37,7 @@ log = get_logger(__name__)
 _TEXT = 0x81  # FIN + text opcode
 _BINARY = 0x82  # FIN + binary opcode
 _PROBE = "probe"
+_DATA = (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY)
 # Closing handshakes in progress, kept referenced until they finish.
 _closing: set[asyncio.Future[Any]] = set()
 
@@ -284,14 +285,57 @@ class DirectSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
         log.warning("disconnected a client that reads too slowly", sid=self.sid)
 
     async def _websocket_handler(self, ws: DirectWebSocket) -> None:
+        """engineio's websocket driver hands the socket over here: a polling
+        session upgrading, or a new connection that went through engineio (one the
+        websocket entry left to it, websocket_entry.py)."""
         response = ws.response
         if self.connected and not await self._probe_upgrade(response):
             return
+        assert ws.request is not None and ws.request.transport is not None
+        await self.serve(response, ws.request.transport, type(ws))
+
+    async def serve(
+        self, response: web.WebSocketResponse, transport: asyncio.BaseTransport,
+        driver: type[DirectWebSocket],
+    ) -> None:
+        """The websocket's whole life in this one coroutine, the only one of ours
+        suspended while the connection is idle: it takes the socket over, reads
+        every frame, and closes the socket when the websocket ends.
+
+        No timeout per read (that costs a timer per packet): a client that goes
+        silent misses its pong, and the heartbeat closes the websocket.
+        """
+        wire = self._take_over(response, transport, driver.max_buffered)
+        limit = self.server.max_http_buffer_size
+        events = driver.events
+        try:
+            while True:
+                message = await response.receive()
+                if message.type not in _DATA or len(message.data) > limit:
+                    return  # closed by the client, a protocol error, or too large
+                data = message.data
+                if type(data) is str and data.startswith("42") and await events(self, data):
+                    pass  # (a "42" frame is a valid Engine.IO MESSAGE)
+                elif not await self._receive_other(data, driver.protocol_errors):
+                    return
+                if self.closed:
+                    return
+        finally:
+            wire.close()
+            self._stop_heartbeat()
+            if not response.closed:
+                await response.close()
+            await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+
+    def _take_over(
+        self, response: web.WebSocketResponse, transport: asyncio.BaseTransport,
+        max_buffered: int,
+    ) -> _Wire:
+        """From now on packets go straight to the websocket, heartbeats on the clock."""
         self.connected = True
         self.upgraded = True
         self._response = response
-        assert ws.request is not None and ws.request.transport is not None
-        wire = _Wire(ws.request.transport, ws.max_buffered, self._overflowed)
+        wire = _Wire(transport, max_buffered, self._overflowed)
         # What was queued before the websocket took over goes first, then all
         # later packets straight to the wire: the order is kept.
         while not self.queue.empty():
@@ -302,47 +346,26 @@ class DirectSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
         self._wire = wire
         self.queue = _Sent(self)
         self._start_heartbeat()
+        return wire
+
+    async def _receive_other(self, data: str | bytes, protocol_errors: ProtocolErrors) -> bool:
+        """A frame the event fast path did not take, checked then handed to
+        engineio; False: the websocket is to be closed."""
+        problem = engineio_problem(data)
+        if problem is not None:
+            protocol_errors.refuse(problem, self.sid)
+            return False
         try:
-            await self._read(response, ws)
-        finally:
-            wire.close()
-            self._stop_heartbeat()
-            if not response.closed:
-                await response.close()
-            await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+            await self.receive(eio_packet.Packet(encoded_packet=data))
+        except engineio.exceptions.UnknownPacketError:
+            return True
+        except engineio.exceptions.SocketIsClosedError:
+            return False
+        return True
 
     def _silence_limit_s(self) -> float:
         """A client that sends nothing, not even a pong, this long is gone."""
         return float(self.server.ping_interval + self.server.ping_timeout)
-
-    async def _read(self, response: web.WebSocketResponse, ws: DirectWebSocket) -> None:
-        # No timeout per read (that costs a timer per packet): a client that goes
-        # silent misses its pong, and check_ping_timeout closes the websocket.
-        limit = self.server.max_http_buffer_size
-        while True:
-            message = await response.receive()
-            if message.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                return  # closed by the client, or a protocol error
-            if len(message.data) > limit:
-                return
-            data = message.data
-            if type(data) is str and data.startswith("42") and await ws.events(self, data):
-                if self.closed:
-                    return
-                continue
-            # (a "42" frame is a valid Engine.IO MESSAGE: only the others are checked)
-            problem = engineio_problem(data)
-            if problem is not None:
-                ws.protocol_errors.refuse(problem, self.sid)
-                return
-            try:
-                await self.receive(eio_packet.Packet(encoded_packet=data))
-            except engineio.exceptions.UnknownPacketError:
-                continue
-            except engineio.exceptions.SocketIsClosedError:
-                return
-            if self.closed:
-                return
 
     async def _probe_upgrade(self, response: web.WebSocketResponse) -> bool:
         """The polling → websocket upgrade (Engine.IO v4): probe, then UPGRADE."""
