@@ -25,7 +25,7 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
     ("validation", ("validation.py",)),
     ("rate limit", ("rate_limit.py",)),
     ("membership", ("access.py", "membership")),
-    ("the deadline (asyncio.timeout)", ("timeouts.py",)),
+    ("deadlines (asyncio.timeout: the send's, the engine's)", ("timeouts.py",)),
     ("store: group commit and SQL on the loop", (
         "group_commit.py", "storage/", "aiosqlite", "aiomysql", "pymysql")),
     ("store: thread hand-offs (aiosqlite)", ("sem_post", "pthread_cond_signal")),

@@ -23,7 +23,7 @@ def test_the_innermost_named_frame_decides() -> None:
     assert stage_of([*fanout, "_Wire._flush (x/websocket.py:1)", "write (libc.so.6)"]
                     ).startswith("socket writes")
     assert stage_of([*READ, "timeout (asyncio/timeouts.py:146)", "getpid (libc.so.6)"]
-                    ).startswith("the deadline")
+                    ).startswith("deadlines")
     assert stage_of(READ) == ACK  # _direct_event's own lines: lookups and the ack
 
 
