@@ -153,11 +153,16 @@ class MariaDbEngine:
         return cls(created, timeout_s, f"{target.database}.{table_prefix}migrate")
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[_Connection]:
-        """One pooled connection within the deadline; closed, not reused, on trouble."""
+    async def _connection(self, bounded: bool = False) -> AsyncIterator[_Connection]:
+        """One pooled connection within the deadline (the caller's when `bounded`:
+        each asyncio.timeout costs a loop timer and two getpid() calls, and a
+        transaction already has one); closed, not reused, on trouble."""
         try:
-            async with asyncio.timeout(self._timeout_s):
+            if bounded:
                 conn = await self._pool.acquire()
+            else:
+                async with asyncio.timeout(self._timeout_s):
+                    conn = await self._pool.acquire()
         except TimeoutError as exc:
             raise StorageUnavailable("mariadb: no connection within the deadline") from exc
         except (pymysql.err.MySQLError, OSError) as exc:
@@ -178,7 +183,7 @@ class MariaDbEngine:
 
     async def _run(self, sql: str, params: Params, how: str) -> Any:
         try:
-            async with asyncio.timeout(self._timeout_s), self._connection() as conn:
+            async with asyncio.timeout(self._timeout_s), self._connection(bounded=True) as conn:
                 return await getattr(conn, how)(sql, params)
         except TimeoutError as exc:
             raise StorageUnavailable("mariadb: timed out") from exc
@@ -199,7 +204,7 @@ class MariaDbEngine:
     async def transaction(self) -> AsyncIterator[Cursorish]:
         try:
             # One deadline for the whole transaction, so a send answers within it.
-            async with asyncio.timeout(self._timeout_s), self._connection() as conn:
+            async with asyncio.timeout(self._timeout_s), self._connection(bounded=True) as conn:
                 await conn.execute("BEGIN")
                 try:
                     yield conn

@@ -46,12 +46,16 @@ def sqlite_path(url: str) -> str:
 
 
 class _Connection:
-    def __init__(self, conn: aiosqlite.Connection, timeout_s: float) -> None:
+    def __init__(self, conn: aiosqlite.Connection, timeout_s: float | None) -> None:
+        """`timeout_s` None: each statement's caller bounds it (the writer's, whose
+        transaction has one deadline for all its statements)."""
         self._conn = conn
         self._timeout_s = timeout_s
 
     async def _guard(self, work: Awaitable[T]) -> T:
         try:
+            if self._timeout_s is None:
+                return await work
             async with asyncio.timeout(self._timeout_s):
                 return await work
         except TimeoutError as exc:
@@ -96,7 +100,10 @@ class SqliteEngine:
     def __init__(
         self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, timeout_s: float
     ) -> None:
-        self._writer = _Connection(writer, timeout_s)
+        # One deadline per write transaction, not one per statement: each
+        # asyncio.timeout costs a loop timer and two getpid() calls, and a batch of
+        # sends is five statements.
+        self._writer = _Connection(writer, None)
         self._reader = _Connection(reader, timeout_s)
         self._raw = (writer, reader)
         self._write_lock = asyncio.Lock()
@@ -135,25 +142,30 @@ class SqliteEngine:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Cursorish]:
+        """One deadline (DB_TIMEOUT_MS) for taking the writer and every statement."""
+        locked = False
         try:
             async with asyncio.timeout(self._timeout_s):
                 await self._write_lock.acquire()
+                locked = True
+                # A statement whose caller timed out still runs later in aiosqlite's
+                # thread: a BEGIN abandoned that way would leave the connection in a
+                # transaction nobody owns. The ROLLBACK queued behind it (the thread
+                # runs in order) undoes whatever of this transaction did run.
+                try:
+                    await self._writer.execute("BEGIN IMMEDIATE")
+                    yield self._writer
+                    await self._writer.execute("COMMIT")
+                except BaseException:
+                    await asyncio.shield(self._rollback())
+                    raise
         except TimeoutError as exc:
-            raise StorageUnavailable("sqlite: writer busy") from exc
-        try:
-            # A statement whose caller timed out still runs later in aiosqlite's
-            # thread: a BEGIN abandoned that way would leave the connection in a
-            # transaction nobody owns. The ROLLBACK queued behind it (the thread
-            # runs in order) undoes whatever of this transaction did run.
-            try:
-                await self._writer.execute("BEGIN IMMEDIATE")
-                yield self._writer
-                await self._writer.execute("COMMIT")
-            except BaseException:
-                await asyncio.shield(self._rollback())
-                raise
+            raise StorageUnavailable(
+                "sqlite: timed out" if locked else "sqlite: writer busy"
+            ) from exc
         finally:
-            self._write_lock.release()
+            if locked:
+                self._write_lock.release()
 
     async def _rollback(self) -> None:
         # Failing here means no transaction was left to roll back.
