@@ -168,9 +168,12 @@ class SqliteEngine:
                 self._write_lock.release()
 
     async def _rollback(self) -> None:
-        # Failing here means no transaction was left to roll back.
-        with contextlib.suppress(StorageUnavailable, sqlite3.OperationalError):
-            await self._writer.execute("ROLLBACK")
+        # Failing here means no transaction was left to roll back. Bounded on its
+        # own: behind a statement that outlived the deadline it would wait for that
+        # statement, holding the writer; given up, it stays queued and still runs.
+        with contextlib.suppress(StorageUnavailable, sqlite3.OperationalError, TimeoutError):
+            async with asyncio.timeout(self._timeout_s):
+                await self._writer.execute("ROLLBACK")
 
     def migration_lock(self) -> AbstractAsyncContextManager[Cursorish]:
         # BEGIN IMMEDIATE already excludes every other process's writers.
