@@ -290,7 +290,7 @@ def test_a_redis_cluster_url_lists_its_nodes_and_credentials() -> None:
 
 
 @pytest.mark.parametrize(("url", "problem"), [
-    ("redis+cluster://h:7000/2", "only database 0"),
+    ("redis+cluster://h:7000/2", "a Redis Cluster has only database 0"),
     ("redis+cluster://h:7000,h:port", "not a host:port: 'h:port'"),
     ("redis+cluster://", "not a host:port: ''"),
 ])

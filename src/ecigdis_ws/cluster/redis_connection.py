@@ -95,7 +95,7 @@ async def cluster_node_client(url: str, key: str, connect_timeout_s: float) -> a
     finally:
         await cluster.aclose()
     client: aioredis.Redis = aioredis.Redis(
-        host=node.host, port=node.port, username=address.username,
+        host=node.host, port=int(node.port), username=address.username,
         password=address.password, ssl=address.tls, **_options(None, connect_timeout_s),
     )
     return client

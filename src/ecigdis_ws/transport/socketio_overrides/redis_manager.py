@@ -37,11 +37,11 @@ from redis.asyncio.cluster import RedisCluster
 from ecigdis_ws.cluster.redis_connection import (
     RedisClient,
     cluster_node_client,
-    is_cluster_url,
     master_of,
     redis_client,
 )
 from ecigdis_ws.observability.log_setup import get_logger
+from ecigdis_ws.settings import is_cluster_url
 from ecigdis_ws.transport.socketio_overrides.managers import DirectEmitManager
 
 log = get_logger(__name__)
