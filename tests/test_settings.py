@@ -10,10 +10,12 @@ import pytest
 from ecigdis_ws.settings import (
     DEV_JWT_SECRET,
     SPECS,
+    ClusterAddress,
     Settings,
     SettingsError,
     Source,
     load_settings,
+    parse_cluster_url,
     render_env_example,
 )
 
@@ -277,6 +279,32 @@ def test_no_redis_means_a_single_node() -> None:
 def test_redis_url_with_an_unknown_scheme_is_refused() -> None:
     with pytest.raises(SettingsError, match="REDIS_URL"):
         load_settings({"REDIS_URL": "http://cache:6379"}, dotenv_path=None)
+
+
+def test_a_redis_cluster_url_lists_its_nodes_and_credentials() -> None:
+    url = "rediss+cluster://chat:p%40ss@10.0.0.5:7000,10.0.0.6,[::1]:7002"
+    assert load(REDIS_URL=url).effective_redis_url == url
+    assert parse_cluster_url(url) == ClusterAddress(
+        (("10.0.0.5", 7000), ("10.0.0.6", 6379), ("::1", 7002)), "chat", "p@ss", tls=True)
+    assert parse_cluster_url("redis+cluster://h:1/0").tls is False
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("redis+cluster://h:7000/2", "a Redis Cluster has only database 0"),
+    ("redis+cluster://h:7000,h:port", "not a host:port: 'h:port'"),
+    ("redis+cluster://", "not a host:port: ''"),
+])
+def test_a_redis_cluster_url_that_cannot_work_is_refused_saying_why(
+    url: str, problem: str
+) -> None:
+    assert f"REDIS_URL: {problem}" in str(problems_of(REDIS_URL=url))
+
+
+def test_a_key_prefix_with_a_brace_is_refused_with_a_redis_cluster_only() -> None:
+    prefix = "chat{1}"
+    assert load(REDIS_URL="redis://h:6379/0", REDIS_KEY_PREFIX=prefix).redis_key_prefix == prefix
+    error = problems_of(REDIS_URL="redis+cluster://h:7000", REDIS_KEY_PREFIX=prefix)
+    assert "REDIS_KEY_PREFIX: no { or } with a Redis Cluster" in str(error)
 
 
 def test_main_site_url_and_auth_verify_url_are_read() -> None:

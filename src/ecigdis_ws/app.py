@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ecigdis_ws import json_codec
 from ecigdis_ws.clock import Clock, SystemClock
+from ecigdis_ws.cluster.redis_connection import key_base
 from ecigdis_ws.cluster.setup import ClusterState
 from ecigdis_ws.fanout.notifier import DeliveryNotifier
 from ecigdis_ws.observability.log_setup import get_logger
@@ -59,7 +60,7 @@ def fanout_manager(settings: Settings) -> ClusterRedisManager | None:
         return None
     return ClusterRedisManager(
         url,
-        channel=f"{settings.redis_key_prefix}:fanout",
+        channel=f"{key_base(settings.redis_key_prefix, url)}:fanout",
         key=settings.effective_cluster_secret,
         timeout_s=settings.redis_timeout_ms / 1000,
     )

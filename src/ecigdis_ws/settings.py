@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlparse
 
 from dotenv import dotenv_values
 
@@ -143,6 +143,11 @@ class Spec:
 
 
 _MS_MAX = 24 * 3600 * 1000
+
+# The forms of REDIS_URL, as the setting's help and its error message list them.
+REDIS_URL_FORMS = ("redis://, rediss:// (TLS), redis+sentinel:// or "
+                   "redis+cluster://host:port[,host:port...] (rediss+cluster:// with TLS)")
+DEFAULT_CLUSTER_PORT = 6379  # a cluster node given without a port (Redis's own default)
 
 SPECS: tuple[Spec, ...] = (
     Spec("NODE_ENV", "environment", _choice("development", "production", "test"),
@@ -292,7 +297,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("MIGRATE_ON_START", "migrate_on_start", _bool, "false",
          "let `serve` apply pending migrations before accepting connections"),
     Spec("REDIS_URL", "redis_url", _optional_text, "",
-         "redis://, rediss:// (TLS) or redis+sentinel://; set to run several nodes"),
+         f"{REDIS_URL_FORMS}; set to run several nodes"),
     Spec("REDIS_HOST", "redis_host", _optional_text, "",
          "Redis host when REDIS_URL is not set (the Node server's name)"),
     Spec("REDIS_PORT", "redis_port", _int_range(1, 65535), "6379",
@@ -507,6 +512,48 @@ def _shown(spec: Spec, raw: str) -> str:
     return "***" if spec.secret and raw else raw
 
 
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}  # scheme -> TLS
+
+
+@dataclass(frozen=True)
+class ClusterAddress:
+    """What a redis+cluster:// URL says: where to discover the cluster, and how to log in."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None
+    password: str | None
+    tls: bool
+
+
+def is_cluster_url(url: str) -> bool:
+    return urlparse(url).scheme in CLUSTER_SCHEMES
+
+
+def parse_cluster_url(url: str) -> ClusterAddress:
+    """redis+cluster://[user:password@]host[:port][,host[:port]...][/0]; ValueError
+    saying what is wrong otherwise (a cluster has only database 0)."""
+    parts = urlparse(url)
+    if parts.scheme not in CLUSTER_SCHEMES:
+        raise ValueError("expected redis+cluster:// or rediss+cluster://")
+    credentials, _, hosts = parts.netloc.rpartition("@")
+    username, _, password = credentials.partition(":")
+    if parts.path not in ("", "/", "/0") or parts.query:
+        raise ValueError("a Redis Cluster has only database 0 and takes no options")
+    nodes = tuple(_host_port(item) for item in hosts.split(","))
+    return ClusterAddress(nodes, unquote(username) or None, unquote(password) or None,
+                          CLUSTER_SCHEMES[parts.scheme])
+
+
+def _host_port(item: str) -> tuple[str, int]:
+    host, colon, port = item.strip().rpartition(":")
+    if not colon or not host:  # "host" alone: the default port
+        host, port = item.strip(), str(DEFAULT_CLUSTER_PORT)
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not a host:port: {item!r}")
+    return host, int(port)
+
+
 def _cross_checks(settings: Settings) -> list[str]:
     problems: list[str] = []
     if settings.is_production:
@@ -524,10 +571,7 @@ def _cross_checks(settings: Settings) -> list[str]:
         problems.append("DB_POOL_MIN must not be larger than DB_POOL_MAX")
     if not settings.db_table_prefix.replace("_", "").isalnum() and settings.db_table_prefix:
         problems.append("DB_TABLE_PREFIX: letters, digits and _ only")
-    if settings.redis_url and not settings.redis_url.startswith(
-        ("redis://", "rediss://", "redis+sentinel://", "unix://")
-    ):
-        problems.append("REDIS_URL: expected redis://, rediss:// or redis+sentinel://")
+    problems += _redis_problems(settings)
     if settings.use_https and not (settings.cert_path and settings.key_path):
         problems.append("USE_HTTPS=true needs both CERT_PATH and KEY_PATH")
     if any(not alg.startswith("HS") for alg in settings.jwt_algorithms) and not (
@@ -535,6 +579,25 @@ def _cross_checks(settings: Settings) -> list[str]:
     ):
         problems.append("JWT_ALGORITHMS with RS*/ES* needs JWT_PUBLIC_KEY_PATH")
     return problems
+
+
+def _redis_problems(settings: Settings) -> list[str]:
+    url = settings.redis_url
+    if not url:
+        return []
+    schemes = ("redis", "rediss", "redis+sentinel", "unix", *CLUSTER_SCHEMES)
+    if not url.startswith(tuple(f"{scheme}://" for scheme in schemes)):
+        return [f"REDIS_URL: expected {REDIS_URL_FORMS}"]
+    if not is_cluster_url(url):
+        return []
+    try:
+        parse_cluster_url(url)
+    except ValueError as exc:
+        return [f"REDIS_URL: {exc}"]
+    if "{" in settings.redis_key_prefix or "}" in settings.redis_key_prefix:
+        # The prefix becomes the keys' hash tag on a cluster: a brace would cut it short.
+        return ["REDIS_KEY_PREFIX: no { or } with a Redis Cluster"]
+    return []
 
 
 def render_env_example() -> str:

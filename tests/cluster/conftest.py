@@ -4,8 +4,16 @@ The shared Redis is TEST_REDIS_URL (default redis://127.0.0.1:6379/0). Every
 cluster gets its own REDIS_KEY_PREFIX, so clusters never hear each other, and the
 keys under that prefix are deleted when it stops. Tests that stop Redis, or need
 a password or a sentinel, start a private `redis-server` on a free port.
+
 Without a reachable Redis (or a `redis-server` binary) these tests skip with a
 message, except under CI (CI=true), where that is a failure.
+
+The `cluster`, `pair` and `trio` fixtures run each test twice: on the shared Redis
+("standalone") and on a Redis Cluster of three masters and three replicas
+("redis-cluster") started once for the session on free loopback ports. The tests
+with a private redis-server stay standalone: the outage (its cluster counterpart,
+a master killed, is test_redis_cluster_failover.py), REDIS_HOST with a password
+and database number (a cluster has neither form), and the sentinel.
 
 Timers are short, because these are real processes on real clocks: see TIMERS.
 """
@@ -34,13 +42,15 @@ import pytest
 import pytest_asyncio
 import redis
 
-from ecigdis_ws.settings import load_settings
+from ecigdis_ws.cluster.redis_connection import key_base
+from ecigdis_ws.settings import is_cluster_url, load_settings, parse_cluster_url
 from ecigdis_ws.storage.factory import open_storage
 from tests import needs
 from tests.support import ChatClient, free_port
 
 SCRIPT = Path(sys.executable).parent / "ecigdis-ws"
 REDIS_SERVER = "redis-server"
+REDIS_CLI = "redis-cli"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 SECRET = "cluster-test-secret-that-is-long-enough-for-production"
 
@@ -66,6 +76,14 @@ REDIS_UP_TIMEOUT_S = 5.0
 COMMAND_TIMEOUT_S = 30.0
 CLIENT_CLOSE_TIMEOUT_S = 2.0
 POLL_S = 0.05
+# A master unreachable this long is failed over to its replica (Redis's default is
+# 15 s; short so that the failover test is quick).
+CLUSTER_NODE_TIMEOUT_MS = 2000
+CLUSTER_MASTERS = 3  # each with one replica
+# From the last redis-server started, or a master killed, to every node saying
+# cluster_state:ok: a failover takes the node timeout and an election.
+CLUSTER_OK_TIMEOUT_S = 30.0
+ENGINES = ("standalone", "redis-cluster")
 
 def unavailable(reason: str) -> NoReturn:
     needs.unavailable(f"{reason}; the cluster tests need Redis and redis-server")
@@ -88,9 +106,18 @@ def wait_until(condition: Callable[[], bool], within: float) -> None:
         time.sleep(POLL_S)
 
 
+def sync_redis(url: str) -> redis.Redis | redis.RedisCluster:
+    """A blocking client for a test's own look at Redis (not a sentinel URL)."""
+    if not is_cluster_url(url):
+        return redis.Redis.from_url(url, socket_timeout=2)
+    nodes = [redis.cluster.ClusterNode(host, port) for host, port in parse_cluster_url(url).nodes]
+    return redis.RedisCluster(startup_nodes=nodes, socket_timeout=2)
+
+
 def delete_prefix(url: str, prefix: str) -> None:
-    client = redis.Redis.from_url(url, socket_timeout=2)
+    client = sync_redis(url)
     try:
+        # On a cluster every key of the prefix has one hash tag: one slot, one DEL.
         keys = list(client.scan_iter(match=f"{prefix}:*", count=500))
         if keys:
             client.delete(*keys)
@@ -149,6 +176,102 @@ class RedisServer:
             self.process.kill()
             self.process.wait(timeout=NODE_KILL_TIMEOUT_S)
         self.process = None
+
+
+class ClusterMember(RedisServer):
+    """One redis-server of a Redis Cluster. Its bus port is chosen too: the default
+    (port + 10000) may be taken or past 65535."""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.bus_port = free_port()
+        self.args = ("--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{self.port}.conf",
+                     "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
+                     "--cluster-port", str(self.bus_port),
+                     # A replica syncs at once (Redis 7 waits 5 s for more replicas):
+                     # one that never synced is not promoted when its master dies.
+                     "--repl-diskless-sync-delay", "0")
+
+    def ready(self) -> bool:
+        """cluster_state:ok here and, on a replica, its link to its master up."""
+        try:
+            client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1,
+                                 decode_responses=True)
+            try:
+                state = client.execute_command("CLUSTER INFO")  # parsed into a dict
+                replication = client.info("replication")
+            finally:
+                client.close()
+        except redis.RedisError:
+            return False
+        return state.get("cluster_state") == "ok" and (
+            replication.get("role") == "master" or replication.get("master_link_status") == "up")
+
+
+class RedisClusterServers:
+    """A real Redis Cluster on loopback: CLUSTER_MASTERS masters, one replica each."""
+
+    def __init__(self, workdir: Path) -> None:
+        if shutil.which(REDIS_CLI) is None:
+            unavailable(f"{REDIS_CLI} is not on PATH")
+        self.members = [ClusterMember(workdir) for _ in range(2 * CLUSTER_MASTERS)]
+
+    @property
+    def url(self) -> str:
+        """REDIS_URL for the nodes: every member, so any one of them finds the cluster."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{m.port}" for m in self.members)
+
+    def start(self) -> None:
+        for member in self.members:
+            member.start()
+        addresses = [f"127.0.0.1:{member.port}" for member in self.members]
+        result = subprocess.run(
+            [REDIS_CLI, "--cluster", "create", *addresses, "--cluster-replicas", "1",
+             "--cluster-yes"],
+            capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        self.wait_ok()
+
+    def wait_ok(self) -> None:
+        """Wait until every running member is ready (after a kill: its replica was
+        promoted; after a restart: the restarted one synced as a replica)."""
+        running = [member for member in self.members if member.process is not None]
+        wait_until(lambda: all(member.ready() for member in running), CLUSTER_OK_TIMEOUT_S)
+
+    def master_of(self, key: str) -> ClusterMember:
+        """The member now serving `key`'s slot, as the cluster says."""
+        client = sync_redis(self.url)
+        try:
+            assert isinstance(client, redis.RedisCluster)
+            node = client.get_node_from_key(key)
+        finally:
+            client.close()
+        return next(member for member in self.members if member.port == node.port)
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """Started once for the session: the cluster variant's cost is paid once."""
+    servers = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        servers.start()
+        yield servers
+    finally:
+        servers.stop()
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def redis_engine_url(request: pytest.FixtureRequest) -> str:
+    """REDIS_URL of the nodes: the shared Redis, or the session's Redis Cluster."""
+    if request.param == "standalone":
+        url: str = request.getfixturevalue("shared_redis_url")
+        return url
+    servers: RedisClusterServers = request.getfixturevalue("redis_cluster")
+    return servers.url
 
 
 @pytest.fixture(scope="session")
@@ -275,8 +398,43 @@ class Cluster:
         self.migrate()
 
     @property
+    def key_base(self) -> str:
+        """What the nodes' keys and channel start with ({prefix} on a Redis Cluster)."""
+        return key_base(self.prefix, self.redis_url)
+
+    @property
     def channel(self) -> str:
-        return f"{self.prefix}:fanout"
+        return f"{self.key_base}:fanout"
+
+    @contextlib.contextmanager
+    def subscribe(self) -> Iterator[redis.client.PubSub]:
+        """A listener on the fan-out channel (on a cluster, on the channel's master).
+        The client stays referenced meanwhile: collecting it closes its connections."""
+        client = sync_redis(self.keys_url)
+        if isinstance(client, redis.RedisCluster):
+            master = client.get_node_from_key(self.channel)
+            client.close()
+            client = redis.Redis(host=master.host, port=master.port)
+        listener = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            listener.subscribe(self.channel)
+            yield listener
+        finally:
+            listener.close()
+            client.close()
+
+    def publish(self, message: bytes) -> int:
+        """PUBLISH on the fan-out channel, as anyone who can reach Redis could; return
+        how many listeners heard it (on a cluster: those on the channel's master,
+        which is where the nodes listen)."""
+        client = sync_redis(self.keys_url)
+        try:
+            if isinstance(client, redis.RedisCluster):
+                master = client.get_node_from_key(self.channel)
+                return int(client.publish(self.channel, message, target_nodes=master))
+            return int(client.publish(self.channel, message))
+        finally:
+            client.close()
 
     def env(self, **overrides: str | None) -> dict[str, str]:
         """The environment of a node (or a CLI command); an override of None removes."""
@@ -298,6 +456,9 @@ class Cluster:
             **self.extra_env,
             **overrides,
         }
+        if "PYTHONPATH" in os.environ:  # PYTHONPATH=src: a clone's code, not the venv's install
+            paths = os.environ["PYTHONPATH"].split(os.pathsep)
+            env.setdefault("PYTHONPATH", os.pathsep.join(os.path.abspath(p) for p in paths))
         return {name: value for name, value in env.items() if value is not None}
 
     def migrate(self) -> None:
@@ -363,7 +524,7 @@ class Cluster:
 
     def clean_redis(self) -> None:
         with contextlib.suppress(redis.RedisError):
-            delete_prefix(self.keys_url, self.prefix)
+            delete_prefix(self.keys_url, self.key_base)
 
 
 @contextlib.asynccontextmanager
@@ -381,21 +542,22 @@ async def cluster_on(
 
 
 @pytest_asyncio.fixture
-async def cluster(tmp_path: Path, shared_redis_url: str) -> AsyncIterator[Cluster]:
-    """A cluster of this test's own on the shared Redis, with no node started yet."""
-    async with cluster_on(tmp_path, shared_redis_url) as running:
+async def cluster(tmp_path: Path, redis_engine_url: str) -> AsyncIterator[Cluster]:
+    """A cluster of this test's own on the shared Redis or the session's Redis
+    Cluster, with no node started yet."""
+    async with cluster_on(tmp_path, redis_engine_url) as running:
         yield running
 
 
 @pytest.fixture
 def pair(cluster: Cluster) -> Cluster:
-    """Nodes "A" and "B" on the shared Redis."""
+    """Nodes "A" and "B" sharing Redis."""
     cluster.start("A", "B")
     return cluster
 
 
 @pytest.fixture
 def trio(cluster: Cluster) -> Cluster:
-    """Nodes "A", "B" and "C" on the shared Redis."""
+    """Nodes "A", "B" and "C" sharing Redis."""
     cluster.start("A", "B", "C")
     return cluster

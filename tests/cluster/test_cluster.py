@@ -166,9 +166,7 @@ async def test_a_send_publishes_its_message_to_the_other_nodes_and_keeps_its_ack
     conversation = await pair.conversation(1, 2)
     alice_a = await joined(pair, a, 1, conversation)
     bob_b = await joined(pair, b, 2, conversation)
-    listener = redis.Redis.from_url(pair.keys_url).pubsub(ignore_subscribe_messages=True)
-    listener.subscribe(pair.channel)
-    try:
+    with pair.subscribe() as listener:
         ack = await send(alice_a, conversation, "only this")
         await bob_b.wait_for("message:new", with_text("only this"))
         await alice_a.wait_for("message:ack", lambda data: data["id"] == ack["id"])
@@ -178,8 +176,6 @@ async def test_a_send_publishes_its_message_to_the_other_nodes_and_keeps_its_ack
             raw = await asyncio.to_thread(listener.get_message, timeout=0.2)
             if raw is not None:
                 published.append(json.loads(json.loads(raw["data"])["body"]))
-    finally:
-        listener.close()
     events = [m.get("event") for m in published if m.get("method") == "emit"]
     assert events.count("message:new") == 1, published
     assert "message:ack" not in events, published
@@ -446,9 +442,9 @@ class KillRun:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def kill_run(
-    tmp_path_factory: pytest.TempPathFactory, shared_redis_url: str
+    tmp_path_factory: pytest.TempPathFactory, redis_engine_url: str
 ) -> AsyncIterator[KillRun]:
-    async with cluster_on(tmp_path_factory.mktemp("kill"), shared_redis_url) as cluster:
+    async with cluster_on(tmp_path_factory.mktemp("kill"), redis_engine_url) as cluster:
         a, b, c = cluster.start("A", "B", "C")
         lobby = await cluster.conversation(1, 2, 3, 4)
         watchers = {"B": await joined(cluster, b, 2, lobby),
@@ -955,12 +951,8 @@ def forgeries(conversation: int, sid: str) -> list[bytes]:
 
 
 def publish(cluster: Cluster, messages: list[bytes]) -> None:
-    client = redis.Redis.from_url(cluster.keys_url, socket_timeout=2)
-    try:
-        for message in messages:
-            assert client.publish(cluster.channel, message) == len(cluster.nodes)
-    finally:
-        client.close()
+    for message in messages:
+        assert cluster.publish(message) == len(cluster.nodes)
 
 
 async def forged_setup(pair: Cluster) -> tuple[int, ChatClient, ChatClient, int]:

@@ -143,7 +143,8 @@ def test_config_checks_a_broken_env_file_before_a_restart(tmp_path: Path) -> Non
     env_file.write_text("USE_HTTPS=true\nREDIS_URL=http://redis:6379\n", encoding="utf-8")
     result = run(tmp_path, "config", "--env-file", str(env_file))
     assert result.returncode == 2
-    assert "REDIS_URL: expected redis://, rediss:// or redis+sentinel://" in result.stderr
+    assert "REDIS_URL: expected redis://, rediss:// (TLS), redis+sentinel:// or redis+cluster://" \
+        in result.stderr
     assert "USE_HTTPS=true needs both CERT_PATH and KEY_PATH" in result.stderr
 
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import redis.asyncio as aioredis
-
+from ecigdis_ws.cluster.redis_connection import RedisClient
 from ecigdis_ws.domain import UserId
 
 
@@ -85,6 +84,9 @@ class LocalPresenceRegistry:
 
 # Live nodes are the members of the `nodes` sorted set whose score (lease end,
 # in ms) is not in the past; each node's counts are the hash `node:<id>`.
+# The scripts reach the node hashes by name (ARGV), not through KEYS: on a Redis
+# Cluster that is allowed because every key shares the prefix's hash tag, so one
+# slot (see redis_connection.key_base).
 _LIVE_NODES = """
 local function live_nodes(nodes_key, now)
   return redis.call('ZRANGEBYSCORE', nodes_key, now, '+inf')
@@ -178,7 +180,7 @@ class RedisPresenceRegistry:
     its heartbeat, and any node's heartbeat reaps the nodes that stopped."""
 
     def __init__(
-        self, client: aioredis.Redis, key_prefix: str, node_id: str, ttl_ms: int
+        self, client: RedisClient, key_prefix: str, node_id: str, ttl_ms: int
     ) -> None:
         self._redis = client
         self._node_id = node_id
@@ -225,6 +227,7 @@ class RedisPresenceRegistry:
     async def restore(self, counts: dict[UserId, int], names: dict[UserId, str]) -> None:
         if not counts:
             return
+        # MULTI over two keys: one slot on a Redis Cluster too (the shared hash tag).
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._node_key, mapping={str(u): c for u, c in counts.items()})
             pipe.pexpire(self._node_key, self._ttl_ms * 2)

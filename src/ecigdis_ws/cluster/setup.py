@@ -6,14 +6,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-import redis.asyncio as aioredis
-
 from ecigdis_ws.cluster.presence import (
     LocalPresenceRegistry,
     PresenceRegistry,
     RedisPresenceRegistry,
 )
-from ecigdis_ws.cluster.redis_connection import redis_client
+from ecigdis_ws.cluster.redis_connection import RedisClient, key_base, redis_client
 from ecigdis_ws.cluster.typing_state import LocalTypingStore, RedisTypingStore, TypingStore
 from ecigdis_ws.settings import Settings
 
@@ -24,7 +22,7 @@ RedisStatus = Literal["disabled", "connected", "disconnected"]
 class ClusterState:
     presence: PresenceRegistry
     typing: TypingStore
-    client: aioredis.Redis | None = None  # None: a single node, no Redis
+    client: RedisClient | None = None  # None: a single node, no Redis
     # Set at wiring when Redis is configured: the fan-out's own check (its
     # listener subscribed, Redis answering), which /health reports.
     fanout_healthy: Callable[[], Awaitable[bool]] | None = None
@@ -36,7 +34,7 @@ class ClusterState:
             return cls(LocalPresenceRegistry(), LocalTypingStore())
         timeout_s = settings.redis_timeout_ms / 1000
         client = redis_client(url, timeout_s, timeout_s)
-        prefix = settings.redis_key_prefix
+        prefix = key_base(settings.redis_key_prefix, url)
         presence = RedisPresenceRegistry(
             client, prefix, settings.effective_server_id, settings.presence_ttl_ms
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import redis.asyncio as aioredis
+from ecigdis_ws.cluster.redis_connection import RedisClient
 
 
 class TypingStore(Protocol):
@@ -53,7 +53,7 @@ return ended
 class RedisTypingStore:
     shared = True
 
-    def __init__(self, client: aioredis.Redis, key_prefix: str) -> None:
+    def __init__(self, client: RedisClient, key_prefix: str) -> None:
         self._redis = client
         self._key = f"{key_prefix}:typing"
         self._claim = client.register_script(_CLAIM)

@@ -10,7 +10,14 @@ JSON (never pickle) for the other nodes. What this subclass adds:
 - a publishing connection with a socket timeout, and a listening connection
   without one: redis-py's socket timeout on an idle pub/sub connection raises,
   which makes a listener spin or die;
-- reconnection with capped exponential backoff, and a `listening` flag for /health.
+- reconnection with capped exponential backoff, and a `listening` flag for /health;
+- a Redis Cluster (redis+cluster://): PUBLISH is sent to, and the listener
+  subscribes on, the master serving the channel's slot (the hash tag of every
+  key of this server). A cluster forwards a PUBLISH to every node, so any node
+  would hear it; this one is chosen so that the fan-out fails with the keys,
+  for every node at once: when that master dies, every node's listener is lost
+  and, once its replica is promoted, every node resubscribes there and makes
+  its clients resync, as after a restart of one Redis.
 """
 
 from __future__ import annotations
@@ -25,9 +32,16 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import socketio
+from redis.asyncio.cluster import RedisCluster
 
-from ecigdis_ws.cluster.redis_connection import redis_client
+from ecigdis_ws.cluster.redis_connection import (
+    RedisClient,
+    cluster_node_client,
+    master_of,
+    redis_client,
+)
 from ecigdis_ws.observability.log_setup import get_logger
+from ecigdis_ws.settings import is_cluster_url
 from ecigdis_ws.transport.socketio_overrides.managers import DirectEmitManager
 
 log = get_logger(__name__)
@@ -72,7 +86,7 @@ async def _quietly_close(pubsub: Any, client: aioredis.Redis) -> None:
 class ClusterRedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # type: ignore[misc]
     def __init__(self, url: str, channel: str, key: bytes, timeout_s: float) -> None:
         super().__init__(url=url, channel=channel)
-        self.redis: aioredis.Redis | None = None
+        self.redis: RedisClient | None = None
         self._key = key
         self._timeout_s = timeout_s
         self.listening = False
@@ -94,8 +108,13 @@ class ClusterRedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # typ
             if not self.connected:
                 self._redis_connect()
             body = self.json.dumps(data)
-            assert self.redis is not None
-            await self.redis.publish(self.channel, sign(self._key, body))
+            signed = sign(self._key, body)
+            if isinstance(self.redis, RedisCluster):
+                node = await master_of(self.redis, self.channel)
+                await self.redis.publish(self.channel, signed, target_nodes=node)
+            else:
+                assert self.redis is not None
+                await self.redis.publish(self.channel, signed)
         except Exception as exc:  # redis-py raises several unrelated types
             self.connected = False
             log.warning("fan-out to other nodes failed", reason=str(exc) or type(exc).__name__)
@@ -104,9 +123,10 @@ class ClusterRedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # typ
         delay = FIRST_RETRY_S
         lost = False
         while True:
-            listener = redis_client(self.redis_url, None, self._timeout_s)
-            self.pubsub = listener.pubsub(ignore_subscribe_messages=True)
+            listener: aioredis.Redis | None = None
             try:
+                listener = await self._listener()
+                self.pubsub = listener.pubsub(ignore_subscribe_messages=True)
                 await self.pubsub.subscribe(self.channel)
                 self.listening = True
                 delay = FIRST_RETRY_S
@@ -122,9 +142,18 @@ class ClusterRedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # typ
                 log.warning("fan-out channel lost; reconnecting",
                             reason=str(exc) or type(exc).__name__, retry_in_s=delay)
             self.listening = False
-            await _quietly_close(self.pubsub, listener)
+            if listener is not None:
+                await _quietly_close(self.pubsub, listener)
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, LAST_RETRY_S)
+
+    async def _listener(self) -> aioredis.Redis:
+        """A connection without a socket timeout, for SUBSCRIBE (see the docstring)."""
+        if is_cluster_url(self.redis_url):
+            return await cluster_node_client(self.redis_url, self.channel, self._timeout_s)
+        client = redis_client(self.redis_url, None, self._timeout_s)
+        assert isinstance(client, aioredis.Redis)
+        return client
 
     async def _listen(self) -> AsyncIterator[dict[str, Any]]:
         channel = self.channel.encode()
@@ -142,9 +171,14 @@ class ClusterRedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # typ
         try:
             if not self.connected:
                 self._redis_connect()
-            assert self.redis is not None
             async with asyncio.timeout(self._timeout_s):
-                await self.redis.ping()
+                if isinstance(self.redis, RedisCluster):
+                    # Not every node (redis-py's default for PING): a dead replica
+                    # changes nothing for this server.
+                    await self.redis.ping(target_nodes=await master_of(self.redis, self.channel))
+                else:
+                    assert self.redis is not None
+                    await self.redis.ping()
         except Exception:
             self.connected = False
             return False
