@@ -107,17 +107,20 @@ class ClusterRedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # typ
         try:
             if not self.connected:
                 self._redis_connect()
-            body = self.json.dumps(data)
-            signed = sign(self._key, body)
-            if isinstance(self.redis, RedisCluster):
-                node = await master_of(self.redis, self.channel)
-                await self.redis.publish(self.channel, signed, target_nodes=node)
-            else:
-                assert self.redis is not None
-                await self.redis.publish(self.channel, signed)
+            client, where = await self._channel_node()
+            await client.publish(self.channel, sign(self._key, self.json.dumps(data)), **where)
         except Exception as exc:  # redis-py raises several unrelated types
             self.connected = False
             log.warning("fan-out to other nodes failed", reason=str(exc) or type(exc).__name__)
+
+    async def _channel_node(self) -> tuple[RedisClient, dict[str, Any]]:
+        """The publishing client, and where its commands go: on a Redis Cluster the
+        master serving the channel's slot (not every node, redis-py's default for
+        PING: a dead replica changes nothing for this server), else anywhere."""
+        assert self.redis is not None
+        if isinstance(self.redis, RedisCluster):
+            return self.redis, {"target_nodes": await master_of(self.redis, self.channel)}
+        return self.redis, {}
 
     async def _redis_listen_with_retries(self) -> AsyncIterator[Any]:
         delay = FIRST_RETRY_S
@@ -172,13 +175,8 @@ class ClusterRedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # typ
             if not self.connected:
                 self._redis_connect()
             async with asyncio.timeout(self._timeout_s):
-                if isinstance(self.redis, RedisCluster):
-                    # Not every node (redis-py's default for PING): a dead replica
-                    # changes nothing for this server.
-                    await self.redis.ping(target_nodes=await master_of(self.redis, self.channel))
-                else:
-                    assert self.redis is not None
-                    await self.redis.ping()
+                client, where = await self._channel_node()
+                await client.ping(**where)
         except Exception:
             self.connected = False
             return False

@@ -425,9 +425,7 @@ class DirectWebSocket:
     async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
         socket = self.handler.__self__
         self.request = environ["aiohttp.request"]  # (not the environ: see _handle_connect)
-        try:
-            await self.response.prepare(self.request)
-        except ConnectionResetError:  # the client left during the handshake
+        if await open_websocket(self.request, self.response) is None:
             await socket.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
             return self.response
         if not isinstance(socket, DirectSocket):
@@ -436,6 +434,18 @@ class DirectWebSocket:
             socket.adopt(self.clock)
         await socket._websocket_handler(self)
         return self.response
+
+
+async def open_websocket(
+    request: web.Request, response: web.WebSocketResponse
+) -> asyncio.BaseTransport | None:
+    """The websocket handshake answered; None if the client left during it. (A
+    handshake aiohttp finds malformed raises HTTPBadRequest: a 400.)"""
+    try:
+        await response.prepare(request)
+    except ConnectionResetError:
+        return None
+    return request.transport
 
 
 def checked_websocket(driver: type[Any], protocol_errors: ProtocolErrors) -> type[Any]:

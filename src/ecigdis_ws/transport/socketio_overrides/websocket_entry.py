@@ -25,7 +25,6 @@ request engineio refuses) goes on through the middlewares to engineio as before.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,7 +37,11 @@ from ecigdis_ws.transport.http_errors import Refusal
 from ecigdis_ws.transport.origins import SOCKET_IO_PATH
 from ecigdis_ws.transport.socketio_overrides.handshake_leftovers import drop_handshake
 from ecigdis_ws.transport.socketio_overrides.server import ChatSocketServer
-from ecigdis_ws.transport.socketio_overrides.websocket import DirectSocket, DirectWebSocket
+from ecigdis_ws.transport.socketio_overrides.websocket import (
+    DirectSocket,
+    DirectWebSocket,
+    open_websocket,
+)
 
 
 def is_new_websocket(request: web.Request) -> bool:
@@ -76,8 +79,7 @@ class WebSocketEntry:
             max_msg_size=self._sio.eio.max_http_buffer_size, compress=False
         )
         try:
-            # (a handshake aiohttp finds malformed raises HTTPBadRequest: 400, as before)
-            transport = await _handshake(request, response)
+            transport = await open_websocket(request, response)
             if transport is not None:
                 drop_handshake(request, response)
                 await socket.serve(response, transport, self._driver)
@@ -110,17 +112,6 @@ class WebSocketEntry:
             await socket.close(wait=False, abort=True, reason=eio.reason.TRANSPORT_CLOSE)
         if eio.sockets.get(socket.sid) is socket:
             del eio.sockets[socket.sid]
-
-
-async def _handshake(
-    request: web.Request, response: web.WebSocketResponse
-) -> asyncio.BaseTransport | None:
-    """The websocket handshake answered; None if the client left meanwhile."""
-    try:
-        await response.prepare(request)
-    except ConnectionResetError:
-        return None
-    return request.transport
 
 
 def open_packet_data(eio: Any, sid: str) -> dict[str, Any]:
