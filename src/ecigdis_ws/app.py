@@ -13,6 +13,7 @@ from ecigdis_ws import json_codec
 from ecigdis_ws.clock import Clock, SystemClock
 from ecigdis_ws.cluster.redis_connection import key_base
 from ecigdis_ws.cluster.setup import ClusterState
+from ecigdis_ws.fanout.channels import ChannelNames
 from ecigdis_ws.fanout.notifier import DeliveryNotifier
 from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.observability.metrics import Metrics
@@ -53,16 +54,24 @@ class NotMigrated(RuntimeError):
     """The database lacks migrations; `serve` refuses rather than fail on first use."""
 
 
-def fanout_manager(settings: Settings) -> ClusterRedisManager | None:
+def fanout_manager(settings: Settings, clock: Clock, metrics: Metrics
+                   ) -> ClusterRedisManager | None:
     """python-socketio's client manager for several nodes; None for a single node."""
     url = settings.effective_redis_url
     if url is None:
         return None
+    names = ChannelNames(
+        everyone=f"{key_base(settings.redis_key_prefix, url)}:fanout",
+        room_base=settings.redis_key_prefix,
+        per_room=settings.fanout_channels == "per-room",
+    )
     return ClusterRedisManager(
-        url,
-        channel=f"{key_base(settings.redis_key_prefix, url)}:fanout",
+        url, names,
         key=settings.effective_cluster_secret,
         timeout_s=settings.redis_timeout_ms / 1000,
+        clock=clock,
+        linger_s=settings.fanout_unsubscribe_delay_ms / 1000,
+        metrics=metrics,
     )
 
 
@@ -110,7 +119,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     clock = clock or SystemClock()
     quiet_malformed_http()
     metrics = Metrics()
-    manager = fanout_manager(settings)
+    manager = fanout_manager(settings, clock, metrics)
     sio = build_socketio(settings, clock, metrics, manager)
     cluster = ClusterState.open(settings)
     if manager is not None:

@@ -25,6 +25,7 @@ ConversationAccess = Literal["members", "open"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "console", "json"]
 PresenceScope = Literal["global", "contacts"]
+FanoutChannels = Literal["per-room", "single"]
 MemberAddPolicy = Literal["anyone", "contacts", "server_api"]
 EventLoop = Literal["uvloop", "asyncio"]
 
@@ -309,6 +310,13 @@ SPECS: tuple[Spec, ...] = (
          "prefix of this cluster's Redis keys and fan-out channel"),
     Spec("REDIS_TIMEOUT_MS", "redis_timeout_ms", _int_range(50, _MS_MAX), "1000",
          "a Redis command slower than this counts as Redis being down"),
+    Spec("FANOUT_CHANNELS", "fanout_channels", _choice("per-room", "single"), "per-room",
+         "per-room: a node hears only its rooms' traffic; single: one channel every node "
+         "reads (the previous version's; every node of a cluster must use the same)"),
+    Spec("FANOUT_UNSUBSCRIBE_DELAY_MS", "fanout_unsubscribe_delay_ms", _int_range(0, _MS_MAX),
+         "10000",
+         "a room's channel stays subscribed this long after its last socket here left, "
+         "so churn does not thrash Redis"),
     Spec("CLUSTER_SECRET", "cluster_secret", _optional_text, "",
          "signs fan-out messages between nodes; default derived from JWT_SECRET",
          secret=True),
@@ -391,6 +399,8 @@ class Settings:
     redis_db: int = 0
     redis_key_prefix: str = "ecigdis-ws"
     redis_timeout_ms: int = 1000
+    fanout_channels: FanoutChannels = "per-room"
+    fanout_unsubscribe_delay_ms: int = 10000
     cluster_secret: str | None = None
     log_level: LogLevel = "info"
     log_format: LogFormat = "auto"

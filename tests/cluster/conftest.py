@@ -43,6 +43,7 @@ import pytest_asyncio
 import redis
 
 from ecigdis_ws.cluster.redis_connection import key_base
+from ecigdis_ws.fanout.channels import ChannelNames
 from ecigdis_ws.settings import is_cluster_url, load_settings, parse_cluster_url
 from ecigdis_ws.storage.factory import open_storage
 from tests import needs
@@ -323,10 +324,13 @@ class Node:
     async def health_async(self) -> tuple[int, dict[str, Any]]:
         return await asyncio.to_thread(self.health)
 
+    def metrics_json(self) -> dict[str, Any]:
+        """/metrics as {metric: value or {"label=value,...": value}}."""
+        return get_json(f"{self.url}/metrics?format=json")[1]
+
     def metric(self, name: str) -> float:
         """One unlabelled figure of /metrics (0 while it has not been counted)."""
-        figure = get_json(f"{self.url}/metrics?format=json")[1].get(name, 0.0)
-        return float(figure)
+        return float(self.metrics_json().get(name, 0.0))
 
     async def metric_reaches(self, name: str, value: float, within: float = METRIC_WAIT_S) -> None:
         """Wait until the node's figure (a counter) is at least `value`."""
@@ -404,35 +408,49 @@ class Cluster:
 
     @property
     def channel(self) -> str:
+        """The node-wide channel every node reads."""
         return f"{self.key_base}:fanout"
 
+    def room_channel(self, room: str) -> str:
+        """The channel of one conversation's or user's room (FANOUT_CHANNELS=per-room)."""
+        names = ChannelNames(self.channel, self.prefix)
+        channel = names.of_room(room)
+        assert channel is not None, room
+        return channel
+
     @contextlib.contextmanager
-    def subscribe(self) -> Iterator[redis.client.PubSub]:
-        """A listener on the fan-out channel (on a cluster, on the channel's master).
-        The client stays referenced meanwhile: collecting it closes its connections."""
+    def subscribe(self, channel: str | None = None) -> Iterator[redis.client.PubSub]:
+        """A listener on a fan-out channel (the node-wide one by default); on a
+        cluster, SSUBSCRIBE on the channel's master, as the nodes do. The client
+        stays referenced meanwhile: collecting it closes its connections."""
+        channel = channel or self.channel
         client = sync_redis(self.keys_url)
+        sharded = isinstance(client, redis.RedisCluster)
         if isinstance(client, redis.RedisCluster):
-            master = client.get_node_from_key(self.channel)
+            master = client.get_node_from_key(channel)
             client.close()
             client = redis.Redis(host=master.host, port=master.port)
         listener = client.pubsub(ignore_subscribe_messages=True)
         try:
-            listener.subscribe(self.channel)
+            if sharded:
+                listener.ssubscribe(channel)
+            else:
+                listener.subscribe(channel)
             yield listener
         finally:
             listener.close()
             client.close()
 
-    def publish(self, message: bytes) -> int:
-        """PUBLISH on the fan-out channel, as anyone who can reach Redis could; return
-        how many listeners heard it (on a cluster: those on the channel's master,
-        which is where the nodes listen)."""
+    def publish(self, message: bytes, channel: str | None = None) -> int:
+        """PUBLISH (SPUBLISH on a cluster) on a fan-out channel, the node-wide one
+        by default, as anyone who can reach Redis could; return how many
+        listeners heard it."""
+        channel = channel or self.channel
         client = sync_redis(self.keys_url)
         try:
             if isinstance(client, redis.RedisCluster):
-                master = client.get_node_from_key(self.channel)
-                return int(client.publish(self.channel, message, target_nodes=master))
-            return int(client.publish(self.channel, message))
+                return int(client.spublish(channel, message))
+            return int(client.publish(channel, message))
         finally:
             client.close()
 

@@ -166,7 +166,7 @@ async def test_a_send_publishes_its_message_to_the_other_nodes_and_keeps_its_ack
     conversation = await pair.conversation(1, 2)
     alice_a = await joined(pair, a, 1, conversation)
     bob_b = await joined(pair, b, 2, conversation)
-    with pair.subscribe() as listener:
+    with pair.subscribe(pair.room_channel(f"conversation:{conversation}")) as listener:
         ack = await send(alice_a, conversation, "only this")
         await bob_b.wait_for("message:new", with_text("only this"))
         await alice_a.wait_for("message:ack", lambda data: data["id"] == ack["id"])
@@ -950,9 +950,11 @@ def forgeries(conversation: int, sid: str) -> list[bytes]:
     ]
 
 
-def publish(cluster: Cluster, messages: list[bytes]) -> None:
-    for message in messages:
-        assert cluster.publish(message) == len(cluster.nodes)
+def publish(cluster: Cluster, messages: list[bytes], channels: list[str]) -> None:
+    """On each channel (every node reads them all), each message."""
+    for channel in channels:
+        for message in messages:
+            assert cluster.publish(message, channel) == len(cluster.nodes)
 
 
 async def forged_setup(pair: Cluster) -> tuple[int, ChatClient, ChatClient, int]:
@@ -964,8 +966,10 @@ async def forged_setup(pair: Cluster) -> tuple[int, ChatClient, ChatClient, int]
     await alice_a.wait_for("user:joined", about(2))
     forget(alice_a, bob_b)
     messages = forgeries(conversation, bob_b.sio.get_sid())
-    await asyncio.to_thread(publish, pair, messages)
-    return conversation, alice_a, bob_b, len(messages)
+    # The node-wide channel, and the room's channel that both nodes read.
+    channels = [pair.channel, pair.room_channel(f"conversation:{conversation}")]
+    await asyncio.to_thread(publish, pair, messages, channels)
+    return conversation, alice_a, bob_b, len(messages) * len(channels)
 
 
 async def test_forged_and_malformed_fanout_messages_reach_no_client(pair: Cluster) -> None:

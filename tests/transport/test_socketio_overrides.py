@@ -49,13 +49,15 @@ METHODS: list[tuple[type[Any], str, tuple[str, ...]]] = [
     (socketio.AsyncManager, "get_participants", ("namespace", "room")),
     (socketio.AsyncRedisManager, "_redis_connect", ()),
     (socketio.AsyncRedisManager, "_publish", ("data",)),
-    (socketio.AsyncRedisManager, "_redis_listen_with_retries", ()),
     (socketio.AsyncRedisManager, "_listen", ()),
+    (socketio.AsyncRedisManager, "_handle_emit", ("message",)),
+    (socketio.AsyncRedisManager, "is_connected", ("sid", "namespace")),
 ]
 SERVER_ATTRIBUTES = ("environ", "_binary_packet", "handlers", "packet_class", "manager")
 ENGINE_ATTRIBUTES = ("_async", "sockets", "reason", "start_service_task", "service_task_handle",
                      "ping_interval_grace_period", "ping_interval", "ping_timeout",
                      "max_http_buffer_size")
+REDIS_MANAGER_ATTRIBUTES = ("host_id", "redis_url", "redis", "channel", "connected", "rooms")
 SOCKET_ATTRIBUTES = ("queue", "closed", "closing", "upgraded", "upgrading", "connected")
 
 
@@ -84,6 +86,9 @@ def test_the_attributes_we_read_are_still_set() -> None:
     for name in SOCKET_ATTRIBUTES:
         assert hasattr(socket, name), f"engineio.AsyncSocket().{name} is gone"
     assert hasattr(engineio.payload.Payload, "max_decode_packets")
+    manager = socketio.AsyncRedisManager("redis://127.0.0.1:1/0", channel="c")
+    for name in REDIS_MANAGER_ATTRIBUTES:
+        assert hasattr(manager, name), f"socketio.AsyncRedisManager().{name} is gone"
 
 
 def test_the_http_parser_we_drop_after_an_upgrade_is_where_aiohttp_keeps_it() -> None:

@@ -12,6 +12,8 @@ from urllib.parse import urlparse
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from socketio.redis_manager import parse_redis_sentinel_url
 
 from ecigdis_ws.settings import CLUSTER_SCHEMES, is_cluster_url, parse_cluster_url
@@ -43,8 +45,9 @@ def _options(timeout_s: float | None, connect_timeout_s: float) -> dict[str, Any
         "socket_connect_timeout": connect_timeout_s,
         "socket_keepalive": True,
     }
-    if timeout_s is None:
+    if timeout_s is None:  # a pub/sub listener's (see listener_client)
         options["health_check_interval"] = LISTENER_HEALTH_CHECK_S
+        options["retry"] = Retry(NoBackoff(), 0)
     return options
 
 
@@ -80,22 +83,22 @@ async def master_of(cluster: RedisCluster, key: str) -> ClusterNode:
     return node
 
 
-async def cluster_node_client(url: str, key: str, connect_timeout_s: float) -> aioredis.Redis:
-    """A plain connection, for pub/sub, to the master now serving `key`'s slot.
-
-    The topology is discovered afresh each time, so after a failover this finds
-    the promoted replica. SUBSCRIBE on any node of a cluster hears every PUBLISH;
-    this one is chosen because it is where the keys and the publishers are.
-    """
-    address = parse_cluster_url(url)
-    cluster = redis_client(url, connect_timeout_s, connect_timeout_s)
-    assert isinstance(cluster, RedisCluster)
-    try:
-        node = await master_of(cluster, key)
-    finally:
-        await cluster.aclose()
-    client: aioredis.Redis = aioredis.Redis(
-        host=node.host, port=int(node.port), username=address.username,
+def listener_client(url: str, connect_timeout_s: float, cluster_url: str | None = None
+                    ) -> aioredis.Redis:
+    """A connection for pub/sub: no socket timeout (redis-py's would fire on an idle
+    subscription), a health check instead, and no retry, so that a lost connection
+    ends the listener's session (which resubscribes and makes clients resync)
+    rather than being reconnected and resubscribed unseen, with the messages
+    published meanwhile gone. `cluster_url`: `url` is one node of that cluster,
+    reached with its credentials and TLS."""
+    if cluster_url is None:
+        client = redis_client(url, None, connect_timeout_s)
+        assert isinstance(client, aioredis.Redis)
+        return client
+    address = parse_cluster_url(cluster_url)
+    node = urlparse(url)
+    assert node.hostname is not None and node.port is not None
+    return aioredis.Redis(
+        host=node.hostname, port=node.port, username=address.username,
         password=address.password, ssl=address.tls, **_options(None, connect_timeout_s),
     )
-    return client

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 AUTHENTICATED_ROOM = "authenticated"
@@ -34,3 +35,7 @@ class Fanout(Protocol):
         """How many conversation rooms the socket is in (on this node)."""
 
     async def disconnect(self, sid: str) -> None: ...
+
+    def watch(self, rooms: Iterable[str]) -> Callable[[], None]:
+        """Have this node receive what is emitted to these rooms, though no socket
+        here is in them (a long-poll waits for them), until the returned call."""

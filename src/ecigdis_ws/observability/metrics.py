@@ -46,6 +46,16 @@ class Metrics:
             "ecigdis_ws_deliveries", "Events fanned out to sockets on this node",
             registry=self.registry,
         )
+        # What this node reads from Redis (its own messages echoed back included), by
+        # channel kind: with per-room channels a node reads only its rooms' traffic.
+        self.fanout_received = Counter(
+            "ecigdis_ws_fanout_received", "Fan-out messages read from Redis, by channel kind",
+            ["channel"], registry=self.registry,
+        )
+        self.fanout_subscriptions = Gauge(
+            "ecigdis_ws_fanout_subscriptions", "Redis channels this node is subscribed to",
+            registry=self.registry,
+        )
         self.errors = Counter(
             "ecigdis_ws_errors", "Error replies sent, by code", ["code"], registry=self.registry
         )

@@ -154,7 +154,7 @@ class RestServices:
         live = LiveEvents(chat.clock)
         feed = EventFeed(
             chat.storage, chat.clock, settings.long_poll_timeout_ms / 1000, settings.db_timeout_ms,
-            settings.max_polls_per_user, live,
+            settings.max_polls_per_user, live, chat.fanout.watch,
         )
         server = ServerApiService(
             chat.storage, chat.fanout, chat.access, chat.presence, chat.typing, feed,

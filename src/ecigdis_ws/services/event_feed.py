@@ -26,11 +26,13 @@ after it, and is woken by them.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ecigdis_ws.clock import Clock, Timer
 from ecigdis_ws.domain import FeedEvent, UserId
 from ecigdis_ws.errors import ChatError, ErrorCode
+from ecigdis_ws.fanout.base import conversation_room, user_room
 from ecigdis_ws.services.live_events import LiveEvent, LiveEvents
 from ecigdis_ws.storage.base import Storage
 
@@ -43,6 +45,9 @@ RECHECK_S = 2.0
 # Beyond DB_TIMEOUT_MS, how long a missing id may still commit: a COMMIT sent
 # just before the deadline, and clock skew between the nodes writing the log.
 SETTLE_MARGIN_MS = 5000
+
+# Fanout.watch: read these rooms' deliveries here until the returned call.
+Watch = Callable[[Iterable[str]], Callable[[], None]]
 
 
 class CursorPruned(Exception):
@@ -74,6 +79,7 @@ class _Waiter:
     expired: bool = False
     asleep: bool = False  # waiting for a wake-up, with nothing left to read
     live_after: int | None = None  # watching typing and presence after this number
+    unwatch: Callable[[], None] = lambda: None  # stops the fan-out watch of its rooms
 
     def expire(self) -> None:
         self.expired = True
@@ -84,8 +90,10 @@ class EventFeed:
     def __init__(
         self, storage: Storage, clock: Clock, hold_s: float, db_timeout_ms: int,
         max_polls_per_user: int = 0, live: LiveEvents | None = None,
+        watch: Watch | None = None,
     ) -> None:
         self._storage = storage
+        self._watch = watch
         self._live = live
         if live is not None:
             live.on_event(self._live_arrived)
@@ -181,6 +189,7 @@ class EventFeed:
                 waiter.asleep = False
         finally:
             hold.cancel()
+            waiter.unwatch()
             self._waiters.discard(waiter)
             self._give_back_slot(user_id)
 
@@ -204,6 +213,12 @@ class EventFeed:
         except BaseException:
             self._give_back_slot(user_id)
             raise
+        if self._watch is not None:
+            # With per-room fan-out, this node reads these rooms' channels only
+            # while someone here needs them: the poll does, for its wake-ups and
+            # its user's live events.
+            rooms = [conversation_room(c) for c in waiter.conversations]
+            waiter.unwatch = self._watch([user_room(user_id), *rooms])
         self._waiters.add(waiter)
         self._arm_recheck()
         return waiter

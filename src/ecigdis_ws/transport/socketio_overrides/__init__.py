@@ -28,6 +28,7 @@ aiohttp (handshake_leftovers.py): `BaseRequest._cache`, the `reify` cache; the
 python-socketio `AsyncManager` (managers.py, `DirectEmitManager`): `rooms`,
   `basic_enter_room`, `basic_leave_room`, `get_participants`, `server`.
 python-socketio `AsyncRedisManager` (redis_manager.py, `ClusterRedisManager`):
-  `_redis_connect()`, `_publish(data)`, `_redis_listen_with_retries()`,
-  `_listen()`, and the attributes `redis`, `pubsub`, `channel`, `connected`.
+  `_redis_connect()`, `_publish(data)`, `_listen()` (its listening task reads
+  this), `_handle_emit(message)`, `is_connected(sid, namespace)`, and the
+  attributes `host_id`, `redis_url`, `redis`, `channel`, `connected`, `rooms`.
 """

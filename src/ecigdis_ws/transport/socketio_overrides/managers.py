@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import socketio
@@ -52,6 +53,10 @@ class DirectEmitManager(socketio.AsyncManager):  # type: ignore[misc]
             left = self.conversation_rooms.pop(sid, 1) - 1
             if left:
                 self.conversation_rooms[sid] = left
+
+    def watch(self, rooms: Iterable[str]) -> Callable[[], None]:
+        """One node hears every emit already (the Redis manager reads channels)."""
+        return lambda: None
 
     def _in(self, sid: str, namespace: str, room: str | None) -> bool:
         return sid in self.rooms.get(namespace, {}).get(room, {})
@@ -140,3 +145,7 @@ class SocketIOFanout:
 
     async def disconnect(self, sid: str) -> None:
         await self._sio.disconnect(sid, namespace=NAMESPACE)
+
+    def watch(self, rooms: Iterable[str]) -> Callable[[], None]:
+        release: Callable[[], None] = self._sio.manager.watch(rooms)
+        return release

@@ -1,23 +1,25 @@
-"""Fan-out between nodes over Redis pub/sub: python-socketio's AsyncRedisManager,
-with every message signed, a listener that survives Redis going away, and
-publishing that never blocks local delivery.
+"""Fan-out between nodes over Redis pub/sub: python-socketio's AsyncRedisManager
+with its channel traffic routed, signed and listened to by this project.
 
-The base class already delivers to this node's sockets first and then publishes
-JSON (never pickle) for the other nodes. What this subclass adds:
-- HMAC-SHA256 on every published message: a forged or malformed message on the
+The base class delivers to this node's sockets first and then publishes JSON
+(never pickle) for the other nodes. What this subclass adds:
+- routing (fanout/channels.py): with FANOUT_CHANNELS=per-room a conversation's or
+  a user's room has its own channel, which a node reads only while it has sockets
+  in the room (or long-polls watching it), so a node reads the traffic of its own
+  rooms, not the whole cluster's; with FANOUT_CHANNELS=single every emit goes on
+  one channel that every node reads (the previous version's way). An emit to a
+  socket of this node is never published;
+- HMAC-SHA256 on every published message: a forged or malformed message on a
   channel (anyone who can reach Redis can publish) is logged and dropped, never
-  executed as an emit or a disconnect;
-- a publishing connection with a socket timeout, and a listening connection
-  without one: redis-py's socket timeout on an idle pub/sub connection raises,
-  which makes a listener spin or die;
-- reconnection with capped exponential backoff, and a `listening` flag for /health;
-- a Redis Cluster (redis+cluster://): PUBLISH is sent to, and the listener
-  subscribes on, the master serving the channel's slot (the hash tag of every
-  key of this server). A cluster forwards a PUBLISH to every node, so any node
-  would hear it; this one is chosen so that the fan-out fails with the keys,
-  for every node at once: when that master dies, every node's listener is lost
-  and, once its replica is promoted, every node resubscribes there and makes
-  its clients resync, as after a restart of one Redis.
+  executed as an emit or a disconnect; this node's own messages, which come back
+  on the channels it reads, are recognised by their first bytes and skipped
+  before any parsing;
+- a publishing connection with a socket timeout; the listening connections
+  (cluster/channel_listener.py) have none, and on a Redis Cluster use sharded
+  pub/sub (SSUBSCRIBE/SPUBLISH), so that each channel's traffic stays on its shard;
+- reconnection with capped exponential backoff, a `listening` flag for /health,
+  and `on_recovered` once every channel is subscribed again after a loss (what
+  was published meanwhile never reached this node's clients: they resync).
 """
 
 from __future__ import annotations
@@ -27,22 +29,21 @@ import hashlib
 import hmac
 import json
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
-import redis.asyncio as aioredis
 import socketio
 from redis.asyncio.cluster import RedisCluster
 
-from ecigdis_ws.cluster.redis_connection import (
-    RedisClient,
-    cluster_node_client,
-    master_of,
-    redis_client,
-)
+from ecigdis_ws.clock import Clock
+from ecigdis_ws.cluster.channel_listener import ChannelListener, publish_each
+from ecigdis_ws.cluster.channel_subscriptions import Subscriptions
+from ecigdis_ws.cluster.redis_connection import RedisClient, master_of, redis_client
+from ecigdis_ws.fanout.channels import ChannelNames, one_part, routes
 from ecigdis_ws.observability.log_setup import get_logger
+from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.settings import is_cluster_url
-from ecigdis_ws.transport.socketio_overrides.managers import DirectEmitManager
+from ecigdis_ws.transport.socketio_overrides.managers import NAMESPACE, DirectEmitManager
 
 log = get_logger(__name__)
 
@@ -52,9 +53,16 @@ LAST_RETRY_S = 2.0
 SIGNATURE_VERSION = 1
 
 
-def sign(key: bytes, body: str) -> str:
+def sign(key: bytes, body: str, host_id: str) -> str:
+    """The envelope starts with the publishing node's id (see `echo_prefix`); it is
+    not signed, and need not be: it only ever makes a node skip a message."""
     digest = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
-    return json.dumps({"v": SIGNATURE_VERSION, "sig": digest, "body": body})
+    return json.dumps({"h": host_id, "v": SIGNATURE_VERSION, "sig": digest, "body": body})
+
+
+def echo_prefix(host_id: str) -> bytes:
+    """How every message this node signs begins."""
+    return sign(b"", "", host_id).split(', "v"')[0].encode()
 
 
 def verify(key: bytes, raw: bytes | str) -> dict[str, Any] | None:
@@ -73,30 +81,73 @@ def verify(key: bytes, raw: bytes | str) -> dict[str, Any] | None:
     return message if isinstance(message, dict) and "method" in message else None
 
 
-async def _quietly_close(pubsub: Any, client: aioredis.Redis) -> None:
-    for closing in (pubsub.aclose, client.aclose):
-        try:
-            await closing()
-        except Exception:  # already broken: nothing left to release cleanly
-            log.debug("closing a broken Redis connection failed")
-
 
 # DirectEmitManager lands between the pub/sub layer and AsyncManager in the MRO,
-# so this node's deliveries, local or from the channel, take the direct path.
+# so this node's deliveries, local or from a channel, take the direct path.
 class ClusterRedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # type: ignore[misc]
-    def __init__(self, url: str, channel: str, key: bytes, timeout_s: float) -> None:
-        super().__init__(url=url, channel=channel)
+    def __init__(self, url: str, names: ChannelNames, key: bytes, timeout_s: float,
+                 clock: Clock, linger_s: float, metrics: Metrics) -> None:
+        super().__init__(url=url, channel=names.everyone)
         self.redis: RedisClient | None = None
+        self._names = names
         self._key = key
         self._timeout_s = timeout_s
+        self._sharded = is_cluster_url(url)
+        self._echo = echo_prefix(self.host_id)
+        self._received = metrics.fanout_received
+        always = tuple(dict.fromkeys((names.everyone, names.of_node(self.host_id))))
+        self.subscriptions = Subscriptions(clock, linger_s, always)
+        self._listener = ChannelListener(url, self._sharded, timeout_s, self.subscriptions)
+        metrics.fanout_subscriptions.set_function(lambda: float(self._listener.subscribed))
         self.listening = False
         self.dropped = 0  # forged or malformed channel messages seen
-        # Called when the channel is back after a loss: what other nodes published
+        # Called when the channels are back after a loss: what other nodes published
         # meanwhile never reached this node's clients, so they must catch up.
         self.on_recovered: Callable[[], Awaitable[None]] | None = None
+        self._lost = False
+        self._retry_s = FIRST_RETRY_S
+
+    # -- which channels this node reads ----------------------------------------------
+
+    def basic_enter_room(self, sid: str, namespace: str, room: str | None,
+                         eio_sid: str | None = None) -> None:
+        new = room is not None and not self.rooms.get(namespace, {}).get(room)
+        super().basic_enter_room(sid, namespace, room, eio_sid)
+        if new and room is not None:
+            self._hold(room)
+
+    def basic_leave_room(self, sid: str, namespace: str, room: str | None) -> None:
+        had = room is not None and room in self.rooms.get(namespace, {})
+        super().basic_leave_room(sid, namespace, room)
+        if had and room is not None and room not in self.rooms.get(namespace, {}):
+            self._release(room)
+
+    def watch(self, rooms: Iterable[str]) -> Callable[[], None]:
+        """Read these rooms' channels (for a long-poll) until the returned call."""
+        held = list(rooms)
+        for room in held:
+            self._hold(room)
+
+        def release() -> None:
+            for room in held:
+                self._release(room)
+            held.clear()
+        return release
+
+    def _hold(self, room: str) -> None:
+        channel = self._names.of_room(room)
+        if channel is not None:
+            self.subscriptions.hold(channel)
+
+    def _release(self, room: str) -> None:
+        channel = self._names.of_room(room)
+        if channel is not None:
+            self.subscriptions.release(channel)
+
+    # -- publishing ------------------------------------------------------------------
 
     def _redis_connect(self) -> None:
-        """The publishing connection (the listener makes its own, see below)."""
+        """The publishing connection (the listener makes its own)."""
         if self.redis is None:
             self.redis = redis_client(self.redis_url, self._timeout_s, self._timeout_s)
         self.connected = True
@@ -104,76 +155,81 @@ class ClusterRedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # typ
     async def _publish(self, data: Any) -> None:
         """One attempt within the timeout: the other nodes catch up from the
         database (`since`) if it fails; the local delivery already happened."""
+        items = routes(self._names, data, lambda sid: self.is_connected(sid, NAMESPACE))
+        if not items:
+            return
         try:
             if not self.connected:
                 self._redis_connect()
-            client, where = await self._channel_node()
-            await client.publish(self.channel, sign(self._key, self.json.dumps(data)), **where)
+            assert self.redis is not None
+            signed = [(channel, sign(self._key, self.json.dumps(message), self.host_id))
+                      for channel, message in items]
+            await publish_each(self.redis, self._sharded, signed)
         except Exception as exc:  # redis-py raises several unrelated types
             self.connected = False
             log.warning("fan-out to other nodes failed", reason=str(exc) or type(exc).__name__)
 
+    async def _handle_emit(self, message: dict[str, Any]) -> None:
+        if "part" in message:  # one room of a list emit (see fanout/channels.routes)
+            rooms = self.rooms.get(message.get("namespace") or NAMESPACE, {})
+            part = one_part(message, lambda room: rooms.get(room, {}))
+            if part is None:
+                return
+            message = part
+        await super()._handle_emit(message)
+
+    # -- listening -------------------------------------------------------------------
+
+    async def _listen(self) -> AsyncIterator[dict[str, Any]]:
+        """What python-socketio's listening task handles: every verified message
+        of another node, from one listener session after another."""
+        while True:
+            try:
+                async for channel, raw in self._listener.session(self._subscribed):
+                    message = self._accept(channel, raw)
+                    if message is not None:
+                        yield message
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # redis-py raises several unrelated types
+                log.warning("fan-out channel lost; reconnecting",
+                            reason=str(exc) or type(exc).__name__, retry_in_s=self._retry_s)
+            self.listening = False
+            await asyncio.sleep(self._retry_s * (0.5 + random.random()))
+            self._retry_s = min(self._retry_s * 2, LAST_RETRY_S)
+
+    async def _subscribed(self) -> None:
+        self.listening = True
+        self._retry_s = FIRST_RETRY_S
+        log.info("listening on the fan-out channel", channel=self.channel,
+                 per_room=self._names.per_room)
+        if self._lost and self.on_recovered is not None:
+            await self.on_recovered()
+        self._lost = True  # from here on, a session that ends is a loss
+
+    def _accept(self, channel: bytes, raw: bytes) -> dict[str, Any] | None:
+        self._received.labels(self._names.kind(channel.decode())).inc()
+        if raw.startswith(self._echo):
+            return None  # this node's own: delivered here when it was sent
+        message = verify(self._key, raw)
+        if message is None:
+            self.dropped += 1
+            log.warning("dropped a forged or malformed fan-out message")
+        return message
+
     async def _channel_node(self) -> tuple[RedisClient, dict[str, Any]]:
-        """The publishing client, and where its commands go: on a Redis Cluster the
-        master serving the channel's slot (not every node, redis-py's default for
-        PING: a dead replica changes nothing for this server), else anywhere."""
+        """The publishing client, and where a PING goes: on a Redis Cluster the
+        master serving the node-wide channel's slot (not every node, redis-py's
+        default for PING: a dead replica changes nothing for this server)."""
+        if not self.connected:
+            self._redis_connect()
         assert self.redis is not None
         if isinstance(self.redis, RedisCluster):
             return self.redis, {"target_nodes": await master_of(self.redis, self.channel)}
         return self.redis, {}
 
-    async def _redis_listen_with_retries(self) -> AsyncIterator[Any]:
-        delay = FIRST_RETRY_S
-        lost = False
-        while True:
-            listener: aioredis.Redis | None = None
-            try:
-                listener = await self._listener()
-                self.pubsub = listener.pubsub(ignore_subscribe_messages=True)
-                await self.pubsub.subscribe(self.channel)
-                self.listening = True
-                delay = FIRST_RETRY_S
-                log.info("listening on the fan-out channel", channel=self.channel)
-                if lost and self.on_recovered is not None:
-                    await self.on_recovered()
-                lost = True  # from here on, leaving this block means a loss
-                async for message in self.pubsub.listen():
-                    yield message
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("fan-out channel lost; reconnecting",
-                            reason=str(exc) or type(exc).__name__, retry_in_s=delay)
-            self.listening = False
-            if listener is not None:
-                await _quietly_close(self.pubsub, listener)
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, LAST_RETRY_S)
-
-    async def _listener(self) -> aioredis.Redis:
-        """A connection without a socket timeout, for SUBSCRIBE (see the docstring)."""
-        if is_cluster_url(self.redis_url):
-            return await cluster_node_client(self.redis_url, self.channel, self._timeout_s)
-        client = redis_client(self.redis_url, None, self._timeout_s)
-        assert isinstance(client, aioredis.Redis)
-        return client
-
-    async def _listen(self) -> AsyncIterator[dict[str, Any]]:
-        channel = self.channel.encode()
-        async for message in self._redis_listen_with_retries():
-            if message.get("channel") != channel or message.get("type") != "message":
-                continue
-            verified = verify(self._key, message.get("data", b""))
-            if verified is None:
-                self.dropped += 1
-                log.warning("dropped a forged or malformed fan-out message")
-                continue
-            yield verified
-
     async def ping(self) -> bool:
         try:
-            if not self.connected:
-                self._redis_connect()
             async with asyncio.timeout(self._timeout_s):
                 client, where = await self._channel_node()
                 await client.ping(**where)
