@@ -59,6 +59,7 @@ from nodes_report import (  # (this folder's pure half)
     bench_args,
     checks,
     compare_spread,
+    count_warnings,
     layout_spec,
     metric_total,
     node_rows,
@@ -93,10 +94,11 @@ def scrape(url: str) -> str:
 class Node:
     """One `ecigdis-ws serve` process in a session of its own."""
 
-    def __init__(self, name: str, port: int, env: dict[str, str], workdir: Path) -> None:
+    def __init__(self, name: str, port: int, env: dict[str, str], workdir: Path,
+                 run_name: str) -> None:
         self.name = name
         self.url = f"http://127.0.0.1:{port}"
-        self.log = workdir / f"node-{name}.log"
+        self.log = workdir / f"{run_name}-node-{name}.log"
         with self.log.open("wb") as output:
             self.process = subprocess.Popen(
                 [str(SCRIPT), "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -128,6 +130,11 @@ class Node:
 
     def stop(self) -> None:
         stop_process(self.process)
+
+    def warnings(self) -> dict[str, int]:
+        """What the node logged at warning or above, counted by event and reason (a
+        failed fan-out publish there is a message other nodes' members never got)."""
+        return count_warnings(self.log.read_text(errors="replace"))
 
 
 def stop_process(process: subprocess.Popen[Any]) -> None:
@@ -178,11 +185,12 @@ def base_env(options: argparse.Namespace, mode: str, prefix: str, secret: str,
 
 
 @contextlib.contextmanager
-def cluster(count: int, env: dict[str, str], workdir: Path) -> Iterator[list[Node]]:
+def cluster(count: int, env: dict[str, str], workdir: Path,
+            run_name: str) -> Iterator[list[Node]]:
     nodes: list[Node] = []
     try:
         for name, port in zip("ABCDEFGH", free_ports(count), strict=False):
-            nodes.append(Node(name, port, env, workdir))
+            nodes.append(Node(name, port, env, workdir, run_name))
         for node in nodes:
             node.wait_healthy()
         yield nodes
@@ -226,7 +234,7 @@ def measure(spec: LayoutSpec, mode: str, options: argparse.Namespace, workdir: P
     """One layout in one mode: fresh nodes, the bench, the window, the report."""
     secret = secrets.token_urlsafe(32)
     env = base_env(options, mode, prefix, secret, workdir)
-    with cluster(spec.nodes, env, workdir) as nodes:
+    with cluster(spec.nodes, env, workdir, f"{spec.name}-{mode}") as nodes:
         bench_json = workdir / f"bench-{spec.name}-{mode}.json"
         argv = [str(SCRIPT), "bench", *bench_args(
             spec, [n.url for n in nodes], warmup_s=options.warmup,
@@ -250,8 +258,11 @@ def measure(spec: LayoutSpec, mode: str, options: argparse.Namespace, workdir: P
             node.check_alive()
     if not bench_json.is_file():
         raise RuntimeError(f"the bench exited {code} without a report: see {workdir}")
-    return layout_report(spec, mode, options, before, after,
-                         json.loads(bench_json.read_text()), code, argv)
+    report = layout_report(spec, mode, options, before, after,
+                           json.loads(bench_json.read_text()), code, argv)
+    for row, node in zip(report["nodes"], nodes, strict=True):
+        row["log_warnings"] = node.warnings()
+    return report
 
 
 def layout_report(spec: LayoutSpec, mode: str, options: argparse.Namespace,

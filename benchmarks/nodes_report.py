@@ -14,6 +14,7 @@ Definitions used in every figure:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -176,6 +177,36 @@ def compare_spread(single: Mapping[str, Any], per_room: Mapping[str, Any]) -> di
             else bool(cpu["within_target"] and p99["within_target"])}
 
 
+def count_warnings(log: str) -> dict[str, int]:
+    """A node's JSON log lines at warning or above, counted by "event: reason"."""
+    counts: dict[str, int] = {}
+    for line in log.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(entry, dict) or entry.get("level") not in ("warning", "error",
+                                                                     "critical"):
+            continue
+        key = str(entry.get("event"))
+        if entry.get("reason"):
+            key += f": {entry['reason']}"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def warning_lines(reports: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per layout, mode and node that logged warnings."""
+    lines = []
+    for report in reports:
+        for row in report["nodes"]:
+            if row.get("log_warnings"):
+                what = ", ".join(f"{n:,}x {k}" for k, n in sorted(
+                    row["log_warnings"].items(), key=lambda item: -item[1]))
+                lines.append(f"- {report['layout']} / {report['mode']} / {row['node']}: {what}")
+    return lines
+
+
 def _cell(value: Any, unit: str = "") -> str:
     if value is None:
         return "n/a"
@@ -226,4 +257,7 @@ def summary_markdown(reports: Sequence[Mapping[str, Any]],
                   f"({_cell(cpu['change_percent'], ' %')}), p99 {_cell(p99['single'])} → "
                   f"{_cell(p99['per-room'])} ms ({_cell(p99['change_percent'], ' %')}); "
                   f"within {SPREAD_WORSE_PERCENT:g} %: {_cell(spread['within_target'])}"]
+    warned = warning_lines(reports)
+    if warned:
+        lines += ["", "Warnings the nodes logged (whole run, not only the window):", *warned]
     return "\n".join(lines) + "\n"

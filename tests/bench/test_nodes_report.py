@@ -16,6 +16,7 @@ from nodes_report import (
     Sample,
     checks,
     compare_spread,
+    count_warnings,
     metric_total,
     node_rows,
     summary_markdown,
@@ -96,3 +97,22 @@ def test_the_summary_says_n_a_for_figures_a_node_does_not_expose() -> None:
     assert len(rows) == 2
     assert "| n/a (n/a) |" in rows[0]
     assert "(30 %)" in text and "within 10 %: **no**" in text
+
+
+def test_a_node_s_warnings_are_counted_by_event_and_reason() -> None:
+    log = "\n".join([
+        '{"event": "fan-out to other nodes failed", "reason": "Too many connections", '
+        '"level": "warning"}',
+        '{"event": "fan-out to other nodes failed", "reason": "Too many connections", '
+        '"level": "warning"}',
+        '{"event": "listening on the fan-out channel", "level": "info"}',
+        '{"event": "database down", "level": "error"}',
+        "Traceback (most recent call last):",  # not JSON: not counted
+    ])
+    assert count_warnings(log) == {
+        "fan-out to other nodes failed: Too many connections": 2, "database down": 1}
+    single = report("single", 2.0, 20.0)
+    single["nodes"][0]["log_warnings"] = count_warnings(log)
+    text = summary_markdown([single], None)
+    assert "- spread / single / A: 2x fan-out to other nodes failed: Too many connections, " \
+           "1x database down" in text
