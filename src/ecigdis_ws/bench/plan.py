@@ -3,7 +3,9 @@
 Client i (0-based) is user `user_base + i` and a member of group i // group, whose
 conversation id is `conversation_base + group * GROUP_STRIDE + i // group`: the same
 ids on every run, so conversations created once in the database (--setup) are found
-again, and runs with different group sizes never share a conversation.
+again, and runs with different group sizes never share a conversation. Idle clients
+(--idle-clients) come after the active ones, in groups of their own that start after
+the last active group; which URL each client connects to is node_of().
 """
 
 from __future__ import annotations
