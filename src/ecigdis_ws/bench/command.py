@@ -11,6 +11,7 @@ from typing import Any
 from ecigdis_ws.bench.plan import (
     DEFAULT_CONVERSATION_BASE,
     DEFAULT_USER_BASE,
+    PLACEMENTS,
     SCENARIOS,
     TARGETS,
     BenchOptions,
@@ -47,7 +48,17 @@ def add_bench_parser(commands: Any) -> None:
     bench = commands.add_parser(
         "bench", help="load-test a chat server (this one or the Node.js peer)",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench.add_argument("url", help="the server's base URL, e.g. http://127.0.0.1:8080")
+    bench.add_argument("url", help="the server's base URL, e.g. http://127.0.0.1:8080; "
+                       "several, separated by commas: nodes of one cluster, the clients "
+                       "spread over them by --placement")
+    bench.add_argument("--placement", choices=PLACEMENTS, default="conversation",
+                       help="with several URLs: conversation (every member of conversation "
+                            "k on URL k %% n) or member (member j of each on URL j %% n)")
+    bench.add_argument("--idle-clients", type=int, default=0,
+                       help="chat: this many more clients in conversations of their own, "
+                            "connected, authenticated and joined, that never send")
+    bench.add_argument("--idle-url", help="where the idle clients connect (default: placed "
+                                          "as the others)")
     bench.add_argument("--scenario", choices=SCENARIOS, default="chat")
     bench.add_argument("--target", choices=TARGETS, default="ecigdis")
     bench.add_argument("--clients", type=int, help="connections (default per scenario)")
@@ -113,6 +124,9 @@ def add_bench_parser(commands: Any) -> None:
 def options_from(args: argparse.Namespace) -> BenchOptions:
     return BenchOptions(
         url=args.url,
+        placement=args.placement,
+        idle_clients=args.idle_clients,
+        idle_url=args.idle_url,
         scenario=args.scenario,
         target=args.target,
         clients=args.clients,

@@ -3,7 +3,9 @@
 Client i (0-based) is user `user_base + i` and a member of group i // group, whose
 conversation id is `conversation_base + group * GROUP_STRIDE + i // group`: the same
 ids on every run, so conversations created once in the database (--setup) are found
-again, and runs with different group sizes never share a conversation.
+again, and runs with different group sizes never share a conversation. Idle clients
+(--idle-clients) come after the active ones, in groups of their own that start after
+the last active group; which URL each client connects to is node_of().
 """
 
 from __future__ import annotations
@@ -17,8 +19,13 @@ from typing import Literal
 
 Scenario = Literal["chat", "broadcast", "connect", "ramp", "reconnect"]
 Target = Literal["ecigdis", "node"]
+# Which of several URLs (nodes) a client connects to: "conversation" puts every member
+# of conversation k on URL k % n, "member" puts member j of every conversation on
+# URL j % n (each conversation spread over the nodes).
+Placement = Literal["conversation", "member"]
 SCENARIOS: tuple[Scenario, ...] = ("chat", "broadcast", "connect", "ramp", "reconnect")
 TARGETS: tuple[Target, ...] = ("ecigdis", "node")
+PLACEMENTS: tuple[Placement, ...] = ("conversation", "member")
 
 # Groups per group size in the conversation id space: 100,000 conversations of one
 # size fit before the next size's ids start.
@@ -176,7 +183,7 @@ class RampClimb:
 
 @dataclass(frozen=True)
 class BenchOptions:
-    url: str
+    url: str  # one URL, or several separated by commas (clients spread by `placement`)
     scenario: Scenario = "chat"
     target: Target = "ecigdis"
     clients: int | None = None  # None: the scenario's default
@@ -199,6 +206,21 @@ class BenchOptions:
     restart_cmd: str | None = None  # reconnect: a shell command that kills and restarts
     reconnect: ReconnectPolicy = dataclasses.field(default_factory=ReconnectPolicy)
     run_id: str = dataclasses.field(default_factory=lambda: secrets.token_hex(4))
+    placement: Placement = "conversation"
+    # Chat: this many more clients, in conversations of their own, that connect,
+    # authenticate and join but never send (on `idle_url`, else placed as the others).
+    idle_clients: int = 0
+    idle_url: str | None = None
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The URLs the (active) clients are spread over."""
+        return tuple(part.strip() for part in self.url.split(",") if part.strip())
+
+    @property
+    def node_urls(self) -> tuple[str, ...]:
+        """Every URL a client connects to: `urls`, then `idle_url` if given."""
+        return self.urls + ((self.idle_url,) if self.idle_url else ())
 
     @property
     def client_count(self) -> int:
@@ -220,18 +242,24 @@ class BenchOptions:
     def process_count(self) -> int:
         if self.processes is not None:
             return max(1, min(self.processes, self.client_count))
-        wanted = math.ceil(self.client_count / CLIENTS_PER_PROCESS)
+        wanted = math.ceil((self.client_count + self.idle_clients) / CLIENTS_PER_PROCESS)
         return max(1, min(wanted, os.cpu_count() or 1, self.client_count))
 
     @property
-    def group_count(self) -> int:
+    def active_group_count(self) -> int:
         return math.ceil(self.client_count / self.group_size)
+
+    @property
+    def group_count(self) -> int:
+        """Conversations, the idle clients' own included."""
+        return self.active_group_count + math.ceil(self.idle_clients / self.group_size)
 
     def check(self) -> list[str]:
         """Every problem with these options, as sentences."""
-        problems = []
-        if not self.url.startswith(("http://", "https://", "ws://", "wss://")):
-            problems.append(f"URL {self.url!r}: expected http(s):// or ws(s)://")
+        problems = [f"URL {url!r}: expected http(s):// or ws(s)://" for url in
+                    self.node_urls or ("",)
+                    if not url.startswith(("http://", "https://", "ws://", "wss://"))]
+        problems += self._placement_problems()
         if self.client_count < 1:
             problems.append("--clients must be at least 1")
         if self.group is not None and self.group < 1:
@@ -257,6 +285,21 @@ class BenchOptions:
             problems.append("--step must be above 0")
         if self.ramp.fine_factor != 0 and self.ramp.fine_factor <= 1:
             problems.append("--fine-factor must be above 1 (or 0: no fine steps)")
+        return problems
+
+    def _placement_problems(self) -> list[str]:
+        problems = []
+        if self.placement not in PLACEMENTS:
+            problems.append(f"--placement must be one of {', '.join(PLACEMENTS)}")
+        if self.idle_clients < 0:
+            problems.append("--idle-clients must not be negative")
+        if (self.idle_clients or self.idle_url) and self.scenario != "chat":
+            problems.append("--idle-clients and --idle-url are for --scenario chat")
+        if self.idle_url and not self.idle_clients:
+            problems.append("--idle-url needs --idle-clients")
+        if self.scenario == "reconnect" and len(self.urls) > 1:
+            problems.append("--scenario reconnect takes one URL (its restart command "
+                            "restarts one server)")
         return problems
 
     def _reconnect_problems(self) -> list[str]:
@@ -285,18 +328,37 @@ class ClientSpec:
     user_id: int
     group: int
     conversation_id: int
+    node: int = 0  # index in BenchOptions.node_urls
+    idle: bool = False  # joins, never sends
 
 
 def conversation_id(options: BenchOptions, group: int) -> int:
     return options.conversation_base + options.group_size * GROUP_STRIDE + group
 
 
+def node_of(placement: Placement, group: int, member: int, nodes: int) -> int:
+    """The URL (0 … nodes-1) of member `member` of conversation `group`."""
+    return (group if placement == "conversation" else member) % nodes
+
+
 def client_specs(options: BenchOptions) -> list[ClientSpec]:
+    """The active clients (0 … clients-1), then the idle ones, whose conversations
+    start after the last active one (never shared with a sender)."""
     size = options.group_size
-    return [
-        ClientSpec(i, options.user_base + i, i // size, conversation_id(options, i // size))
-        for i in range(options.client_count)
-    ]
+    urls = len(options.urls)
+    specs = []
+    for i in range(options.client_count + options.idle_clients):
+        idle = i >= options.client_count
+        if idle:
+            j = i - options.client_count
+            group, member = options.active_group_count + j // size, j % size
+        else:
+            group, member = i // size, i % size
+        node = (urls if idle and options.idle_url
+                else node_of(options.placement, group, member, urls))
+        specs.append(ClientSpec(i, options.user_base + i, group,
+                                conversation_id(options, group), node, idle))
+    return specs
 
 
 def groups(options: BenchOptions) -> dict[int, list[int]]:
@@ -308,7 +370,15 @@ def groups(options: BenchOptions) -> dict[int, list[int]]:
 
 
 def split(specs: list[ClientSpec], parts: int) -> list[list[ClientSpec]]:
-    """Contiguous, nearly equal slices: one per worker process."""
+    """One list per worker process: contiguous, nearly equal slices of the active
+    clients, then of the idle ones, so every worker has its share of the senders
+    (each sends rate / parts)."""
+    active = _slices([s for s in specs if not s.idle], parts)
+    idle = _slices([s for s in specs if s.idle], parts)
+    return [a + i for a, i in zip(active, idle, strict=True)]
+
+
+def _slices(specs: list[ClientSpec], parts: int) -> list[list[ClientSpec]]:
     size, extra = divmod(len(specs), parts)
     slices, start = [], 0
     for part in range(parts):

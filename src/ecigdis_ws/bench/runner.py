@@ -267,13 +267,14 @@ def _plans(options: BenchOptions, settings: Settings | None) -> list[WorkerPlan]
     specs = client_specs(options)
     parts = options.process_count
     per_worker_concurrency = max(1, math.ceil(options.concurrency / parts))
-    url = websocket_url(options.url)
+    urls = tuple(websocket_url(url) for url in options.node_urls)
     return [
         WorkerPlan(
             index=index,
-            ws_url=url,
-            clients=[(s.index, _auth(options, settings, s.user_id), s.group, s.conversation_id)
-                     for s in part],
+            ws_url=urls[0],
+            ws_urls=urls,
+            clients=[(s.index, _auth(options, settings, s.user_id), s.group, s.conversation_id,
+                      s.node, s.idle) for s in part],
             concurrency=per_worker_concurrency,
             connect_timeout_s=options.connect_timeout_s,
             run_id=options.run_id,
@@ -288,6 +289,9 @@ def _plans(options: BenchOptions, settings: Settings | None) -> list[WorkerPlan]
 def parameters(options: BenchOptions) -> dict[str, Any]:
     return {
         "url": options.url,
+        "placement": options.placement,
+        "idle_clients": options.idle_clients,
+        "idle_url": options.idle_url,
         "scenario": options.scenario,
         "target": options.target,
         "clients": options.client_count,
@@ -537,11 +541,12 @@ async def run_bench(
     }
     async with WorkerPool(plans, progress) as pool:
         run = Run(options, pool, progress)
-        before = await resident_bytes(options.url, options.server_pid)
+        # With several URLs, the first one's memory (a figure per node is another tool's).
+        before = await resident_bytes(options.urls[0], options.server_pid)
         report["connect"] = await run.connect()
         progress.set_stage("settling", seconds=options.settle_s)
         await pool.pump(options.settle_s)
-        after = await resident_bytes(options.url, options.server_pid)
+        after = await resident_bytes(options.urls[0], options.server_pid)
         report["memory"] = _memory(before, after, report["connect"]["connected"])
         if options.scenario in ("chat", "broadcast"):
             rate = options.message_rate

@@ -49,14 +49,19 @@ KEY_STRIDE = 10**9
 @dataclass(frozen=True)
 class WorkerPlan:
     index: int
-    ws_url: str
-    clients: list[tuple[int, str, int, int]]  # (client index, auth token, group, conversation)
+    ws_url: str  # the first of ws_urls (where the reconnect scenario comes back)
+    # (client index, auth token, group, conversation, index in ws_urls, idle: never sends)
+    clients: list[tuple[int, str, int, int, int, bool]]
     concurrency: int
     connect_timeout_s: float
     run_id: str
     user_base: int = 0  # client i is user user_base + i
     group_size: int = 1
     reconnect: ReconnectPolicy | None = None  # the reconnect scenario's clients come back
+    ws_urls: tuple[str, ...] = ()  # the nodes (empty: ws_url alone)
+
+    def url_of(self, node: int) -> str:
+        return self.ws_urls[node] if self.ws_urls else self.ws_url
 
 
 class Worker:
@@ -68,6 +73,7 @@ class Worker:
         self.run_id = plan.run_id.encode()
         self.recorder = PhaseRecorder(plan.run_id)
         self.clients: list[WireClient] = []
+        self.idle: list[WireClient] = []  # joined clients that never send
         self.sequence = plan.index * KEY_STRIDE
         self.connected = 0
         self.joined = 0
@@ -179,7 +185,8 @@ class Worker:
         started = time.monotonic_ns()
         cpu_started = time.process_time()
 
-        async def connect(index: int, token: str, group: int, conversation: int) -> None:
+        async def connect(index: int, token: str, group: int, conversation: int, node: int,
+                          idle: bool) -> None:
             async with limit:
                 begun = time.monotonic_ns()
                 state: ClientState | None = None
@@ -192,7 +199,7 @@ class Worker:
                 self.clients.append(client)
                 try:
                     async with asyncio.timeout(self.plan.connect_timeout_s):
-                        await client.open(self.plan.ws_url)
+                        await client.open(self.plan.url_of(node))
                         self.connected += 1
                         reply = await client.call("conversation:join",
                                                   {"conversationId": conversation})
@@ -209,7 +216,10 @@ class Worker:
                     self.join_failures[code] += 1
                     return
                 self.joined += 1
-                self.recorder.senders.append(client)
+                if idle:  # joined, counted in its group, never picked to send
+                    self.idle.append(client)
+                else:
+                    self.recorder.senders.append(client)
                 if self.driver is not None and state is not None:
                     self.driver.joined(state, client)
                 durations.append((time.monotonic_ns() - begun) / 1e6)
@@ -221,7 +231,8 @@ class Worker:
             "cpu_s": time.process_time() - cpu_started,
             "connected": self.connected,
             "joined": self.joined,
-            "joined_groups": dict(collections.Counter(c.group for c in self.recorder.senders)),
+            "joined_groups": dict(collections.Counter(
+                c.group for c in [*self.recorder.senders, *self.idle])),
             "connect_failures": dict(self.connect_failures),
             "join_failures": dict(self.join_failures),
             "durations_ms": durations,
