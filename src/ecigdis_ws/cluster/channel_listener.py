@@ -1,4 +1,4 @@
-"""Reading the per-room fan-out channels from Redis, and publishing on them.
+"""Reading the fan-out channels from Redis (cluster/channel_publisher.py publishes).
 
 On one Redis (or one found through Sentinel): one connection, SUBSCRIBE and
 PUBLISH. On a Redis Cluster: sharded pub/sub, SSUBSCRIBE and SPUBLISH, so a
@@ -23,11 +23,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from ecigdis_ws.cluster.redis_connection import (
-    RedisClient,
-    listener_client,
-    redis_client,
-)
+from ecigdis_ws.cluster.redis_connection import listener_client, redis_client
 from ecigdis_ws.observability.log_setup import get_logger
 
 log = get_logger(__name__)
@@ -243,22 +239,3 @@ class _ShardLinks:
         if self._topology is not None:
             with contextlib.suppress(Exception):
                 await self._topology.aclose()
-
-
-async def publish_each(client: RedisClient, sharded: bool, items: list[tuple[str, str]]) -> None:
-    """PUBLISH (SPUBLISH on a cluster) each (channel, message): one round trip on
-    one Redis; on a cluster, each to its shard, all at once."""
-    if sharded:
-        assert isinstance(client, RedisCluster)
-        if len(items) == 1:
-            await client.spublish(*items[0])
-        else:
-            await asyncio.gather(*(client.spublish(channel, data) for channel, data in items))
-        return
-    if len(items) == 1:
-        await client.publish(*items[0])
-        return
-    async with client.pipeline(transaction=False) as pipe:
-        for channel, data in items:
-            pipe.publish(channel, data)
-        await pipe.execute()

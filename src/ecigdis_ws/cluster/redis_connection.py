@@ -22,6 +22,10 @@ from ecigdis_ws.settings import CLUSTER_SCHEMES, is_cluster_url, parse_cluster_u
 # this often notices a dead Redis.
 LISTENER_HEALTH_CHECK_S = 5
 
+# Connections to one Redis per client at most: commands in flight at once, which a
+# node under load (presence, typing, the fan-out's publish pipeline) keeps far below.
+POOL_CONNECTIONS = 50
+
 # Anything that runs this server's Redis commands: one Redis or a cluster's client.
 RedisClient = aioredis.Redis | RedisCluster
 
@@ -69,7 +73,12 @@ def redis_client(url: str, timeout_s: float | None, connect_timeout_s: float) ->
         )
         master: aioredis.Redis = sentinel.master_for(service_name or "mymaster")
         return master
-    client: aioredis.Redis = aioredis.Redis.from_url(url, **options)
+    # Blocking: past POOL_CONNECTIONS a command waits (within the connect timeout)
+    # for a connection to come back, where redis-py's default pool refuses it.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=POOL_CONNECTIONS, timeout=connect_timeout_s, **options
+    )
+    client: aioredis.Redis = aioredis.Redis.from_pool(pool)  # closes the pool with it
     return client
 
 

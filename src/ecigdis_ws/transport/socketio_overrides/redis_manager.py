@@ -36,7 +36,8 @@ import socketio
 from redis.asyncio.cluster import RedisCluster
 
 from ecigdis_ws.clock import Clock
-from ecigdis_ws.cluster.channel_listener import ChannelListener, publish_each
+from ecigdis_ws.cluster.channel_listener import ChannelListener
+from ecigdis_ws.cluster.channel_publisher import ChannelPublisher
 from ecigdis_ws.cluster.channel_subscriptions import Subscriptions
 from ecigdis_ws.cluster.redis_connection import RedisClient, master_of, redis_client
 from ecigdis_ws.fanout.channels import ChannelNames, one_part, routes
@@ -98,6 +99,8 @@ class ClusterRedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # typ
         always = tuple(dict.fromkeys((names.everyone, names.of_node(self.host_id))))
         self.subscriptions = Subscriptions(clock, linger_s, always)
         self._listener = ChannelListener(url, self._sharded, timeout_s, self.subscriptions)
+        self._publisher = ChannelPublisher(self._publishing_client, self._sharded)
+        self._publisher.on_failure = self._publish_failed
         metrics.fanout_subscriptions.set_function(lambda: float(self._listener.subscribed))
         self.listening = False
         self.dropped = 0  # forged or malformed channel messages seen
@@ -153,21 +156,23 @@ class ClusterRedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # typ
         self.connected = True
 
     async def _publish(self, data: Any) -> None:
-        """One attempt within the timeout: the other nodes catch up from the
-        database (`since`) if it fails; the local delivery already happened."""
+        """Queued for the next pipeline (cluster/channel_publisher.py): the other
+        nodes catch up from the database (`since`) if it fails; the local
+        delivery already happened."""
         items = routes(self._names, data, lambda sid: self.is_connected(sid, NAMESPACE))
-        if not items:
-            return
-        try:
-            if not self.connected:
-                self._redis_connect()
-            assert self.redis is not None
-            signed = [(channel, sign(self._key, self.json.dumps(message), self.host_id))
-                      for channel, message in items]
-            await publish_each(self.redis, self._sharded, signed)
-        except Exception as exc:  # redis-py raises several unrelated types
-            self.connected = False
-            log.warning("fan-out to other nodes failed", reason=str(exc) or type(exc).__name__)
+        if items:
+            self._publisher.publish(
+                [(channel, sign(self._key, self.json.dumps(message), self.host_id))
+                 for channel, message in items])
+
+    def _publishing_client(self) -> RedisClient:
+        if not self.connected:
+            self._redis_connect()
+        assert self.redis is not None
+        return self.redis
+
+    def _publish_failed(self) -> None:
+        self.connected = False  # a new client next time (the old may be broken)
 
     async def _handle_emit(self, message: dict[str, Any]) -> None:
         if "part" in message:  # one room of a list emit (see fanout/channels.routes)
