@@ -204,6 +204,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
             services.retention.stop()
             await services.presence.stop()
             await services.tasks.cancel_all()
+            if manager is not None:  # the last sends and the offline announcements
+                await manager.flush_publishes()
         finally:
             await stack.aclose()
             await cluster.close()

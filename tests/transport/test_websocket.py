@@ -14,6 +14,11 @@ import orjson
 import pytest
 
 from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER
+from ecigdis_ws.transport.socketio_overrides.websocket import (
+    HEARTBEAT_STEP_S,
+    DirectSocket,
+    on_step,
+)
 from tests.support import RunningServer
 from tests.transport.conftest import room
 
@@ -80,6 +85,11 @@ async def test_ws_compression_true_negotiates_permessage_deflate_and_chat_works(
         await alice.ws.close()
 
 
+def direct_sockets(server: RunningServer) -> list[DirectSocket]:
+    sockets = server.app[SOCKET_SERVER].eio.sockets.values()
+    return [socket for socket in sockets if isinstance(socket, DirectSocket)]
+
+
 async def next_ping(client: RawClient) -> None:
     """Read up to the next Engine.IO PING (what the handshake sent comes first)."""
     while await client.next_text() != "2":
@@ -94,13 +104,34 @@ async def test_a_websocket_client_that_answers_pings_stays_connected(
     async with aiohttp.ClientSession() as session:
         client = await RawClient.connect(session, server, server.token(1))
         for _ in range(3):  # three heartbeats: more than interval + timeout in all
-            server.clock.advance(interval)
+            server.clock.advance(on_step(server.clock.now(), interval))
             await next_ping(client)
             await client.ws.send_str("3")
             await server.wait_until(lambda: sio.pongs_awaited == 0)
         assert server.chat.sessions.count == 1
         assert not client.ws.closed
         await client.ws.close()
+
+
+async def test_sockets_connected_within_one_heartbeat_step_are_pinged_together(
+    server: RunningServer,
+) -> None:
+    """One wake-up pings both (websocket.HEARTBEAT_STEP_S), not one per socket."""
+    interval = server.settings.ping_interval_ms / 1000
+    server.clock.advance(on_step(server.clock.now(), 0) + 0.1)  # just past a step
+    async with aiohttp.ClientSession() as session:
+        first = await RawClient.connect(session, server, server.token(1))
+        server.clock.advance(HEARTBEAT_STEP_S * 0.8)
+        second = await RawClient.connect(session, server, server.token(2))
+        server.clock.advance(on_step(server.clock.now(), interval) - 0.001)
+        sockets = direct_sockets(server)
+        assert len(sockets) == 2
+        assert not any(socket.awaiting_pong for socket in sockets)
+        server.clock.advance(0.001)
+        for client in (first, second):
+            await next_ping(client)
+        await first.ws.close()
+        await second.ws.close()
 
 
 async def test_a_websocket_client_that_stops_answering_pings_is_dropped(
@@ -110,7 +141,7 @@ async def test_a_websocket_client_that_stops_answering_pings_is_dropped(
     timeout = server.settings.ping_timeout_ms / 1000
     async with aiohttp.ClientSession() as session:
         client = await RawClient.connect(session, server, server.token(1))
-        server.clock.advance(interval)
+        server.clock.advance(on_step(server.clock.now(), interval))
         await next_ping(client)  # never answered
         server.clock.advance(timeout - 0.1)
         assert server.chat.sessions.count == 1  # still within the ping timeout

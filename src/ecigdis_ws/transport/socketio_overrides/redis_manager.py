@@ -165,6 +165,10 @@ class ClusterRedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # typ
                 [(channel, sign(self._key, self.json.dumps(message), self.host_id))
                  for channel, message in items])
 
+    async def flush_publishes(self) -> None:
+        """Wait until what was published so far went to Redis (or failed)."""
+        await self._publisher.flush()
+
     def _publishing_client(self) -> RedisClient:
         if not self.connected:
             self._redis_connect()
