@@ -24,7 +24,7 @@ LISTENER_HEALTH_CHECK_S = 5
 
 # Connections to one Redis per client at most: commands in flight at once, which a
 # node under load (presence, typing, the fan-out's publish pipeline) keeps far below.
-POOL_CONNECTIONS = 50
+POOL_CONNECTIONS = 100
 
 # Anything that runs this server's Redis commands: one Redis or a cluster's client.
 RedisClient = aioredis.Redis | RedisCluster

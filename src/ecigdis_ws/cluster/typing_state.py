@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from ecigdis_ws.cluster.command_batches import CommandBatches
 from ecigdis_ws.cluster.redis_connection import RedisClient
 
 
@@ -54,16 +55,18 @@ class RedisTypingStore:
     shared = True
 
     def __init__(self, client: RedisClient, key_prefix: str) -> None:
-        self._redis = client
         self._key = f"{key_prefix}:typing"
         self._claim = client.register_script(_CLAIM)
+        # Every send ends its sender's indicator: under load, one pipeline of
+        # ZREMs per batch, not a connection and a round trip each.
+        self._batches = CommandBatches(lambda: client)
 
     async def start(self, key: str, ends_ms: int) -> bool:
-        added = await self._redis.zadd(self._key, {key: ends_ms})
+        added = await self._batches.submit("ZADD", self._key, ends_ms, key)
         return int(added or 0) == 1
 
     async def stop(self, key: str) -> bool:
-        removed = await self._redis.zrem(self._key, key)
+        removed = await self._batches.submit("ZREM", self._key, key)
         return int(removed or 0) == 1
 
     async def claim_ended(self, before_ms: int) -> list[str]:

@@ -37,8 +37,8 @@ from redis.asyncio.cluster import RedisCluster
 
 from ecigdis_ws.clock import Clock
 from ecigdis_ws.cluster.channel_listener import ChannelListener
-from ecigdis_ws.cluster.channel_publisher import ChannelPublisher
 from ecigdis_ws.cluster.channel_subscriptions import Subscriptions
+from ecigdis_ws.cluster.command_batches import CommandBatches
 from ecigdis_ws.cluster.redis_connection import RedisClient, master_of, redis_client
 from ecigdis_ws.fanout.channels import ChannelNames, one_part, routes
 from ecigdis_ws.observability.log_setup import get_logger
@@ -99,8 +99,8 @@ class ClusterRedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # typ
         always = tuple(dict.fromkeys((names.everyone, names.of_node(self.host_id))))
         self.subscriptions = Subscriptions(clock, linger_s, always)
         self._listener = ChannelListener(url, self._sharded, timeout_s, self.subscriptions)
-        self._publisher = ChannelPublisher(self._publishing_client, self._sharded)
-        self._publisher.on_failure = self._publish_failed
+        self._publisher = CommandBatches(self._publishing_client, self._publish_failed)
+        self._publish_command = "SPUBLISH" if self._sharded else "PUBLISH"
         metrics.fanout_subscriptions.set_function(lambda: float(self._listener.subscribed))
         self.listening = False
         self.dropped = 0  # forged or malformed channel messages seen
@@ -156,13 +156,14 @@ class ClusterRedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # typ
         self.connected = True
 
     async def _publish(self, data: Any) -> None:
-        """Queued for the next pipeline (cluster/channel_publisher.py): the other
+        """Queued for the next pipeline (cluster/command_batches.py): the other
         nodes catch up from the database (`since`) if it fails; the local
         delivery already happened."""
         items = routes(self._names, data, lambda sid: self.is_connected(sid, NAMESPACE))
         if items:
-            self._publisher.publish(
-                [(channel, sign(self._key, self.json.dumps(message), self.host_id))
+            self._publisher.send(
+                [(self._publish_command, channel,
+                  sign(self._key, self.json.dumps(message), self.host_id))
                  for channel, message in items])
 
     async def flush_publishes(self) -> None:
@@ -175,8 +176,9 @@ class ClusterRedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # typ
         assert self.redis is not None
         return self.redis
 
-    def _publish_failed(self) -> None:
+    def _publish_failed(self, count: int, reason: str) -> None:
         self.connected = False  # a new client next time (the old may be broken)
+        log.warning("fan-out to other nodes failed", reason=reason, messages=count)
 
     async def _handle_emit(self, message: dict[str, Any]) -> None:
         if "part" in message:  # one room of a list emit (see fanout/channels.routes)
