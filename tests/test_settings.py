@@ -289,10 +289,23 @@ def test_a_redis_cluster_url_lists_its_nodes_and_credentials() -> None:
     assert parse_cluster_url("redis+cluster://h:1/0").tls is False
 
 
+def test_a_tls_cluster_url_names_the_ca_and_client_certificate() -> None:
+    url = ("rediss+cluster://h:7000?ssl_ca_certs=/etc/redis/ca%20file.pem"
+           "&ssl_certfile=/etc/c.pem&ssl_keyfile=/etc/k.pem")
+    assert parse_cluster_url(url).tls_files == {
+        "ssl_ca_certs": "/etc/redis/ca file.pem", "ssl_certfile": "/etc/c.pem",
+        "ssl_keyfile": "/etc/k.pem"}
+    assert parse_cluster_url("rediss+cluster://h:7000").tls_files == {}
+
+
 @pytest.mark.parametrize(("url", "problem"), [
     ("redis+cluster://h:7000/2", "a Redis Cluster has only database 0"),
     ("redis+cluster://h:7000,h:port", "not a host:port: 'h:port'"),
     ("redis+cluster://", "not a host:port: ''"),
+    ("rediss+cluster://h:7000?db=1",
+     "a Redis Cluster URL takes only ssl_ca_certs, ssl_certfile, ssl_keyfile (not db)"),
+    ("redis+cluster://h:7000?ssl_ca_certs=/ca.pem", "ssl_* options need rediss+cluster://"),
+    ("rediss+cluster://h:7000?ssl_ca_certs=", "each ssl_* option once, with a file's path"),
 ])
 def test_a_redis_cluster_url_that_cannot_work_is_refused_saying_why(
     url: str, problem: str

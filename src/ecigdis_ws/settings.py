@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote, unquote, urlparse
+from urllib.parse import parse_qs, quote, unquote, urlparse
 
 from dotenv import dotenv_values
 
@@ -523,6 +523,7 @@ def _shown(spec: Spec, raw: str) -> str:
 
 
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}  # scheme -> TLS
+CLUSTER_TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 
 
 @dataclass(frozen=True)
@@ -533,6 +534,8 @@ class ClusterAddress:
     username: str | None
     password: str | None
     tls: bool
+    # redis-py's ssl_* options from the URL's query (see CLUSTER_TLS_OPTIONS).
+    tls_files: dict[str, str] = field(default_factory=dict)
 
 
 def is_cluster_url(url: str) -> bool:
@@ -540,18 +543,37 @@ def is_cluster_url(url: str) -> bool:
 
 
 def parse_cluster_url(url: str) -> ClusterAddress:
-    """redis+cluster://[user:password@]host[:port][,host[:port]...][/0]; ValueError
-    saying what is wrong otherwise (a cluster has only database 0)."""
+    """redis+cluster://[user:password@]host[:port][,host[:port]...][/0], or
+    rediss+cluster://…[?ssl_ca_certs=…]; ValueError saying what is wrong otherwise
+    (a cluster has only database 0)."""
     parts = urlparse(url)
     if parts.scheme not in CLUSTER_SCHEMES:
         raise ValueError("expected redis+cluster:// or rediss+cluster://")
     credentials, _, hosts = parts.netloc.rpartition("@")
     username, _, password = credentials.partition(":")
-    if parts.path not in ("", "/", "/0") or parts.query:
-        raise ValueError("a Redis Cluster has only database 0 and takes no options")
+    if parts.path not in ("", "/", "/0"):
+        raise ValueError("a Redis Cluster has only database 0")
+    tls = CLUSTER_SCHEMES[parts.scheme]
     nodes = tuple(_host_port(item) for item in hosts.split(","))
     return ClusterAddress(nodes, unquote(username) or None, unquote(password) or None,
-                          CLUSTER_SCHEMES[parts.scheme])
+                          tls, _tls_files(parts.query, tls))
+
+
+def _tls_files(query: str, tls: bool) -> dict[str, str]:
+    """?ssl_ca_certs=/path&ssl_certfile=...&ssl_keyfile=... (rediss:// passes the same
+    names to redis-py): the CA that signed the cluster's certificates, when the
+    system's CAs did not, and this server's client certificate, when the cluster
+    asks for one (redis-server's tls-auth-clients, yes by default)."""
+    options = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
+    unknown = sorted(set(options) - set(CLUSTER_TLS_OPTIONS))
+    if unknown:
+        raise ValueError(f"a Redis Cluster URL takes only {', '.join(CLUSTER_TLS_OPTIONS)} "
+                         f"(not {', '.join(unknown)})")
+    if options and not tls:
+        raise ValueError("ssl_* options need rediss+cluster://")
+    if any(len(values) != 1 or not values[0] for values in options.values()):
+        raise ValueError("each ssl_* option once, with a file's path")
+    return {name: values[0] for name, values in options.items()}
 
 
 def _host_port(item: str) -> tuple[str, int]:

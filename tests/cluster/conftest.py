@@ -13,7 +13,8 @@ The `cluster`, `pair` and `trio` fixtures run each test twice: on the shared Red
 ("redis-cluster") started once for the session on free loopback ports. The tests
 with a private redis-server stay standalone: the outage (its cluster counterpart,
 a master killed, is test_redis_cluster_failover.py), REDIS_HOST with a password
-and database number (a cluster has neither form), and the sentinel.
+and database number (a cluster has neither form), and the sentinel. A cluster
+with a password or in TLS (RedisSecurity) is test_redis_cluster_secured.py's own.
 
 Timers are short, because these are real processes on real clocks: see TIMERS.
 """
@@ -28,14 +29,17 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import quote, urlencode
 
 import jwt
 import pytest
@@ -111,8 +115,10 @@ def sync_redis(url: str) -> redis.Redis | redis.RedisCluster:
     """A blocking client for a test's own look at Redis (not a sentinel URL)."""
     if not is_cluster_url(url):
         return redis.Redis.from_url(url, socket_timeout=2)
-    nodes = [redis.cluster.ClusterNode(host, port) for host, port in parse_cluster_url(url).nodes]
-    return redis.RedisCluster(startup_nodes=nodes, socket_timeout=2)
+    address = parse_cluster_url(url)
+    nodes = [redis.cluster.ClusterNode(host, port) for host, port in address.nodes]
+    return redis.RedisCluster(startup_nodes=nodes, socket_timeout=2, username=address.username,
+                              password=address.password, ssl=address.tls, **address.tls_files)
 
 
 def delete_prefix(url: str, prefix: str) -> None:
@@ -129,17 +135,79 @@ def delete_prefix(url: str, prefix: str) -> None:
 # -- Redis -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class RedisSecurity:
+    """What a private Redis asks of its clients: nothing, a password, TLS or both.
+    With TLS the certificate is self-signed (tests/certificates.py): it is also the
+    CA the clients verify it with, and the client certificate they show, which
+    redis-server asks for by default (tls-auth-clients yes)."""
+
+    password: str | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+    def server_args(self, port: int) -> list[str]:
+        args = ["--requirepass", self.password, "--masterauth", self.password] if (
+            self.password) else []
+        if self.cert is None or self.key is None:
+            return ["--port", str(port), *args]
+        return ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(self.cert),
+                "--tls-key-file", str(self.key), "--tls-ca-cert-file", str(self.cert),
+                "--tls-cluster", "yes", "--tls-replication", "yes", *args]
+
+    def tls_files(self) -> dict[str, str]:
+        """redis-py's options for the certificates (also a cluster URL's query)."""
+        if self.cert is None or self.key is None:
+            return {}
+        return {"ssl_ca_certs": str(self.cert), "ssl_certfile": str(self.cert),
+                "ssl_keyfile": str(self.key)}
+
+    def client_kwargs(self) -> dict[str, Any]:
+        files = self.tls_files()
+        return {"password": self.password, "ssl": bool(files), **files}
+
+    def cli_args(self) -> list[str]:
+        args = ["-a", self.password, "--no-auth-warning"] if self.password else []
+        if self.cert is not None and self.key is not None:
+            args += ["--tls", "--cacert", str(self.cert), "--cert", str(self.cert),
+                     "--key", str(self.key)]
+        return args
+
+    def wrap(self, sock: socket.socket) -> socket.socket:
+        """The probe's raw socket, in TLS when the server speaks it."""
+        if self.cert is None or self.key is None:
+            return sock
+        context = ssl.create_default_context(cafile=str(self.cert))
+        context.load_cert_chain(str(self.cert), str(self.key))
+        return context.wrap_socket(sock, server_hostname="127.0.0.1")
+
+    def cluster_url(self, addresses: list[str], password: str | None = None,
+                    trust: bool = True) -> str:
+        """REDIS_URL of a cluster of these members (`password`: another one;
+        not `trust`: without the CA, so the system's CAs are what verify)."""
+        password = self.password if password is None else password
+        scheme = "rediss+cluster" if self.cert is not None else "redis+cluster"
+        login = f":{quote(password, safe='')}@" if password else ""
+        files = self.tls_files()
+        if not trust:
+            del files["ssl_ca_certs"]
+        return f"{scheme}://{login}{','.join(addresses)}" + (
+            f"?{urlencode(files)}" if files else "")
+
+
 class RedisServer:
     """A private `redis-server` without persistence, which a test may stop and restart
     on the same port."""
 
-    def __init__(self, workdir: Path, *args: str, config: Path | None = None) -> None:
+    def __init__(self, workdir: Path, *args: str, config: Path | None = None,
+                 security: RedisSecurity | None = None) -> None:
         if shutil.which(REDIS_SERVER) is None:
             unavailable(f"{REDIS_SERVER} is not on PATH")
         self.port = free_port()
         self.workdir = workdir
         self.args = args
         self.config = config
+        self.security = security or RedisSecurity()
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / f"redis-{self.port}.log"
 
@@ -149,7 +217,8 @@ class RedisServer:
 
     def start(self) -> None:
         config = [str(self.config)] if self.config is not None else []
-        command = [REDIS_SERVER, *config, "--port", str(self.port), "--bind", "127.0.0.1",
+        command = [REDIS_SERVER, *config, *self.security.server_args(self.port),
+                   "--bind", "127.0.0.1",
                    "--save", "", "--appendonly", "no", "--daemonize", "no",
                    "--dir", str(self.workdir), *self.args]
         with self.log_path.open("a", encoding="utf-8") as log:
@@ -164,7 +233,8 @@ class RedisServer:
     def answers(self) -> bool:
         """True once the port accepts connections (a password may still be required)."""
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+            with (socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw,
+                  self.security.wrap(raw) as sock):
                 sock.sendall(b"PING\r\n")
                 reply = sock.recv(64)
         except OSError:
@@ -183,8 +253,8 @@ class ClusterMember(RedisServer):
     """One redis-server of a Redis Cluster. Its bus port is chosen too: the default
     (port + 10000) may be taken or past 65535."""
 
-    def __init__(self, workdir: Path) -> None:
-        super().__init__(workdir)
+    def __init__(self, workdir: Path, security: RedisSecurity | None = None) -> None:
+        super().__init__(workdir, security=security)
         self.bus_port = free_port()
         self.args = ("--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{self.port}.conf",
                      "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
@@ -197,7 +267,7 @@ class ClusterMember(RedisServer):
         """cluster_state:ok here and, on a replica, its link to its master up."""
         try:
             client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1,
-                                 decode_responses=True)
+                                 decode_responses=True, **self.security.client_kwargs())
             try:
                 state = client.execute_command("CLUSTER INFO")  # parsed into a dict
                 replication = client.info("replication")
@@ -210,25 +280,33 @@ class ClusterMember(RedisServer):
 
 
 class RedisClusterServers:
-    """A real Redis Cluster on loopback: CLUSTER_MASTERS masters, one replica each."""
+    """A real Redis Cluster on loopback: CLUSTER_MASTERS masters with `replicas`
+    replicas each, asking for what `security` says."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, security: RedisSecurity | None = None,
+                 replicas: int = 1) -> None:
         if shutil.which(REDIS_CLI) is None:
             unavailable(f"{REDIS_CLI} is not on PATH")
-        self.members = [ClusterMember(workdir) for _ in range(2 * CLUSTER_MASTERS)]
+        self.security = security or RedisSecurity()
+        self.replicas = replicas
+        self.members = [ClusterMember(workdir, self.security)
+                        for _ in range((1 + replicas) * CLUSTER_MASTERS)]
+
+    @property
+    def addresses(self) -> list[str]:
+        return [f"127.0.0.1:{member.port}" for member in self.members]
 
     @property
     def url(self) -> str:
         """REDIS_URL for the nodes: every member, so any one of them finds the cluster."""
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{m.port}" for m in self.members)
+        return self.security.cluster_url(self.addresses)
 
     def start(self) -> None:
         for member in self.members:
             member.start()
-        addresses = [f"127.0.0.1:{member.port}" for member in self.members]
         result = subprocess.run(
-            [REDIS_CLI, "--cluster", "create", *addresses, "--cluster-replicas", "1",
-             "--cluster-yes"],
+            [REDIS_CLI, *self.security.cli_args(), "--cluster", "create", *self.addresses,
+             "--cluster-replicas", str(self.replicas), "--cluster-yes"],
             capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
         self.wait_ok()

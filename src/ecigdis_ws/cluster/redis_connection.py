@@ -16,7 +16,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from socketio.redis_manager import parse_redis_sentinel_url
 
-from ecigdis_ws.settings import CLUSTER_SCHEMES, is_cluster_url, parse_cluster_url
+from ecigdis_ws.settings import (
+    CLUSTER_SCHEMES,
+    ClusterAddress,
+    is_cluster_url,
+    parse_cluster_url,
+)
 
 # A PING on an idle connection without a socket timeout (the fan-out listener's)
 # this often notices a dead Redis.
@@ -55,6 +60,13 @@ def _options(timeout_s: float | None, connect_timeout_s: float) -> dict[str, Any
     return options
 
 
+def _login(address: ClusterAddress) -> dict[str, Any]:
+    """How every connection to a cluster's nodes logs in: the same for the
+    cluster client and for the listener's own connection to each master."""
+    return {"username": address.username, "password": address.password,
+            "ssl": address.tls, **address.tls_files}
+
+
 def redis_client(url: str, timeout_s: float | None, connect_timeout_s: float) -> RedisClient:
     """A client for any REDIS_URL form (see the module docstring)."""
     options = _options(timeout_s, connect_timeout_s)
@@ -63,8 +75,7 @@ def redis_client(url: str, timeout_s: float | None, connect_timeout_s: float) ->
         address = parse_cluster_url(url)
         return RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in address.nodes],
-            username=address.username, password=address.password, ssl=address.tls,
-            **options,
+            **_login(address), **options,
         )
     if scheme == "redis+sentinel":
         sentinels, service_name, connection_kwargs = parse_redis_sentinel_url(url)
@@ -108,6 +119,6 @@ def listener_client(url: str, connect_timeout_s: float, cluster_url: str | None 
     node = urlparse(url)
     assert node.hostname is not None and node.port is not None
     return aioredis.Redis(
-        host=node.hostname, port=node.port, username=address.username,
-        password=address.password, ssl=address.tls, **_options(None, connect_timeout_s),
+        host=node.hostname, port=node.port, **_login(address),
+        **_options(None, connect_timeout_s),
     )
