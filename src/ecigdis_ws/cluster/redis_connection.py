@@ -7,6 +7,7 @@ Three engines: one Redis (redis://, rediss://, unix://), a Sentinel-managed one
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import urlparse
 
@@ -30,6 +31,8 @@ LISTENER_HEALTH_CHECK_S = 5
 # Connections to one Redis per client at most: commands in flight at once, which a
 # node under load (presence, typing, the fan-out's publish pipeline) keeps far below.
 POOL_CONNECTIONS = 100
+# Pipelines one client runs at once (the fan-out's publishes and typing's batch).
+PIPELINES_AT_ONCE = 4
 
 # Anything that runs this server's Redis commands: one Redis or a cluster's client.
 RedisClient = aioredis.Redis | RedisCluster
@@ -60,6 +63,22 @@ def _options(timeout_s: float | None, connect_timeout_s: float) -> dict[str, Any
     return options
 
 
+class WaitingRedisCluster(RedisCluster):
+    """A cluster client whose commands wait for a free connection, as the blocking
+    pool of one Redis does: redis-py's refuses a command past `max_connections`
+    to a node (MaxConnectionsError), which a node's connect storm reached on
+    every authentication. Commands in flight are held under the pool's size,
+    less what the pipelines (cluster/command_batches.py, one each) may take."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_flight = asyncio.Semaphore(POOL_CONNECTIONS - PIPELINES_AT_ONCE)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._in_flight:
+            return await super().execute_command(*args, **kwargs)
+
+
 def _login(address: ClusterAddress) -> dict[str, Any]:
     """How every connection to a cluster's nodes logs in: the same for the
     cluster client and for the listener's own connection to each master."""
@@ -73,9 +92,9 @@ def redis_client(url: str, timeout_s: float | None, connect_timeout_s: float) ->
     scheme = urlparse(url).scheme
     if scheme in CLUSTER_SCHEMES:
         address = parse_cluster_url(url)
-        return RedisCluster(
+        return WaitingRedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in address.nodes],
-            **_login(address), **options,
+            max_connections=POOL_CONNECTIONS, **_login(address), **options,
         )
     if scheme == "redis+sentinel":
         sentinels, service_name, connection_kwargs = parse_redis_sentinel_url(url)
