@@ -5,13 +5,14 @@ node's deliveries and by a recheck timer, until LONG_POLL_TIMEOUT_MS runs out.""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 
 import pytest
 
 from ecigdis_ws.errors import ChatError, ErrorCode
-from ecigdis_ws.services.event_feed import POLL_PAGE, RECHECK_S, SETTLE_MARGIN_MS
+from ecigdis_ws.fanout.base import conversation_room, user_room
+from ecigdis_ws.services.event_feed import POLL_PAGE, RECHECK_S, SETTLE_MARGIN_MS, EventFeed
 from tests.services.conftest import ServiceHarness
 from tests.services.feed_support import (
     answer,
@@ -372,3 +373,40 @@ async def test_polls_past_max_polls_per_user_are_refused_and_places_are_given_ba
         assert feed.waiting == 1
         await harness.advance(harness.settings.long_poll_timeout_ms / 1000)
         assert await answer(again) == (0, [])
+
+
+# -- what the fan-out must bring this node ------------------------------------------------
+
+
+async def test_a_waiting_poll_watches_its_users_and_conversations_rooms_until_answered(
+    harness: ServiceHarness,
+) -> None:
+    """With per-room fan-out a node reads a room's channel only while someone here
+    needs it: a held poll does (Fanout.watch), and lets go once answered."""
+    watched: list[str] = []
+
+    def watch(rooms: Iterable[str]) -> Callable[[], None]:
+        held = list(rooms)
+        watched.extend(held)
+
+        def release() -> None:
+            for room in held:
+                watched.remove(room)
+        return release
+
+    feed = EventFeed(harness.chat.storage, harness.clock, 25.0,
+                     harness.settings.db_timeout_ms, watch=watch)
+    mine = await harness.conversation(1, 2)
+    also_mine = await harness.conversation(1, 3)
+    await harness.conversation(2, 3)  # not user 1's
+    last = await send(harness, 2, mine, "seen")
+
+    poll = start_poll(feed, 1, last)
+    await until_parked(poll)
+    assert sorted(watched) == sorted(
+        [user_room(1), conversation_room(mine), conversation_room(also_mine)])
+    new = await send(harness, 2, mine, "next")
+    harness.clock.advance(RECHECK_S)  # this feed hears no delivery: its recheck reads it
+
+    assert (await answer(poll))[0] == new
+    assert watched == []

@@ -13,10 +13,11 @@ older than DB_TIMEOUT_MS plus a margin: every transaction is given up by then
 committed), so the id was rolled back. Normally there is no gap and nothing
 waits. Each node tracks the settled position once for all its pollers.
 
-Waiting polls are woken by this node's fan-out deliveries (every node receives
-every conversation's events, from other nodes through Redis), only those whose
-user is in that conversation; a timer re-reads the log as well, for wake-ups
-missed while Redis was down and for gaps that settle with time.
+Waiting polls are woken by this node's fan-out deliveries (while a poll waits,
+the node reads the fan-out channels of its user's and conversations' rooms:
+`Fanout.watch`), only those whose user is in that conversation; a timer
+re-reads the log as well, for wake-ups missed while Redis was down or before a
+watch's subscription was in place, and for gaps that settle with time.
 
 Typing and presence are not in the log: a poll that carries a `live` position
 also answers with the LiveEvents (services/live_events.py) buffered for its user
