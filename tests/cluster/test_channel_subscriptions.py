@@ -103,3 +103,25 @@ def test_a_reconnect_forgets_pending_changes_and_subscribes_what_is_wanted() -> 
     subs.forget_changes()
     assert subs.take_changes() == ([], [])
     assert subs.wanted == ["everyone", "node", "room:1"]
+
+
+async def test_ready_waits_for_redis_to_confirm_and_a_loss_makes_it_wait_again() -> None:
+    subs, _, _ = subscriptions()
+    subs.hold("room:1")
+    waiting = subs.ready("room:1")
+    assert waiting is not None and not waiting.done()
+    subs.confirmed("room:1")
+    assert waiting.done()
+    assert subs.ready("room:1") is None  # confirmed: nothing to wait for
+    subs.lost()
+    assert subs.ready("room:1") is not None
+
+
+async def test_a_channel_let_go_is_no_longer_ready() -> None:
+    subs, clock, _ = subscriptions()
+    subs.hold("room:1")
+    subs.confirmed("room:1")
+    subs.release("room:1")
+    clock.advance(LINGER_S)
+    subs.take_changes()  # the UNSUBSCRIBE goes out
+    assert subs.ready("room:1") is not None

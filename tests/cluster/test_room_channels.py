@@ -18,6 +18,7 @@ RECEIVED = "ecigdis_ws_fanout_received_total"
 LINGER_MS = 400
 WAIT_S = 5.0
 BURST = 20
+JOINS = 10
 
 
 def received(node: Node, kind: str) -> float:
@@ -74,6 +75,22 @@ async def test_a_node_reads_nothing_of_a_conversation_it_has_no_socket_in(
 
     # B read the barrier of its own conversation, and nothing of the busy one.
     assert await asyncio.to_thread(received, b, "conversation") == before + 1
+
+
+async def test_a_message_sent_right_after_another_nodes_join_reply_reaches_it(
+    cluster: Cluster,
+) -> None:
+    """A join is answered once the node's subscription to the room's channel is
+    confirmed by Redis: a message sent at once from another node is not lost."""
+    a, b = cluster.start("A", "B")
+    alice_a = await cluster.client(a, 1)
+    bob_b = await cluster.client(b, 2)
+    for n in range(JOINS):
+        conversation = await cluster.conversation(1, 2)
+        assert (await alice_a.call("conversation:join", {"conversationId": conversation}))["ok"]
+        assert (await bob_b.call("conversation:join", {"conversationId": conversation}))["ok"]
+        await send(alice_a, conversation, f"at once {n}")
+        await bob_b.wait_for("message:new", with_text(f"at once {n}"))
 
 
 async def test_a_rooms_channel_is_let_go_a_while_after_the_last_socket_left(

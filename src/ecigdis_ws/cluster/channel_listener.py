@@ -50,6 +50,10 @@ class WantedChannels(Protocol):
 
     def forget_changes(self) -> None: ...
 
+    def confirmed(self, channel: str) -> None: ...
+
+    def lost(self) -> None: ...
+
 
 class ChannelLost(Exception):
     """Redis dropped a subscription this node did not give up (a slot moved)."""
@@ -73,8 +77,9 @@ class ChannelListener:
         """Subscribe everything wanted, call `subscribed`, then yield what arrives
         until a loss raises."""
         queue: asyncio.Queue[Message | BaseException] = asyncio.Queue(QUEUE_LIMIT)
-        links = _ShardLinks(self._url, self._timeout_s, queue) if self._sharded else (
-            _SingleLink(self._url, self._timeout_s, queue))
+        reader = _Reader(queue, lambda channel: self._channels.confirmed(channel.decode()))
+        links = _ShardLinks(self._url, self._timeout_s, reader) if self._sharded else (
+            _SingleLink(self._url, self._timeout_s, reader))
         changed = asyncio.Event()
         self._channels.on_change = changed.set
         self._channels.forget_changes()
@@ -91,6 +96,7 @@ class ChannelListener:
                 yield item
         finally:
             self._channels.on_change = lambda: None
+            self._channels.lost()
             self.subscribed = 0
             if applier is not None:
                 applier.cancel()
@@ -122,28 +128,40 @@ class _Links(Protocol):
     async def close(self) -> None: ...
 
 
-async def _read(pubsub: Any, queue: asyncio.Queue[Message | BaseException],
-                let_go: set[bytes] | None = None) -> None:
-    """Put each message of one connection on the queue; a loss ends the session.
-    `let_go`: sharded channels this node unsubscribed from (any other SUNSUBSCRIBE
-    is Redis dropping one)."""
-    try:
-        while True:
-            message = await pubsub.get_message(timeout=None)
-            if message is None:
-                continue
-            kind = message["type"]
-            if kind in ("message", "smessage"):
-                await queue.put((message["channel"], message["data"]))
-            elif kind == "sunsubscribe" and let_go is not None:
-                channel = message["channel"]
-                if channel not in let_go:
-                    raise ChannelLost(f"Redis dropped {channel!r} (its slot moved)")
-                let_go.discard(channel)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        await queue.put(exc)
+class _Reader:
+    """Reads the connections of one session into its queue; tells of each
+    subscription Redis confirms."""
+
+    def __init__(self, queue: asyncio.Queue[Message | BaseException],
+                 confirmed: Callable[[bytes], None]) -> None:
+        self.queue = queue
+        self._confirmed = confirmed
+
+    async def read(self, pubsub: Any, let_go: set[bytes] | None = None) -> None:
+        """Put each message of one connection on the queue; a loss ends the
+        session. `let_go`: sharded channels this node unsubscribed from (any other
+        SUNSUBSCRIBE is Redis dropping one)."""
+        try:
+            while True:
+                message = await pubsub.get_message(timeout=None)
+                if message is not None:
+                    await self._handle(message, let_go)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self.queue.put(exc)
+
+    async def _handle(self, message: dict[str, Any], let_go: set[bytes] | None) -> None:
+        kind = message["type"]
+        channel = message["channel"]
+        if kind in ("message", "smessage"):
+            await self.queue.put((channel, message["data"]))
+        elif kind in ("subscribe", "ssubscribe"):
+            self._confirmed(channel)
+        elif kind == "sunsubscribe" and let_go is not None:
+            if channel not in let_go:
+                raise ChannelLost(f"Redis dropped {channel!r} (its slot moved)")
+            let_go.discard(channel)
 
 
 async def _close(pubsub: Any, client: aioredis.Redis) -> None:
@@ -157,18 +175,17 @@ async def _close(pubsub: Any, client: aioredis.Redis) -> None:
 class _SingleLink:
     """One Redis: one connection, SUBSCRIBE."""
 
-    def __init__(self, url: str, timeout_s: float,
-                 queue: asyncio.Queue[Message | BaseException]) -> None:
+    def __init__(self, url: str, timeout_s: float, reader: _Reader) -> None:
         self._client = listener_client(url, timeout_s)
         self._pubsub = self._client.pubsub()
-        self._queue = queue
+        self._read = reader
         self._reader: asyncio.Task[None] | None = None
 
     async def subscribe(self, channels: list[str]) -> None:
         for chunk in _chunks(channels):
             await self._pubsub.subscribe(*chunk)
         if self._reader is None and channels:
-            self._reader = asyncio.create_task(_read(self._pubsub, self._queue))
+            self._reader = asyncio.create_task(self._read.read(self._pubsub))
 
     async def unsubscribe(self, channels: list[str]) -> None:
         for chunk in _chunks(channels):
@@ -186,11 +203,10 @@ class _ShardLinks:
     """A Redis Cluster: SSUBSCRIBE on the master serving each channel's slot, one
     connection per master, the topology as learnt when the session began."""
 
-    def __init__(self, url: str, timeout_s: float,
-                 queue: asyncio.Queue[Message | BaseException]) -> None:
+    def __init__(self, url: str, timeout_s: float, reader: _Reader) -> None:
         self._url = url
         self._timeout_s = timeout_s
-        self._queue = queue
+        self._read = reader
         self._topology: RedisCluster | None = None
         self._links: dict[str, tuple[aioredis.Redis, Any, asyncio.Task[None], set[bytes]]] = {}
         self._where: dict[str, str] = {}  # channel -> the master's name
@@ -215,7 +231,7 @@ class _ShardLinks:
                 pubsub = client.pubsub()
                 let_go: set[bytes] = set()
                 await pubsub.ssubscribe(channel)
-                reader = asyncio.create_task(_read(pubsub, self._queue, let_go))
+                reader = asyncio.create_task(self._read.read(pubsub, let_go))
                 self._links[node.name] = (client, pubsub, reader, let_go)
             else:
                 await self._links[node.name][1].ssubscribe(channel)

@@ -9,6 +9,7 @@ that reconnects or rejoins costs no UNSUBSCRIBE and SUBSCRIBE.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from ecigdis_ws.clock import Clock, Timer
@@ -34,6 +35,10 @@ class Subscriptions:
         self._subscribe: set[str] = set()
         self._unsubscribe: set[str] = set()
         self._timer: Timer | None = None
+        # Channels Redis confirmed subscribed in the listener's present session,
+        # and who waits for one to be (see `ready`).
+        self._confirmed: set[str] = set()
+        self._waiting: dict[str, list[asyncio.Future[None]]] = {}
         self.on_change: Callable[[], None] = lambda: None
 
     @property
@@ -65,7 +70,28 @@ class Subscriptions:
         changes = (sorted(self._subscribe), sorted(self._unsubscribe))
         self._subscribe.clear()
         self._unsubscribe.clear()
+        self._confirmed.difference_update(changes[1])
         return changes
+
+    def ready(self, channel: str) -> asyncio.Future[None] | None:
+        """None if Redis confirmed the channel subscribed; else a future done when
+        it does: from then on, whatever is published there reaches this node."""
+        if channel in self._confirmed:
+            return None
+        waiting: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(channel, []).append(waiting)
+        return waiting
+
+    def confirmed(self, channel: str) -> None:
+        """Redis answered the SUBSCRIBE (SSUBSCRIBE) of `channel`."""
+        self._confirmed.add(channel)
+        for waiting in self._waiting.pop(channel, []):
+            if not waiting.done():
+                waiting.set_result(None)
+
+    def lost(self) -> None:
+        """The listener's session ended: nothing is subscribed until the next."""
+        self._confirmed.clear()
 
     def forget_changes(self) -> None:
         """A new connection subscribes `wanted` itself: nothing is pending."""

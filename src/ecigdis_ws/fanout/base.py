@@ -36,6 +36,11 @@ class Fanout(Protocol):
 
     async def disconnect(self, sid: str) -> None: ...
 
+    async def entered(self, room: str) -> None:
+        """Return once this node hears what other nodes emit to `room` (a socket
+        here just entered it): with per-room channels, once Redis confirmed the
+        subscription, so nothing sent after a join's reply can miss the socket."""
+
     def watch(self, rooms: Iterable[str]) -> Callable[[], None]:
         """Have this node receive what is emitted to these rooms, though no socket
         here is in them (a long-poll waits for them), until the returned call."""

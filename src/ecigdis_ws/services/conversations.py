@@ -88,6 +88,7 @@ class ConversationService:
             since = await self._replay(actor.sid, conversation_id, since)
         newly_in_room = not self._fanout.in_room(actor.sid, room)
         self._fanout.enter_room(actor.sid, room)
+        await self._fanout.entered(room)  # other nodes' emits reach this node from here
         if since is not None:
             # Anything stored between the replay and entering the room is sent now;
             # what is fanned out live from here on may repeat it, and the client

@@ -58,6 +58,9 @@ class DirectEmitManager(socketio.AsyncManager):  # type: ignore[misc]
         """One node hears every emit already (the Redis manager reads channels)."""
         return lambda: None
 
+    async def room_ready(self, room: str) -> None:
+        """(The Redis manager waits for the room's channel here.)"""
+
     def _in(self, sid: str, namespace: str, room: str | None) -> bool:
         return sid in self.rooms.get(namespace, {}).get(room, {})
 
@@ -149,3 +152,6 @@ class SocketIOFanout:
     def watch(self, rooms: Iterable[str]) -> Callable[[], None]:
         release: Callable[[], None] = self._sio.manager.watch(rooms)
         return release
+
+    async def entered(self, room: str) -> None:
+        await self._sio.manager.room_ready(room)

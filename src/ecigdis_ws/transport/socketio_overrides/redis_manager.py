@@ -25,6 +25,7 @@ The base class delivers to this node's sockets first and then publishes JSON
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -136,6 +137,15 @@ class ClusterRedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # typ
                 self._release(room)
             held.clear()
         return release
+
+    async def room_ready(self, room: str) -> None:
+        """Return once Redis confirmed this node subscribed to the room's channel
+        (within the Redis timeout: if Redis is down, recovery resyncs the clients)."""
+        channel = self._names.of_room(room)
+        waiting = None if channel is None else self.subscriptions.ready(channel)
+        if waiting is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiting, self._timeout_s)
 
     def _hold(self, room: str) -> None:
         channel = self._names.of_room(room)
