@@ -133,6 +133,9 @@ class PresenceService:
     async def socket_online(self, actor: Actor) -> None:
         self._fanout.enter_room(actor.sid, AUTHENTICATED_ROOM)
         self._fanout.enter_room(actor.sid, user_room(actor.user_id))
+        # Before `authenticated` goes out: what another node tells this user from
+        # then on (conversation:added, contacts' presence) reaches this node.
+        await self._fanout.entered(user_room(actor.user_id))
         await self._arrived(actor)
 
     async def _arrived(self, actor: Actor) -> None:
