@@ -71,7 +71,6 @@ class ChannelListener:
         self._sharded = sharded
         self._timeout_s = timeout_s
         self._channels = channels
-        self.subscribed = 0  # channels subscribed now (a gauge reads it)
 
     async def session(self, subscribed: Callable[[], Awaitable[None]]) -> AsyncIterator[Message]:
         """Subscribe everything wanted, call `subscribed`, then yield what arrives
@@ -86,7 +85,6 @@ class ChannelListener:
         applier: asyncio.Task[None] | None = None
         try:
             await links.subscribe(self._channels.wanted)
-            self.subscribed = len(self._channels.wanted)
             await subscribed()
             applier = asyncio.create_task(self._apply_changes(links, changed, queue))
             while True:
@@ -97,7 +95,6 @@ class ChannelListener:
         finally:
             self._channels.on_change = lambda: None
             self._channels.lost()
-            self.subscribed = 0
             if applier is not None:
                 applier.cancel()
                 with contextlib.suppress(BaseException):
@@ -113,7 +110,6 @@ class ChannelListener:
                 subscribe, unsubscribe = self._channels.take_changes()
                 await links.unsubscribe(unsubscribe)
                 await links.subscribe(subscribe)
-                self.subscribed += len(subscribe) - len(unsubscribe)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # redis-py raises several unrelated types
@@ -178,14 +174,14 @@ class _SingleLink:
     def __init__(self, url: str, timeout_s: float, reader: _Reader) -> None:
         self._client = listener_client(url, timeout_s)
         self._pubsub = self._client.pubsub()
-        self._read = reader
+        self._input = reader
         self._reader: asyncio.Task[None] | None = None
 
     async def subscribe(self, channels: list[str]) -> None:
         for chunk in _chunks(channels):
             await self._pubsub.subscribe(*chunk)
         if self._reader is None and channels:
-            self._reader = asyncio.create_task(self._read.read(self._pubsub))
+            self._reader = asyncio.create_task(self._input.read(self._pubsub))
 
     async def unsubscribe(self, channels: list[str]) -> None:
         for chunk in _chunks(channels):
@@ -206,7 +202,7 @@ class _ShardLinks:
     def __init__(self, url: str, timeout_s: float, reader: _Reader) -> None:
         self._url = url
         self._timeout_s = timeout_s
-        self._read = reader
+        self._input = reader
         self._topology: RedisCluster | None = None
         self._links: dict[str, tuple[aioredis.Redis, Any, asyncio.Task[None], set[bytes]]] = {}
         self._where: dict[str, str] = {}  # channel -> the master's name
@@ -231,7 +227,7 @@ class _ShardLinks:
                 pubsub = client.pubsub()
                 let_go: set[bytes] = set()
                 await pubsub.ssubscribe(channel)
-                reader = asyncio.create_task(self._read.read(pubsub, let_go))
+                reader = asyncio.create_task(self._input.read(pubsub, let_go))
                 self._links[node.name] = (client, pubsub, reader, let_go)
             else:
                 await self._links[node.name][1].ssubscribe(channel)

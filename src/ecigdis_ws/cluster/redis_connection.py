@@ -42,9 +42,10 @@ def key_base(prefix: str, url: str) -> str:
     """What every key and the fan-out channel of this server start with.
 
     On a Redis Cluster the prefix is a hash tag ({prefix}), so every key and the
-    channel live in one slot: the presence scripts touch several keys at once
-    (a cluster refuses keys of different slots in one script or MULTI), and a
-    node's fan-out fails over together with the keys (see DEPLOYMENT_GUIDE.md).
+    node-wide channel live in one slot: the presence scripts touch several keys at
+    once (a cluster refuses keys of different slots in one script or MULTI). The
+    room channels leave the tag out, to spread over the masters
+    (fanout/channels.ChannelNames).
     One Redis keeps the plain prefix: nodes of the previous version, which
     write plain names, run beside new ones during a rolling upgrade.
     """

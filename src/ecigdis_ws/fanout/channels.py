@@ -18,6 +18,8 @@ from ecigdis_ws.fanout.base import AUTHENTICATED_ROOM, CONVERSATION_ROOM_PREFIX,
 
 USER_ROOM_PREFIX = user_room("")
 ROOM_PREFIXES = (CONVERSATION_ROOM_PREFIX, USER_ROOM_PREFIX)
+# What `ChannelNames.kind` answers (a metric label).
+CHANNEL_KINDS = ("everyone", "conversation", "user", "node")
 
 
 @dataclass(frozen=True)

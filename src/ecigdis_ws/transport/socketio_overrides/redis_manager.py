@@ -41,7 +41,7 @@ from ecigdis_ws.cluster.channel_listener import ChannelListener
 from ecigdis_ws.cluster.channel_subscriptions import Subscriptions
 from ecigdis_ws.cluster.command_batches import CommandBatches
 from ecigdis_ws.cluster.redis_connection import RedisClient, master_of, redis_client
-from ecigdis_ws.fanout.channels import ChannelNames, one_part, routes
+from ecigdis_ws.fanout.channels import CHANNEL_KINDS, ChannelNames, one_part, routes
 from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.settings import is_cluster_url
@@ -96,13 +96,15 @@ class ClusterRedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # typ
         self._timeout_s = timeout_s
         self._sharded = is_cluster_url(url)
         self._echo = echo_prefix(self.host_id)
-        self._received = metrics.fanout_received
+        # One counter per channel kind, looked up once, not per message read.
+        self._received = {kind: metrics.fanout_received.labels(kind) for kind in CHANNEL_KINDS}
         always = tuple(dict.fromkeys((names.everyone, names.of_node(self.host_id))))
         self.subscriptions = Subscriptions(clock, linger_s, always)
         self._listener = ChannelListener(url, self._sharded, timeout_s, self.subscriptions)
         self._publisher = CommandBatches(self._publishing_client, self._publish_failed)
         self._publish_command = "SPUBLISH" if self._sharded else "PUBLISH"
-        metrics.fanout_subscriptions.set_function(lambda: float(self._listener.subscribed))
+        metrics.fanout_subscriptions.set_function(
+            lambda: float(len(self.subscriptions.wanted)) if self.listening else 0.0)
         self.listening = False
         self.dropped = 0  # forged or malformed channel messages seen
         # Called when the channels are back after a loss: what other nodes published
@@ -229,7 +231,7 @@ class ClusterRedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # typ
         self._lost = True  # from here on, a session that ends is a loss
 
     def _accept(self, channel: bytes, raw: bytes) -> dict[str, Any] | None:
-        self._received.labels(self._names.kind(channel.decode())).inc()
+        self._received[self._names.kind(channel.decode())].inc()
         if raw.startswith(self._echo):
             return None  # this node's own: delivered here when it was sent
         message = verify(self._key, raw)
@@ -242,12 +244,10 @@ class ClusterRedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # typ
         """The publishing client, and where a PING goes: on a Redis Cluster the
         master serving the node-wide channel's slot (not every node, redis-py's
         default for PING: a dead replica changes nothing for this server)."""
-        if not self.connected:
-            self._redis_connect()
-        assert self.redis is not None
-        if isinstance(self.redis, RedisCluster):
-            return self.redis, {"target_nodes": await master_of(self.redis, self.channel)}
-        return self.redis, {}
+        client = self._publishing_client()
+        if isinstance(client, RedisCluster):
+            return client, {"target_nodes": await master_of(client, self.channel)}
+        return client, {}
 
     async def ping(self) -> bool:
         try:
