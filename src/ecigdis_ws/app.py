@@ -22,7 +22,7 @@ from ecigdis_ws.services.error_reports import ErrorReports
 from ecigdis_ws.services.main_site import MainSiteVerifier
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.storage.factory import open_storage
-from ecigdis_ws.transport.admission_gate import admission_refusal
+from ecigdis_ws.transport.admission_gate import UpgradeAdmission, admission_refusal
 from ecigdis_ws.transport.app_keys import (
     CLUSTER,
     IN_FLIGHT,
@@ -42,6 +42,7 @@ from ecigdis_ws.transport.protocol_errors import ProtocolErrors
 from ecigdis_ws.transport.rest_routes import add_rest_routes
 from ecigdis_ws.transport.socket_events import SocketEvents
 from ecigdis_ws.transport.socketio_overrides.managers import DirectEmitManager, SocketIOFanout
+from ecigdis_ws.transport.socketio_overrides.polling import TransportLimits
 from ecigdis_ws.transport.socketio_overrides.redis_manager import ClusterRedisManager
 from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER, ChatSocketServer
 from ecigdis_ws.transport.socketio_overrides.websocket_entry import websocket_entry_middleware
@@ -82,7 +83,12 @@ def build_socketio(
         clock=clock,
         protocol_errors=ProtocolErrors(metrics.protocol_errors),
         client_manager=manager or DirectEmitManager(),
-        ws_max_buffered=None if settings.ws_compression else settings.ws_max_buffered_bytes,
+        limits=TransportLimits(
+            max_buffered_bytes=settings.ws_max_buffered_bytes,
+            max_buffered_packets=settings.max_buffered_packets,
+        ),
+        upgrade_timeout_s=settings.upgrade_timeout_ms / 1000,
+        direct_websockets=not settings.ws_compression,
         async_mode="aiohttp",
         # One socket's events are handled strictly in order (docs/protocol.md): run each
         # handler to completion before reading that socket's next packet.
@@ -152,6 +158,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app[IN_FLIGHT] = in_flight
     events = SocketEvents(sio, lambda: app[SERVICES], in_flight)
     events.register()
+    sio.session_policy.upgrades = UpgradeAdmission(lambda: app[SERVICES], settings.trust_proxy)
     add_routes(app)
     notifier = DeliveryNotifier()
     sio.manager.notifier = notifier  # told of every delivery here, whichever node sent it

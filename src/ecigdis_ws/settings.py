@@ -272,9 +272,15 @@ SPECS: tuple[Spec, ...] = (
          "permessage-deflate on websocket frames; off as in socket.io since v3: it costs "
          "CPU on every frame and rules out writing one pre-encoded frame to every recipient"),
     Spec("WS_MAX_BUFFERED_BYTES", "ws_max_buffered_bytes", _int_range(65536, 1_000_000_000),
-         "8388608", "a websocket client this far behind on reading is disconnected as too "
-         "slow (as Centrifugo does), so it cannot grow the server's memory; generous, as "
-         "the Node server never cut a slow client"),
+         "8388608", "a client (websocket or polling) this far behind on reading is "
+         "disconnected as too slow (as Centrifugo does), so it cannot grow the server's "
+         "memory; generous, as the Node server never cut a slow client"),
+    Spec("MAX_BUFFERED_PACKETS", "max_buffered_packets", _int_range(16, 10_000_000), "5000",
+         "a polling client with this many packets waiting for it is disconnected as too "
+         "slow: each waiting packet is an object of its own, whatever its size"),
+    Spec("UPGRADE_TIMEOUT_MS", "upgrade_timeout_ms", _int_range(100, _MS_MAX), "10000",
+         "a polling session's websocket upgrade not finished this long after its "
+         "request is given up (engine.io's upgradeTimeout); one at a time per session"),
     Spec("EVENT_LOOP", "event_loop", _choice("uvloop", "asyncio"), "uvloop",
          "uvloop (libuv: faster I/O and timers) or asyncio's own loop"),
     Spec("PRESENCE_SCOPE", "presence_scope", _choice("global", "contacts"), "global",
@@ -382,6 +388,8 @@ class Settings:
     ping_timeout_ms: int = 20000
     ws_compression: bool = False
     ws_max_buffered_bytes: int = 8388608
+    max_buffered_packets: int = 5000
+    upgrade_timeout_ms: int = 10000
     presence_scope: PresenceScope = "global"
     event_loop: EventLoop = "uvloop"
     membership_cache_s: int = 60

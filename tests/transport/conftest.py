@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
+import os
+import socket
+import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 
 import aiohttp
 import pytest
 
+from ecigdis_ws.bench.wire import accept_key, text_frame, upgrade_failure, upgrade_request
 from tests.support import WAIT_S, ChatClient, RunningServer
 from tests.transport.rest_support import SERVER_API_KEY, Rest
 
@@ -69,3 +75,88 @@ async def frames_until_closed(ws: aiohttp.ClientWebSocketResponse) -> list[str]:
         if message.type is not aiohttp.WSMsgType.TEXT:
             return frames
         frames.append(message.data)
+
+
+# -- raw TCP, for clients that break the transport's rules ---------------------------
+
+
+class RawSocket:
+    """A TCP connection to the server that writes exactly the bytes it is given
+    (frames in one burst, PINGs it never reads the answers to) and can end with a
+    reset instead of a close."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def websocket(cls, server: RunningServer, target: str) -> RawSocket:
+        """A websocket opened at `target` (e.g. "/socket.io/?EIO=4&transport=websocket")."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        key = base64.b64encode(os.urandom(16))
+        writer.write(upgrade_request(f"127.0.0.1:{server.port}", target, key))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT_S)
+        assert upgrade_failure(head[:-4], accept_key(key)) is None, head
+        return cls(reader, writer)
+
+    @classmethod
+    async def signed_in(cls, server: RunningServer, user_id: int) -> RawSocket:
+        """A websocket whose Socket.IO CONNECT carried the user's token, answered."""
+        raw = await cls.websocket(server, "/socket.io/?EIO=4&transport=websocket")
+        await raw.send_text("40" + json.dumps({"token": server.token(user_id)}))
+        await raw.read_until(b"40{")
+        return raw
+
+    async def send_text(self, *texts: str) -> None:
+        """Each text as one masked frame, all in one write."""
+        self.writer.write(b"".join(text_frame(text.encode()) for text in texts))
+        await self.writer.drain()
+
+    async def read_until(self, marker: bytes, within: float = WAIT_S) -> bytes:
+        return await asyncio.wait_for(self.reader.readuntil(marker), within)
+
+    def reset(self) -> None:
+        """Close with a TCP reset (SO_LINGER 0), as a client that vanished."""
+        sock = self.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.writer.transport.abort()
+
+
+class PollingClient:
+    """An Engine.IO polling session driven request by request."""
+
+    def __init__(self, server: RunningServer, http: aiohttp.ClientSession, sid: str) -> None:
+        self.server = server
+        self.http = http
+        self.sid = sid
+
+    @classmethod
+    async def open(cls, server: RunningServer, http: aiohttp.ClientSession) -> PollingClient:
+        async with http.get(server.url + POLLING) as response:
+            assert response.status == 200, await response.text()
+            opened = json.loads((await response.text())[1:])
+        return cls(server, http, opened["sid"])
+
+    @property
+    def url(self) -> str:
+        return f"{self.server.url}{POLLING}&sid={self.sid}"
+
+    async def post(self, *packets: str) -> int:
+        async with self.http.post(self.url, data="\x1e".join(packets).encode()) as response:
+            await response.read()
+            return response.status
+
+    async def get(self) -> tuple[int, str]:
+        async with self.http.get(self.url) as response:
+            return response.status, await response.text()
+
+    async def signed_in(self, user_id: int) -> None:
+        assert await self.post("40" + json.dumps({"token": self.server.token(user_id)})) == 200
+        status, body = await self.get()
+        assert status == 200 and "40{" in body, body
+
+    def upgrade_target(self) -> str:
+        return f"/socket.io/?EIO=4&transport=websocket&sid={self.sid}"
+
+
+POLLING = "/socket.io/?EIO=4&transport=polling"

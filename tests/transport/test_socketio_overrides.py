@@ -21,6 +21,7 @@ from ecigdis_ws import json_codec
 from ecigdis_ws.clock import ManualClock
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.transport.protocol_errors import ProtocolErrors
+from ecigdis_ws.transport.socketio_overrides.polling import TransportLimits
 from ecigdis_ws.transport.socketio_overrides.server import ChatSocketServer, ack_arguments
 
 # (owner, member, parameter names after self; None: an attribute, not a method)
@@ -115,7 +116,8 @@ async def test_the_fast_path_acks_as_python_socketio_does(reply: Any) -> None:
     produce the same packet."""
     sent: list[Any] = []
     sio = ChatSocketServer(clock=ManualClock(), protocol_errors=ProtocolErrors(
-        Metrics().protocol_errors), async_mode="aiohttp")
+        Metrics().protocol_errors), limits=TransportLimits(1 << 20, 100),
+        upgrade_timeout_s=10.0, async_mode="aiohttp")
 
     async def send_packet(eio_sid: str, pkt: Any) -> None:
         sent.append(pkt.encode())

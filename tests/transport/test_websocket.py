@@ -12,7 +12,9 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
+from ecigdis_ws.observability.log_setup import merge_event_context
 from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER
 from ecigdis_ws.transport.socketio_overrides.websocket import (
     HEARTBEAT_STEP_S,
@@ -21,6 +23,8 @@ from ecigdis_ws.transport.socketio_overrides.websocket import (
 )
 from tests.support import RunningServer
 from tests.transport.conftest import room
+
+SLOW_CLIENT = "disconnected a client that reads too slowly"
 
 pytestmark = pytest.mark.backends("sqlite")
 
@@ -167,14 +171,22 @@ async def test_a_client_that_does_not_read_is_disconnected_once_its_backlog_pass
             await _raw_join(stalled, server, conversation)
             await sender.wait_for("user:joined", lambda joined: joined["userId"] == 2)
             text = "x" * 50000
-            for n in range(600):  # 30 MB, far more than the kernel's buffers and ours
-                reply = await sender.call("message:send", {
-                    "conversationId": conversation, "text": text, "messageId": f"m{n}"
-                })
-                assert reply["ok"]
-                if server.chat.sessions.count == 1:
-                    break
+            with capture_logs(processors=[merge_event_context]) as logs:
+                for n in range(600):  # 30 MB, far more than the kernel's buffers and ours
+                    reply = await sender.call("message:send", {
+                        "conversationId": conversation, "text": text, "messageId": f"m{n}"
+                    })
+                    assert reply["ok"]
+                    if server.chat.sessions.count == 1:
+                        break
             assert server.chat.sessions.count == 1  # the stalled reader is gone
+            # The line names the slow client's socket, not the sender whose message
+            # happened to overflow it.
+            (line,) = [log for log in logs if log["event"] == SLOW_CLIENT]
+            sender_sid = sender.sio.get_sid()
+            sender_session = server.chat.sessions.get(sender_sid)
+            assert sender_session is not None and line["sid"] != sender_session.connection_id
+            assert "user_id" not in line and "socket_event" not in line
             # ...and the client that reads keeps working.
             reply = await sender.call("message:send", {
                 "conversationId": conversation, "text": "still here", "messageId": "last"

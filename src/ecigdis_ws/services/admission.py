@@ -39,6 +39,7 @@ class AdmissionService:
         self._cap = per_address_cap  # 0: no cap
         self._arrivals: dict[str, _Arrival] = {}
         self._by_address: dict[str, set[str]] = {}
+        self._upgrades: dict[str, str] = {}  # an upgrade's key: its address
         # Set by the transport: closes a connection whose deadline passed.
         self.close_connection: CloseConnection | None = None
 
@@ -54,6 +55,18 @@ class AdmissionService:
         self._arrivals[connection_id] = _Arrival(address, deadline)
         self._by_address.setdefault(address, set()).add(connection_id)
 
+    def upgrade_started(self, key: str, address: str) -> None:
+        """A websocket waiting to take over a polling session: counted with the
+        address's connections until `upgrade_ended` (the transport's upgrade
+        deadline bounds the wait, so no deadline of ours)."""
+        self._by_address.setdefault(address, set()).add(key)
+        self._upgrades[key] = address
+
+    def upgrade_ended(self, key: str) -> None:
+        address = self._upgrades.pop(key, None)
+        if address is not None:
+            self._discard(address, key)
+
     def authenticated(self, connection_id: str) -> None:
         """Its socket authenticated: no longer counted, no deadline."""
         self._forget(connection_id)
@@ -66,10 +79,13 @@ class AdmissionService:
         if arrival is None:
             return
         arrival.deadline.cancel()
-        waiting = self._by_address[arrival.address]
-        waiting.discard(connection_id)
+        self._discard(arrival.address, connection_id)
+
+    def _discard(self, address: str, key: str) -> None:
+        waiting = self._by_address[address]
+        waiting.discard(key)
         if not waiting:
-            del self._by_address[arrival.address]
+            del self._by_address[address]
 
     def _deadline_passed(self, connection_id: str) -> None:
         if connection_id not in self._arrivals:

@@ -38,6 +38,7 @@ SOCKETIO_PACKET = "socketio_packet"
 ACK_ID = "ack_id"
 RESERVED_EVENT = "reserved_event"
 POLLING_BODY = "polling_body"
+PENDING_FRAMES = "pending_frames"  # more frames queued than a socket may have waiting
 
 
 def engineio_problem(data: str | bytes) -> str | None:

@@ -24,11 +24,18 @@ from ecigdis_ws.transport.protocol_errors import (
     ack_id_end,
     socketio_problem,
 )
+from ecigdis_ws.transport.socketio_overrides.inbound import checked_websocket
 from ecigdis_ws.transport.socketio_overrides.managers import encode_event
+from ecigdis_ws.transport.socketio_overrides.polling import (
+    PollingSocket,
+    SessionPolicy,
+    TransportLimits,
+    UpgradeGate,
+    adopt_session,
+)
 from ecigdis_ws.transport.socketio_overrides.websocket import (
     DirectSocket,
     DirectWebSocket,
-    checked_websocket,
     message_frame,
 )
 
@@ -72,13 +79,17 @@ def ack_arguments(reply: Any) -> list[Any]:
 class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
     def __init__(
         self, *args: Any, clock: Clock, protocol_errors: ProtocolErrors,
-        ws_max_buffered: int | None = None, **kwargs: Any,
+        limits: TransportLimits, upgrade_timeout_s: float, direct_websockets: bool = True,
+        **kwargs: Any,
     ) -> None:
-        """`ws_max_buffered` set: websockets are served by DirectWebSocket (no
-        compression), whose heartbeats run on `clock`; None keeps engineio's own
-        driver, with permessage-deflate. Either way each frame is checked first."""
+        """`direct_websockets`: websockets are served by DirectWebSocket (no
+        compression), whose heartbeats run on `clock`; False keeps engineio's own
+        driver, with permessage-deflate. Either way each frame is checked first, and
+        every session is bounded by `limits` (polling.py)."""
         super().__init__(*args, **kwargs)
         self.protocol_errors = protocol_errors
+        # The sessions' bounds; the transport sets `upgrades` (the admission).
+        self.session_policy = SessionPolicy(clock, limits, upgrade_timeout_s, UpgradeGate())
         # Told of every Engine.IO connection opened and closed (the admission).
         self.on_transport_open: Callable[[str, dict[str, Any]], None] | None = None
         self.on_transport_close: Callable[[str], None] | None = None
@@ -98,9 +109,10 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         drivers["translate_request"] = translate_request
         # The driver of the direct websocket path; None with WS_COMPRESSION.
         self.direct_websocket: type[DirectWebSocket] | None = None
-        if ws_max_buffered is not None:
+        if direct_websockets:
             self.direct_websocket = DirectWebSocket.for_server(
-                ws_max_buffered, self._direct_event, clock, protocol_errors
+                limits.max_buffered_bytes, self._direct_event, self.session_policy,
+                protocol_errors,
             )
             drivers["websocket"] = self.direct_websocket
         else:
@@ -184,7 +196,12 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         await self.emit(event, data, to=sid, ignore_queue=True)
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
-        """An Engine.IO handshake: the connection is on its way in from here."""
+        """An Engine.IO handshake: the connection is on its way in from here. Its
+        socket becomes one of ours, with the session's bounds (polling.py)."""
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is not None:
+            socket_class = DirectSocket if self.direct_websocket else PollingSocket
+            adopt_session(socket, self.session_policy, socket_class)
         await super()._handle_eio_connect(eio_sid, environ)
         if self.on_transport_open is not None:
             self.on_transport_open(eio_sid, environ)

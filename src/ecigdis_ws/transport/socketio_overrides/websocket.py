@@ -12,7 +12,10 @@ Frames sent to one socket within one turn of the event loop go out in one
 system call. Polling, the handshake and the upgrade probe stay engineio's.
 
 A client that reads too slowly is disconnected once `WS_MAX_BUFFERED_BYTES` wait
-for it (Centrifugo's "slow consumer" rule), so it cannot grow our memory.
+for it (Centrifugo's "slow consumer" rule), so it cannot grow our memory. What a
+client sends is bounded too: frames are handled one at a time, at most
+`MAX_PENDING_FRAMES` may wait behind the one being handled, and none is handled
+once the connection is gone (polling.py has the session's other bounds).
 """
 
 from __future__ import annotations
@@ -24,13 +27,26 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import aiohttp
-import engineio.async_socket
+import engineio.exceptions
 from aiohttp import web
 from engineio import packet as eio_packet
 
 from ecigdis_ws.clock import Clock, Timer
 from ecigdis_ws.observability.log_setup import get_logger
-from ecigdis_ws.transport.protocol_errors import ProtocolErrors, engineio_problem
+from ecigdis_ws.transport.protocol_errors import PENDING_FRAMES, ProtocolErrors, engineio_problem
+from ecigdis_ws.transport.socketio_overrides.inbound import (
+    MAX_PENDING_FRAMES,
+    open_websocket,
+    pending_frames,
+    websocket_response,
+)
+from ecigdis_ws.transport.socketio_overrides.polling import (
+    OUTSIDE_ANY_EVENT,
+    PollingSocket,
+    SessionPolicy,
+    adopt_session,
+    keep_closing,
+)
 
 log = get_logger(__name__)
 
@@ -44,17 +60,6 @@ _PROBE = "probe"
 # is well within what clients allow (the interval plus PING_TIMEOUT_MS).
 HEARTBEAT_STEP_S = 1.0
 _DATA = (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY)
-# Closing handshakes in progress, kept referenced until they finish.
-_closing: set[asyncio.Future[Any]] = set()
-
-
-def _keep_closing(work: Awaitable[Any]) -> None:
-    """Run a close in a task of its own, referenced until it finishes."""
-    task = asyncio.ensure_future(work)
-    _closing.add(task)
-    task.add_done_callback(_closing.discard)
-
-
 def frame(payload: str | bytes) -> bytes:
     """One unmasked, uncompressed websocket frame (RFC 6455 5.2), as servers send."""
     if isinstance(payload, str):
@@ -89,7 +94,8 @@ class _Corked:
 
     def add(self, wire: _Wire) -> None:
         if not self._wires:
-            self._loop.call_soon(self._flush)
+            # (outside the sender's context: an overflow's line names the slow client)
+            self._loop.call_soon(self._flush, context=OUTSIDE_ANY_EVENT)
         self._wires.append(wire)
 
     def _flush(self) -> None:
@@ -193,10 +199,10 @@ def on_step(now: float, delay: float) -> float:
     return delay + (-(now + delay)) % HEARTBEAT_STEP_S
 
 
-class DirectSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
+class DirectSocket(PollingSocket):
     """An Engine.IO socket on a websocket, sending without a queue or writer task.
 
-    Until its websocket is established it is engineio's own socket (polling);
+    Until its websocket is established it is a polling session (PollingSocket);
     `DirectWebSocket` switches its class when the websocket takes over.
 
     Its heartbeat runs on the server's injected clock, as every other timer does:
@@ -209,15 +215,16 @@ class DirectSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
     _clock: Clock
     _ping_timer: Timer | None  # the next PING
     _pong_timer: Timer | None  # set while a PING waits for its PONG
-    # (engineio's attributes, typed here for mypy)
-    last_ping: float | None
-    connected: bool
-    queue: Any  # asyncio.Queue until the websocket takes over, then _Sent
 
-    def adopt(self, clock: Clock) -> None:
+    def adopt(self, policy: SessionPolicy) -> None:
+        super().adopt(policy)
+        self.adopt_direct()
+
+    def adopt_direct(self) -> None:
+        """A PollingSocket becoming a DirectSocket (its class changed) keeps its bounds."""
         self._wire = None
         self._response = None
-        self._clock = clock
+        self._clock = self._policy.clock
         self._ping_timer = None
         self._pong_timer = None
 
@@ -264,7 +271,7 @@ class DirectSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
         self._pong_timer = None
         if not self.closed:
             log.info("closing a websocket whose client missed its heartbeat", sid=self.sid)
-            _keep_closing(self._close_for_silence())
+            keep_closing(self._close_for_silence())
 
     async def _close_for_silence(self) -> None:
         await self.close(wait=False, abort=False, reason=self.server.reason.PING_TIMEOUT)
@@ -291,7 +298,7 @@ class DirectSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
         response = self._response
         if response is not None and not response.closed:
             # A task started now runs after the corked frames are flushed.
-            _keep_closing(response.close())
+            keep_closing(response.close())
 
     def _overflowed(self) -> None:
         log.warning("disconnected a client that reads too slowly", sid=self.sid)
@@ -322,9 +329,21 @@ class DirectSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
         events = driver.events
         try:
             while True:
-                message = await response.receive()
+                try:
+                    message = await response.receive()
+                except ConnectionError:
+                    # aiohttp answers PING frames itself, inside receive(): a client
+                    # that sends them without reading and then resets fails that write.
+                    log.warning("a websocket's connection was lost while aiohttp answered "
+                                "its PING frames", sid=self.sid)
+                    return
                 if message.type not in _DATA or len(message.data) > limit:
                     return  # closed by the client, a protocol error, or too large
+                if transport.is_closing() or self.gone:
+                    return  # (frames read before the client left are not handled)
+                if pending_frames(response) > MAX_PENDING_FRAMES:
+                    driver.protocol_errors.refuse(PENDING_FRAMES, self.sid)
+                    return
                 data = message.data
                 if type(data) is str and data.startswith("42") and await events(self, data):
                     pass  # (a "42" frame is a valid Engine.IO MESSAGE)
@@ -335,9 +354,10 @@ class DirectSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
         finally:
             wire.close()
             self._stop_heartbeat()
+            # The session ends first: the closing handshake may wait on the client.
+            await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
             if not response.closed:
                 await response.close()
-            await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
 
     def _take_over(
         self, response: web.WebSocketResponse, transport: asyncio.BaseTransport,
@@ -390,10 +410,14 @@ class DirectSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
             await self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends the pending poll
             upgrade = await self._next_packet(response)
             return upgrade is not None and upgrade.packet_type == eio_packet.UPGRADE
+        except ConnectionError:  # (lost while aiohttp answered a PING frame)
+            return False
         finally:
             self.upgrading = False
+            self.upgrade_ended()
 
     async def _next_packet(self, response: web.WebSocketResponse) -> eio_packet.Packet | None:
+        """The next frame of an upgrade (whose deadline, PollingSocket's, bounds the wait)."""
         try:
             message = await response.receive(timeout=self._silence_limit_s())
         except TimeoutError:
@@ -413,24 +437,26 @@ class DirectWebSocket:
     # Set per server by `for_server`:
     max_buffered = 1 << 20
     events: EventShortcut  # the Socket.IO event fast path
-    clock: Clock  # the server's, for heartbeats
+    policy: SessionPolicy  # the server's: its clock, for heartbeats, and the bounds
     protocol_errors: ProtocolErrors  # the server's, for frames that break the protocol
 
     def __init__(self, handler: Any, server: Any) -> None:
         self.handler = handler
         self.server = server
         self.request: web.Request | None = None
-        self.response = web.WebSocketResponse(
-            max_msg_size=server.max_http_buffer_size, compress=False
-        )
+        self.response = websocket_response(server.max_http_buffer_size)
+
+    @property
+    def clock(self) -> Clock:
+        return self.policy.clock
 
     @classmethod
     def for_server(
-        cls, max_buffered: int, events: EventShortcut, clock: Clock,
+        cls, max_buffered: int, events: EventShortcut, policy: SessionPolicy,
         protocol_errors: ProtocolErrors,
     ) -> type[DirectWebSocket]:
         return type(cls.__name__, (cls,), {
-            "max_buffered": max_buffered, "events": staticmethod(events), "clock": clock,
+            "max_buffered": max_buffered, "events": staticmethod(events), "policy": policy,
             "protocol_errors": protocol_errors,
         })
 
@@ -441,37 +467,9 @@ class DirectWebSocket:
             await socket.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
             return self.response
         if not isinstance(socket, DirectSocket):
-            # engineio creates its own socket class; the websocket takes it over.
+            # A polling session (or engineio's own socket): the websocket takes it over.
+            adopt_session(socket, self.policy)
             socket.__class__ = DirectSocket
-            socket.adopt(self.clock)
+            socket.adopt_direct()
         await socket._websocket_handler(self)
         return self.response
-
-
-async def open_websocket(
-    request: web.Request, response: web.WebSocketResponse
-) -> asyncio.BaseTransport | None:
-    """The websocket handshake answered; None if the client left during it. (A
-    handshake aiohttp finds malformed raises HTTPBadRequest: a 400.)"""
-    try:
-        await response.prepare(request)
-    except ConnectionResetError:
-        return None
-    return request.transport
-
-
-def checked_websocket(driver: type[Any], protocol_errors: ProtocolErrors) -> type[Any]:
-    """engineio's own websocket driver (used with WS_COMPRESSION), with each frame
-    checked before engineio decodes it. Its `wait()` raising OSError is how the
-    driver says "connection gone": engineio's reader then closes the socket."""
-
-    class CheckedWebSocket(driver):  # type: ignore[misc]
-        async def wait(self) -> Any:
-            data = await super().wait()
-            problem = engineio_problem(data)
-            if problem is not None:
-                protocol_errors.refuse(problem)
-                raise OSError(problem)
-            return data
-
-    return CheckedWebSocket

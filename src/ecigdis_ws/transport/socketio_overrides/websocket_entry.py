@@ -36,12 +36,9 @@ from ecigdis_ws.transport.connect_environ import connect_environ
 from ecigdis_ws.transport.http_errors import Refusal
 from ecigdis_ws.transport.origins import SOCKET_IO_PATH
 from ecigdis_ws.transport.socketio_overrides.handshake_leftovers import drop_handshake
+from ecigdis_ws.transport.socketio_overrides.inbound import open_websocket, websocket_response
 from ecigdis_ws.transport.socketio_overrides.server import ChatSocketServer
-from ecigdis_ws.transport.socketio_overrides.websocket import (
-    DirectSocket,
-    DirectWebSocket,
-    open_websocket,
-)
+from ecigdis_ws.transport.socketio_overrides.websocket import DirectSocket, DirectWebSocket
 
 
 def is_new_websocket(request: web.Request) -> bool:
@@ -75,9 +72,7 @@ class WebSocketEntry:
         answered, as through engineio, so that the per-address cap holds for
         handshakes that arrive together."""
         socket = await self._open(request)
-        response = web.WebSocketResponse(
-            max_msg_size=self._sio.eio.max_http_buffer_size, compress=False
-        )
+        response = websocket_response(self._sio.eio.max_http_buffer_size)
         try:
             transport = await open_websocket(request, response)
             if transport is not None:
@@ -95,7 +90,7 @@ class WebSocketEntry:
             eio.service_task_handle = eio.start_background_task(eio._service_task)
         sid: str = eio.generate_id()
         socket = DirectSocket(eio, sid)
-        socket.adopt(self._driver.clock)
+        socket.adopt(self._driver.policy)
         eio.sockets[sid] = socket
         socket.queue.put_nowait(eio_packet.Packet(eio_packet.OPEN, open_packet_data(eio, sid)))
         # engineio's "connect" event, whose handler python-socketio registered; it
