@@ -6,7 +6,9 @@
 // over the server's REST API and long-poll (`/api/messenger/...`); it goes back to
 // the socket as soon as that connects again. Whatever the transport:
 //   - every open conversation is rejoined with `since` = the highest message id
-//     seen, so nothing sent meanwhile is missed;
+//     seen, so nothing sent meanwhile is missed; a join the server answers
+//     `resync: true` (it replays at most REPLAY_MAX_MESSAGES) pages the rest from
+//     REST history, in order, before the join resolves;
 //   - messages are delivered once each (duplicates are dropped by `id`);
 //   - sends made while offline are queued and retried with the SAME `messageId`,
 //     which the server stores exactly once;
@@ -182,6 +184,8 @@ import { io } from 'socket.io-client';
  * @property {number | null} highest     highest message id seen
  * @property {number | undefined} since  `since` of the first join, before anything was seen
  * @property {Set<number>} seen          ids delivered, to drop repeats
+ * @property {number} catchingUp         history catch-ups in progress after a capped join
+ * @property {ChatMessage[]} held        live messages that came meanwhile, delivered after
  * @property {number | null} readUpTo    a read mark not yet sent
  * @property {Array<{resolve: (value: JoinResult) => void, reject: (error: ChatError) => void}>} waiters
  *
@@ -216,7 +220,9 @@ const RETRYABLE = new Set(['UNAVAILABLE', 'RATE_LIMITED', 'OFFLINE', 'UNAUTHENTI
 const SEEN_LIMIT = 5000;
 // Refused handshakes in a row (each with a fresh token) before giving up.
 const MAX_AUTH_REFUSALS = 3;
-const HISTORY_PAGE = 100;
+// Messages per REST history page when catching up (the server allows up to 500):
+// a capped join's rest, 49,000 messages, is 98 requests, not 490.
+const HISTORY_PAGE = 500;
 
 /** An error with the server's error code. */
 export class ChatError extends Error {
@@ -711,6 +717,8 @@ export class ChatManager {
     }
     if (reply && reply.ok) {
       const reads = this._onReads(conversation.id, reply.reads);
+      if (reply.resync === true && typeof reply.replayedUpTo === 'number'
+          && !await this._pageRestOfJoin(conversation, reply.replayedUpTo, socket)) return;
       this._settleJoin(conversation, { conversationId: conversation.id, onlineUserIds: reply.onlineUserIds || [], reads });
     } else if (reply && !RETRYABLE.has(reply.error?.code)) {
       conversation.open = false;
@@ -720,6 +728,50 @@ export class ChatManager {
       setTimeout(() => {
         if (conversation.open && this._socketReady && this._socket === socket) this._joinSocket(conversation);
       }, this._retryDelay(1));
+    }
+  }
+
+  /**
+   * The server replayed a join only up to `after` (its REPLAY_MAX_MESSAGES): the
+   * rest comes from REST history, as the HTTP fallback catches up, page by page.
+   * Live messages of the conversation that arrive meanwhile are held and delivered
+   * after it, so the page sees every message in order and once. True when caught
+   * up; false when the join was failed, or is tried again (then it settles later).
+   * @param {Conversation} conversation @param {number} after
+   * @param {import('socket.io-client').Socket} socket
+   * @returns {Promise<boolean>}
+   */
+  async _pageRestOfJoin(conversation, after, socket) {
+    const again = () => {
+      if (conversation.open && this._socketReady && this._socket === socket) this._joinSocket(conversation);
+    };
+    if (!this.httpFallback) {
+      // No REST API configured: the next join replays the next REPLAY_MAX_MESSAGES.
+      again();
+      return false;
+    }
+    conversation.catchingUp += 1;
+    let caughtUp = false;
+    try {
+      await this._historyAfter(conversation, after);
+      caughtUp = true;
+      return true;
+    } catch (error) {
+      if (error instanceof ChatError && !RETRYABLE.has(error.code) && error.status !== undefined) {
+        conversation.open = false;
+        this._failJoin(conversation, { code: error.code, message: error.message });
+      } else {
+        setTimeout(again, this._retryDelay(1)); // rejoins from the highest id delivered
+      }
+      return false;
+    } finally {
+      conversation.catchingUp -= 1;
+      if (conversation.catchingUp === 0) {
+        // Caught up: the held messages follow. Not: they are dropped, as delivering
+        // them would move `highest` past the gap; the rejoin replays them.
+        const held = conversation.held.splice(0).sort((a, b) => a.id - b.id);
+        if (caughtUp) for (const message of held) this._deliver(conversation, message);
+      }
     }
   }
 
@@ -871,28 +923,38 @@ export class ChatManager {
       this._settleJoin(conversation, { conversationId: conversation.id, onlineUserIds: [], reads: [] });
       return;
     }
-    let after = since;
+    let reads;
+    try {
+      reads = await this._historyAfter(conversation, since, signal);
+    } catch (error) {
+      if (error instanceof ChatError && !RETRYABLE.has(error.code) && error.status !== undefined) {
+        conversation.open = false;
+        this._failJoin(conversation, { code: error.code, message: error.message });
+        return;
+      }
+      throw error;
+    }
+    this._settleJoin(conversation, { conversationId: conversation.id, onlineUserIds: [], reads });
+  }
+
+  /**
+   * Every message after `after` from REST history, page by page, delivered in order
+   * (repeats dropped); the read positions of the last page.
+   * @param {Conversation} conversation @param {number} after @param {AbortSignal} [signal]
+   * @returns {Promise<ReadEvent[]>}
+   */
+  async _historyAfter(conversation, after, signal) {
     /** @type {ReadEvent[]} */
     let reads = [];
     for (;;) {
-      let body;
-      try {
-        body = await this._http('GET', `/conversations/${conversation.id}/messages?since=${after}&limit=${HISTORY_PAGE}`, undefined, { signal });
-      } catch (error) {
-        if (error instanceof ChatError && !RETRYABLE.has(error.code) && error.status !== undefined) {
-          conversation.open = false;
-          this._failJoin(conversation, { code: error.code, message: error.message });
-          return;
-        }
-        throw error;
-      }
+      const body = await this._http('GET', `/conversations/${conversation.id}/messages?since=${after}&limit=${HISTORY_PAGE}`, undefined, { signal });
       const messages = messagesOf(body).sort((a, b) => a.id - b.id);
-      for (const message of messages) this._onMessage(message);
+      for (const message of messages) this._deliver(conversation, message);
       reads = this._onReads(conversation.id, body.reads);
       if (messages.length === 0 || (body.hasMore === undefined ? messages.length < HISTORY_PAGE : !body.hasMore)) break;
       after = messages[messages.length - 1].id;
     }
-    this._settleJoin(conversation, { conversationId: conversation.id, onlineUserIds: [], reads });
+    return reads;
   }
 
   /**
@@ -982,7 +1044,9 @@ export class ChatManager {
   _conversation(id) {
     let conversation = this._conversations.get(id);
     if (!conversation) {
-      conversation = { id, open: false, highest: null, since: undefined, seen: new Set(), readUpTo: null, waiters: [] };
+      conversation = {
+        id, open: false, highest: null, since: undefined, seen: new Set(), catchingUp: 0, held: [], readUpTo: null, waiters: [],
+      };
       this._conversations.set(id, conversation);
     }
     return conversation;
@@ -992,6 +1056,15 @@ export class ChatManager {
   _onMessage(message) {
     if (!isObject(message) || typeof message.id !== 'number') return;
     const conversation = this._conversation(Number(message.conversationId));
+    if (conversation.catchingUp > 0) {
+      conversation.held.push(message); // newer than the history being paged: after it
+      return;
+    }
+    this._deliver(conversation, message);
+  }
+
+  /** Deliver a message once. @param {Conversation} conversation @param {ChatMessage} message */
+  _deliver(conversation, message) {
     if (conversation.seen.has(message.id)) return;
     conversation.seen.add(message.id);
     if (conversation.seen.size > SEEN_LIMIT) {

@@ -262,6 +262,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("PRESENCE_LIST_MAX", "presence_list_max", _int_range(1, 1_000_000), "200",
          "users in one presence:request answer, which says truncated: true when more "
          "are online (a small request must not buy the whole online list)"),
+    Spec("REPLAY_MAX_MESSAGES", "replay_max_messages", _int_range(1, 1_000_000), "1000",
+         "messages one conversation:join with since replays at most; past it the answer "
+         "says resync: true and the client pages the rest from history"),
     Spec("TRUST_PROXY", "trust_proxy", _bool, "false",
          "take the client address from X-Forwarded-For (only behind your own proxy)"),
     Spec("PING_INTERVAL_MS", "ping_interval_ms", _int_range(1000, _MS_MAX), "25000",
@@ -383,6 +386,7 @@ class Settings:
     max_unauthenticated_per_ip: int = 50
     max_rooms_per_socket: int = 500
     presence_list_max: int = 200
+    replay_max_messages: int = 1000
     trust_proxy: bool = False
     ping_interval_ms: int = 25000
     ping_timeout_ms: int = 20000

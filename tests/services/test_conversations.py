@@ -1,6 +1,8 @@
 """ConversationService: a socket joins a conversation's room (members only), is
-sent every message after `since` (in pages, and again for anything stored while it
-entered, so nothing is skipped), and learns who of the members is online; the room
+sent the messages after `since` (in pages, and again for anything stored while it
+entered, so nothing is skipped; at most REPLAY_MAX_MESSAGES, beyond which the answer
+says resync and where it stopped; nothing more once the socket is gone), and learns
+who of the members is online; the room
 hears user:joined the first time a socket enters it and user:left when it leaves.
 Leaving a room the socket is not in does nothing."""
 
@@ -39,6 +41,18 @@ async def store(
         )
         ids.append(result.message.id)
     return ids
+
+
+async def store_many(
+    harness: ServiceHarness, conversation: int, count: int, tag: str = "c"
+) -> list[int]:
+    """`count` messages of user 2, stored concurrently (so that group commit writes
+    them in a few transactions); their ids, ascending."""
+    results = await asyncio.gather(*(
+        harness.storage.store_message(conversation, 2, "user2", f"{tag}{i}", "t", harness.now_ms)
+        for i in range(count)
+    ))
+    return sorted(result.message.id for result in results)
 
 
 def in_room(harness: ServiceHarness, sid: str, conversation: int) -> bool:
@@ -206,12 +220,7 @@ async def test_a_replay_longer_than_a_page_sends_every_message_once_in_order(
 ) -> None:
     alice = await harness.user(1)
     conversation = await harness.conversation(1, 2)
-    # Stored concurrently so that group commit writes them in a few transactions.
-    results = await asyncio.gather(*(
-        harness.storage.store_message(conversation, 2, "user2", f"c{i}", f"t{i}", harness.now_ms)
-        for i in range(count)
-    ))
-    ids = sorted(result.message.id for result in results)
+    ids = await store_many(harness, conversation, count)
 
     await join(harness, alice, conversation, since=0)
 
@@ -430,3 +439,83 @@ async def test_a_replay_carries_each_messages_reactions_and_the_join_the_read_po
         {"userId": 2, "messageId": second, "readAt": iso_ms(read_at)},
     ]
     assert [position.user_id for position in joined.reads] == [1, 2, 3]  # every member
+
+
+# -- bounded replays: REPLAY_MAX_MESSAGES, and a socket gone mid-join (issue 25, 4) ----
+
+
+@pytest.mark.parametrize("cap", [5, REPLAY_PAGE_SIZE + 3])
+async def test_a_replay_stops_at_replay_max_messages_and_the_answer_says_where(
+    make_harness: HarnessFactory, cap: int,
+) -> None:
+    async with make_harness(REPLAY_MAX_MESSAGES=str(cap)) as harness:
+        alice = await harness.user(1)
+        conversation = await harness.conversation(1, 2)
+        ids = await store_many(harness, conversation, 2 * cap)
+
+        joined = await harness.chat.conversations.join(harness.actor(alice), conversation, ids[0])
+
+        assert [m["id"] for m in harness.received(alice, "message:new")] == ids[1:cap + 1]
+        answer = joined.wire(conversation)
+        assert (answer["resync"], answer["replayedUpTo"]) == (True, ids[cap])
+        assert in_room(harness, alice, conversation)  # live from here; history for the rest
+
+
+async def test_a_replay_of_exactly_replay_max_messages_is_whole_and_asks_no_resync(
+    make_harness: HarnessFactory,
+) -> None:
+    async with make_harness(REPLAY_MAX_MESSAGES="3") as harness:
+        alice = await harness.user(1)
+        conversation = await harness.conversation(1, 2)
+        ids = await store_many(harness, conversation, 3)
+
+        joined = await harness.chat.conversations.join(harness.actor(alice), conversation, 0)
+
+        assert [m["id"] for m in harness.received(alice, "message:new")] == ids
+        assert "resync" not in joined.wire(conversation)
+        assert "replayedUpTo" not in joined.wire(conversation)
+
+
+async def test_messages_stored_while_the_socket_enters_the_room_count_towards_the_cap(
+    make_harness: HarnessFactory, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with make_harness(REPLAY_MAX_MESSAGES="3") as harness:
+        alice = await harness.user(1)
+        conversation = await harness.conversation(1, 2)
+        ids = await store_many(harness, conversation, 2)
+        entered, meanwhile = harness.chat.fanout.entered, []
+
+        async def entering(room: str) -> None:
+            meanwhile.extend(await store_many(harness, conversation, 2, tag="late"))
+            await entered(room)
+
+        monkeypatch.setattr(harness.chat.fanout, "entered", entering)
+        joined = await harness.chat.conversations.join(harness.actor(alice), conversation, 0)
+
+        assert [m["id"] for m in harness.received(alice, "message:new")] == [*ids, meanwhile[0]]
+        assert joined.wire(conversation)["replayedUpTo"] == meanwhile[0]
+
+
+async def test_a_replay_stops_once_the_socket_is_gone_and_it_never_enters_the_room(
+    harness: ServiceHarness, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    alice, bob = await harness.user(1), await harness.user(2)
+    conversation = await harness.conversation(1, 2)
+    await harness.join(conversation, bob)
+    await store_many(harness, conversation, 3 * REPLAY_PAGE_SIZE)
+    actor, read, pages = harness.actor(alice), harness.storage.messages_after, []
+
+    async def read_then_leave(conversation_id: int, after_id: int, limit: int) -> object:
+        pages.append(await read(conversation_id, after_id, limit))
+        if len(pages) == 1:
+            await harness.close(alice)  # the socket went away while its first page was read
+        return pages[-1]
+
+    monkeypatch.setattr(harness.storage, "messages_after", read_then_leave)
+    with pytest.raises(ChatError) as gone:
+        await harness.chat.conversations.join(actor, conversation, 0)
+
+    assert gone.value.code == ErrorCode.UNAVAILABLE  # (before: KeyError in basic_enter_room)
+    assert len(pages) == 1  # no page read after the socket left
+    assert not in_room(harness, alice, conversation)
+    assert harness.received(bob, "user:joined") == []

@@ -31,6 +31,10 @@ class Fanout(Protocol):
 
     def in_room(self, sid: str, room: str) -> bool: ...
 
+    def is_open(self, sid: str) -> bool:
+        """Whether the socket is still connected to this node (not gone, nor going):
+        long work for one socket stops once it is not."""
+
     def conversation_rooms(self, sid: str) -> int:
         """How many conversation rooms the socket is in (on this node)."""
 

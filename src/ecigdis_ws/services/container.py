@@ -118,7 +118,10 @@ class ChatServices:
             typing=typing,
             conversations=ConversationService(
                 storage, fanout, access, presence, typing,
-                ConversationLimits(settings.max_rooms_per_socket, settings.presence_list_max),
+                ConversationLimits(
+                    settings.max_rooms_per_socket, settings.presence_list_max,
+                    settings.replay_max_messages,
+                ),
             ),
             messages=MessageService(
                 storage, fanout, access, typing, clock, metrics, settings.db_timeout_ms / 1000,

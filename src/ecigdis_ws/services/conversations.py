@@ -1,7 +1,14 @@
-"""Joining and leaving conversation rooms, with gap-free replay on join."""
+"""Joining and leaving conversation rooms, with gap-free replay on join.
+
+A replay is bounded: at most REPLAY_MAX_MESSAGES messages per join, read and sent
+in pages with a turn of the event loop between them (so other sockets' events and
+this socket's PONGs are handled meanwhile), and stopped once the socket is gone.
+Past the bound the join's answer says `resync: true` and `replayedUpTo`, and the
+client pages the rest from history (as Centrifugo answers `recovered: false`)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,14 +27,26 @@ from ecigdis_ws.services.presence import PresenceService
 from ecigdis_ws.services.typing_indicators import TypingService
 from ecigdis_ws.storage.base import Storage
 
-# Replay reads this many messages per query, so a long absence costs no huge read.
-REPLAY_PAGE_SIZE = 500
+# Replay reads this many messages per query, so a long absence costs no huge read,
+# and lets the loop run after each page (about 60 KB of frames at most in one go).
+REPLAY_PAGE_SIZE = 200
 
 
 @dataclass(frozen=True)
 class ConversationLimits:
     max_rooms_per_socket: int  # 0: no cap
     presence_list_max: int
+    replay_max_messages: int = 1000  # messages one join replays at most
+
+
+@dataclass
+class _Replay:
+    """One join's replay: the last id sent, how many messages it may still send,
+    and whether more were stored than it was allowed to send."""
+
+    after_id: int
+    budget: int
+    cut: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,17 +67,23 @@ class PresenceList:
 
 @dataclass(frozen=True)
 class JoinResult:
-    """conversation:join's answer: who is online, and where each member has read to."""
+    """conversation:join's answer: who is online, and where each member has read to;
+    `replayed_up_to` (the last id replayed) only when the replay stopped at its cap."""
 
     online_user_ids: list[UserId]
     reads: list[ReadPosition]
+    replayed_up_to: int | None = None
 
     def wire(self, conversation_id: int) -> dict[str, Any]:
-        return {
+        answer: dict[str, Any] = {
             "conversationId": conversation_id,
             "onlineUserIds": self.online_user_ids,
             "reads": reads_wire(self.reads),
         }
+        if self.replayed_up_to is not None:  # (absent otherwise, as on the long-poll)
+            answer["resync"] = True
+            answer["replayedUpTo"] = self.replayed_up_to
+        return answer
 
 
 class ConversationService:
@@ -79,21 +104,27 @@ class ConversationService:
         self._typing = typing
 
     async def join(self, actor: Actor, conversation_id: int, since: int | None) -> JoinResult:
-        """Enter the room, replay what came after `since`; return the members online
-        and the members' read positions."""
+        """Enter the room, replay what came after `since` (at most
+        REPLAY_MAX_MESSAGES); return the members online and the members' read
+        positions. UNAVAILABLE if the socket left meanwhile."""
         room = conversation_room(conversation_id)
         self._check_room_cap(actor.sid, room)  # (before open access makes a member)
         await self._access.require_member(conversation_id, actor.user_id)
-        if since is not None:
-            since = await self._replay(actor.sid, conversation_id, since)
+        replay = None if since is None else _Replay(since, self._limits.replay_max_messages)
+        if replay is not None:
+            await self._replay(actor.sid, conversation_id, replay)
+        # Nothing is awaited from this check to entering the room: a socket gone
+        # during the replay never enters one (python-socketio raises for a gone sid).
+        self._require_open(actor.sid)
         newly_in_room = not self._fanout.in_room(actor.sid, room)
         self._fanout.enter_room(actor.sid, room)
         await self._fanout.entered(room)  # other nodes' emits reach this node from here
-        if since is not None:
+        if replay is not None and not replay.cut:
             # Anything stored between the replay and entering the room is sent now;
             # what is fanned out live from here on may repeat it, and the client
-            # drops repeats by id. So there is no gap.
-            await self._replay(actor.sid, conversation_id, since)
+            # drops repeats by id. So there is no gap. (A replay cut at its cap
+            # leaves all of it to the client's history pages.)
+            await self._replay(actor.sid, conversation_id, replay)
         if newly_in_room:
             await self._fanout.emit(
                 "user:joined",
@@ -108,7 +139,8 @@ class ConversationService:
         online = [user.user_id for user in await self._presence.online(members)]
         if actor.user_id not in online:
             online.append(actor.user_id)
-        return JoinResult(online, positions)
+        cut_at = replay.after_id if replay is not None and replay.cut else None
+        return JoinResult(online, positions, cut_at)
 
     def _check_room_cap(self, sid: str, room: str) -> None:
         """Each room a socket is in costs memory, and a disconnect walks every room
@@ -122,19 +154,33 @@ class ConversationService:
                 f"this socket is in {cap} conversations already: leave one first",
             )
 
-    async def _replay(self, sid: str, conversation_id: int, after_id: int) -> int:
-        """Send every message after `after_id` to one socket; return the last id sent."""
+    def _require_open(self, sid: str) -> None:
+        """A socket that left mid-join gets no more work: a quiet UNAVAILABLE (the
+        answer reaches nobody; no traceback, it is no bug)."""
+        if not self._fanout.is_open(sid):
+            raise ChatError(ErrorCode.UNAVAILABLE, "the socket closed during the join")
+
+    async def _replay(self, sid: str, conversation_id: int, replay: _Replay) -> None:
+        """Send the messages after `replay.after_id` to one socket, oldest first, at
+        most `replay.budget` of them, a page at a time; `replay.cut` when more were
+        there. Each page reads one more than the budget allows, to know."""
         while True:
-            page = await self._storage.messages_after(conversation_id, after_id, REPLAY_PAGE_SIZE)
+            self._require_open(sid)
+            limit = min(REPLAY_PAGE_SIZE, replay.budget + 1)
+            page = await self._storage.messages_after(conversation_id, replay.after_id, limit)
+            if len(page) > replay.budget:
+                page, replay.cut = page[:replay.budget], True
             reactions = await self._storage.reactions_of([message.id for message in page])
             for message in page:
                 await self._fanout.emit(
                     "message:new", with_reactions(message, reactions.get(message.id, ())), room=sid
                 )
             if page:
-                after_id = page[-1].id
-            if len(page) < REPLAY_PAGE_SIZE:
-                return after_id
+                replay.after_id = page[-1].id
+            replay.budget -= len(page)
+            if replay.cut or len(page) < limit:
+                return
+            await asyncio.sleep(0)  # other sockets' work and this one's PONGs, in between
 
     async def leave(self, actor: Actor, conversation_id: int) -> None:
         room = conversation_room(conversation_id)

@@ -142,6 +142,10 @@ class SocketIOFanout:
     def in_room(self, sid: str, room: str) -> bool:
         return sid in self._sio.manager.rooms.get(NAMESPACE, {}).get(room, {})
 
+    def is_open(self, sid: str) -> bool:
+        connected: bool = self._sio.manager.is_connected(sid, NAMESPACE)
+        return connected
+
     def conversation_rooms(self, sid: str) -> int:
         counts: dict[str, int] = self._sio.manager.conversation_rooms
         return counts.get(sid, 0)
