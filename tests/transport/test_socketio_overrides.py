@@ -5,6 +5,7 @@ or reshapes one fails this test by name instead of the server misbehaving."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from typing import Any
 
@@ -14,6 +15,9 @@ import engineio.async_socket
 import engineio.payload
 import pytest
 import socketio
+from aiohttp import WSMessage, WSMsgType, web
+from aiohttp._websocket.reader import WebSocketDataQueue
+from aiohttp.base_protocol import BaseProtocol
 from aiohttp.test_utils import make_mocked_request
 from aiohttp.web_protocol import RequestHandler
 
@@ -42,6 +46,13 @@ METHODS: list[tuple[type[Any], str, tuple[str, ...]]] = [
     (engineio.async_socket.AsyncSocket, "close", ("wait", "abort", "reason")),
     (engineio.async_socket.AsyncSocket, "_websocket_handler", ("ws",)),
     (engineio.async_socket.AsyncSocket, "__init__", ("server", "sid")),
+    (engineio.async_socket.AsyncSocket, "poll", ()),
+    (engineio.async_socket.AsyncSocket, "handle_get_request", ("environ",)),
+    (engineio.async_socket.AsyncSocket, "handle_post_request", ("environ",)),
+    (engineio.async_socket.AsyncSocket, "_upgrade_websocket", ("environ",)),
+    (engineio.payload.Payload, "__init__", ("packets", "encoded_payload")),
+    (asyncio.Queue, "_put", ("item",)),
+    (asyncio.Queue, "_get", ()),
     (engineio.AsyncServer, "_service_task", ()),
     (engineio.AsyncServer, "generate_id", ()),
     (engineio_aiohttp.WebSocket, "wait", ()),
@@ -59,7 +70,8 @@ ENGINE_ATTRIBUTES = ("_async", "sockets", "reason", "start_service_task", "servi
                      "ping_interval_grace_period", "ping_interval", "ping_timeout",
                      "max_http_buffer_size")
 REDIS_MANAGER_ATTRIBUTES = ("host_id", "redis_url", "redis", "channel", "connected", "rooms")
-SOCKET_ATTRIBUTES = ("queue", "closed", "closing", "upgraded", "upgrading", "connected")
+SOCKET_ATTRIBUTES = ("queue", "closed", "closing", "upgraded", "upgrading", "connected",
+                     "last_ping")
 
 
 @pytest.mark.parametrize(
@@ -90,6 +102,17 @@ def test_the_attributes_we_read_are_still_set() -> None:
     manager = socketio.AsyncRedisManager("redis://127.0.0.1:1/0", channel="c")
     for name in REDIS_MANAGER_ATTRIBUTES:
         assert hasattr(manager, name), f"socketio.AsyncRedisManager().{name} is gone"
+
+
+async def test_the_frames_waiting_are_counted_where_aiohttp_keeps_them() -> None:
+    """inbound.py's `pending_frames` reads `WebSocketResponse._reader._buffer`: the
+    messages aiohttp has parsed that nobody has received yet."""
+    response = web.WebSocketResponse()
+    assert response._reader is None  # (until prepared: pending_frames says 0)
+    reader = WebSocketDataQueue(BaseProtocol(asyncio.get_running_loop()), 2**16,
+                                loop=asyncio.get_running_loop())
+    reader.feed_data(WSMessage(WSMsgType.TEXT, "4", None), 1)
+    assert len(reader._buffer) == 1
 
 
 def test_the_http_parser_we_drop_after_an_upgrade_is_where_aiohttp_keeps_it() -> None:

@@ -21,8 +21,14 @@ python-engineio `AsyncSocket` (websocket.py, `DirectSocket`, which takes over a
   socket by changing its `__class__`): `queue`, `closed`, `closing`, `upgraded`,
   `upgrading`, `connected`, `schedule_ping()`, `check_ping_timeout()`,
   `receive(pkt)`, `send(pkt)`, `close(wait, abort, reason)`,
-  `_websocket_handler(ws)`, the constructor `AsyncSocket(server, sid)`; the aiohttp
-  driver's `WebSocket.wait()`.
+  `_websocket_handler(ws)`, the constructor `AsyncSocket(server, sid)`, `last_ping`;
+  for every session (polling.py, `PollingSocket`, likewise by `__class__`): `poll()`,
+  `handle_get_request(environ)`, `handle_post_request(environ)`,
+  `_upgrade_websocket(environ)`, `engineio.payload.Payload(encoded_payload=...)`,
+  and asyncio.Queue's `_put(item)` and `_get()` hooks (`PacketQueue`); the aiohttp
+  driver's `WebSocket.wait()`, `environ` and `_sock`.
+aiohttp (inbound.py): `WebSocketResponse._reader` and its `_buffer`, the frames
+  parsed and not yet received.
 aiohttp (handshake_leftovers.py): `BaseRequest._cache`, the `reify` cache; the
   connection's `RequestHandler._parser`, `_upgraded`, `_payload_parser`.
 python-socketio `AsyncManager` (managers.py, `DirectEmitManager`): `rooms`,
