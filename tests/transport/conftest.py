@@ -6,11 +6,13 @@ import json
 import os
 import socket
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import HealthCheck, settings
 
 from ecigdis_ws.bench.wire import accept_key, text_frame, upgrade_failure, upgrade_request
 from tests.support import WAIT_S, ChatClient, RunningServer
@@ -160,3 +162,19 @@ class PollingClient:
 
 
 POLLING = "/socket.io/?EIO=4&transport=polling"
+
+
+# -- hypothesis, for the tests that draw their inputs ---------------------------------
+
+HYPOTHESIS = settings(
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                           HealthCheck.data_too_large],
+)
+
+
+def on_loop(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None]) -> None:
+    """Run one example on the test's event loop, from hypothesis' worker thread."""
+    asyncio.run_coroutine_threadsafe(work, loop).result(timeout=60)

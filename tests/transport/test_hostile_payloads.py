@@ -26,7 +26,7 @@ import base64
 import dataclasses
 import json
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -34,13 +34,14 @@ import aiohttp
 import jwt
 import pytest
 import socketio
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecigdis_ws.errors import ErrorCode
 from ecigdis_ws.transport.socket_events import CLIENT_EVENTS
 from ecigdis_ws.transport.validation import MAX_ID
 from tests.support import WAIT_S, ChatClient, RunningServer
+from tests.transport.conftest import HYPOTHESIS, on_loop
 
 ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
 Json = Any
@@ -478,20 +479,6 @@ async def joined(server: RunningServer, user: int, *conversations: int) -> ChatC
     for conversation in conversations:
         assert (await client.call("conversation:join", {"conversationId": conversation}))["ok"]
     return client
-
-
-def on_loop(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None]) -> None:
-    """Run one example on the test's event loop, from hypothesis' worker thread."""
-    asyncio.run_coroutine_threadsafe(work, loop).result(timeout=60)
-
-
-HYPOTHESIS = settings(
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
-                           HealthCheck.data_too_large],
-)
 
 
 def certain_refusals(world: World) -> list[Call]:

@@ -254,7 +254,12 @@ class PollingSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
             for pkt in packets:
                 if self.gone or connection is None or connection.is_closing():
                     return
-                await self.receive(pkt)
+                try:
+                    await self.receive(pkt)
+                except engineio.exceptions.UnknownPacketError:
+                    # (a PING, NOOP or OPEN from the client: ignored, as on a websocket;
+                    # raised, engineio's close would wait for a poll that may never come)
+                    continue
         finally:
             self._posting = False
 

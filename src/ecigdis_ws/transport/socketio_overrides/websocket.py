@@ -33,7 +33,12 @@ from engineio import packet as eio_packet
 
 from ecigdis_ws.clock import Clock, Timer
 from ecigdis_ws.observability.log_setup import get_logger
-from ecigdis_ws.transport.protocol_errors import PENDING_FRAMES, ProtocolErrors, engineio_problem
+from ecigdis_ws.transport.protocol_errors import (
+    ENGINEIO_PACKET,
+    PENDING_FRAMES,
+    ProtocolErrors,
+    engineio_problem,
+)
 from ecigdis_ws.transport.socketio_overrides.inbound import (
     MAX_PENDING_FRAMES,
     open_websocket,
@@ -388,7 +393,12 @@ class DirectSocket(PollingSocket):
             protocol_errors.refuse(problem, self.sid)
             return False
         try:
-            await self.receive(eio_packet.Packet(encoded_packet=data))
+            pkt = eio_packet.Packet(encoded_packet=data)
+        except RecursionError:  # (engineio parses every packet's data as JSON)
+            protocol_errors.refuse(ENGINEIO_PACKET, self.sid)
+            return False
+        try:
+            await self.receive(pkt)
         except engineio.exceptions.UnknownPacketError:
             return True
         except engineio.exceptions.SocketIsClosedError:
