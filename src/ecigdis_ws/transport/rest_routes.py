@@ -169,6 +169,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raise v.invalid(BODY_CUT_OFF_ANSWER) from None
     try:
         data = json_codec.loads(raw)
+    except json_codec.JsonTooDeep as exc:
+        raise v.invalid(f"the body is not JSON this server reads: {exc}") from None
     except (ValueError, UnicodeDecodeError):
         raise v.invalid("the body is not JSON") from None
     return v.payload(data)
