@@ -152,3 +152,29 @@ async def test_any_bytes_in_a_bearer_token_are_a_wrong_token(
         )
     assert (status, error_code(body)) == (401, "AUTH_FAILED")
     assert problems(capsys, caplog) == []
+
+
+async def test_any_bytes_in_a_handshake_bearer_token_are_a_refused_connect(
+    server: RunningServer,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The socket's handshake reads the same header (auth.token aside, and the
+    URL's query never): its CONNECT is refused AUTH_FAILED, as any wrong token."""
+    with caplog.at_level(logging.DEBUG):
+        status, body = await raw_request(
+            server, b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\n"
+            + b"Authorization: Bearer \xff\xfe\r\n",
+        )
+        assert status == 200, body
+        sid = orjson.loads(body[1:])["sid"].encode()
+        status, _ = await raw_request(
+            server, b"POST /socket.io/?EIO=4&transport=polling&sid=" + sid + b" HTTP/1.1\r\n"
+            + b"Content-Type: text/plain\r\n", b"40",
+        )
+        assert status == 200
+        status, body = await raw_request(
+            server, b"GET /socket.io/?EIO=4&transport=polling&sid=" + sid + b" HTTP/1.1\r\n",
+        )
+    assert body.startswith(b"44") and b"AUTH_FAILED" in body, body
+    assert problems(capsys, caplog) == []
