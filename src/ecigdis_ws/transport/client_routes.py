@@ -11,12 +11,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from ecigdis_ws import json_codec
 from ecigdis_ws.services.dev_accounts import DevAccounts
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.transport.app_keys import SERVICES
@@ -68,8 +68,10 @@ async def _sign_in(request: web.Request) -> web.Response:
     if len(raw) > MAX_DEV_TOKEN_BODY_BYTES:
         raise invalid_body("body too large", 413)
     try:
-        body: Any = json.loads(raw or b"null")
-    except ValueError:
+        body: Any = json_codec.loads(raw or b"null")
+    except json_codec.JsonTooDeep as exc:
+        raise invalid_body(f"body is not JSON this server reads: {exc}") from None
+    except ValueError:  # (UnicodeDecodeError included)
         raise invalid_body("body is not JSON") from None
     if not isinstance(body, dict):
         raise invalid_body("expected { name, ttlS? }")

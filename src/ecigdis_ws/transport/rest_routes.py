@@ -149,7 +149,11 @@ def _require_server_key(request: web.Request) -> None:
     given = request.headers.get("X-API-Key")
     if given is None:
         raise ChatError(ErrorCode.UNAUTHENTICATED, "send X-API-Key")
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    # aiohttp reads header bytes that are not ASCII as surrogates ("\xff" is
+    # "\udcff"), which .encode() refuses: a 500 for any such byte, before. Those
+    # bytes back as they came, so every header is some bytes and compared as such.
+    sent = given.encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(sent, expected.encode()):
         raise ChatError(ErrorCode.AUTH_FAILED, "wrong API key")
 
 
@@ -169,6 +173,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raise v.invalid(BODY_CUT_OFF_ANSWER) from None
     try:
         data = json_codec.loads(raw)
+    except json_codec.JsonTooDeep as exc:
+        raise v.invalid(f"the body is not JSON this server reads: {exc}") from None
     except (ValueError, UnicodeDecodeError):
         raise v.invalid("the body is not JSON") from None
     return v.payload(data)
