@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 import aiohttp
 import pytest
@@ -29,6 +31,8 @@ from tests.transport.conftest import HYPOTHESIS, PollingClient, on_loop, socketi
 from tests.transport.rest_support import USER_API
 
 pytestmark = pytest.mark.backends("sqlite")
+
+ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
 
 DEEP = 1100  # past orjson's 1,024 levels and the stdlib parser's recursion limit
 PACKET_CORPUS = [
@@ -152,9 +156,19 @@ async def test_fuzzed_polling_bodies_get_an_answer_and_no_traceback(
 
 
 async def test_fuzzed_rest_bodies_are_answered_4xx_and_no_traceback(
-    server: RunningServer, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture,
+    make_server: ServerFactory, session: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING)
+    async with make_server(RATE_LIMIT_MESSAGES="0", RATE_LIMIT_EVENTS="0",
+                           RATE_LIMIT_CONVERSATIONS="0") as server:
+        await fuzz_rest(server, session)
+    assert server_log_problems(caplog.records) == []
+
+
+async def fuzz_rest(server: RunningServer, session: aiohttp.ClientSession) -> None:
+    """Bodies to every POST route of the user API, as a member (rate limits off, so
+    each body reaches its parsing)."""
     loop = asyncio.get_running_loop()
     conversation = await server.conversation(1, 2)
     paths = [
@@ -182,4 +196,3 @@ async def test_fuzzed_rest_bodies_are_answered_4xx_and_no_traceback(
         async with session.post(server.url + paths[1], data=body, headers=headers) as response:
             assert response.status == 400
             assert (await response.json())["error"]["code"] == "INVALID_PAYLOAD"
-    assert server_log_problems(caplog.records) == []
