@@ -156,10 +156,11 @@ async def test_refused_tokens_are_never_logged_either(
             b"Authorization: Bearer " + giant.encode() + b"\r\n\r\n",
         ):
             assert (await _raw_request(server, request)).split()[1] == b"400"
-        async with aiohttp.ClientSession() as http:
-            async with http.get(server.url + "/api/messenger/conversations",
-                                headers={"Authorization": f"Bearer {forged}"}) as reply:
-                assert reply.status == 401
+        async with aiohttp.ClientSession() as http, http.get(
+            server.url + "/api/messenger/conversations",
+            headers={"Authorization": f"Bearer {forged}"},
+        ) as reply:
+            assert reply.status == 401
         refused = ChatClient(server.url)
         with pytest.raises(socketio.exceptions.ConnectionError):
             await refused.connect(token=forged)
@@ -171,7 +172,7 @@ async def test_refused_tokens_are_never_logged_either(
     logged = [output.out, output.err, *(record.getMessage() for record in caplog.records
                                        if record.name != "aiohttp.access")]
     for token in (good, forged, giant):
-        header, payload, _ = token.split(".", 2)
+        payload = token.split(".")[1]  # (the header is the same for every token)
         for line in logged:
             assert payload[:16] not in line, line
 
