@@ -287,8 +287,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("EVENT_LOOP", "event_loop", _choice("uvloop", "asyncio"), "uvloop",
          "uvloop (libuv: faster I/O and timers) or asyncio's own loop"),
     Spec("PRESENCE_SCOPE", "presence_scope", _choice("global", "contacts"), "global",
-         "who hears user:online/offline: every authenticated socket, or only users who "
-         "share a conversation (contacts: no quadratic broadcast in a connect storm)"),
+         "who hears user:online/offline and whom presence:request lists: everyone, or only "
+         "users who share a conversation (contacts: no quadratic broadcast in a connect storm)"),
     Spec("MEMBERSHIP_CACHE_S", "membership_cache_s", _int_range(0, 86400), "60",
          "how long a positive membership check is trusted without asking the database; "
          "changes made through this server invalidate it at once, 0 turns the cache off"),

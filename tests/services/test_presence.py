@@ -399,6 +399,44 @@ async def test_with_contacts_scope_online_still_lists_everyone(
         assert sorted(user.user_id for user in online) == [1, 2]
 
 
+async def test_with_contacts_scope_a_presence_request_lists_only_the_askers_contacts(
+    make_harness: HarnessFactory,
+) -> None:
+    """presence:request without a conversation tells what user:online would: the
+    asker and the online users sharing a conversation with them, nobody else."""
+    async with make_harness(PRESENCE_SCOPE="contacts", PRESENCE_LIST_MAX="2") as harness:
+        await harness.conversation(1, 2)
+        await harness.conversation(2, 5)  # Bob's contact, not Alice's
+        await harness.conversation(1, 3)  # Cy is offline
+        alice = await harness.user(1, "Alice")
+        await harness.user(2, "Bob")
+        await harness.user(5, "Eve")
+        loner = await harness.user(9, "Mallory")
+        conversations = harness.chat.conversations
+
+        seen = await conversations.online_members(harness.actor(alice), None)
+        assert seen == [OnlineUser(1, "Alice"), OnlineUser(2, "Bob")]
+        listing = await conversations.presence_list(harness.actor(loner), None)
+        assert (listing.users, listing.truncated) == ([OnlineUser(9, "Mallory")], False)
+        # the cap counts the scoped list: Alice's two fit, Bob's three do not
+        assert not (await conversations.presence_list(harness.actor(alice), None)).truncated
+        bob = harness.actor(await harness.user(2, "Bob"))
+        assert (await conversations.presence_list(bob, None)).truncated
+
+
+async def test_with_global_scope_a_presence_request_lists_everyone(
+    make_harness: HarnessFactory,
+) -> None:
+    async with make_harness(PRESENCE_SCOPE="global") as harness:
+        await harness.conversation(1, 2)
+        alice = await harness.user(1, "Alice")
+        await harness.user(9, "Mallory")  # no conversation in common
+
+        seen = await harness.chat.conversations.online_members(harness.actor(alice), None)
+
+        assert sorted(user.user_id for user in seen) == [1, 9]
+
+
 # -- the shared registry -------------------------------------------------------------------
 
 

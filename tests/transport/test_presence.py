@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
+import aiohttp
 import pytest
 
 from tests.support import RunningServer
@@ -149,11 +150,41 @@ async def test_contacts_scope_announces_arrivals_and_departures_only_to_contacts
         assert [e["userId"] for e in alice.received("user:online")] == [2]
 
 
-async def test_contacts_scope_still_lists_everyone_online_on_request(
+async def test_contacts_scope_lists_only_contacts_on_request_over_socket_and_rest(
     make_server: ServerFactory,
 ) -> None:
-    async with make_server(PRESENCE_SCOPE="contacts") as server:
+    """presence:request (and GET /presence) without a conversation tells no more
+    than user:online does under contacts: the asker and the online users who share
+    a conversation with them. Before, it listed everyone online."""
+    async with make_server(PRESENCE_SCOPE="contacts") as server, aiohttp.ClientSession() as http:
+        await server.conversation(1, 2)
+        await server.conversation(2, 5, title="Bob and Eve")  # Eve: Bob's contact only
         alice = await server.client(1, "Alice")
-        await server.client(2, "Bob")
-        listing = await alice.call("presence:request")
-        assert sorted(user["userId"] for user in listing["users"]) == [1, 2]
+        bob = await server.client(2, "Bob")
+        await server.client(5, "Eve")
+        mallory = await server.client(9, "Mallory")  # nobody's contact
+
+        async def rest_presence(user: int) -> set[int]:
+            async with http.get(server.url + "/api/messenger/presence",
+                                headers={"Authorization": f"Bearer {server.token(user)}"}) as reply:
+                assert reply.status == 200
+                return {u["userId"] for u in (await reply.json())["users"]}
+
+        for user, client, seen in ((1, alice, {1, 2}), (2, bob, {1, 2, 5}), (9, mallory, {9})):
+            listing = await client.call("presence:request", {})
+            assert {u["userId"] for u in listing["users"]} == seen, user
+            assert listing["count"] == len(seen) and listing["truncated"] is False
+            assert await rest_presence(user) == seen, user
+        # within a conversation nothing changes: its online members
+        conversation = await server.conversation(1, 9, title="later")
+        listing = await alice.call("presence:request", {"conversationId": conversation})
+        assert {u["userId"] for u in listing["users"]} == {1, 9}
+        # and the new conversation made them contacts
+        assert await rest_presence(9) == {1, 9}
+
+
+async def test_global_scope_lists_everyone_online_on_request(server: RunningServer) -> None:
+    alice = await server.client(1, "Alice")
+    await server.client(2, "Bob")  # no conversation in common
+    listing = await alice.call("presence:request")
+    assert sorted(user["userId"] for user in listing["users"]) == [1, 2]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 import aiohttp
 import orjson
@@ -28,6 +30,7 @@ DEEP_BODIES = {
     "objects-lone-surrogate": '{"t":"\\ud800","a":' + "[" * DEPTH + "]" * DEPTH + "}",
 }
 PROBLEM_LEVELS = ("[warning", "[error", "[critical")
+ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
 
 
 def problems(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -67,14 +70,14 @@ async def test_json_nested_past_the_parser_depth_is_400_invalid_payload(
     conversation = await server.conversation(1, 2)
     headers = {"Content-Type": "application/json"}
     with caplog.at_level(logging.DEBUG):
-        for path, kwargs in (
-            (f"{USER_API}/conversations/{conversation}/messages", {"user": 1}),
-            (f"{USER_API}/conversations", {"user": 1}),
-            (f"{SERVER_API}/conversations/{conversation}/messages",
-             {"headers": {**headers, "X-API-Key": SERVER_API_KEY}}),
+        for path, user, key in (
+            (f"{USER_API}/conversations/{conversation}/messages", 1, {}),
+            (f"{USER_API}/conversations", 1, {}),
+            (f"{SERVER_API}/conversations/{conversation}/messages", None,
+             {"X-API-Key": SERVER_API_KEY}),
         ):
-            reply = await keyed.request("POST", path, data=body,
-                                        **{"headers": headers, **kwargs})  # type: ignore[arg-type]
+            reply = await keyed.request("POST", path, user=user, data=body,
+                                        headers={**headers, **key})
             assert (reply.status, reply.code) == (400, "INVALID_PAYLOAD"), (path, reply.body)
             assert "nested deeper than 1024" in reply.body["error"]["message"]
         # the server goes on: a good body is stored
@@ -83,14 +86,14 @@ async def test_json_nested_past_the_parser_depth_is_400_invalid_payload(
 
 
 async def test_dev_token_reads_its_body_with_the_same_reader(
-    make_server: pytest.FixtureRequest,
+    make_server: ServerFactory,
     session: aiohttp.ClientSession,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """POST /dev/token caps its body at 1 KiB, so it cannot nest past 512 levels;
     nested as deep as it may, and past its cap, it is a 400 / 413, never a 500."""
-    async with make_server(NODE_ENV="development") as server:  # type: ignore[operator]
+    async with make_server(NODE_ENV="development") as server:
         with caplog.at_level(logging.DEBUG):
             for body, status in (("[" * 512 + "]" * 512, 400), ("[" * DEPTH + "]" * DEPTH, 413),
                                  ('{"name": ' + "9" * 1000 + "}", 400)):

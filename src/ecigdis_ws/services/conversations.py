@@ -193,9 +193,11 @@ class ConversationService:
         )
 
     async def online_members(self, actor: Actor, conversation_id: int | None) -> list[OnlineUser]:
-        """presence:request: everyone online, or one conversation's members online."""
+        """presence:request: the online users the actor may see (everyone, or under
+        PRESENCE_SCOPE=contacts only those sharing a conversation with them), or
+        one conversation's members online."""
         if conversation_id is None:
-            return await self._presence.online()
+            return await self._presence.visible_to(actor.user_id)
         await self._access.require_member(conversation_id, actor.user_id)
         members = await self._storage.member_ids(conversation_id)
         return await self._presence.online(members)

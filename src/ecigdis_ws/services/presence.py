@@ -256,6 +256,18 @@ class PresenceService:
         candidates = everyone.keys() if among is None else among
         return [OnlineUser(user, everyone[user]) for user in candidates if user in everyone]
 
+    async def visible_to(self, user_id: UserId) -> list[OnlineUser]:
+        """The online users `user_id` may see (presence:request without a
+        conversation): everyone under PRESENCE_SCOPE=global; under `contacts` the
+        user and those who share a conversation with them, the very relation
+        `_audience` announces arrivals to, so the list tells no more than the
+        user:online events do. (A database that cannot be read is UNAVAILABLE,
+        never the whole cluster.)"""
+        if self._scope == "global":
+            return await self.online()
+        contacts = await self._storage.contact_ids(user_id)
+        return await self.online(dict.fromkeys([user_id, *contacts]))
+
     def local_sockets(self, user_id: UserId) -> frozenset[str]:
         """The user's sockets on this node (the per-user connection cap counts them),
         their long-polls not included."""

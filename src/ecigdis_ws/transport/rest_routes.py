@@ -288,8 +288,10 @@ async def set_typing(request: web.Request) -> web.Response:
 
 
 async def presence(request: web.Request) -> web.Response:
-    """presence:request's answer: everyone online (PRESENCE_SCOPE), or the online
-    members of `conversationId`, at most PRESENCE_LIST_MAX."""
+    """presence:request's answer: the online users the caller may see (everyone,
+    or under PRESENCE_SCOPE=contacts the caller and those sharing a conversation
+    with them), or the online members of `conversationId`, at most
+    PRESENCE_LIST_MAX."""
     identity = await _identify(request)
     conversation_id = _query_int(request, "conversationId", 1, v.MAX_ID)
     listing = await _api(request).chat.conversations.presence_list(
