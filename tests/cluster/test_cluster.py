@@ -947,6 +947,7 @@ def forgeries(conversation: int, sid: str) -> list[bytes]:
         b"\x00\xff not json at all",
         b"[1, 2, 3]",
         b"",
+        b"[" * 5000 + b"]" * 5000,  # nested past the parser's depth (a RecursionError)
     ]
 
 
