@@ -530,12 +530,45 @@ async def run(name: str) -> dict[str, Any]:
         return figures
 
 
+# Figures beyond the common ones that say whether the scenario's attack held.
+TELLING = ("upgrades_accepted", "fds_12s_later", "final_get_status_bytes", "get_bytes",
+           "online_after_leaving_s", "cpu_s_during", "disconnected", "replayed_per_client",
+           "statuses", "token_parts_in_log", "new_connection_for_that_user")
+
+
+def compare(before_dir: Path, after_dir: Path) -> str:
+    """A markdown table of two runs, scenario by scenario."""
+    lines = ["| scenario | run | fds peak | RSS start→peak MB | CPU 10 s after, s | "
+             "victim p95 / max ms | tracebacks | what the attack got |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in SCENARIOS:
+        for label, folder in (("before", before_dir), ("after", after_dir)):
+            path = folder / f"{name}.json"
+            if not path.exists():
+                continue
+            f = json.loads(path.read_text())
+            victim = f["victim"]
+            telling = "; ".join(f"{key} {f[key]}" for key in TELLING if key in f)
+            lines.append(
+                f"| {name} | {label} | {f['fds_peak']} | {f['rss_mb_start']}→{f['rss_mb_peak']}"
+                f" | {f['cpu_s_10s_after_left']} | {victim.get('p95_ms')} / "
+                f"{victim.get('max_ms')} | {f['tracebacks']} | {telling} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
     parser.add_argument("--all", action="store_true")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE", "AFTER"),
+                        help="print a markdown table of two runs' results instead")
     options = parser.parse_args()
+    if options.compare:
+        print(compare(*options.compare))
+        return 0
+    if options.out is None:
+        parser.error("--out is required to run scenarios")
     names = list(SCENARIOS) if options.all else (options.scenario or [])
     for name in names:
         figures = asyncio.run(run(name))
