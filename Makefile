@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck clean env-example client
+.PHONY: install run test test-serial test-quick lint typecheck clean env-example client
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,10 +46,21 @@ test: $(STAMP) client
 	$(BIN)/mypy --strict src
 	$(BIN)/python scripts/audit_dependencies.py
 	$(BIN)/python -m tests.tools
-	@# pytest's exit code 5 means it collected no tests: that is a failure, not a pass.
-	$(BIN)/pytest; status=$$?; \
+	@# On every core; fails unless every test a serial collection lists ran.
+	$(BIN)/python scripts/run_suite.py
+
+# The same suite in one process, for debugging (PYTEST_ARGS: a path, -k, -x ...).
+test-serial: $(STAMP) client
+	$(BIN)/pytest -p no:xdist $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
+
+# The inner loop: every test that needs no process outside pytest (no MariaDB, Redis,
+# Node, Chromium, nginx, pm2 or systemd), on every core, in well under a minute.
+QUICK := tests/services tests/storage tests/transport tests/fanout tests/test_architecture.py \
+	tests/test_docs.py tests/test_settings.py tests/test_json_codec.py
+test-quick: $(STAMP)
+	$(BIN)/pytest -n auto -q -k "not mariadb" $(QUICK)
 
 env-example: $(STAMP)
 	$(BIN)/python -c 'from ecigdis_ws.settings import render_env_example as r; print(r(), end="")' > .env.example

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.support import run_bounded, stop_process, unavailable
+from tests.deploy.support import installing, run_bounded, stop_process, unavailable
 from tests.support import RunningServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,6 +84,13 @@ def _install_socket_io() -> None:
     version = _pinned_socket_io()
     if _installed_socket_io() == version:
         return
+    with installing():  # (one npm install at a time across the test workers)
+        if _installed_socket_io() != version:
+            _npm_install_socket_io(npm, version)
+    assert _installed_socket_io() == version
+
+
+def _npm_install_socket_io(npm: str, version: str) -> None:
     CACHE.mkdir(parents=True, exist_ok=True)
     done = run_bounded(
         [npm, "install", "--prefix", str(CACHE), "--no-save", "--no-package-lock", "--no-audit",
@@ -92,7 +99,6 @@ def _install_socket_io() -> None:
     )
     if done.returncode != 0:
         unavailable(f"npm install socket.io@{version} failed:\n{done.stderr[-2000:]}")
-    assert _installed_socket_io() == version
 
 
 def _wait_until_listening(peer: NodePeer, log: Path) -> None:

@@ -9,6 +9,7 @@ cannot be had, a test skips with the reason, except under CI=true, where that fa
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -61,10 +62,33 @@ def _which(binary: str) -> str | None:
 _apt_updated = False
 
 
+@contextmanager
+def installing() -> Iterator[None]:
+    """One install at a time across the test workers (pytest-xdist runs several
+    processes): apt-get refuses to run beside another, and two npm installs into one
+    prefix would each see the other's half-written tree. The lock file lives in the
+    git-ignored cache, and the lock goes with the process."""
+    NPM_CACHE.mkdir(parents=True, exist_ok=True)
+    with (NPM_CACHE / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def apt_tool(package: str, binary: str) -> str:
     """The path of `binary`, installing Debian's `package` first when it is missing."""
-    global _apt_updated
     found = _which(binary)
+    if found:
+        return found
+    with installing():
+        return _apt_install(package, binary)
+
+
+def _apt_install(package: str, binary: str) -> str:
+    global _apt_updated
+    found = _which(binary)  # (another worker may have installed it meanwhile)
     if found:
         return found
     what = f"{binary} is missing and `apt-get install {package}`"
@@ -95,6 +119,24 @@ def apt_tool(package: str, binary: str) -> str:
 # -- npm packages ------------------------------------------------------------------------------
 
 
+def _npm_install(npm: str, prefix: Path, package: str, version: str) -> None:
+    prefix.mkdir(parents=True, exist_ok=True)
+    # --no-save and no package.json: npm writes nothing but node_modules/, which
+    # .gitignore covers. --ignore-scripts: no install-time downloads (artillery's
+    # Playwright browsers) and no native builds; neither tool needs them here.
+    command = [npm, "install", "--prefix", str(prefix), "--no-save", "--no-package-lock",
+               "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error",
+               f"{package}@{version}"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True,
+                              timeout=NPM_INSTALL_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        unavailable(f"npm install {package}@{version} took over {NPM_INSTALL_TIMEOUT_S} s")
+    if done.returncode != 0:
+        unavailable(f"npm install {package}@{version} failed ({done.returncode}):\n"
+                    f"{_tail(done.stdout + done.stderr)}")
+
+
 def npm_tool(package: str, version: str, binary: str) -> Path:
     """node_modules/.bin/`binary` of `package`@`version`, installed once into the cache."""
     npm = shutil.which("npm")
@@ -110,21 +152,9 @@ def npm_tool(package: str, version: str, binary: str) -> Path:
         return found
 
     if installed() != version:
-        prefix.mkdir(parents=True, exist_ok=True)
-        # --no-save and no package.json: npm writes nothing but node_modules/, which
-        # .gitignore covers. --ignore-scripts: no install-time downloads (artillery's
-        # Playwright browsers) and no native builds; neither tool needs them here.
-        command = [npm, "install", "--prefix", str(prefix), "--no-save", "--no-package-lock",
-                   "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error",
-                   f"{package}@{version}"]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True,
-                                  timeout=NPM_INSTALL_TIMEOUT_S, check=False)
-        except subprocess.TimeoutExpired:
-            unavailable(f"npm install {package}@{version} took over {NPM_INSTALL_TIMEOUT_S} s")
-        if done.returncode != 0:
-            unavailable(f"npm install {package}@{version} failed ({done.returncode}):\n"
-                        f"{_tail(done.stdout + done.stderr)}")
+        with installing():
+            if installed() != version:  # (another worker may have installed it meanwhile)
+                _npm_install(npm, prefix, package, version)
     assert installed() == version, f"{package} {installed()} is installed, not {version}"
     executable = prefix / "node_modules" / ".bin" / binary
     assert executable.is_file(), f"{executable} is missing after the install"

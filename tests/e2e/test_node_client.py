@@ -27,6 +27,7 @@ from typing import Any
 import jwt
 import pytest
 
+from tests.deploy.support import installing
 from tests.needs import unavailable
 from tests.support import RunningServer
 
@@ -88,6 +89,13 @@ def _needs_install() -> bool:
 def install_node_packages() -> None:
     """npm install in tests/e2e/node, unless what is installed is what is pinned."""
     npm_path = _require("npm")
+    with installing():  # (one npm install at a time across the test workers)
+        _install_if_needed(npm_path)
+    installed = _installed_version()
+    assert installed == _pinned_version(), f"socket.io-client {installed} is installed"
+
+
+def _install_if_needed(npm_path: str) -> None:
     if _needs_install():
         # --no-package-lock: node_modules is git-ignored and a lockfile would be an
         # untracked file; socket.io-client itself is pinned exactly in package.json.
@@ -102,8 +110,6 @@ def install_node_packages() -> None:
         if done.returncode != 0:
             pytest.fail(f"npm install failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
         os.utime(NODE_MODULES)  # the stamp _needs_install compares package.json with
-    installed = _installed_version()
-    assert installed == _pinned_version(), f"socket.io-client {installed} is installed"
 
 
 @pytest.fixture(scope="session")

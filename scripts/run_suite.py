@@ -1,0 +1,71 @@
+"""The whole suite on every core (pytest-xdist), and proof that all of it ran.
+
+`make test` runs this. A parallel run can lose tests quietly: a worker that crashes,
+a parametrization that differs between workers, a generated test (schemathesis,
+hypothesis) that one worker does not collect. So the tests a serial collection
+lists are counted first, the parallel run writes a JUnit report, and the run fails
+unless the report holds every one of them, whatever pytest's exit code says.
+
+    python scripts/run_suite.py [pytest arguments...]
+
+Extra arguments go to both pytest runs (a path, `-k`, `-x`). `make test-serial`
+runs the suite in one process, for debugging.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+# pytest's exit code when it collected nothing: a failure here, never a pass.
+NO_TESTS_COLLECTED = 5
+
+
+def collected(args: list[str]) -> int:
+    """How many tests a serial collection lists."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:xdist", *args],
+        capture_output=True, text=True, check=False,
+    )
+    match = re.search(r"^(\d+) tests? collected", done.stdout, re.MULTILINE)
+    if done.returncode not in (0, NO_TESTS_COLLECTED) or match is None:
+        sys.stdout.write(done.stdout + done.stderr)
+        raise SystemExit("the serial collection failed")
+    return int(match.group(1))
+
+
+def executed(report: Path) -> int:
+    """Test cases in a JUnit report: passed, failed, errored and skipped alike."""
+    return sum(1 for _ in ElementTree.parse(report).getroot().iter("testcase"))
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    expected = collected(args)
+    workers = os.environ.get("PYTEST_WORKERS", "auto")
+    with tempfile.TemporaryDirectory() as folder:
+        report = Path(folder) / "junit.xml"
+        status = subprocess.run(
+            [sys.executable, "-m", "pytest", "-n", workers, "--dist", "worksteal",
+             f"--junitxml={report}", *args],
+            check=False,
+        ).returncode
+        ran = executed(report) if report.exists() else 0
+    print(f"run_suite: {ran} tests executed in parallel, {expected} collected serially")
+    if status == NO_TESTS_COLLECTED:
+        print("run_suite: pytest collected no tests", file=sys.stderr)
+        return 1
+    if ran != expected:
+        print(f"run_suite: {expected - ran} of the collected tests did not run",
+              file=sys.stderr)
+        return 1
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
