@@ -56,7 +56,7 @@ test-serial: $(STAMP) client
 	exit $$status
 
 # The inner loop: every test that needs no process outside pytest (no MariaDB, Redis,
-# Node, Chromium, nginx, pm2 or systemd), on every core, in well under a minute.
+# Node, Chromium, nginx, pm2 or systemd), on every core, in under a minute.
 QUICK := tests/services tests/storage tests/transport tests/fanout tests/test_architecture.py \
 	tests/test_docs.py tests/test_settings.py tests/test_json_codec.py
 test-quick: $(STAMP)
