@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import socket
+import urllib.error
+import urllib.request
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -26,6 +29,16 @@ from ecigdis_ws.transport.app_keys import SERVICES
 from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER
 
 WAIT_S = 5.0
+
+
+def get_json(url: str, timeout_s: float = 2.0) -> tuple[int, Any]:
+    """GET a server started as a process (blocking): its status and JSON body,
+    an error status's body included."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def free_port() -> int:

@@ -11,8 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +25,7 @@ import socketio
 from ecigdis_ws import __version__
 from ecigdis_ws.storage.migrations import MIGRATIONS
 from tests.deploy.support import wait_for_health
-from tests.support import free_port
+from tests.support import free_port, get_json
 
 BIN = Path(sys.executable).parent
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -322,14 +320,6 @@ class ServeRun:
     health: dict[str, Any]
     returncode: int
     stderr: str
-
-
-def get_json(url: str) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import secrets
 import shutil
@@ -33,8 +32,6 @@ import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +48,7 @@ from ecigdis_ws.fanout.channels import ChannelNames
 from ecigdis_ws.settings import is_cluster_url, load_settings, parse_cluster_url
 from ecigdis_ws.storage.factory import open_storage
 from tests import needs
-from tests.support import ChatClient, free_port
+from tests.support import ChatClient, free_port, get_json
 
 SCRIPT = Path(sys.executable).parent / "ecigdis-ws"
 REDIS_SERVER = "redis-server"
@@ -92,14 +89,6 @@ ENGINES = ("standalone", "redis-cluster")
 
 def unavailable(reason: str) -> NoReturn:
     needs.unavailable(f"{reason}; the cluster tests need Redis and redis-server")
-
-
-def get_json(url: str, timeout_s: float = 2.0) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def wait_until(condition: Callable[[], bool], within: float) -> None:

@@ -17,8 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +27,7 @@ import jwt
 import pytest
 
 from tests.needs import unavailable
-from tests.support import free_port
+from tests.support import free_port, get_json
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -162,14 +160,6 @@ def npm_tool(package: str, version: str, binary: str) -> Path:
 
 
 # -- processes, ports, HTTP --------------------------------------------------------------------
-
-
-def get_json(url: str, timeout: float = 2) -> tuple[int, Json]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def wait_for_health(

@@ -198,3 +198,8 @@ def make_harness(
         return service_harness(tmp_path, **env)
 
     return build
+
+
+async def make_database_read_only(harness: ServiceHarness) -> None:
+    """A real fault: SQLite refuses every write from now on ('readonly': unavailable)."""
+    await harness.storage.engine.execute("PRAGMA query_only = ON")  # type: ignore[attr-defined]

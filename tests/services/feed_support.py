@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ecigdis_ws.domain import Actor, FeedEvent, UserId
+from ecigdis_ws.domain import Actor, FeedEvent, StoredMessage, UserId
 from ecigdis_ws.fanout.notifier import DeliveryNotifier
 from ecigdis_ws.services.container import RestServices
 from ecigdis_ws.services.event_feed import EventFeed
@@ -107,3 +107,16 @@ async def log_receipts(
         f"message_id, user_id, created_at_ms) VALUES {rows}",
         params,
     )
+
+
+async def send(harness: ServiceHarness, user: int, conversation: int, text: str) -> int:
+    """A message sent as the REST API sends it (stored, then fanned out); its id."""
+    return (await send_message(harness, user, conversation, text)).id
+
+
+async def send_message(
+    harness: ServiceHarness, user: int, conversation: int, text: str
+) -> StoredMessage:
+    """The same, the stored message itself."""
+    result = await harness.chat.messages.send(rest_actor(user), conversation, text, text)
+    return result.message

@@ -18,19 +18,13 @@ from tests.services.feed_support import (
     answer,
     log_event,
     log_receipts,
-    rest_actor,
     rest_services,
+    send,
     start_poll,
     until_parked,
 )
 
 HarnessFactory = Callable[..., AbstractAsyncContextManager[ServiceHarness]]
-
-
-async def send(harness: ServiceHarness, user: int, conversation: int, text: str) -> int:
-    """A message sent as the REST API sends it (stored, then fanned out); its id."""
-    result = await harness.chat.messages.send(rest_actor(user), conversation, text, text)
-    return result.message.id
 
 
 # -- answering at once ------------------------------------------------------------------

@@ -12,6 +12,7 @@ from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.services.inbox import InboxService
 from tests.services.conftest import ServiceHarness
 from tests.services.feed_support import rest_actor, rest_services
+from tests.services.feed_support import send_message as send
 
 
 def inbox_of(harness: ServiceHarness) -> InboxService:
@@ -25,11 +26,6 @@ async def page_of(
     """The messages of a page and whether more lie beyond it."""
     page = await inbox.messages(user, conversation, since, before, limit)
     return page.messages, page.has_more
-
-
-async def send(harness: ServiceHarness, user: int, conversation: int, text: str) -> StoredMessage:
-    result = await harness.chat.messages.send(rest_actor(user), conversation, text, text)
-    return result.message
 
 
 # -- the conversation list --------------------------------------------------------------

@@ -19,7 +19,7 @@ from ecigdis_ws.domain import Actor, OnlineUser, UserId
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.auth import parse_user_id
 from ecigdis_ws.services.presence import POLL_GAP_S, PresenceService
-from tests.services.conftest import ServiceHarness
+from tests.services.conftest import ServiceHarness, make_database_read_only
 
 HarnessFactory = Callable[..., AbstractAsyncContextManager[ServiceHarness]]
 
@@ -42,11 +42,6 @@ async def last_seen_ms(harness: ServiceHarness, user_id: UserId) -> int | None:
     assert row is not None, f"user {user_id} was never recorded"
     value: int | None = row[0]
     return value
-
-
-async def make_database_read_only(harness: ServiceHarness) -> None:
-    """A real fault: SQLite refuses every write from now on ('readonly': unavailable)."""
-    await harness.storage.engine.execute("PRAGMA query_only = ON")  # type: ignore[attr-defined]
 
 
 # -- arrivals ----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from ecigdis_ws.services.retention import (
 )
 from ecigdis_ws.storage.sql import SqlStorage
 from tests.services.conftest import ServiceHarness
-from tests.services.feed_support import answer, rest_actor, rest_services, start_poll
+from tests.services.feed_support import answer, rest_services, send, start_poll
 
 HarnessFactory = Callable[..., AbstractAsyncContextManager[ServiceHarness]]
 RETENTION_S = 60
@@ -53,11 +53,6 @@ async def old_receipts(harness: ServiceHarness, conversation: int, rows: int, ag
             f"created_at_ms) VALUES {', '.join('(?, ?, ?, ?, ?)' for _ in range(chunk))}",
             [v for n in range(chunk) for v in (conversation, "read", start + n + 1, "1", at_ms)],
         )
-
-
-async def send(harness: ServiceHarness, user: int, conversation: int, text: str) -> int:
-    result = await harness.chat.messages.send(rest_actor(user), conversation, text, text)
-    return result.message.id
 
 
 def retention(harness: ServiceHarness) -> RetentionService:

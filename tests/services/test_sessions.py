@@ -22,7 +22,7 @@ from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.services.main_site import MainSiteVerifier
 from ecigdis_ws.services.sessions import FLOOD_DISCONNECT_AFTER
 from tests.main_site import MainSite, main_site_running
-from tests.services.conftest import ServiceHarness
+from tests.services.conftest import ServiceHarness, make_database_read_only
 
 HarnessFactory = Callable[..., AbstractAsyncContextManager[ServiceHarness]]
 
@@ -51,11 +51,6 @@ async def users_row(harness: ServiceHarness, user_id: UserId) -> tuple[object, .
     row: tuple[object, ...] | None = await engine.fetch_one(
         f"SELECT name FROM {table} WHERE id = ?", (str(user_id),))
     return row
-
-
-async def make_database_read_only(harness: ServiceHarness) -> None:
-    """A real fault: SQLite refuses every write from now on ('readonly': unavailable)."""
-    await harness.storage.engine.execute("PRAGMA query_only = ON")  # type: ignore[attr-defined]
 
 
 # -- opening and authenticating -------------------------------------------------------------

@@ -27,6 +27,12 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
+def rest(server: RunningServer, session: aiohttp.ClientSession) -> Rest:
+    """REST against the test's default server."""
+    return Rest(server, session)
+
+
+@pytest.fixture
 async def keyed(
     make_server: Callable[..., AbstractAsyncContextManager[RunningServer]],
     session: aiohttp.ClientSession,
@@ -134,10 +140,7 @@ class PollingClient:
 
     @classmethod
     async def open(cls, server: RunningServer, http: aiohttp.ClientSession) -> PollingClient:
-        async with http.get(server.url + POLLING) as response:
-            assert response.status == 200, await response.text()
-            opened = json.loads((await response.text())[1:])
-        return cls(server, http, opened["sid"])
+        return cls(server, http, await open_polling_session(server, http))
 
     @property
     def url(self) -> str:
@@ -178,3 +181,12 @@ HYPOTHESIS = settings(
 def on_loop(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None]) -> None:
     """Run one example on the test's event loop, from hypothesis' worker thread."""
     asyncio.run_coroutine_threadsafe(work, loop).result(timeout=60)
+
+
+async def open_polling_session(server: RunningServer, http: aiohttp.ClientSession) -> str:
+    """An Engine.IO polling handshake; the session's id."""
+    async with http.get(server.url + POLLING) as handshake:
+        text = await handshake.text()
+    assert handshake.status == 200 and text.startswith("0{"), text
+    sid: str = json.loads(text[1:])["sid"]
+    return sid

@@ -8,20 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
-import pytest
-
 from ecigdis_ws.domain import iso_ms
 from tests.support import ChatClient, RunningServer
 from tests.transport.conftest import room
 from tests.transport.rest_support import Rest
 
 LIVE_KEYS = {"id", "messageId", "conversationId", "userId", "senderName", "text", "createdAt"}
-
-
-@pytest.fixture
-def rest(server: RunningServer, session: aiohttp.ClientSession) -> Rest:
-    return Rest(server, session)
 
 
 def now_ms(server: RunningServer) -> int:

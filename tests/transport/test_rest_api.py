@@ -17,12 +17,6 @@ from tests.support import RunningServer
 from tests.transport.conftest import room
 from tests.transport.rest_support import USER_API, Rest
 
-
-@pytest.fixture
-def rest(server: RunningServer, session: aiohttp.ClientSession) -> Rest:
-    return Rest(server, session)
-
-
 # -- conversations ----------------------------------------------------------------------
 
 

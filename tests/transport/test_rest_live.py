@@ -10,7 +10,6 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import aiohttp
-import pytest
 
 from ecigdis_ws.services.presence import POLL_GAP_S
 from ecigdis_ws.transport.rest_routes import REST_API
@@ -21,11 +20,6 @@ from tests.transport.rest_support import Reply, Rest
 HOLD_S = 25.0  # LONG_POLL_TIMEOUT_MS's default
 TYPING_S = 6.0  # TYPING_TIMEOUT_MS's default
 GRACE_S = 2.0  # PRESENCE_GRACE_MS's default
-
-
-@pytest.fixture
-def rest(server: RunningServer, session: aiohttp.ClientSession) -> Rest:
-    return Rest(server, session)
 
 
 async def first_poll(rest: Rest, user: int) -> tuple[str, str]:

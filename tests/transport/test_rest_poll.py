@@ -25,11 +25,6 @@ from tests.transport.rest_support import Reply, Rest
 HOLD_S = 25.0  # LONG_POLL_TIMEOUT_MS's default
 
 
-@pytest.fixture
-def rest(server: RunningServer, session: aiohttp.ClientSession) -> Rest:
-    return Rest(server, session)
-
-
 async def start_poll(rest: Rest, user: int, cursor: str) -> asyncio.Task[Reply]:
     """A poll request, in flight until the server answers it, once it is waiting."""
     feed = _feed(rest.server)

@@ -29,6 +29,7 @@ from ecigdis_ws.transport.rest_routes import REST_API
 from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER
 from ecigdis_ws.transport.stale_sessions import UNKNOWN_SID
 from tests.support import WAIT_S, RunningServer, server_log_problems
+from tests.transport.conftest import open_polling_session
 from tests.transport.rest_support import Rest
 
 pytestmark = pytest.mark.backends("sqlite")
@@ -137,11 +138,9 @@ async def body_timer_armed(server: RunningServer, before: int) -> None:
     await server.wait_until(lambda: server.clock.pending > before)
 
 
-async def open_polling_session(server: RunningServer) -> str:
-    async with aiohttp.ClientSession() as http, http.get(server.url + POLLING) as handshake:
-        text = await handshake.text()
-    sid: str = json.loads(text[1:])["sid"]
-    return sid
+async def new_polling_session(server: RunningServer) -> str:
+    async with aiohttp.ClientSession() as http:
+        return await open_polling_session(server, http)
 
 
 # -- heads and idle connections: HTTP_KEEPALIVE_TIMEOUT_MS -------------------------------
@@ -212,7 +211,7 @@ async def test_a_polling_post_for_no_session_is_answered_before_its_trickled_bod
 async def test_a_trickled_polling_body_is_answered_408_and_its_session_closed(
     server: RunningServer,
 ) -> None:
-    sid = await open_polling_session(server)
+    sid = await new_polling_session(server)
     sockets = server.app[SOCKET_SERVER].eio.sockets
     timers = server.clock.pending
     async with raw(server) as connection:
@@ -290,7 +289,7 @@ async def test_long_polls_and_websockets_outlive_every_deadline(
     cursor = (await rest.poll(2)).body["cursor"]
     held = asyncio.create_task(rest.poll(2, cursor, wait_s=60))
     await server.wait_until(lambda: server.app[REST_API].feed.waiting == 1)
-    sid = await open_polling_session(server)
+    sid = await new_polling_session(server)
     async with session.post(f"{server.url}{POLLING}&sid={sid}", data=b"40") as connect:
         assert connect.status == 200
     async with session.get(f"{server.url}{POLLING}&sid={sid}") as connected:
@@ -314,7 +313,7 @@ async def test_a_client_that_hangs_up_part_way_through_a_body_leaves_no_tracebac
 ) -> None:
     """A 400 that nobody reads, the polling session closed as for a late body,
     and no traceback (the server fixture fails the test on any)."""
-    sid = await open_polling_session(server)
+    sid = await new_polling_session(server)
     sockets = server.app[SOCKET_SERVER].eio.sockets
     timers = server.clock.pending
     if path == "polling":

@@ -4,7 +4,6 @@ answered 400 with the Node server's body, counted, and never an ERROR line."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
 import aiohttp
@@ -13,6 +12,7 @@ import pytest
 from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER
 from ecigdis_ws.transport.stale_sessions import UNKNOWN_SID
 from tests.support import WAIT_S, RunningServer, server_log_problems
+from tests.transport.conftest import open_polling_session
 
 pytestmark = pytest.mark.backends("sqlite")
 
@@ -23,14 +23,6 @@ def stale_count(server: RunningServer) -> float:
     value = server.chat.metrics.registry.get_sample_value(
         "ecigdis_ws_stale_session_requests_total")
     return value or 0.0
-
-
-async def open_polling_session(server: RunningServer, session: aiohttp.ClientSession) -> str:
-    async with session.get(server.url + POLLING) as handshake:
-        text = await handshake.text()
-    assert handshake.status == 200 and text.startswith("0{"), text
-    sid: str = json.loads(text[1:])["sid"]
-    return sid
 
 
 async def closed_by_its_client(
