@@ -7,7 +7,8 @@ from typing import Any
 
 from ecigdis_ws.bench.client import WireClient
 from ecigdis_ws.bench.connection import ClientConnection
-from ecigdis_ws.bench.wire import PING, PONG, control_frame
+from ecigdis_ws.bench.wire import control_frame
+from ecigdis_ws.websocket_frames import PING, PONG
 from tests.bench.test_wire import KEY, UPGRADE, Events, server_frame
 
 

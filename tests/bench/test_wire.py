@@ -11,15 +11,13 @@ import pytest
 
 from ecigdis_ws.bench.connection import ClientConnection
 from ecigdis_ws.bench.wire import (
-    CLOSE,
     MAX_FRAME_BYTES,
-    PING,
-    PONG,
     control_frame,
     reply_code,
     text_frame,
     websocket_url,
 )
+from ecigdis_ws.websocket_frames import CLOSE, PING, PONG, frame
 
 KEY = base64.b64encode(b"0123456789abcdef")
 ACCEPT = base64.b64encode(
@@ -64,13 +62,8 @@ class Events:
 
 
 def server_frame(payload: bytes, first: int = 0x81) -> bytes:
-    """A frame as a server writes it: unmasked."""
-    size = len(payload)
-    if size < 126:
-        return bytes((first, size)) + payload
-    if size < 65536:
-        return bytes((first, 126)) + size.to_bytes(2, "big") + payload
-    return bytes((first, 127)) + size.to_bytes(8, "big") + payload
+    """A frame as a server writes it: unmasked (`first`: FIN and the opcode)."""
+    return frame(payload, first & 0x0F, final=bool(first & 0x80))
 
 
 def unmasked(frame: bytes) -> tuple[int, bytes]:

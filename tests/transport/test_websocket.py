@@ -21,6 +21,7 @@ from ecigdis_ws.transport.socketio_overrides.websocket import (
     DirectSocket,
     on_step,
 )
+from ecigdis_ws.websocket_frames import TEXT, frame
 from tests.support import RunningServer
 from tests.transport.conftest import room
 
@@ -212,9 +213,4 @@ async def _raw_join(sock: socket.socket, server: RunningServer, conversation: in
 
 
 def _masked_text_frame(payload: bytes) -> bytes:
-    mask = b"\x01\x02\x03\x04"
-    assert len(payload) < 65536
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    size = bytes((0x80 | len(payload),)) if len(payload) < 126 else (
-        b"\xfe" + len(payload).to_bytes(2, "big"))
-    return b"\x81" + size + mask + masked
+    return frame(payload, TEXT, mask=b"\x01\x02\x03\x04")

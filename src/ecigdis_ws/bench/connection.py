@@ -12,15 +12,9 @@ from typing import Any
 import orjson
 
 from ecigdis_ws.bench.wire import (
-    BINARY,
-    CLOSE,
-    CONTINUATION,
     FINAL_TEXT,
     MAX_FRAME_BYTES,
     MAX_HANDSHAKE_BYTES,
-    PING,
-    PONG,
-    TEXT,
     PendingSend,
     Recorder,
     Session,
@@ -31,6 +25,7 @@ from ecigdis_ws.bench.wire import (
     upgrade_failure,
     upgrade_request,
 )
+from ecigdis_ws.websocket_frames import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT
 
 # Engine.IO packet types (the first byte), and Socket.IO's (the second, after "4")
 _OPEN, _CLOSE_PACKET, _PING_PACKET, _MESSAGE = ord("0"), ord("1"), ord("2"), ord("4")

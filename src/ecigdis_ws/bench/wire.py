@@ -24,17 +24,15 @@ import base64
 import hashlib
 from typing import Any, Protocol
 
+from ecigdis_ws.websocket_frames import FIN, MAX_CONTROL_PAYLOAD, TEXT, ZERO_MASK, frame
+
 SOCKET_IO_PATH = "/socket.io/?EIO=4&transport=websocket"
 # A server's HTTP answer to the upgrade is a few hundred bytes; more is not a websocket.
 MAX_HANDSHAKE_BYTES = 16 * 1024
 # Packets are small here; the cap only stops a broken server from filling memory.
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 _WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-_ZERO_MASK = b"\x00\x00\x00\x00"
-
-# websocket opcodes
-CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-FINAL_TEXT = 0x80 | TEXT
+FINAL_TEXT = FIN | TEXT
 
 # A pending message:send: (phase, message key, group, send time in monotonic ns)
 PendingSend = tuple[int, int, int, int]
@@ -83,20 +81,12 @@ def websocket_url(url: str) -> str:
 
 def text_frame(payload: bytes) -> bytes:
     """A final, masked (zero key) text frame."""
-    size = len(payload)
-    if size < 126:
-        header = bytes((FINAL_TEXT, 0x80 | size))
-    elif size < 65536:
-        header = bytes((FINAL_TEXT, 0x80 | 126)) + size.to_bytes(2, "big")
-    else:
-        header = bytes((FINAL_TEXT, 0x80 | 127)) + size.to_bytes(8, "big")
-    return header + _ZERO_MASK + payload
+    return frame(payload, TEXT, ZERO_MASK)
 
 
 def control_frame(opcode: int, payload: bytes = b"") -> bytes:
     """A masked (zero key) control frame; control payloads are at most 125 bytes."""
-    payload = payload[:125]
-    return bytes((0x80 | opcode, 0x80 | len(payload))) + _ZERO_MASK + payload
+    return frame(payload[:MAX_CONTROL_PAYLOAD], opcode, ZERO_MASK)
 
 
 def error_code(payload: Any) -> str:

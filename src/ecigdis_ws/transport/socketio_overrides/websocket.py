@@ -21,7 +21,6 @@ once the connection is gone (polling.py has the session's other bounds).
 from __future__ import annotations
 
 import asyncio
-import struct
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -52,11 +51,10 @@ from ecigdis_ws.transport.socketio_overrides.polling import (
     adopt_session,
     keep_closing,
 )
+from ecigdis_ws.websocket_frames import frame
 
 log = get_logger(__name__)
 
-_TEXT = 0x81  # FIN + text opcode
-_BINARY = 0x82  # FIN + binary opcode
 _PROBE = "probe"
 # Heartbeats fall due on a grid of this step (wall clock), so the pings of every
 # socket due within one step go out in one loop turn, and their pongs come back
@@ -65,22 +63,6 @@ _PROBE = "probe"
 # is well within what clients allow (the interval plus PING_TIMEOUT_MS).
 HEARTBEAT_STEP_S = 1.0
 _DATA = (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY)
-def frame(payload: str | bytes) -> bytes:
-    """One unmasked, uncompressed websocket frame (RFC 6455 5.2), as servers send."""
-    if isinstance(payload, str):
-        data, opcode = payload.encode(), _TEXT
-    else:
-        data, opcode = bytes(payload), _BINARY
-    size = len(data)
-    if size < 126:
-        header = bytes((opcode, size))
-    elif size < 65536:
-        header = struct.pack("!BBH", opcode, 126, size)
-    else:
-        header = struct.pack("!BBQ", opcode, 127, size)
-    return header + data
-
-
 def message_frame(socketio_packet: str) -> bytes:
     """An Engine.IO MESSAGE carrying an encoded Socket.IO packet, framed once."""
     return frame("4" + socketio_packet)
