@@ -37,23 +37,43 @@ def top_of(module: str) -> str:
     return parts[1] if len(parts) > 1 else "__init__"
 
 
-def project_imports(path: Path) -> list[str]:
+def absolute(module: str, is_package: bool, node: ast.ImportFrom) -> list[str]:
+    """What a `from` import names, relative ones resolved against the importing
+    module (`from ..transport import x` in ecigdis_ws.storage.base is
+    ecigdis_ws.transport.x)."""
+    if node.level == 0:
+        return [node.module] if node.module else []
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    base = package[:len(package) - (node.level - 1)]
+    if node.module:
+        return [".".join([*base, node.module])]
+    return [".".join([*base, alias.name]) for alias in node.names]  # (from .. import x)
+
+
+def project_imports(path: Path, module: str) -> list[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.append(node.module)
+        if isinstance(node, ast.ImportFrom):
+            found.extend(absolute(module, path.name == "__init__.py", node))
         elif isinstance(node, ast.Import):
             found.extend(alias.name for alias in node.names)
     return [name for name in found if name == "ecigdis_ws" or name.startswith("ecigdis_ws.")]
 
 
+def module_name(source: Path, path: Path) -> str:
+    parts = path.relative_to(source).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(("ecigdis_ws", *parts))
+
+
 def violations(source: Path) -> list[str]:
     problems = []
     for path in sorted(source.rglob("*.py")):
-        module = "ecigdis_ws." + ".".join(path.relative_to(source).with_suffix("").parts)
+        module = module_name(source, path)
         here = top_of(module)
-        for imported in project_imports(path):
+        for imported in project_imports(path, module):
             there = top_of(imported)
             if here not in RANK or there not in RANK:
                 problems.append(f"{module} -> {imported}: a package not in LAYERS")
@@ -72,6 +92,8 @@ def test_no_import_runs_upward() -> None:
     ("from ecigdis_ws.transport.validation import payload", "imports upward"),
     ("from ecigdis_ws.fanout.base import Fanout", "state packages are independent"),
     ("import ecigdis_ws.bench.runner", "imports upward"),
+    ("from ..transport import validation", "imports upward"),
+    ("from ..fanout.base import Fanout", "state packages are independent"),
 ])
 def test_an_upward_import_fails_the_contract(tmp_path: Path, line: str, why: str) -> None:
     """The contract catches what it is for: a copy of the source with one bad import."""
