@@ -44,7 +44,6 @@ from typing import Any
 import aiohttp
 import pytest
 import socketio
-from engineio import payload as engineio_payload
 
 from ecigdis_ws.clock import SystemClock
 from ecigdis_ws.services.auth import mint_token
@@ -84,17 +83,6 @@ TEXTS = (
     "line\nbreak", "x" * 500, "中文 עברית", "a\x00b",
 )
 EMOJI = ("👍", "❤️", "😂", "🎉")
-
-
-@pytest.fixture(autouse=True)
-def clients_read_any_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """python-engineio's client refuses a polling response of more than 16 packets
-    ("Unexpected packet from server": a transport error), which the server sends
-    whenever that many events queued for a socket between two polls, as the Node
-    server does; socket.io-client reads any number, so these clients do too. The
-    server's limit on what a client POSTs is its own middleware's
-    (MAX_PACKETS_PER_POST), which this does not change."""
-    monkeypatch.setattr(engineio_payload.Payload, "max_decode_packets", 10_000)
 
 
 # -- the world: users, conversations, tokens ------------------------------------------

@@ -7,9 +7,11 @@ import json
 import resource
 
 import aiohttp
+import engineio.payload
 import pytest
 
 from ecigdis_ws.transport.limits import MAX_PACKETS_PER_POST
+from ecigdis_ws.transport.socketio_overrides.polling import PollingPayload
 from tests.support import RunningServer
 
 BOMB_BYTES = 64 * 1024 * 1024  # what the gzip body would inflate to
@@ -93,3 +95,15 @@ async def test_websocket_frame_over_the_limit_closes_that_connection(
                                 aiohttp.WSMsgType.ERROR)
         if message.type == aiohttp.WSMsgType.CLOSE:
             assert message.data == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+
+
+def test_the_server_decodes_as_many_packets_as_the_limits_let_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """engineio's own default is 16 (the tests' clients raise theirs, tests/conftest.py);
+    the server's decoder takes MAX_PACKETS_PER_POST whatever engineio's default is."""
+    monkeypatch.setattr(engineio.payload.Payload, "max_decode_packets", 16)
+    body = "\x1e".join(["3"] * MAX_PACKETS_PER_POST)
+    assert len(PollingPayload(encoded_payload=body).packets) == MAX_PACKETS_PER_POST
+    with pytest.raises(ValueError):
+        engineio.payload.Payload(encoded_payload=body)

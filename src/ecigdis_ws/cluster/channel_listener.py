@@ -1,4 +1,4 @@
-"""Reading the fan-out channels from Redis (cluster/channel_publisher.py publishes).
+"""Reading the fan-out channels from Redis (ClusterRedisManager publishes on them).
 
 On one Redis (or one found through Sentinel): one connection, SUBSCRIBE and
 PUBLISH. On a Redis Cluster: sharded pub/sub, SSUBSCRIBE and SPUBLISH, so a

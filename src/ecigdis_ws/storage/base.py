@@ -28,7 +28,8 @@ class ConversationFull(Exception):
 
 class Storage(ABC):
     """Chat persistence. Every method raises StorageUnavailable when the database
-    cannot answer within the configured timeout, and then has changed nothing."""
+    cannot answer within the configured timeout; a read has then read nothing, and
+    a write may still commit after it (store_message says how a repeat finds it)."""
 
     @abstractmethod
     async def migrate(self) -> list[int]:

@@ -12,7 +12,8 @@ python-socketio `AsyncServer` (server.py, `ChatSocketServer`):
   namespace, reason)`; the attributes `environ`, `_binary_packet`,
   `manager_initialized`, `handlers`, `packet_class`.
 python-engineio `AsyncServer`: `_async` (the driver table: `translate_request`,
-  `websocket`), `sockets`, `reason`; `engineio.payload.Payload.max_decode_packets`;
+  `websocket`), `sockets`, `reason`; `engineio.payload.Payload`'s class attribute
+  `max_decode_packets` (set on a subclass, polling.py `PollingPayload`);
   for a new websocket (websocket_entry.py, `WebSocketEntry`, which does what
   `_handle_connect` does): `start_service_task`, `service_task_handle`,
   `_service_task()`, `generate_id()`, `ping_interval_grace_period`, and the OPEN

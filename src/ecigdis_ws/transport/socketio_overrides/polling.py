@@ -38,6 +38,7 @@ from engineio import packet as eio_packet
 
 from ecigdis_ws.clock import Clock, Timer
 from ecigdis_ws.observability.log_setup import get_logger
+from ecigdis_ws.transport.limits import MAX_PACKETS_PER_POST
 
 log = get_logger(__name__)
 
@@ -96,6 +97,15 @@ def _size(pkt: eio_packet.Packet | None) -> int:
     if isinstance(data, (str, bytes)):
         return len(data) + 1
     return len(pkt.encode())
+
+
+class PollingPayload(engineio.payload.Payload):  # type: ignore[misc]
+    """engineio's payload decoder, taking as many packets as the polling limits
+    let through (MAX_PACKETS_PER_POST, checked on the raw body by limits.py before
+    this runs); engineio's own default, 16, would refuse a socket.io-client batch
+    the limits allow. A subclass, so engineio's module is not changed for others."""
+
+    max_decode_packets = MAX_PACKETS_PER_POST
 
 
 class PacketQueue(asyncio.Queue[eio_packet.Packet | None]):
@@ -246,7 +256,7 @@ class PollingSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
                 raise await self._refuse("the body is larger than maxPayload")
             body = await environ["wsgi.input"].read(length)
             try:
-                packets = engineio.payload.Payload(encoded_payload=body.decode()).packets
+                packets = PollingPayload(encoded_payload=body.decode()).packets
             except (ValueError, RecursionError):  # (not UTF-8, or no Engine.IO payload)
                 raise await self._refuse("the body is not an Engine.IO payload") from None
             request = environ.get("aiohttp.request")

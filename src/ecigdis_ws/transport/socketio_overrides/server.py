@@ -1,11 +1,13 @@
-"""python-socketio's AsyncServer, with the one fix this server needs from it."""
+"""python-socketio's AsyncServer as this server needs it: packets checked before
+python-socketio decodes them, the websocket fast path for events, the admission
+hooks, every session made a PollingSocket, and connections closed after a
+server-side disconnect (the package docstring lists every member relied on)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-import engineio.payload
 import socketio
 from aiohttp import web
 from engineio import packet as eio_packet
@@ -14,7 +16,7 @@ from ecigdis_ws.clock import Clock
 from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.transport.acks import ACK_WANTED
 from ecigdis_ws.transport.connect_environ import CONNECT_ENVIRON_KEYS
-from ecigdis_ws.transport.limits import MAX_PACKETS_PER_POST, POLL_BODY, BufferedBody
+from ecigdis_ws.transport.limits import POLL_BODY, BufferedBody
 from ecigdis_ws.transport.protocol_errors import (
     BINARY,
     MAX_ACK_ID_DIGITS,
@@ -52,10 +54,6 @@ RESERVED_EVENTS = frozenset({
     "connect", "connect_error", "disconnect", "disconnecting", "newListener",
     "removeListener", "*",
 })
-# A polling client sends everything it buffered in one POST; socket.io-client
-# has no cap, so this only guards against absurd batches (bytes are capped by
-# MAX_PAYLOAD_BYTES, events by the rate limit).
-engineio.payload.Payload.max_decode_packets = MAX_PACKETS_PER_POST
 
 
 def well_formed_event(data: Any) -> bool:

@@ -2,8 +2,8 @@
 
 python-engineio gives every websocket a writer task that wakes for each packet,
 a task per packet received, and a sleeping task per heartbeat; under chat load
-those, not our handlers, were where the time went
-(../shared/bench/PROFILE-stock-python-socketio.md). Here a websocket connection
+those, not our handlers, were where the time went (a profile of stock
+python-socketio under the chat benchmark; BENCHMARKS.md). Here a websocket connection
 is served by `DirectSocket`, an Engine.IO socket that writes each packet as one
 websocket frame the moment it is sent. Writes are synchronous, so a socket's
 packets leave in the order they were sent with no queue to keep them in order,
