@@ -65,7 +65,8 @@ METHODS: list[tuple[type[Any], str, tuple[str, ...]]] = [
     (socketio.AsyncRedisManager, "_handle_emit", ("message",)),
     (socketio.AsyncRedisManager, "is_connected", ("sid", "namespace")),
 ]
-SERVER_ATTRIBUTES = ("environ", "_binary_packet", "handlers", "packet_class", "manager")
+SERVER_ATTRIBUTES = ("environ", "_binary_packet", "handlers", "packet_class", "manager",
+                     "manager_initialized")
 ENGINE_ATTRIBUTES = ("_async", "sockets", "reason", "start_service_task", "service_task_handle",
                      "ping_interval_grace_period", "ping_interval", "ping_timeout",
                      "max_http_buffer_size")

@@ -261,7 +261,7 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         """Start the client manager (the Redis listener) now, not on the first
         connection as python-socketio would: a fresh node must hear the others and
         answer /health truthfully before any client arrives."""
-        initialized: bool = getattr(self, "manager_initialized", False)
+        initialized: bool = self.manager_initialized  # (python-socketio sets it False)
         if not initialized:
             self.manager_initialized = True
             self.manager.initialize()
