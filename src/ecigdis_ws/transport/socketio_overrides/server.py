@@ -75,6 +75,8 @@ def ack_arguments(reply: Any) -> list[Any]:
 
 
 class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
+    manager_initialized: bool  # (python-socketio's, False until its manager starts)
+
     def __init__(
         self, *args: Any, clock: Clock, protocol_errors: ProtocolErrors,
         limits: TransportLimits, upgrade_timeout_s: float, direct_websockets: bool = True,
@@ -261,8 +263,7 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         """Start the client manager (the Redis listener) now, not on the first
         connection as python-socketio would: a fresh node must hear the others and
         answer /health truthfully before any client arrives."""
-        initialized: bool = self.manager_initialized  # (python-socketio sets it False)
-        if not initialized:
+        if not self.manager_initialized:
             self.manager_initialized = True
             self.manager.initialize()
 
