@@ -103,6 +103,23 @@ async def test_dev_token_reads_its_body_with_the_same_reader(
     assert problems(capsys, caplog) == []
 
 
+async def test_dev_token_reads_a_body_that_arrives_in_pieces(make_server: ServerFactory) -> None:
+    """One read() may return part of a body; the whole body is read (issue 26)."""
+    async with make_server(NODE_ENV="development") as server:
+        body = b'{"name": "Piecemeal", "ttlS": 600}'
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"POST /dev/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body[:9])
+        await writer.drain()
+        await asyncio.sleep(0.3)  # the server has read the first piece by now
+        writer.write(body[9:])
+        answer = await asyncio.wait_for(reader.read(), WAIT_S)
+        writer.close()
+        head, _, payload = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), answer[:300]
+        assert orjson.loads(payload)["token"]
+
+
 WRONG_KEYS = {
     "non-ascii": b"\xff\xfe",
     "utf-8-text": "cl\u00e9-du-site".encode(),

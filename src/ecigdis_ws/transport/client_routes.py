@@ -21,6 +21,7 @@ from ecigdis_ws.services.dev_accounts import DevAccounts
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.transport.app_keys import SERVICES
 from ecigdis_ws.transport.http_errors import answer, invalid_body
+from ecigdis_ws.transport.limits import read_body
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 BUILD_DIR = STATIC_DIR / "build"
@@ -62,11 +63,9 @@ async def dev_token(request: web.Request) -> web.StreamResponse:
 
 
 async def _sign_in(request: web.Request) -> web.Response:
-    if request.content_length is not None and request.content_length > MAX_DEV_TOKEN_BODY_BYTES:
-        raise invalid_body("body too large", 413)
-    raw = await request.content.read(MAX_DEV_TOKEN_BODY_BYTES + 1)
-    if len(raw) > MAX_DEV_TOKEN_BODY_BYTES:
-        raise invalid_body("body too large", 413)
+    chat = request.app[SERVICES]
+    raw = await read_body(request, MAX_DEV_TOKEN_BODY_BYTES, chat.clock,
+                          chat.settings.http_body_timeout_ms / 1000)
     try:
         body: Any = json_codec.loads(raw or b"null")
     except json_codec.JsonTooDeep as exc:
@@ -75,7 +74,6 @@ async def _sign_in(request: web.Request) -> web.Response:
         raise invalid_body("body is not JSON") from None
     if not isinstance(body, dict):
         raise invalid_body("expected { name, ttlS? }")
-    chat = request.app[SERVICES]
     accounts = DevAccounts(chat.settings, chat.clock, chat.storage)
     login = await accounts.sign_in(body.get("name"), body.get("ttlS"))
     return web.json_response(login.wire(), headers={"Cache-Control": "no-store"})

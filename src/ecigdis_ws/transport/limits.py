@@ -61,6 +61,30 @@ async def within(clock: Clock, seconds: float, read: Awaitable[T]) -> T:
             timer.cancel()
 
 
+async def read_body(request: web.Request, limit: int, clock: Clock, timeout_s: float) -> bytes:
+    """A request's whole body, read in a loop (one read may return part of it): at
+    most `limit` bytes (413 past it, by Content-Length before reading), within
+    `timeout_s` on the injected clock (408), and a body the client cuts off a 400.
+    The REST routes and POST /dev/token read theirs through this."""
+    if request.content_length is not None and request.content_length > limit:
+        raise body_too_large(limit)
+    try:
+        return await within(clock, timeout_s, _read_at_most(request, limit))
+    except TimeoutError:
+        raise body_too_slow(timeout_s) from None
+    except BODY_CUT_OFF:
+        raise invalid_body(BODY_CUT_OFF_ANSWER) from None
+
+
+async def _read_at_most(request: web.Request, limit: int) -> bytes:
+    raw = bytearray()
+    while chunk := await request.content.read(limit + 1 - len(raw)):
+        raw += chunk
+        if len(raw) > limit:
+            raise body_too_large(limit)
+    return bytes(raw)
+
+
 def body_too_large(limit: int) -> HttpRefusal:
     return invalid_body(f"body over {limit} bytes", 413)
 

@@ -29,13 +29,7 @@ from ecigdis_ws.transport import validation as v
 from ecigdis_ws.transport.app_keys import IN_FLIGHT, REST_SERVICES, SERVICES, SETTINGS
 from ecigdis_ws.transport.connect_environ import bearer_token
 from ecigdis_ws.transport.http_errors import answer
-from ecigdis_ws.transport.limits import (
-    BODY_CUT_OFF,
-    BODY_CUT_OFF_ANSWER,
-    body_too_large,
-    body_too_slow,
-    within,
-)
+from ecigdis_ws.transport.limits import read_body
 from ecigdis_ws.transport.origins import allowed_origins
 
 log = get_logger(__name__)
@@ -161,16 +155,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
     """The JSON body; read last, after every check that needs no body (the token,
     the path), so a refused request is answered before its body arrives."""
     settings = request.app[SETTINGS]
-    limit = settings.max_payload_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise body_too_large(limit)
-    timeout_s = settings.http_body_timeout_ms / 1000
-    try:
-        raw = await within(_api(request).chat.clock, timeout_s, _read_at_most(request, limit))
-    except TimeoutError:
-        raise body_too_slow(timeout_s) from None
-    except BODY_CUT_OFF:
-        raise v.invalid(BODY_CUT_OFF_ANSWER) from None
+    raw = await read_body(request, settings.max_payload_bytes, _api(request).chat.clock,
+                          settings.http_body_timeout_ms / 1000)
     try:
         data = json_codec.loads(raw)
     except json_codec.JsonTooDeep as exc:
@@ -178,15 +164,6 @@ async def _body(request: web.Request) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError):
         raise v.invalid("the body is not JSON") from None
     return v.payload(data)
-
-
-async def _read_at_most(request: web.Request, limit: int) -> bytes:
-    raw = bytearray()
-    while chunk := await request.content.read(limit + 1 - len(raw)):
-        raw += chunk
-        if len(raw) > limit:
-            raise body_too_large(limit)
-    return bytes(raw)
 
 
 def _path_id(request: web.Request, name: str) -> int:
