@@ -8,8 +8,10 @@ unless the report holds every one of them, whatever pytest's exit code says.
 
     python scripts/run_suite.py [pytest arguments...]
 
-Extra arguments go to both pytest runs (a path, `-k`, `-x`). `make test-serial`
-runs the suite in one process, for debugging.
+The few modules that must run whole in one process (their last test checks what
+the others saw: tests/conftest.py, ONE_PROCESS_MODULES) run in a pytest of their own
+beside the parallel one; both reports count. Extra arguments go to every pytest run
+(a path, `-k`, `-x`). `make test-serial` runs the suite in one process, for debugging.
 """
 
 from __future__ import annotations
@@ -49,22 +51,31 @@ def main() -> int:
     expected = collected(args)
     workers = os.environ.get("PYTEST_WORKERS", "auto")
     with tempfile.TemporaryDirectory() as folder:
-        report = Path(folder) / "junit.xml"
+        reports = [Path(folder) / "parallel.xml", Path(folder) / "alone.xml"]
+        # The modules that must run whole in one process (tests/conftest.py,
+        # ONE_PROCESS_MODULES) run in a pytest of their own, beside the rest.
+        alone = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-p", "no:xdist", "-q",
+             f"--junitxml={reports[1]}", *args],
+            env={**os.environ, "RUN_SUITE_PHASE": "serial"},
+        )
         status = subprocess.run(
             [sys.executable, "-m", "pytest", "-n", workers, "--dist", "worksteal",
-             f"--junitxml={report}", *args],
-            check=False,
+             f"--junitxml={reports[0]}", *args],
+            env={**os.environ, "RUN_SUITE_PHASE": "parallel"}, check=False,
         ).returncode
-        ran = executed(report) if report.exists() else 0
-    print(f"run_suite: {ran} tests executed in parallel, {expected} collected serially")
-    if status == NO_TESTS_COLLECTED:
+        statuses = [status, alone.wait()]
+        ran = sum(executed(report) for report in reports if report.exists())
+    print(f"run_suite: {ran} tests executed, {expected} collected serially")
+    if all(code == NO_TESTS_COLLECTED for code in statuses):
         print("run_suite: pytest collected no tests", file=sys.stderr)
         return 1
     if ran != expected:
         print(f"run_suite: {expected - ran} of the collected tests did not run",
               file=sys.stderr)
         return 1
-    return status
+    failed = [code for code in statuses if code not in (0, NO_TESTS_COLLECTED)]
+    return failed[0] if failed else 0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -24,6 +25,26 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "backends(*names): run only against these database backends"
     )
+
+
+# Modules whose last test checks what the tests before it saw in the same process
+# (the schemathesis cases fill a table the coverage test reads). scripts/run_suite.py
+# runs them in one process of their own beside the parallel run of the rest:
+# RUN_SUITE_PHASE=parallel leaves them out, =serial keeps only them.
+ONE_PROCESS_MODULES = ("tests/transport/test_rest_schema.py",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    phase = os.environ.get("RUN_SUITE_PHASE")
+    if phase not in ("parallel", "serial"):
+        return
+    keep, drop = [], []
+    for item in items:
+        alone = item.nodeid.split("::")[0] in ONE_PROCESS_MODULES
+        (keep if alone == (phase == "serial") else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
