@@ -225,6 +225,21 @@ const MAX_AUTH_REFUSALS = 3;
 const HISTORY_PAGE = 500;
 
 /** An error with the server's error code. */
+/**
+ * Note a message id as delivered; past SEEN_LIMIT the id remembered longest ago is
+ * forgotten (a Set keeps insertion order), so each message costs O(1), however long
+ * the page stays open.
+ * @param {Set<number>} seen @param {number} id
+ */
+function remember(seen, id) {
+  if (seen.has(id)) return;
+  seen.add(id);
+  if (seen.size > SEEN_LIMIT) {
+    const oldest = seen.values().next();
+    if (!oldest.done) seen.delete(oldest.value);
+  }
+}
+
 export class ChatError extends Error {
   /**
    * @param {string} code
@@ -1066,11 +1081,7 @@ export class ChatManager {
   /** Deliver a message once. @param {Conversation} conversation @param {ChatMessage} message */
   _deliver(conversation, message) {
     if (conversation.seen.has(message.id)) return;
-    conversation.seen.add(message.id);
-    if (conversation.seen.size > SEEN_LIMIT) {
-      const oldest = [...conversation.seen].sort((a, b) => a - b).slice(0, conversation.seen.size - SEEN_LIMIT);
-      for (const id of oldest) conversation.seen.delete(id);
-    }
+    remember(conversation.seen, message.id);
     if (conversation.highest === null || message.id > conversation.highest) conversation.highest = message.id;
     this._emit('message', message);
   }
@@ -1361,7 +1372,12 @@ export class ChatManager {
     }
     if (!this._socketReady || !this._socket) throw new ChatError('OFFLINE', 'presence needs the socket');
     const data = conversationId === undefined ? {} : { conversationId };
-    const reply = await this._socket.timeout(this._options.ackTimeoutMs).emitWithAck('presence:request', data);
+    let reply;
+    try {
+      reply = await this._socket.timeout(this._options.ackTimeoutMs).emitWithAck('presence:request', data);
+    } catch {
+      throw new ChatError('OFFLINE', 'no acknowledgement in time');
+    }
     if (reply && reply.ok) return { users: reply.users, count: reply.count };
     throw new ChatError(reply?.error?.code || 'INTERNAL', reply?.error?.message || 'bad reply');
   }
@@ -1403,7 +1419,7 @@ export class ChatManager {
     const messages = messagesOf(body).sort((a, b) => a.id - b.id);
     const conversation = this._conversation(conversationId);
     for (const message of messages) {
-      conversation.seen.add(message.id);
+      remember(conversation.seen, message.id);
       if (conversation.highest === null || message.id > conversation.highest) conversation.highest = message.id;
     }
     this._onReads(conversationId, isObject(body) ? body.reads : undefined);
