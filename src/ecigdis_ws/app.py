@@ -162,6 +162,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     add_routes(app)
     notifier = DeliveryNotifier()
     sio.manager.notifier = notifier  # told of every delivery here, whichever node sent it
+    sio.manager.deliveries = metrics.deliveries  # counted where each is written
     add_rest_routes(app)  # docs/openapi.yaml
     add_client_routes(app, settings)
 

@@ -67,6 +67,7 @@ REDIS_DOWN_S = 3.0
 # longer than that (GRACE_MS is shorter) keeps them from going offline and back.
 OUTAGE_GRACE_MS = 3000
 FORGED_LOG_LINE = "dropped a forged or malformed fan-out message"
+DELIVERIES = "ecigdis_ws_deliveries_total"
 
 
 # -- helpers -------------------------------------------------------------------------
@@ -155,6 +156,25 @@ async def test_a_message_reaches_members_and_the_senders_other_socket_on_another
         assert message["conversationId"] == conversation
     reply = await barrier(bob_b, conversation, alice_a)  # anything echoed back arrived first
     assert texts(alice_a) == [reply], "the sending socket got its own message"
+
+
+async def test_deliveries_are_counted_on_the_node_that_writes_them(pair: Cluster) -> None:
+    """ecigdis_ws_deliveries_total counted only on the emitting node, so a cluster's
+    dashboards under-reported (issue 26's review): a message from node a to two
+    members on node b is two deliveries on b, none on a."""
+    a, b = pair.nodes
+    conversation = await pair.conversation(1, 2, 3)
+    alice_a = await joined(pair, a, 1, conversation)
+    bob_b = await joined(pair, b, 2, conversation)
+    carol_b = await joined(pair, b, 3, conversation)
+    before_a, before_b = a.metric(DELIVERIES), b.metric(DELIVERIES)
+
+    await send(alice_a, conversation, "counted where delivered")
+    for client in (bob_b, carol_b):
+        await client.wait_for("message:new", with_text("counted where delivered"))
+    await b.metric_reaches(DELIVERIES, before_b + 2)
+    assert b.metric(DELIVERIES) == before_b + 2
+    assert a.metric(DELIVERIES) == before_a  # (the sender's own socket is skipped)
 
 
 async def test_a_send_publishes_its_message_to_the_other_nodes_and_keeps_its_ack_local(

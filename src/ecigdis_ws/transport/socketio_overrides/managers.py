@@ -7,6 +7,7 @@ from typing import Any
 
 import socketio
 from engineio import packet as eio_packet
+from prometheus_client import Counter
 
 from ecigdis_ws import json_codec
 from ecigdis_ws.fanout.base import CONVERSATION_ROOM_PREFIX
@@ -31,6 +32,9 @@ class DirectEmitManager(socketio.AsyncManager):  # type: ignore[misc]
     # Told (event, data, room) of every emit this node delivers, whichever node
     # sent it (set at the wiring point, app.py; the REST long-poll listens).
     notifier: DeliveryNotifier | None = None
+    # ecigdis_ws_deliveries_total, counted here, where every event to a socket of
+    # this node is written: its own emits and those that came from other nodes alike.
+    deliveries: Counter | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -81,22 +85,31 @@ class DirectEmitManager(socketio.AsyncManager):  # type: ignore[misc]
         encoded = None
         if callback is None and namespace == NAMESPACE and namespace in self.rooms:
             encoded = encode_event(event, data)
+        skipped = skip_sid if isinstance(skip_sid, list) else [skip_sid]
         if encoded is None:  # acks, other namespaces, binary: python-socketio's way
+            self._count(sum(1 for sid, _ in self.get_participants(namespace, room)
+                            if sid not in skipped))
             await super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
                                callback=callback, **kwargs)
             return
-        skipped = skip_sid if isinstance(skip_sid, list) else [skip_sid]
         frame: bytes | None = None
         sockets = self.server.eio.sockets
+        written = 0
         for sid, eio_sid in self.get_participants(namespace, room):  # (a copy)
             socket = sockets.get(eio_sid)
             if sid in skipped or socket is None or socket.closed:
                 continue
+            written += 1
             if isinstance(socket, DirectSocket) and socket.direct:
                 frame = frame or message_frame(encoded)
                 socket.write_frame(frame)
             else:
                 await socket.send(eio_packet.Packet(eio_packet.MESSAGE, encoded))
+        self._count(written)
+
+    def _count(self, recipients: int) -> None:
+        if self.deliveries is not None and recipients:
+            self.deliveries.inc(recipients)
 
 
 def _is_conversation(room: str | None) -> bool:
@@ -119,18 +132,10 @@ class SocketIOFanout:
         self._sio = sio
         self._metrics = metrics
 
-    def _local_recipients(self, room: str | list[str], skip_sid: str | None) -> int:
-        rooms = self._sio.manager.rooms.get(NAMESPACE, {})
-        if isinstance(room, str):
-            members = rooms.get(room, {})
-        else:
-            members = {sid for one in room for sid in rooms.get(one, {})}
-        return len(members) - (1 if skip_sid is not None and skip_sid in members else 0)
-
     async def emit(
         self, event: str, data: Any, *, room: str | list[str], skip_sid: str | None = None
     ) -> None:
-        self._metrics.deliveries.inc(self._local_recipients(room, skip_sid))
+        # (deliveries are counted by the manager, where each is written)
         await self._sio.emit(event, data, room=room, skip_sid=skip_sid, namespace=NAMESPACE)
 
     def enter_room(self, sid: str, room: str) -> None:
