@@ -153,7 +153,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app[STARTED_AT] = time.monotonic()
     app[SOCKET_SERVER] = sio
     sio.attach(app)
-    fanout = SocketIOFanout(sio, metrics)
+    fanout = SocketIOFanout(sio)
     in_flight = InFlight()  # socket events and REST requests: one drain on SIGTERM
     app[IN_FLIGHT] = in_flight
     events = SocketEvents(sio, lambda: app[SERVICES], in_flight)

@@ -168,7 +168,7 @@ async def service_harness(tmp_path: Path, **env: str) -> AsyncIterator[ServiceHa
     storage = await open_storage(settings)
     await storage.migrate()
     chat = ChatServices.build(
-        settings, clock, storage, SocketIOFanout(sio, metrics), metrics,
+        settings, clock, storage, SocketIOFanout(sio), metrics,
         LocalPresenceRegistry(), LocalTypingStore(),
     )
     await chat.presence.start()

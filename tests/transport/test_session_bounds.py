@@ -17,6 +17,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from ecigdis_ws.bench.wire import control_frame
+from ecigdis_ws.transport.socketio_overrides.inbound import MAX_PENDING_FRAMES
 from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER
 from tests.support import WAIT_S, RunningServer
 from tests.transport.conftest import PollingClient, RawSocket, room
@@ -233,8 +234,9 @@ async def test_more_frames_waiting_than_a_socket_may_have_close_it(
         sends = [
             "42" + json.dumps(["message:send", {"conversationId": conversation,
                                                 "text": f"m{n}", "messageId": f"m{n}"}])
-            for n in range(300)
+            for n in range(300)  # (well past MAX_PENDING_FRAMES)
         ]
+        assert len(sends) > 2 * MAX_PENDING_FRAMES
         await raw.send_text(*sends)
         assert await closed_by_server(raw)
         await server.wait_until(lambda: server.chat.sessions.count == 0)

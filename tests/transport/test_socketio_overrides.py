@@ -47,7 +47,6 @@ METHODS: list[tuple[type[Any], str, tuple[str, ...]]] = [
     (engineio.async_socket.AsyncSocket, "_websocket_handler", ("ws",)),
     (engineio.async_socket.AsyncSocket, "__init__", ("server", "sid")),
     (engineio.async_socket.AsyncSocket, "poll", ()),
-    (engineio.async_socket.AsyncSocket, "handle_get_request", ("environ",)),
     (engineio.async_socket.AsyncSocket, "handle_post_request", ("environ",)),
     (engineio.async_socket.AsyncSocket, "_upgrade_websocket", ("environ",)),
     (engineio.payload.Payload, "__init__", ("packets", "encoded_payload")),

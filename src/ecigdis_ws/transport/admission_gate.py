@@ -28,12 +28,18 @@ def admission_refusal(services: Callable[[], ChatServices], trust_proxy: bool) -
     entry (socketio_overrides/websocket_entry.py), which answers before the middlewares."""
 
     def refuse_crowded(request: web.Request) -> web.Response | None:
-        if (request.path.startswith(SOCKET_IO_PATH) and "sid" not in request.query
-                and not services().admission.has_room(request_address(request, trust_proxy))):
-            return http_error(ChatError(ErrorCode.RATE_LIMITED, TOO_MANY), services().errors)
+        if request.path.startswith(SOCKET_IO_PATH) and "sid" not in request.query:
+            return crowded(services(), request_address(request, trust_proxy))
         return None
 
     return refuse_crowded
+
+
+def crowded(chat: ChatServices, address: str) -> web.Response | None:
+    """429 when `address` has MAX_UNAUTHENTICATED_PER_IP connections on their way in."""
+    if chat.admission.has_room(address):
+        return None
+    return http_error(ChatError(ErrorCode.RATE_LIMITED, TOO_MANY), chat.errors)
 
 
 class UpgradeAdmission(UpgradeGate):
@@ -50,10 +56,10 @@ class UpgradeAdmission(UpgradeGate):
     def admit(self, key: str, environ: Mapping[str, Any]) -> web.Response | None:
         chat = self._services()
         address = client_address(environ, self._trust_proxy)
-        if not chat.admission.has_room(address):
-            return http_error(ChatError(ErrorCode.RATE_LIMITED, TOO_MANY), chat.errors)
-        chat.admission.upgrade_started(key, address)
-        return None
+        refused = crowded(chat, address)
+        if refused is None:
+            chat.admission.upgrade_started(key, address)
+        return refused
 
     def done(self, key: str) -> None:
         self._services().admission.upgrade_ended(key)

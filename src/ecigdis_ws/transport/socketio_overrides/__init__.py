@@ -24,7 +24,7 @@ python-engineio `AsyncSocket` (websocket.py, `DirectSocket`, which takes over a
   `receive(pkt)`, `send(pkt)`, `close(wait, abort, reason)`,
   `_websocket_handler(ws)`, the constructor `AsyncSocket(server, sid)`, `last_ping`;
   for every session (polling.py, `PollingSocket`, likewise by `__class__`): `poll()`,
-  `handle_get_request(environ)`, `handle_post_request(environ)`,
+  `handle_post_request(environ)`,
   `_upgrade_websocket(environ)`, `engineio.payload.Payload(encoded_payload=...)`,
   and asyncio.Queue's `_put(item)` and `_get()` hooks (`PacketQueue`); the aiohttp
   driver's `WebSocket.wait()`, `environ` and `_sock`.

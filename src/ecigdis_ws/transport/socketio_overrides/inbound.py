@@ -58,10 +58,6 @@ def checked_websocket(driver: type[Any], protocol_errors: ProtocolErrors) -> typ
     driver says "connection gone": engineio's reader then closes the socket."""
 
     class CheckedWebSocket(driver):  # type: ignore[misc]
-        def __init__(self, handler: Any, server: Any) -> None:
-            super().__init__(handler, server)
-            self._frames = 0
-
         async def wait(self) -> Any:
             try:
                 data = await super().wait()

@@ -12,7 +12,6 @@ from prometheus_client import Counter
 from ecigdis_ws import json_codec
 from ecigdis_ws.fanout.base import CONVERSATION_ROOM_PREFIX
 from ecigdis_ws.fanout.notifier import DeliveryNotifier
-from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.transport.socketio_overrides.websocket import DirectSocket, message_frame
 
 NAMESPACE = "/"
@@ -128,9 +127,8 @@ def encode_event(event: str, data: Any) -> str | None:
 
 
 class SocketIOFanout:
-    def __init__(self, sio: socketio.AsyncServer, metrics: Metrics) -> None:
+    def __init__(self, sio: socketio.AsyncServer) -> None:
         self._sio = sio
-        self._metrics = metrics
 
     async def emit(
         self, event: str, data: Any, *, room: str | list[str], skip_sid: str | None = None

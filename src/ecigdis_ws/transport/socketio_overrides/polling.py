@@ -217,7 +217,15 @@ class PollingSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
     # -- heartbeats ------------------------------------------------------------------
 
     async def poll(self) -> list[eio_packet.Packet]:
-        packets: list[eio_packet.Packet] = await super().poll()
+        """engineio's wait for a GET's packets (upgrades never come here): one GET
+        at a time, and a PING fetched is noted for the heartbeat."""
+        if self._getting:
+            raise await self._refuse("a GET is already waiting on this session")
+        self._getting = True
+        try:
+            packets: list[eio_packet.Packet] = await super().poll()
+        finally:
+            self._getting = False
         if any(pkt.packet_type == eio_packet.PING for pkt in packets):
             self._ping_fetched = True
         return packets
@@ -232,17 +240,6 @@ class PollingSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
         super().schedule_ping()
 
     # -- requests --------------------------------------------------------------------
-
-    async def handle_get_request(self, environ: dict[str, Any]) -> Any:
-        if self._is_upgrade(environ):
-            return await super().handle_get_request(environ)
-        if self._getting:
-            raise await self._refuse("a GET is already waiting on this session")
-        self._getting = True
-        try:
-            return await super().handle_get_request(environ)
-        finally:
-            self._getting = False
 
     async def handle_post_request(self, environ: dict[str, Any]) -> None:
         """engineio's, but its packets stop being handled once the POST's connection
@@ -272,12 +269,6 @@ class PollingSocket(engineio.async_socket.AsyncSocket):  # type: ignore[misc]
                     continue
         finally:
             self._posting = False
-
-    @staticmethod
-    def _is_upgrade(environ: Mapping[str, Any]) -> bool:
-        connections = [token.strip()
-                       for token in environ.get("HTTP_CONNECTION", "").lower().split(",")]
-        return "upgrade" in connections and environ.get("HTTP_UPGRADE", "").lower() == "websocket"
 
     # -- upgrades --------------------------------------------------------------------
 
