@@ -167,7 +167,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     add_client_routes(app, settings)
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
-        storage = await open_storage(settings)
+        storage = await open_storage(settings, clock)
         stack = contextlib.AsyncExitStack()
         try:
             if settings.migrate_on_start:

@@ -20,6 +20,10 @@ class Clock(Protocol):
     def now(self) -> float:
         """Seconds since the epoch (wall time, for timestamps and token expiry)."""
 
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (for deadlines: a wall clock
+        stepped by NTP would make them early or late)."""
+
     def call_later(self, delay: float, callback: Callable[[], object]) -> Timer:
         """Run `callback` on the event loop after `delay` seconds."""
 
@@ -27,6 +31,9 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> float:
         return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> Timer:
         return asyncio.get_running_loop().call_later(max(delay, 0.0), callback)
@@ -53,6 +60,9 @@ class ManualClock:
 
     def now(self) -> float:
         return self._now
+
+    def monotonic(self) -> float:
+        return self._now  # (moves only with `advance`, as `now` does)
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> Timer:
         timer = _ManualTimer(self._now + max(delay, 0.0), next(self._seq), callback)

@@ -165,7 +165,7 @@ async def service_harness(tmp_path: Path, **env: str) -> AsyncIterator[ServiceHa
     manager = RecordingManager()
     metrics = Metrics()
     sio = build_socketio(settings, clock, metrics, manager)
-    storage = await open_storage(settings)
+    storage = await open_storage(settings, clock)
     await storage.migrate()
     chat = ChatServices.build(
         settings, clock, storage, SocketIOFanout(sio), metrics,

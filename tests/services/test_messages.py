@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 
 import pytest
 
 from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
 from tests.services.conftest import ServiceHarness
+from tests.support import wait_until
 
 
 async def test_a_sent_message_reaches_the_other_members_in_the_room_not_the_sender(
@@ -54,6 +56,19 @@ async def database_full(harness: ServiceHarness) -> AsyncIterator[None]:
 
 
 BIG = "x" * 100_000  # needs new pages, so it fails while the database is full
+
+
+@contextmanager
+def write_lock_held(harness: ServiceHarness) -> Iterator[None]:
+    """Another connection holds the SQLite database's write lock: stores wait on it."""
+    conn = sqlite3.connect(harness.settings.database_url.removeprefix("sqlite:///"),
+                           isolation_level=None)
+    try:
+        conn.execute("BEGIN EXCLUSIVE")
+        yield
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
 
 
 # -- tests ----------------------------------------------------------------------------
@@ -233,6 +248,30 @@ async def test_a_send_that_failed_unavailable_stores_nothing_and_its_retry_is_an
     assert retry.duplicate is False
     assert [m["id"] for m in harness.received(bob, "message:new")] == [retry.message.id]
     assert stored_count(harness) == 1
+
+
+async def test_a_send_still_unstored_at_db_timeout_ms_on_the_services_clock_is_unavailable(
+    make_harness: Callable[..., AbstractAsyncContextManager[ServiceHarness]],
+) -> None:
+    # A minute: far past this test's real duration, so only the clock can end the wait.
+    async with make_harness(DB_TIMEOUT_MS="60000") as harness:
+        alice, bob = await harness.user(1), await harness.user(2)
+        conversation = await harness.conversation(1, 2)
+        await harness.join(conversation, alice, bob)
+        with write_lock_held(harness):
+            sending = asyncio.ensure_future(harness.send(alice, conversation, "held", "m-1"))
+            await wait_until(lambda: harness.storage.messages_being_written == 1)
+            await harness.advance(59.99)
+            assert not sending.done()
+            await harness.advance(0.01)
+            await wait_until(sending.done)  # the clock ended the wait, the lock still held
+            assert isinstance(sending.exception(), StorageUnavailable)
+        assert harness.received(bob, "message:new") == []
+
+        retry = await harness.send(alice, conversation, "held", "m-1")
+
+        assert [m["id"] for m in harness.received(bob, "message:new")] == [retry.message.id]
+        assert await stored_texts(harness, conversation) == ["held"]
 
 
 async def test_a_retry_announces_a_message_stored_by_an_attempt_that_answered_unavailable(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from ecigdis_ws.clock import Clock, ManualClock
 from ecigdis_ws.settings import Settings, load_settings
 from ecigdis_ws.storage.base import Storage
 from ecigdis_ws.storage.factory import open_storage
@@ -94,8 +95,8 @@ async def open_unmigrated(backend: Backend) -> AsyncIterator[OpenStorage]:
     """Open storage instances (not migrated) on this test's database; all closed after."""
     opened: list[Storage] = []
 
-    async def open_one(**env: str) -> Storage:
-        storage = await open_storage(backend.settings(**env))
+    async def open_one(clock: Clock | None = None, **env: str) -> Storage:
+        storage = await open_storage(backend.settings(**env), clock)
         opened.append(storage)
         return storage
 
@@ -108,5 +109,18 @@ async def open_unmigrated(backend: Backend) -> AsyncIterator[OpenStorage]:
 async def storage(open_unmigrated: OpenStorage) -> Storage:
     """Migrated storage on a fresh database, with default settings."""
     opened = await open_unmigrated()
+    await opened.migrate()
+    return opened
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def storage_on_clock(open_unmigrated: OpenStorage, clock: ManualClock) -> Storage:
+    """Migrated storage whose write deadlines are kept on `clock` (the test moves it)."""
+    opened = await open_unmigrated(clock)
     await opened.migrate()
     return opened

@@ -4,10 +4,10 @@ each answered only after its own row committed; run once per backend."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
+from ecigdis_ws.clock import ManualClock
 from ecigdis_ws.errors import StorageUnavailable
 from ecigdis_ws.storage.base import Storage
 from ecigdis_ws.storage.group_commit import MAX_BATCH
@@ -90,8 +90,9 @@ async def test_a_send_whose_caller_gave_up_before_its_batch_began_is_not_stored(
 
 
 async def test_a_send_past_its_deadline_while_queued_fails_and_is_never_written(
-    storage: Storage, backend: Backend
+    storage_on_clock: Storage, backend: Backend, clock: ManualClock
 ) -> None:
+    storage = storage_on_clock
     conversation = await storage.create_conversation("deadline", [1], NOW_MS)
     with backend.hold_write_lock():
         blocked = asyncio.ensure_future(
@@ -99,49 +100,61 @@ async def test_a_send_past_its_deadline_while_queued_fails_and_is_never_written(
         )
         assert isinstance(storage, SqlStorage)
         await wait_until(lambda: storage.messages_being_written == 1)
-        started = time.monotonic()
+        late = asyncio.ensure_future(storage.store_message(
+            conversation, 1, "u", "late", "x", NOW_MS, deadline=clock.monotonic() + 0.1
+        ))
+        await wait_until(lambda: clock.pending == 1)  # queued, its deadline armed
+        clock.advance(0.099)
+        await asyncio.sleep(0)
+        assert not late.done()
+        clock.advance(0.001)
+        # answered at its deadline by the group commit's timer, the lock still held
         with pytest.raises(TimeoutError):
-            await storage.store_message(
-                conversation, 1, "u", "late", "x", NOW_MS, deadline=time.monotonic() + 0.1
-            )
-        # answered at its deadline by the group commit's timer, not at the lock's release
-        assert 0.09 <= time.monotonic() - started < 1.0
+            await late
     await asyncio.gather(blocked, return_exceptions=True)
     texts = [m.text for m in await storage.messages_after(conversation, 0, 10)]
     assert texts == ["first"]
 
 
 async def test_a_send_whose_deadline_passes_during_its_commit_is_answered_at_the_deadline(
-    storage: Storage, backend: Backend
+    storage_on_clock: Storage, backend: Backend, clock: ManualClock
 ) -> None:
+    storage = storage_on_clock
     conversation = await storage.create_conversation("deadline", [1], NOW_MS)
     with backend.hold_write_lock():
-        started = time.monotonic()
         writing = asyncio.ensure_future(storage.store_message(
-            conversation, 1, "u", "slow", "slow", NOW_MS, deadline=time.monotonic() + 0.1
+            conversation, 1, "u", "slow", "slow", NOW_MS, deadline=clock.monotonic() + 0.1
         ))
         assert isinstance(storage, SqlStorage)
         await wait_until(lambda: storage.messages_being_written == 1)
+        clock.advance(0.1)
         with pytest.raises(TimeoutError):
             await writing
-        assert time.monotonic() - started < 1.0
     # Whether its row committed after the answer is the engine's business; a retry
     # with the same key is what tells (services/messages.py remembers it).
 
 
-async def test_a_deadline_already_past_fails_at_once_and_writes_nothing(storage: Storage) -> None:
+async def test_a_deadline_already_past_fails_at_once_and_writes_nothing(
+    storage_on_clock: Storage, clock: ManualClock
+) -> None:
+    storage = storage_on_clock
     conversation = await storage.create_conversation("deadline", [1], NOW_MS)
     with pytest.raises(TimeoutError):
         await storage.store_message(conversation, 1, "u", "gone", "gone", NOW_MS,
-                                    deadline=time.monotonic() - 1)
+                                    deadline=clock.monotonic())
     assert await storage.messages_after(conversation, 0, 10) == []
+    assert clock.pending == 0  # nothing armed for it
 
 
-async def test_deadlines_far_off_do_not_delay_the_answer(storage: Storage) -> None:
+async def test_deadlines_far_off_do_not_delay_the_answer(
+    storage_on_clock: Storage, clock: ManualClock
+) -> None:
+    storage = storage_on_clock
     conversation = await storage.create_conversation("deadline", [1], NOW_MS)
     results = await asyncio.gather(*(
         storage.store_message(conversation, 1, "u", f"k{i}", f"t{i}", NOW_MS,
-                              deadline=time.monotonic() + 30)
+                              deadline=clock.monotonic() + 30)
         for i in range(20)
     ))
     assert [r.message.text for r in results] == [f"t{i}" for i in range(20)]
+    assert clock.pending == 1  # one timer kept the twenty deadlines

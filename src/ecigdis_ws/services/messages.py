@@ -62,7 +62,7 @@ class MessageService:
         # membership read (only when not cached) is bounded by the engine's own
         # timeout, and the store gets what is left of the deadline, kept by the
         # group commit's one timer rather than an asyncio.timeout per message.
-        deadline = time.monotonic() + self._deadline_s
+        deadline = self._clock.monotonic() + self._deadline_s
         try:
             await self._access.require_member(conversation_id, actor.user_id)
             result = await self._storage.store_message(

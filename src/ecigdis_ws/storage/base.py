@@ -109,9 +109,9 @@ class Storage(ABC):
         deadline: float | None = None,
     ) -> SendResult:
         """Store once per (user_id, client_message_id); a repeat returns the first
-        message with duplicate=True and stores nothing. Past `deadline` (a
-        time.monotonic() value) the call raises TimeoutError; the row may still
-        commit after that."""
+        message with duplicate=True and stores nothing. Past `deadline` (a value
+        of the storage's clock's monotonic()) the call raises TimeoutError; the
+        row may still commit after that."""
 
     @abstractmethod
     async def messages_after(

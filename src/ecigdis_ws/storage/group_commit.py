@@ -7,7 +7,7 @@ writes are rare a batch holds one item and costs no more than before; the busier
 it gets, the bigger the batches, so throughput follows the load while every
 caller still waits for its own row's commit.
 
-A caller may give a deadline (a `time.monotonic()` value): once it passes, the
+A caller may give a deadline (a value of the injected clock's `monotonic()`): once it passes, the
 caller is answered TimeoutError, whether its item still waits (it is then never
 written) or is in the transaction being written (its row may still commit). One
 timer, armed for the earliest deadline of what is pending, keeps every deadline:
@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
+
+from ecigdis_ws.clock import Clock, SystemClock, Timer
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -40,45 +41,50 @@ class GroupCommit(Generic[Item, Result]):
     """
 
     def __init__(
-        self, write_batch: Callable[[Sequence[Item]], Awaitable[Sequence[Result | Exception]]]
+        self,
+        write_batch: Callable[[Sequence[Item]], Awaitable[Sequence[Result | Exception]]],
+        clock: Clock | None = None,
     ) -> None:
         self._write_batch = write_batch
+        self._clock = clock or SystemClock()
         self._queue: list[tuple[Item, asyncio.Future[Result], float | None]] = []
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writing: list[tuple[Item, asyncio.Future[Result], float | None]] = []
-        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry: Timer | None = None
         self._expiry_due = 0.0
 
     async def submit(self, item: Item, deadline: float | None = None) -> Result:
         """`item`'s result once its batch committed; TimeoutError once `deadline`
-        (time.monotonic()) passed first."""
+        (the clock's monotonic()) passed first."""
         loop = self._loop
         if loop is None:  # (looked up once: each lookup is a getpid() system call)
             loop = self._loop = asyncio.get_running_loop()
             self._worker = loop.create_task(self._run(), name="group-commit")
         if deadline is not None:
-            if deadline <= time.monotonic():
+            if deadline <= self._clock.monotonic():
                 raise TimeoutError
             if self._expiry is None or deadline < self._expiry_due:
-                self._arm(loop, deadline)
+                self._arm(deadline)
         future: asyncio.Future[Result] = loop.create_future()
         self._queue.append((item, future, deadline))
         self._wakeup.set()
         return await future
 
-    def _arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+    def _arm(self, deadline: float) -> None:
+        # (Only when the earliest deadline moves: deadlines that come later than the
+        # one armed, as a steady stream of sends' do, arm nothing.)
         if self._expiry is not None:
             self._expiry.cancel()
         self._expiry_due = deadline
-        self._expiry = loop.call_later(max(deadline - time.monotonic(), 0.0), self._expire)
+        self._expiry = self._clock.call_later(deadline - self._clock.monotonic(), self._expire)
 
     def _expire(self) -> None:
         """Answer TimeoutError to every caller whose deadline passed; re-arm for the
         earliest one still pending."""
         self._expiry = None
-        now = time.monotonic()
+        now = self._clock.monotonic()
         earliest: float | None = None
         for _, future, deadline in (*self._writing, *self._queue):
             if deadline is None or future.done():
@@ -88,7 +94,7 @@ class GroupCommit(Generic[Item, Result]):
             elif earliest is None or deadline < earliest:
                 earliest = deadline
         if earliest is not None and self._loop is not None:
-            self._arm(self._loop, earliest)
+            self._arm(earliest)
 
     async def _run(self) -> None:
         while True:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ecigdis_ws.clock import Clock
 from ecigdis_ws.domain import NewMessage, SendResult, StoredMessage
 from ecigdis_ws.errors import StorageUnavailable
 from ecigdis_ws.storage.engine import Cursorish
@@ -15,11 +16,11 @@ MessageKey = tuple[str, str]  # (sender id, client message id): the idempotency 
 
 
 class MessageStore:
-    def __init__(self, tables: Tables, events: EventLog) -> None:
+    def __init__(self, tables: Tables, events: EventLog, clock: Clock) -> None:
         self._tables = tables
         self._engine = tables.engine
         self._events = events
-        self._writes = GroupCommit(self._store_batch)
+        self._writes = GroupCommit(self._store_batch, clock)
 
     @property
     def being_written(self) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ecigdis_ws.clock import Clock, SystemClock
 from ecigdis_ws.domain import (
     ChangedBy,
     ConversationSummary,
@@ -35,15 +36,22 @@ from ecigdis_ws.storage.users import UserStore
 
 
 class SqlStorage(Storage):
-    def __init__(self, engine: Engine, table_prefix: str, user_id_type: UserIdType) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        table_prefix: str,
+        user_id_type: UserIdType,
+        clock: Clock | None = None,  # the deadlines' clock: the services' own
+    ) -> None:
+        clock = clock or SystemClock()
         self.tables = tables = Tables(engine, table_prefix, user_id_type)
         self._engine = engine
         self.schema = SchemaStore(tables)
-        self.users = UserStore(tables)
+        self.users = UserStore(tables, clock)
         self.events = EventLog(tables)
         self.conversations = ConversationStore(tables, self.events)
         self.summaries = ConversationSummaries(tables)
-        self.messages = MessageStore(tables, self.events)
+        self.messages = MessageStore(tables, self.events, clock)
         self.receipts = ReceiptStore(tables, self.events)
         # An event row inside the caller's open transaction (tools and tests that
         # write one beside their own change).

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ecigdis_ws.clock import Clock
 from ecigdis_ws.domain import UserId
 from ecigdis_ws.storage.group_commit import GroupCommit
 from ecigdis_ws.storage.tables import Tables
 
 
 class UserStore:
-    def __init__(self, tables: Tables) -> None:
+    def __init__(self, tables: Tables, clock: Clock) -> None:
         self._tables = tables
         self._engine = tables.engine
         self._name_writes: GroupCommit[tuple[str, str, int], None] = GroupCommit(
-            self._upsert_users
+            self._upsert_users, clock
         )
         self._last_seen_writes: GroupCommit[tuple[str, int], None] = GroupCommit(
-            self._set_last_seen
+            self._set_last_seen, clock
         )
 
     async def upsert_user(self, user_id: UserId, name: str, now_ms: int) -> None:
