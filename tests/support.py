@@ -8,6 +8,7 @@ import dataclasses
 import json
 import logging
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
@@ -277,3 +278,35 @@ def server_log_problems(records: list[logging.LogRecord], level: int = logging.E
         if (record.levelno >= level or record.exc_info)
         and not (record.name == "asyncio" and record.getMessage().startswith(_CLIENT_LEFTOVERS))
     ]
+
+
+@dataclasses.dataclass
+class Disconnect:
+    """How a socket's connection ended, as python-socketio reported it."""
+
+    reason: str
+    engineio_state: str  # the Engine.IO client's state when the disconnect handler ran
+    at: float  # time.monotonic()
+
+
+def record_disconnects(client: ChatClient) -> list[Disconnect]:
+    """Replace ChatClient's disconnect handler by one that also keeps the reason.
+
+    python-socketio reports an Engine.IO CLOSE packet (which socket.io-client calls
+    "transport close") as "server disconnect", the same words as a Socket.IO
+    namespace DISCONNECT; only the latter leaves Engine.IO "connected", so the
+    Engine.IO state tells them apart.
+    """
+    seen: list[Disconnect] = []
+
+    async def on_disconnect(reason: str = "") -> None:
+        seen.append(Disconnect(str(reason), str(client.sio.eio.state), time.monotonic()))
+        client.disconnected.set()
+
+    client.sio.on("disconnect", on_disconnect)
+    return seen
+
+
+def transport_closed(disconnect: Disconnect) -> bool:
+    return (disconnect.reason in ("server disconnect", "transport error")
+            and disconnect.engineio_state != "connected")

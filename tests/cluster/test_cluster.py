@@ -47,7 +47,7 @@ from tests.cluster.conftest import (
     heartbeats,
     wait_until,
 )
-from tests.support import ChatClient
+from tests.support import ChatClient, Disconnect, record_disconnects, transport_closed
 
 WAIT_S = 5.0
 # user:offline for a killed node's users: its lease (set at its last heartbeat)
@@ -578,38 +578,6 @@ OUTAGE_NODES = {"alice": "A", "bob": "A", "carol": "B"}
 # Users 4 (on A) and 5 (on B) connect after their node closed its clients and before
 # those reconnect, so they hear any user:online or user:offline the resync causes.
 WATCHERS = {"A": 4, "B": 5}
-
-
-@dataclass
-class Disconnect:
-    """How a socket's connection ended, as python-socketio reported it."""
-
-    reason: str
-    engineio_state: str  # the Engine.IO client's state when the disconnect handler ran
-    at: float  # time.monotonic()
-
-
-def record_disconnects(client: ChatClient) -> list[Disconnect]:
-    """Replace ChatClient's disconnect handler by one that also keeps the reason.
-
-    python-socketio reports an Engine.IO CLOSE packet (which socket.io-client calls
-    "transport close") as "server disconnect", the same words as a Socket.IO
-    namespace DISCONNECT; only the latter leaves Engine.IO "connected", so the
-    Engine.IO state tells them apart.
-    """
-    seen: list[Disconnect] = []
-
-    async def on_disconnect(reason: str = "") -> None:
-        seen.append(Disconnect(str(reason), str(client.sio.eio.state), time.monotonic()))
-        client.disconnected.set()
-
-    client.sio.on("disconnect", on_disconnect)
-    return seen
-
-
-def transport_closed(disconnect: Disconnect) -> bool:
-    return (disconnect.reason in ("server disconnect", "transport error")
-            and disconnect.engineio_state != "connected")
 
 
 def highest_id(client: ChatClient) -> int:

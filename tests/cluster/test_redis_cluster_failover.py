@@ -28,13 +28,11 @@ from tests.cluster.conftest import (
 from tests.cluster.test_cluster import (
     highest_id,
     joined,
-    record_disconnects,
     send,
     texts,
-    transport_closed,
     with_text,
 )
-from tests.support import ChatClient
+from tests.support import ChatClient, record_disconnects, transport_closed
 
 SEND_EVERY_S = 0.05
 TRAFFIC_BEFORE_KILL_S = 0.5  # messages are crossing when the master dies

@@ -22,7 +22,7 @@ from ecigdis_ws.transport.socketio_overrides.websocket import (
     on_step,
 )
 from ecigdis_ws.websocket_frames import TEXT, frame
-from tests.support import RunningServer
+from tests.support import RunningServer, record_disconnects, transport_closed
 from tests.transport.conftest import room
 
 SLOW_CLIENT = "disconnected a client that reads too slowly"
@@ -214,3 +214,32 @@ async def _raw_join(sock: socket.socket, server: RunningServer, conversation: in
 
 def _masked_text_frame(payload: bytes) -> bytes:
     return frame(payload, TEXT, mask=b"\x01\x02\x03\x04")
+
+
+async def test_closing_every_transport_twice_at_once_still_sends_each_client_the_close_packet(
+    server: RunningServer,
+) -> None:
+    """Two resyncs at once (a fan-out channel recovering twice in a row, or a drain
+    meeting one): the second must not end a websocket whose close the first has
+    begun, before its CLOSE packet went out. The client saw "transport error"
+    then, not the Engine.IO close (found by tests/cluster/test_redis_cluster_failover.py).
+
+    The disconnect handler is slowed here by a wrapper: on a cluster it waits on
+    Redis (presence) while the fan-out recovers, which one node cannot cause."""
+    clients = [await server.client(user_id) for user_id in (1, 2, 3)]
+    seen = {id(client): record_disconnects(client) for client in clients}
+    sio = server.app[SOCKET_SERVER]
+    handle_disconnect = sio.handlers["/"]["disconnect"]
+
+    async def slow_disconnect(*args: Any) -> None:
+        await asyncio.sleep(0.05)
+        await handle_disconnect(*args)
+
+    sio.handlers["/"]["disconnect"] = slow_disconnect
+
+    await asyncio.gather(sio.close_transports(), sio.close_transports())
+
+    for client in clients:
+        await client.wait_disconnected()
+        [ended] = seen[id(client)]
+        assert ended.reason == "server disconnect" and transport_closed(ended), ended

@@ -311,7 +311,11 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
     async def close_transport(self, eio_sid: str) -> None:
         """Close one Engine.IO connection after what was already sent on it."""
         socket = self.eio.sockets.get(eio_sid)
-        if socket is not None:
+        # A close already under way (a second resync, or a drain meeting one) sends
+        # its CLOSE packet once its disconnect handler returns, and ends the
+        # transport after it: ending it here first cut the packet off, and the
+        # client saw "transport error" instead of the server's close.
+        if socket is not None and not socket.closing:
             await socket.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
             self._end_transport(socket, wake_poll=True)
 
