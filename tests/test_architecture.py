@@ -4,7 +4,7 @@
     transport      transport (Socket.IO integration, HTTP and REST routes, app keys)
     services       services
     state          cluster, fanout (the seam), storage — independent of each other
-    domain         domain, errors, clock, settings, json_codec, observability,
+    domain         domain, events, errors, clock, settings, json_codec, observability,
                    websocket_frames
 
 A module may import its own layer and the layers below it; the three state
@@ -25,7 +25,7 @@ LAYERS = {
     "services": ("services",),
     "state": ("cluster", "fanout", "storage"),
     "domain": ("domain", "errors", "clock", "settings", "json_codec", "observability",
-               "websocket_frames", "__init__"),
+               "websocket_frames", "events", "__init__"),
 }
 RANK = {top: rank for rank, tops in enumerate(reversed(LAYERS.values())) for top in tops}
 SIBLINGS_APART = set(LAYERS["state"])

@@ -20,6 +20,7 @@ from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.container import ChatServices, RestServices
 from ecigdis_ws.services.error_reports import ErrorReports
 from ecigdis_ws.services.main_site import MainSiteVerifier
+from ecigdis_ws.services.rate_limit import RateLimiter
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.storage.factory import open_storage
 from ecigdis_ws.transport.admission_gate import UpgradeAdmission, admission_refusal
@@ -38,8 +39,9 @@ from ecigdis_ws.transport.http_errors import refusal_middleware
 from ecigdis_ws.transport.limits import polling_limits_middleware
 from ecigdis_ws.transport.malformed_http import quiet_malformed_http
 from ecigdis_ws.transport.origins import allowed_origins, origin_refusal
+from ecigdis_ws.transport.pipeline import Pipeline
 from ecigdis_ws.transport.protocol_errors import ProtocolErrors
-from ecigdis_ws.transport.rest_routes import add_rest_routes
+from ecigdis_ws.transport.rest_routes import REST_API, RestApi, add_rest_routes
 from ecigdis_ws.transport.socket_events import SocketEvents
 from ecigdis_ws.transport.socketio_overrides.managers import DirectEmitManager, SocketIOFanout
 from ecigdis_ws.transport.socketio_overrides.polling import TransportLimits
@@ -156,8 +158,6 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     fanout = SocketIOFanout(sio)
     in_flight = InFlight()  # socket events and REST requests: one drain on SIGTERM
     app[IN_FLIGHT] = in_flight
-    events = SocketEvents(sio, lambda: app[SERVICES], in_flight)
-    events.register()
     sio.session_policy.upgrades = UpgradeAdmission(lambda: app[SERVICES], settings.trust_proxy)
     add_routes(app)
     notifier = DeliveryNotifier()
@@ -194,7 +194,13 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
                 lambda: services.sessions.count, lambda: services.presence.user_count
             )
             app[SERVICES] = services
-            app[REST_SERVICES] = RestServices.build(services, notifier)
+            rest = RestServices.build(services, notifier)
+            app[REST_SERVICES] = rest
+            # Every operation's one pipeline, for the socket and REST alike.
+            pipeline = Pipeline(in_flight, metrics.events_received, services.errors)
+            SocketEvents(sio, services, rest, pipeline).register()
+            app[REST_API] = RestApi(services, rest, pipeline,
+                                    RateLimiter(settings.rate_limit_events, clock))
             if settings.auth_verify_url:
                 http = await stack.enter_async_context(aiohttp.ClientSession())
                 main_site = MainSiteVerifier(

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from ecigdis_ws import events
+
 UserId = int | str
 # A client's own message id as it sent it: compared as text, echoed as sent.
 ClientMessageId = int | str
@@ -179,21 +181,46 @@ class LoggedEvent:
         """`{event, data}`: the socket event this row stands for, with its payload."""
         if self.kind == "message":
             assert self.message is not None
-            return {"event": "message:new", "data": with_reactions(self.message, self.reactions)}
+            return {"event": events.MESSAGE_NEW,
+                    "data": with_reactions(self.message, self.reactions)}
         if self.kind == "read":
-            return {"event": "message:read-receipt", "data": {
-                "messageId": self.message_id,
-                "userId": self.user_id,
-                "conversationId": self.conversation_id,
-                "readAt": iso_ms(self.created_at_ms),
-            }}
-        return {"event": "message:reaction", "data": {
-            "messageId": self.message_id,
-            "emoji": self.emoji,
-            "userId": self.user_id,
-            "conversationId": self.conversation_id,
-            "action": self.action,
-        }}
+            return {"event": events.READ_RECEIPT, "data": read_receipt_wire(
+                self.conversation_id, self.message_id, self.user_id, self.created_at_ms
+            )}
+        return {"event": events.REACTION, "data": reaction_wire(
+            self.conversation_id, self.message_id, self.user_id, self.emoji, self.action
+        )}
+
+
+def read_receipt_wire(
+    conversation_id: int, message_id: int, user_id: UserId, read_at_ms: int
+) -> dict[str, Any]:
+    """The `message:read-receipt` payload: live, in the event log's replay and in the
+    long-poll alike."""
+    return {
+        "messageId": message_id,
+        "userId": user_id,
+        "conversationId": conversation_id,
+        "readAt": iso_ms(read_at_ms),
+    }
+
+
+def reaction_wire(
+    conversation_id: int,
+    message_id: int,
+    user_id: UserId,
+    emoji: str | None,  # (never None for a reaction: the event log's columns are shared)
+    action: ReactionAction | None,
+) -> dict[str, Any]:
+    """The `message:reaction` payload: live, in the event log's replay and in the
+    long-poll alike."""
+    return {
+        "messageId": message_id,
+        "emoji": emoji,
+        "userId": user_id,
+        "conversationId": conversation_id,
+        "action": action,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +247,7 @@ class MembershipChange:
 
     @property
     def event(self) -> str:
-        return "conversation:added" if self.kind == "added" else "conversation:removed"
+        return events.CONVERSATION_ADDED if self.kind == "added" else events.CONVERSATION_REMOVED
 
     def data(self) -> dict[str, Any]:
         if self.kind == "removed":

@@ -12,6 +12,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from ecigdis_ws import events
 from ecigdis_ws.domain import (
     Actor,
     OnlineUser,
@@ -173,7 +174,9 @@ class ConversationService:
             reactions = await self._storage.reactions_of([message.id for message in page])
             for message in page:
                 await self._fanout.emit(
-                    "message:new", with_reactions(message, reactions.get(message.id, ())), room=sid
+                    events.MESSAGE_NEW,
+                    with_reactions(message, reactions.get(message.id, ())),
+                    room=sid,
                 )
             if page:
                 replay.after_id = page[-1].id

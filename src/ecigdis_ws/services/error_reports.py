@@ -15,6 +15,7 @@ import uuid
 
 from prometheus_client import Counter
 
+from ecigdis_ws import events
 from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
 from ecigdis_ws.fanout.base import Fanout
 from ecigdis_ws.observability.log_setup import get_logger
@@ -51,4 +52,4 @@ class ErrorReports:
         """The `error` event to one socket; `event` names the client event that
         failed, or is None when the server raised it on its own."""
         self.count(error)
-        await self._fanout.emit("error", error.as_event(event), room=sid)
+        await self._fanout.emit(events.ERROR, error.as_event(event), room=sid)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ecigdis_ws import events
 from ecigdis_ws.clock import Clock
 from ecigdis_ws.domain import UserId
 from ecigdis_ws.errors import ChatError, ErrorCode
@@ -29,7 +30,7 @@ from ecigdis_ws.observability.log_setup import get_logger
 
 log = get_logger(__name__)
 
-LIVE_EVENTS = frozenset({"typing:indicator", "user:online", "user:offline"})
+LIVE_EVENTS = frozenset({events.TYPING_INDICATOR, events.USER_ONLINE, events.USER_OFFLINE})
 # Events kept: a busy node's few seconds of typing and presence, at most this much memory.
 BUFFER_MAX = 2000
 # Kept this long: a client polls again as soon as an answer arrives, so an event

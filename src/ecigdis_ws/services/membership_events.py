@@ -14,8 +14,6 @@ from collections.abc import Iterable
 from ecigdis_ws.domain import MembershipChange, UserId
 from ecigdis_ws.fanout.base import Fanout, user_room
 
-CONVERSATION_ADDED = "conversation:added"
-CONVERSATION_REMOVED = "conversation:removed"
 USER_ROOM_PREFIX = user_room("")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
+from ecigdis_ws import events
 from ecigdis_ws.clock import Clock
 from ecigdis_ws.domain import Actor, ClientMessageId, SendResult, UserId
 from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
@@ -85,7 +86,7 @@ class MessageService:
         self._uncertain.pop(key, None)
         self._metrics.messages_stored.inc()
         await self._fanout.emit(
-            "message:new",
+            events.MESSAGE_NEW,
             result.message.wire(client_message_id),
             room=conversation_room(result.message.conversation_id),
             skip_sid=actor.sid,

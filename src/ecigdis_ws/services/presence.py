@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable
 
+from ecigdis_ws import events
 from ecigdis_ws.clock import Clock, Timer
 from ecigdis_ws.cluster.presence import PresenceRegistry
 from ecigdis_ws.domain import Actor, OnlineUser, UserId, iso_ms
@@ -153,7 +154,7 @@ class PresenceService:
             audience = await self._audience(actor.user_id)
             if audience:
                 await self._fanout.emit(
-                    "user:online",
+                    events.USER_ONLINE,
                     {"userId": actor.user_id, "name": actor.name},
                     room=audience,
                     skip_sid=actor.sid,
@@ -239,7 +240,7 @@ class PresenceService:
         audience = await self._audience(user_id)
         if audience:
             await self._fanout.emit(
-                "user:offline", {"userId": user_id, "lastSeen": iso_ms(last_seen_ms)},
+                events.USER_OFFLINE, {"userId": user_id, "lastSeen": iso_ms(last_seen_ms)},
                 room=audience,
             )
 

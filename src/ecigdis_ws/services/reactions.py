@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ecigdis_ws import events
 from ecigdis_ws.clock import Clock
-from ecigdis_ws.domain import Actor, ReactionAction
+from ecigdis_ws.domain import Actor, ReactionAction, reaction_wire
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.fanout.base import Fanout, conversation_room
 from ecigdis_ws.services.access import AccessPolicy
@@ -29,14 +30,8 @@ class ReactionService:
             message_id, actor.user_id, emoji, int(self._clock.now() * 1000)
         )
         await self._fanout.emit(
-            "message:reaction",
-            {
-                "messageId": message_id,
-                "emoji": emoji,
-                "userId": actor.user_id,
-                "conversationId": conversation_id,
-                "action": action,
-            },
+            events.REACTION,
+            reaction_wire(conversation_id, message_id, actor.user_id, emoji, action),
             room=conversation_room(conversation_id),
             skip_sid=actor.sid,
         )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ecigdis_ws import events
 from ecigdis_ws.clock import Clock
-from ecigdis_ws.domain import Actor, iso_ms
+from ecigdis_ws.domain import Actor, read_receipt_wire
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.fanout.base import Fanout, conversation_room
 from ecigdis_ws.services.access import AccessPolicy
@@ -29,13 +30,8 @@ class ReceiptService:
         )
         if advanced:
             await self._fanout.emit(
-                "message:read-receipt",
-                {
-                    "messageId": message_id,
-                    "userId": actor.user_id,
-                    "conversationId": conversation_id,
-                    "readAt": iso_ms(now_ms),
-                },
+                events.READ_RECEIPT,
+                read_receipt_wire(conversation_id, message_id, actor.user_id, now_ms),
                 room=conversation_room(conversation_id),
                 skip_sid=actor.sid,
             )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ecigdis_ws import events
 from ecigdis_ws.clock import Clock
 from ecigdis_ws.domain import (
     Actor,
@@ -23,12 +24,7 @@ from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.access import AccessPolicy
 from ecigdis_ws.services.event_feed import EventFeed
 from ecigdis_ws.services.member_rules import too_many_members
-from ecigdis_ws.services.membership_events import (
-    CONVERSATION_ADDED,
-    CONVERSATION_REMOVED,
-    tell_users,
-    users_addressed,
-)
+from ecigdis_ws.services.membership_events import tell_users, users_addressed
 from ecigdis_ws.services.messages import MessageService
 from ecigdis_ws.services.presence import PresenceService
 from ecigdis_ws.services.tasks import BackgroundTasks
@@ -43,7 +39,7 @@ log = get_logger(__name__)
 NO_SOCKET = "no-socket"
 SYSTEM_SENDER_NAME = "System"
 # Events that say a conversation changed (wake its pollers), and membership changes.
-CONVERSATION_EVENTS = frozenset({"message:new", "message:read-receipt", "message:reaction"})
+CONVERSATION_EVENTS = frozenset({events.MESSAGE_NEW, events.READ_RECEIPT, events.REACTION})
 MEMBER_ADDED = "member:added"
 MEMBER_REMOVED = "member:removed"
 ROOM_PREFIX = conversation_room(0)[:-1]
@@ -181,8 +177,8 @@ class ServerApiService:
             log.exception("delivery observer failed", delivered=event)
 
     def _delivered(self, event: str, data: Any, room: str | list[str] | None) -> None:
-        if event in (CONVERSATION_ADDED, CONVERSATION_REMOVED):
-            self._users_membership_delivered(event == CONVERSATION_ADDED, data, room)
+        if event in (events.CONVERSATION_ADDED, events.CONVERSATION_REMOVED):
+            self._users_membership_delivered(event == events.CONVERSATION_ADDED, data, room)
             return
         # (a list of rooms addresses users, as presence does, never a conversation)
         if not isinstance(room, str) or not room.startswith(ROOM_PREFIX) or not isinstance(

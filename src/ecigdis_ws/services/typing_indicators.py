@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from ecigdis_ws import events
 from ecigdis_ws.clock import Clock, Timer
 from ecigdis_ws.cluster.typing_state import TypingStore
 from ecigdis_ws.domain import Actor, UserId
@@ -144,7 +145,7 @@ class TypingService:
         self, conversation_id: int, user_id: UserId, is_typing: bool, skip_sid: str | None
     ) -> None:
         await self._fanout.emit(
-            "typing:indicator",
+            events.TYPING_INDICATOR,
             {"userId": user_id, "conversationId": conversation_id, "isTyping": is_typing},
             room=conversation_room(conversation_id),
             skip_sid=skip_sid,

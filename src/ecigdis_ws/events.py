@@ -1,0 +1,36 @@
+"""Every Socket.IO event name of the protocol (docs/protocol.md), in one place.
+
+Client events are what a client emits (each mounted from its declaration in
+transport/operations.py); server events are what this server emits. The names are
+the Node server's, so the existing client keeps working.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# -- client → server ------------------------------------------------------------------
+AUTHENTICATE: Final = "authenticate"
+CONVERSATION_JOIN: Final = "conversation:join"
+CONVERSATION_LEAVE: Final = "conversation:leave"
+MESSAGE_SEND: Final = "message:send"
+TYPING_START: Final = "typing:start"
+TYPING_STOP: Final = "typing:stop"
+MESSAGE_READ: Final = "message:read"
+MESSAGE_REACT: Final = "message:react"
+PRESENCE_REQUEST: Final = "presence:request"
+
+# -- server → client ------------------------------------------------------------------
+CONNECTED: Final = "connected"
+AUTHENTICATED: Final = "authenticated"
+ERROR: Final = "error"
+MESSAGE_NEW: Final = "message:new"
+MESSAGE_ACK: Final = "message:ack"
+READ_RECEIPT: Final = "message:read-receipt"
+REACTION: Final = "message:reaction"
+TYPING_INDICATOR: Final = "typing:indicator"
+USER_ONLINE: Final = "user:online"
+USER_OFFLINE: Final = "user:offline"
+PRESENCE_LIST: Final = "presence:list"
+CONVERSATION_ADDED: Final = "conversation:added"
+CONVERSATION_REMOVED: Final = "conversation:removed"

@@ -1,0 +1,237 @@
+"""Every client operation, each declared once (transport/operations.py): its socket
+events, its REST route, who may call it, and its handler (validate → one service
+method → the reply). docs/architecture.md walks through adding one."""
+
+from __future__ import annotations
+
+from ecigdis_ws import events
+from ecigdis_ws.domain import SendResult
+from ecigdis_ws.errors import ChatError
+from ecigdis_ws.services.event_feed import CursorPruned
+from ecigdis_ws.transport import validation as v
+from ecigdis_ws.transport.operations import Call, Operation, Reply, RestRoute, SocketEvent
+
+USER_API = "/api/messenger"
+SERVER_API = "/api/server"
+# Messages per page: the default, and at most (the socket replays in pages of 500).
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+CONVERSATION = USER_API + "/conversations/{conversationId}"
+
+
+def _created_unless_duplicate(reply: Reply) -> int:
+    return 200 if reply.get("duplicate") else 201
+
+
+def _sent(result: SendResult, client_id: int | str) -> Reply:
+    return result.message.ack(result.duplicate, client_id)
+
+
+# -- the socket's own: signing in, rooms ------------------------------------------------
+
+
+async def authenticate(call: Call) -> Reply:
+    assert call.sid is not None
+    token = v.payload(call.data).get("token")
+    identity = await call.chat.sessions.authenticate(call.sid, token)
+    reply = {"userId": identity.user_id, "name": identity.name}
+    await call.tell(events.AUTHENTICATED, reply)
+    return reply
+
+
+async def join(call: Call) -> Reply:
+    conversation_id = v.conversation_id(call.data)
+    since = v.since_id(call.data)
+    joined = await call.chat.conversations.join(call.actor(), conversation_id, since)
+    return joined.wire(conversation_id)
+
+
+async def leave(call: Call) -> Reply:
+    conversation_id = v.conversation_id(call.data)
+    await call.chat.conversations.leave(call.actor(), conversation_id)
+    return {"conversationId": conversation_id}
+
+
+# -- both transports ----------------------------------------------------------------------
+
+
+async def send(call: Call) -> Reply:
+    fields = v.payload(call.data)
+    conversation_id = v.conversation_id(fields)
+    client_id, text = v.outgoing_message(fields, call.chat.settings.max_message_length)
+    result = await call.chat.messages.post(call.actor(), conversation_id, text, client_id)
+    ack = _sent(result, client_id)
+    await call.tell(events.MESSAGE_ACK, ack)
+    return ack
+
+
+async def send_failed(call: Call, error: ChatError) -> None:
+    """The socket's `message:ack` "failed", echoing the client's id when it is one."""
+    message_id = call.data.get("messageId") if isinstance(call.data, dict) else None
+    if isinstance(message_id, bool) or not isinstance(
+        message_id, str | int
+    ) or not v.echoable_message_id(message_id):
+        message_id = None
+    await call.tell(events.MESSAGE_ACK,
+                    {"messageId": message_id, "status": "failed", "error": error.as_dict()})
+
+
+async def mark_read(call: Call) -> Reply:
+    fields = v.payload(call.data)
+    conversation_id = v.conversation_id(fields)
+    message_id = v.positive_id(fields, "messageId")
+    assert message_id is not None
+    advanced = await call.chat.receipts.mark_read(call.actor(), conversation_id, message_id)
+    return {"advanced": advanced}
+
+
+async def react(call: Call) -> Reply:
+    fields = v.payload(call.data)
+    conversation_id = v.conversation_id(fields)
+    message_id = v.positive_id(fields, "messageId")
+    assert message_id is not None
+    emoji = v.emoji(fields)
+    action = await call.chat.reactions.toggle(call.actor(), conversation_id, message_id, emoji)
+    return {"action": action}
+
+
+async def typing(call: Call) -> Reply:
+    """typing:start / typing:stop, or REST's `isTyping`: the same membership rule and
+    TYPING_TIMEOUT_MS end; the rate is the caller's event bucket (RATE_LIMIT_EVENTS
+    per connection on the socket, per user over REST)."""
+    fields = v.payload(call.data)
+    conversation_id = v.conversation_id(fields)
+    is_typing = v.flag(fields, "isTyping")
+    if is_typing:
+        await call.chat.typing.start(call.actor(), conversation_id)
+    else:
+        await call.chat.typing.stop(call.actor(), conversation_id)
+    if call.transport == "socket":  # (the Node server's ack: the conversation alone)
+        return {"conversationId": conversation_id}
+    return {"conversationId": conversation_id, "isTyping": is_typing}
+
+
+async def presence(call: Call) -> Reply:
+    """The online users the caller may see (everyone, or under
+    PRESENCE_SCOPE=contacts the caller and those sharing a conversation with them),
+    or the online members of `conversationId`, at most PRESENCE_LIST_MAX. Answered
+    once: in the reply when the caller reads it, else as the `presence:list` event
+    (the Node server sent both, twice the bytes)."""
+    conversation_id = v.optional_conversation_id(call.data)
+    listing = (await call.chat.conversations.presence_list(
+        call.actor(), conversation_id
+    )).wire()
+    if not call.ack_wanted:
+        await call.tell(events.PRESENCE_LIST, listing)
+    return listing
+
+
+# -- REST only: the conversation list, history, the long-poll -----------------------------
+
+
+async def list_conversations(call: Call) -> Reply:
+    conversations = await call.rest.inbox.conversations(call.actor().user_id)
+    return {"conversations": [c.wire() for c in conversations]}
+
+
+async def create_conversation(call: Call) -> Reply:
+    fields = v.payload(call.data)
+    title = v.title(fields)
+    member_ids = v.member_ids(fields, call.chat.settings.user_id_type)
+    created = await call.rest.inbox.create(call.actor().user_id, title, member_ids)
+    return created.wire()
+
+
+async def list_messages(call: Call) -> Reply:
+    fields = v.payload(call.data)
+    page = await call.rest.inbox.messages(
+        call.actor().user_id, v.conversation_id(fields), fields.get("since"),
+        fields.get("before"), fields.get("limit") or DEFAULT_PAGE,
+    )
+    return page.wire()
+
+
+async def poll(call: Call) -> Reply:
+    fields = v.payload(call.data)
+    assert call.identity is not None
+    try:
+        answer = await call.rest.polls.poll(call.identity, fields.get("cursor"),
+                                            fields.get("live"))
+    except CursorPruned as pruned:
+        # docs/protocol.md, "Retention": catch up from history, poll on from here.
+        return {"cursor": str(pruned.position), "events": [], "resync": True}
+    return answer.wire()
+
+
+# -- the main site's server API ----------------------------------------------------------
+
+
+async def post_system_message(call: Call) -> Reply:
+    fields = v.payload(call.data)
+    settings = call.chat.settings
+    conversation_id = v.conversation_id(fields)
+    client_id, text = v.outgoing_message(fields, settings.max_message_length)
+    raw_user = fields.get("userId")
+    user_id = None if raw_user is None else v.user_id(raw_user, settings.user_id_type)
+    name = v.sender_name(fields)
+    result = await call.rest.server.post_message(conversation_id, client_id, text, user_id, name)
+    return _sent(result, client_id)
+
+
+async def add_member(call: Call) -> Reply:
+    fields = v.payload(call.data)
+    conversation_id = v.conversation_id(fields)
+    user_id = v.user_id(fields.get("userId"), call.chat.settings.user_id_type)
+    added = await call.rest.server.add_member(conversation_id, user_id)
+    return {"conversationId": conversation_id, "userId": user_id, "changed": added}
+
+
+async def remove_member(call: Call) -> Reply:
+    fields = v.payload(call.data)
+    conversation_id = v.conversation_id(fields)
+    user_id = v.user_id(fields.get("userId"), call.chat.settings.user_id_type)
+    removed = await call.rest.server.remove_member(conversation_id, user_id)
+    return {"conversationId": conversation_id, "userId": user_id, "changed": removed}
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(events.AUTHENTICATE, authenticate, caller="anyone",
+              events=(SocketEvent(events.AUTHENTICATE),)),
+    Operation(events.CONVERSATION_JOIN, join, events=(SocketEvent(events.CONVERSATION_JOIN),)),
+    Operation(events.CONVERSATION_LEAVE, leave,
+              events=(SocketEvent(events.CONVERSATION_LEAVE),)),
+    Operation(events.MESSAGE_SEND, send, events=(SocketEvent(events.MESSAGE_SEND),),
+              rest=RestRoute("POST", CONVERSATION + "/messages",
+                             status=_created_unless_duplicate, body=True),
+              on_socket_failure=send_failed),
+    Operation(events.TYPING_START, typing,
+              events=(SocketEvent(events.TYPING_START, {"isTyping": True}),
+                      SocketEvent(events.TYPING_STOP, {"isTyping": False})),
+              rest=RestRoute("POST", CONVERSATION + "/typing", body=True)),
+    Operation(events.MESSAGE_READ, mark_read, events=(SocketEvent(events.MESSAGE_READ),),
+              rest=RestRoute("POST", CONVERSATION + "/read", body=True)),
+    Operation(events.MESSAGE_REACT, react, events=(SocketEvent(events.MESSAGE_REACT),),
+              rest=RestRoute("POST", CONVERSATION + "/messages/{messageId}/reactions",
+                             body=True)),
+    Operation(events.PRESENCE_REQUEST, presence, events=(SocketEvent(events.PRESENCE_REQUEST),),
+              rest=RestRoute("GET", USER_API + "/presence",
+                             query={"conversationId": (1, v.MAX_ID)})),
+    Operation("conversations:list", list_conversations,
+              rest=RestRoute("GET", USER_API + "/conversations")),
+    Operation("conversations:create", create_conversation,
+              rest=RestRoute("POST", USER_API + "/conversations", status=201, body=True)),
+    Operation("messages:list", list_messages,
+              rest=RestRoute("GET", CONVERSATION + "/messages", query={
+                  "since": (0, v.MAX_ID), "before": (1, v.MAX_ID), "limit": (1, MAX_PAGE)})),
+    Operation("poll", poll, rest=RestRoute("GET", USER_API + "/poll",
+                                           query={"cursor": (0, v.MAX_ID), "live": None})),
+    Operation("server:message", post_system_message, caller="server",
+              rest=RestRoute("POST", SERVER_API + "/conversations/{conversationId}/messages",
+                             status=_created_unless_duplicate, body=True)),
+    Operation("server:add-member", add_member, caller="server",
+              rest=RestRoute("POST", SERVER_API + "/conversations/{conversationId}/members",
+                             body=True)),
+    Operation("server:remove-member", remove_member, caller="server",
+              rest=RestRoute("DELETE",
+                             SERVER_API + "/conversations/{conversationId}/members/{userId}")),
+)
