@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
@@ -17,20 +16,21 @@ from ecigdis_ws.fanout.channels import ChannelNames
 from ecigdis_ws.fanout.notifier import DeliveryNotifier
 from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.observability.metrics import Metrics
-from ecigdis_ws.services.container import ChatServices, RestServices
-from ecigdis_ws.services.error_reports import ErrorReports
+from ecigdis_ws.services.container import ChatServices, Gates
 from ecigdis_ws.services.main_site import MainSiteVerifier
 from ecigdis_ws.services.rate_limit import RateLimiter
 from ecigdis_ws.settings import Settings
+from ecigdis_ws.storage.base import Storage
 from ecigdis_ws.storage.factory import open_storage
 from ecigdis_ws.transport.admission_gate import UpgradeAdmission, admission_refusal
 from ecigdis_ws.transport.app_keys import (
     CLUSTER,
     IN_FLIGHT,
-    REST_SERVICES,
+    MAIN_SITE,
     SERVICES,
     SETTINGS,
     STARTED_AT,
+    STORAGE,
 )
 from ecigdis_ws.transport.client_routes import add_client_routes
 from ecigdis_ws.transport.drain import InFlight
@@ -57,8 +57,13 @@ class NotMigrated(RuntimeError):
     """The database lacks migrations; `serve` refuses rather than fail on first use."""
 
 
-def fanout_manager(settings: Settings, clock: Clock, metrics: Metrics
-                   ) -> ClusterRedisManager | None:
+def fanout_manager(
+    settings: Settings,
+    clock: Clock,
+    metrics: Metrics,
+    notifier: DeliveryNotifier,
+    on_recovered: Callable[[], Awaitable[None]],
+) -> ClusterRedisManager | None:
     """python-socketio's client manager for several nodes; None for a single node."""
     url = settings.effective_redis_url
     if url is None:
@@ -75,16 +80,23 @@ def fanout_manager(settings: Settings, clock: Clock, metrics: Metrics
         clock=clock,
         linger_s=settings.fanout_unsubscribe_delay_ms / 1000,
         metrics=metrics,
+        notifier=notifier,
+        on_recovered=on_recovered,
     )
 
 
 def build_socketio(
-    settings: Settings, clock: Clock, metrics: Metrics, manager: ClusterRedisManager | None = None
+    settings: Settings,
+    clock: Clock,
+    metrics: Metrics,
+    manager: DirectEmitManager | None = None,  # None: this node alone
+    notifier: DeliveryNotifier | None = None,
 ) -> ChatSocketServer:
     return ChatSocketServer(
         clock=clock,
         protocol_errors=ProtocolErrors(metrics.protocol_errors),
-        client_manager=manager or DirectEmitManager(),
+        client_manager=manager or DirectEmitManager(notifier=notifier,
+                                                    deliveries=metrics.deliveries),
         limits=TransportLimits(
             max_buffered_bytes=settings.ws_max_buffered_bytes,
             max_buffered_packets=settings.max_buffered_packets,
@@ -124,20 +136,39 @@ def connection_deadlines(settings: Settings) -> dict[str, float]:
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
+    """The composition root: every resource and service of one node, built once in
+    dependency order. Each resource is opened and closed by a cleanup_ctx of its
+    own (storage, the cluster state, the main site's client, the services), in
+    that order, and closed in the reverse."""
     clock = clock or SystemClock()
     quiet_malformed_http()
     metrics = Metrics()
-    manager = fanout_manager(settings, clock, metrics)
-    sio = build_socketio(settings, clock, metrics, manager)
-    cluster = ClusterState.open(settings)
-    if manager is not None:
-        cluster.fanout_healthy = manager.ping
-    def errors() -> ErrorReports:
-        return app[SERVICES].errors
+    notifier = DeliveryNotifier()  # told of every delivery here, whichever node sent it
+
+    async def fanout_recovered() -> None:
+        # Like Centrifugo's "insufficient state": this node's clients missed what
+        # other nodes published while the channel was down. Closing their
+        # transports makes them reconnect and rejoin with `since`, which replays
+        # the gap from the database; the presence lease is renewed at once.
+        log.warning("fan-out channel recovered: asking clients to resync",
+                    clients=len(sio.eio.sockets))
+        await app[SERVICES].presence.beat_now()
+        await sio.close_transports()
+
+    manager = fanout_manager(settings, clock, metrics, notifier, fanout_recovered)
+    sio = build_socketio(settings, clock, metrics, manager, notifier)
+    fanout = SocketIOFanout(sio)
+    gates = Gates.build(settings=settings, clock=clock, metrics=metrics, fanout=fanout,
+                        close_connection=sio.close_unadmitted)
+    # (python-socketio's own pattern: the server exists before what it calls back.)
+    sio.session_policy.upgrades = UpgradeAdmission(gates.admission, gates.errors,
+                                                   settings.trust_proxy)
+    cluster = ClusterState.open(settings, manager.ping if manager is not None else None)
+    in_flight = InFlight()  # socket events and REST requests: one drain on SIGTERM
 
     stale = stale_session_middleware(lambda: sio.eio.sockets, metrics.stale_session_requests)
-    origin_check = origin_refusal(settings, errors)
-    admission_check = admission_refusal(lambda: app[SERVICES], settings.trust_proxy)
+    origin_check = origin_refusal(settings, gates.errors)
+    admission_check = admission_refusal(gates.admission, gates.errors, settings.trust_proxy)
     # First: a new websocket connection is answered there, after the same two checks,
     # so that no other middleware's coroutine stays suspended for its life.
     entry = websocket_entry_middleware(sio, [origin_check, admission_check])
@@ -147,93 +178,73 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
         refusal_middleware(admission_check),
         stale,  # before a polling body is read: a request for no session is not read
         polling_limits_middleware(settings.max_payload_bytes, sio.drop_session, sio.refuse,
-                                  clock, settings.http_body_timeout_ms / 1000, errors),
+                                  clock, settings.http_body_timeout_ms / 1000, gates.errors),
         stale,  # and again, for a session that closed while its body was read
     ], handler_args=connection_deadlines(settings))
     app[SETTINGS] = settings
     app[CLUSTER] = cluster
     app[STARTED_AT] = time.monotonic()
     app[SOCKET_SERVER] = sio
-    sio.attach(app)
-    fanout = SocketIOFanout(sio)
-    in_flight = InFlight()  # socket events and REST requests: one drain on SIGTERM
     app[IN_FLIGHT] = in_flight
-    sio.session_policy.upgrades = UpgradeAdmission(lambda: app[SERVICES], settings.trust_proxy)
+    sio.attach(app)
     add_routes(app)
-    notifier = DeliveryNotifier()
-    sio.manager.notifier = notifier  # told of every delivery here, whichever node sent it
-    sio.manager.deliveries = metrics.deliveries  # counted where each is written
     add_rest_routes(app)  # docs/openapi.yaml
     add_client_routes(app, settings)
 
-    async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+    async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         storage = await open_storage(settings, clock)
-        stack = contextlib.AsyncExitStack()
         try:
-            if settings.migrate_on_start:
-                applied = await storage.migrate()
-                if applied:
-                    log.info("migrations applied", versions=applied)
-            pending = await storage.pending_migrations()
-            if pending:
-                raise NotMigrated(
-                    f"database has unapplied migrations {pending}: run `ecigdis-ws migrate` "
-                    "or set MIGRATE_ON_START=true"
-                )
-            services = ChatServices.build(
-                settings, clock, storage, fanout, metrics, cluster.presence, cluster.typing
-            )
-            services.admission.close_connection = sio.close_unadmitted
-            if manager is not None:
-                manager.on_recovered = lambda: fanout_recovered(services)
-            sio.start_manager()
-            await services.presence.start()
-            services.typing.start_sweeping()
-            services.retention.start()
-            metrics.track_connections(
-                lambda: services.sessions.count, lambda: services.presence.user_count
-            )
-            app[SERVICES] = services
-            rest = RestServices.build(services, notifier)
-            app[REST_SERVICES] = rest
-            # Every operation's one pipeline, for the socket and REST alike.
-            pipeline = Pipeline(in_flight, metrics.events_received, services.errors)
-            SocketEvents(sio, services, rest, pipeline).register()
-            app[REST_API] = RestApi(services, rest, pipeline,
-                                    RateLimiter(settings.rate_limit_events, clock))
-            if settings.auth_verify_url:
-                http = await stack.enter_async_context(aiohttp.ClientSession())
-                main_site = MainSiteVerifier(
-                    settings.auth_verify_url, http, clock,
-                    settings.auth_verify_timeout_ms / 1000, settings.auth_verify_cache_s,
-                    settings.user_id_type,
-                )
-                main_site.on_revoked = services.sessions.end_user_sessions
-                services.sessions.main_site = main_site
-            if settings.uses_dev_secret:
-                log.warning("JWT_SECRET is not set: using the development secret, "
-                            "which production refuses")
+            await _migrated(storage, settings)
+            app[STORAGE] = storage
             yield
-            services.typing.stop_sweeping()
-            services.retention.stop()
-            await services.presence.stop()
-            await services.tasks.cancel_all()
-            if manager is not None:  # the last sends and the offline announcements
-                await manager.flush_publishes()
         finally:
-            await stack.aclose()
-            await cluster.close()
             await storage.close()
 
-    async def fanout_recovered(services: ChatServices) -> None:
-        # Like Centrifugo's "insufficient state": this node's clients missed what
-        # other nodes published while the channel was down. Closing their
-        # transports makes them reconnect and rejoin with `since`, which replays
-        # the gap from the database; the presence lease is renewed at once.
-        log.warning("fan-out channel recovered: asking clients to resync",
-                    clients=len(sio.eio.sockets))
-        await services.presence.beat_now()
-        await sio.close_transports()
+    async def cluster_ctx(app: web.Application) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await cluster.close()
+
+    async def main_site_ctx(app: web.Application) -> AsyncIterator[None]:
+        if not settings.auth_verify_url:
+            yield
+            return
+        async with aiohttp.ClientSession() as http:
+            app[MAIN_SITE] = MainSiteVerifier(
+                settings.auth_verify_url, http, clock, settings.auth_verify_timeout_ms / 1000,
+                settings.auth_verify_cache_s, settings.user_id_type,
+            )
+            yield
+
+    async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+        services = ChatServices.build(
+            settings=settings, clock=clock, storage=app[STORAGE], fanout=fanout,
+            metrics=metrics, presence_registry=cluster.presence, typing_store=cluster.typing,
+            notifier=notifier, gates=gates, main_site=app.get(MAIN_SITE),
+        )
+        # Every operation's one pipeline, for the socket and REST alike.
+        pipeline = Pipeline(in_flight, metrics.events_received, services.errors)
+        SocketEvents(sio, services, pipeline).register()
+        app[SERVICES] = services
+        app[REST_API] = RestApi(services, pipeline, RateLimiter(settings.rate_limit_events, clock))
+        sio.start_manager()
+        await services.presence.start()
+        services.typing.start_sweeping()
+        services.retention.start()
+        metrics.track_connections(
+            lambda: services.sessions.count, lambda: services.presence.user_count
+        )
+        if settings.uses_dev_secret:
+            log.warning("JWT_SECRET is not set: using the development secret, "
+                        "which production refuses")
+        yield
+        services.typing.stop_sweeping()
+        services.retention.stop()
+        await services.presence.stop()
+        await services.tasks.cancel_all()
+        if manager is not None:  # the last sends and the offline announcements
+            await manager.flush_publishes()
 
     async def close_connections(app: web.Application) -> None:
         # The listener is closed already; let socket events and REST requests in
@@ -248,5 +259,19 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
         await sio.close_transports()
 
     app.on_shutdown.append(close_connections)
-    app.cleanup_ctx.append(services_ctx)
+    app.cleanup_ctx.extend([storage_ctx, cluster_ctx, main_site_ctx, services_ctx])
     return app
+
+
+async def _migrated(storage: Storage, settings: Settings) -> None:
+    """MIGRATE_ON_START's migrations applied; NotMigrated if any is still missing."""
+    if settings.migrate_on_start:
+        applied = await storage.migrate()
+        if applied:
+            log.info("migrations applied", versions=applied)
+    pending = await storage.pending_migrations()
+    if pending:
+        raise NotMigrated(
+            f"database has unapplied migrations {pending}: run `ecigdis-ws migrate` "
+            "or set MIGRATE_ON_START=true"
+        )

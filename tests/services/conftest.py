@@ -30,9 +30,10 @@ from ecigdis_ws.cluster.presence import LocalPresenceRegistry
 from ecigdis_ws.cluster.typing_state import LocalTypingStore
 from ecigdis_ws.domain import Actor, ClientMessageId, SendResult, UserId
 from ecigdis_ws.errors import ChatError, ErrorCode
+from ecigdis_ws.fanout.notifier import DeliveryNotifier
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.auth import mint_token
-from ecigdis_ws.services.container import ChatServices
+from ecigdis_ws.services.container import ChatServices, Gates
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.storage.base import Storage
 from ecigdis_ws.storage.factory import open_storage
@@ -47,8 +48,8 @@ from tests.support import test_settings
 class RecordingManager(DirectEmitManager):
     """python-socketio's rooms; each delivery is recorded per recipient socket."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, notifier: DeliveryNotifier) -> None:
+        super().__init__(notifier=notifier)
         self.inbox: dict[str, list[tuple[str, Any]]] = defaultdict(list)
         self.disconnected: list[str] = []
 
@@ -162,18 +163,22 @@ class ServiceHarness:
 async def service_harness(tmp_path: Path, **env: str) -> AsyncIterator[ServiceHarness]:
     settings = test_settings(tmp_path, **env)
     clock = ManualClock()
-    manager = RecordingManager()
+    notifier = DeliveryNotifier()
+    manager = RecordingManager(notifier)
     metrics = Metrics()
     sio = build_socketio(settings, clock, metrics, manager)
     storage = await open_storage(settings, clock)
     await storage.migrate()
-    chat = ChatServices.build(
-        settings, clock, storage, SocketIOFanout(sio), metrics,
-        LocalPresenceRegistry(), LocalTypingStore(),
+    fanout = SocketIOFanout(sio)
+    chat = ChatServices.build(  # as the composition root (app.py) builds them
+        settings=settings, clock=clock, storage=storage, fanout=fanout, metrics=metrics,
+        presence_registry=LocalPresenceRegistry(), typing_store=LocalTypingStore(),
+        notifier=notifier,
+        gates=Gates.build(settings=settings, clock=clock, metrics=metrics, fanout=fanout,
+                          close_connection=sio.close_unadmitted),
     )
     await chat.presence.start()
     try:
-        chat.admission.close_connection = sio.close_unadmitted  # (as app.py wires it)
         yield ServiceHarness(settings, clock, storage, manager, chat)
     finally:
         await chat.presence.stop()

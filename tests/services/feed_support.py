@@ -1,5 +1,5 @@
 """The REST API's services (event feed, inbox, server API) built on a service
-harness by `RestServices.build`, as the app builds them, and what a test needs
+harness by `ChatServices.build`, as the app builds them, and what a test needs
 to watch a long-poll wait.
 
 The app subscribes `ServerApiService.delivered` to the `DeliveryNotifier`, which
@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 
 from ecigdis_ws.domain import Actor, FeedEvent, StoredMessage, UserId
-from ecigdis_ws.fanout.notifier import DeliveryNotifier
-from ecigdis_ws.services.container import RestServices
+from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.services.event_feed import EventFeed
 from ecigdis_ws.services.server_api import NO_SOCKET
 from ecigdis_ws.storage.sql import SqlStorage
@@ -25,11 +24,10 @@ HANG_S = 5.0
 Poll = asyncio.Task[tuple[int, list[FeedEvent]]]
 
 
-def rest_services(harness: ServiceHarness) -> RestServices:
-    """The REST services of the harness's node, wired as `add_rest_routes` wires them."""
-    notifier = DeliveryNotifier()
-    harness.manager.notifier = notifier
-    return RestServices.build(harness.chat, notifier)
+def rest_services(harness: ServiceHarness) -> ChatServices:
+    """The REST API's services of the harness's node (`feed`, `server`, `inbox`,
+    `polls`), built and told of every delivery as the composition root does."""
+    return harness.chat
 
 
 def rest_actor(user_id: UserId) -> Actor:

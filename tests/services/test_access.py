@@ -17,7 +17,6 @@ from ecigdis_ws.clock import ManualClock
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.services import access
 from ecigdis_ws.services.access import MembershipCache
-from ecigdis_ws.services.event_feed import EventFeed
 from ecigdis_ws.services.server_api import ServerApiService
 from tests.services.conftest import ServiceHarness
 
@@ -41,14 +40,8 @@ async def remove_behind_the_servers_back(
 
 
 def server_api(harness: ServiceHarness) -> ServerApiService:
-    """The main site's membership changes, wired as transport/rest_routes.py wires them."""
-    chat = harness.chat
-    feed = EventFeed(chat.storage, chat.clock, 25.0, harness.settings.db_timeout_ms)
-    return ServerApiService(
-        chat.storage, chat.fanout, chat.access, chat.presence, chat.typing, feed, chat.clock,
-        chat.tasks, chat.metrics, harness.settings.db_timeout_ms / 1000,
-        harness.settings.user_id_type, harness.settings.max_conversation_members,
-    )
+    """The main site's membership changes, as the composition root wires them."""
+    return harness.chat.server
 
 
 # -- the access modes ---------------------------------------------------------------

@@ -388,8 +388,8 @@ async def test_a_waiting_poll_watches_its_users_and_conversations_rooms_until_an
                 watched.remove(room)
         return release
 
-    feed = EventFeed(harness.chat.storage, harness.clock, 25.0,
-                     harness.settings.db_timeout_ms, watch=watch)
+    feed = EventFeed(storage=harness.chat.storage, clock=harness.clock, hold_s=25.0,
+                     db_timeout_ms=harness.settings.db_timeout_ms, watch=watch)
     mine = await harness.conversation(1, 2)
     also_mine = await harness.conversation(1, 3)
     await harness.conversation(2, 3)  # not user 1's

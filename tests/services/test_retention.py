@@ -208,8 +208,9 @@ async def test_two_nodes_pruning_the_same_database_delete_each_row_once(
         await send(harness, 2, conversation, "now")
         newest = await harness.storage.event_log_last_id()
         other_node = RetentionService(
-            harness.storage, harness.clock, harness.chat.tasks, RETENTION_S, 0,
-            harness.settings.db_timeout_ms,
+            storage=harness.storage, clock=harness.clock, tasks=harness.chat.tasks,
+            event_log_retention_s=RETENTION_S, message_retention_days=0,
+            db_timeout_ms=harness.settings.db_timeout_ms,
         )
         other_node.start()
         await run_until_idle(harness)

@@ -23,12 +23,14 @@ class ClusterState:
     presence: PresenceRegistry
     typing: TypingStore
     client: RedisClient | None = None  # None: a single node, no Redis
-    # Set at wiring when Redis is configured: the fan-out's own check (its
-    # listener subscribed, Redis answering), which /health reports.
+    # When Redis is configured: the fan-out's own check (its listener subscribed,
+    # Redis answering), which /health reports.
     fanout_healthy: Callable[[], Awaitable[bool]] | None = None
 
     @classmethod
-    def open(cls, settings: Settings) -> ClusterState:
+    def open(
+        cls, settings: Settings, fanout_healthy: Callable[[], Awaitable[bool]] | None = None
+    ) -> ClusterState:
         url = settings.effective_redis_url
         if url is None:
             return cls(LocalPresenceRegistry(), LocalTypingStore())
@@ -38,7 +40,7 @@ class ClusterState:
         presence = RedisPresenceRegistry(
             client, prefix, settings.effective_server_id, settings.presence_ttl_ms
         )
-        return cls(presence, RedisTypingStore(client, prefix), client)
+        return cls(presence, RedisTypingStore(client, prefix), client, fanout_healthy)
 
     async def redis_status(self) -> RedisStatus:
         if self.fanout_healthy is None:

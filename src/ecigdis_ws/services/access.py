@@ -53,7 +53,7 @@ class MembershipCache:
 
 class AccessPolicy:
     def __init__(
-        self, storage: Storage, mode: ConversationAccess, clock: Clock, cache_s: float = 0
+        self, *, storage: Storage, mode: ConversationAccess, clock: Clock, cache_s: float = 0
     ) -> None:
         self._storage = storage
         self._mode = mode

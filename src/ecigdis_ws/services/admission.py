@@ -31,7 +31,13 @@ class _Arrival:
 
 class AdmissionService:
     def __init__(
-        self, clock: Clock, tasks: BackgroundTasks, auth_timeout_s: float, per_address_cap: int
+        self,
+        *,
+        clock: Clock,
+        tasks: BackgroundTasks,
+        auth_timeout_s: float,
+        per_address_cap: int,
+        close_connection: CloseConnection | None = None,  # the transport's; None: none closed
     ) -> None:
         self._clock = clock
         self._tasks = tasks
@@ -40,8 +46,8 @@ class AdmissionService:
         self._arrivals: dict[str, _Arrival] = {}
         self._by_address: dict[str, set[str]] = {}
         self._upgrades: dict[str, str] = {}  # an upgrade's key: its address
-        # Set by the transport: closes a connection whose deadline passed.
-        self.close_connection: CloseConnection | None = None
+        # Closes a connection whose deadline passed (the Socket.IO server's).
+        self.close_connection = close_connection
 
     def has_room(self, address: str) -> bool:
         """May one more connection from `address` start its handshake?"""

@@ -1,4 +1,10 @@
-"""All services of one server, wired together once at start-up."""
+"""All services of one server, each built once, in dependency order, at start-up.
+
+The composition root (app.py) opens the resources (storage, the cluster state, the
+main site's HTTP client) and hands them to `ChatServices.build`, which builds every
+service with keyword arguments from the settings: no service builds another, and
+none is changed after it is built.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from ecigdis_ws.fanout.base import Fanout
 from ecigdis_ws.fanout.notifier import DeliveryNotifier
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.access import AccessPolicy
-from ecigdis_ws.services.admission import AdmissionService
+from ecigdis_ws.services.admission import AdmissionService, CloseConnection
 from ecigdis_ws.services.auth import TokenVerifier, parse_user_id
 from ecigdis_ws.services.conversations import ConversationLimits, ConversationService
 from ecigdis_ws.services.error_reports import ErrorReports
@@ -20,6 +26,7 @@ from ecigdis_ws.services.event_feed import EventFeed
 from ecigdis_ws.services.inbox import InboxService
 from ecigdis_ws.services.live_events import LiveEvents
 from ecigdis_ws.services.long_poll import LongPollService
+from ecigdis_ws.services.main_site import MainSiteVerifier
 from ecigdis_ws.services.member_rules import MemberRules
 from ecigdis_ws.services.messages import MessageService
 from ecigdis_ws.services.presence import PresenceService
@@ -27,7 +34,7 @@ from ecigdis_ws.services.rate_limit import RateLimiter
 from ecigdis_ws.services.reactions import ReactionService
 from ecigdis_ws.services.receipts import ReceiptService
 from ecigdis_ws.services.retention import RetentionService
-from ecigdis_ws.services.server_api import ServerApiService
+from ecigdis_ws.services.server_api import ServerApiService, main_site_access
 from ecigdis_ws.services.sessions import SessionLimits, SessionService
 from ecigdis_ws.services.tasks import BackgroundTasks
 from ecigdis_ws.services.typing_indicators import TypingService
@@ -35,7 +42,39 @@ from ecigdis_ws.settings import Settings
 from ecigdis_ws.storage.base import Storage
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class Gates:
+    """The services the HTTP layer needs before the storage opens (the admission
+    check in front of Engine.IO, the error answers, the background tasks), built
+    first so that the middlewares hold them rather than look them up."""
+
+    tasks: BackgroundTasks
+    admission: AdmissionService
+    errors: ErrorReports
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        settings: Settings,
+        clock: Clock,
+        metrics: Metrics,
+        fanout: Fanout,
+        close_connection: CloseConnection | None,
+    ) -> Gates:
+        tasks = BackgroundTasks()
+        return cls(
+            tasks=tasks,
+            admission=AdmissionService(
+                clock=clock, tasks=tasks, auth_timeout_s=settings.auth_timeout_ms / 1000,
+                per_address_cap=settings.max_unauthenticated_per_ip,
+                close_connection=close_connection,
+            ),
+            errors=ErrorReports(metrics.errors, fanout),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class ChatServices:
     settings: Settings
     server_id: str
@@ -52,16 +91,24 @@ class ChatServices:
     receipts: ReceiptService
     reactions: ReactionService
     errors: ErrorReports
-    # Shared with the REST API (transport/rest_routes.py): one membership cache.
+    # One membership cache behind every service that checks membership.
     access: AccessPolicy
     fanout: Fanout
     # Started by the app (app.py), not by build: deletes past EVENT_LOG_RETENTION_S
     # and MESSAGE_RETENTION_DAYS in the background.
     retention: RetentionService
+    # The REST API's: the long-poll's event feed, the main site's server API, the
+    # conversation list. The server API and the live events (typing and presence
+    # for the long-poll) are told of every delivery through the notifier.
+    feed: EventFeed
+    server: ServerApiService
+    inbox: InboxService
+    polls: LongPollService
 
     @classmethod
     def build(
         cls,
+        *,
         settings: Settings,
         clock: Clock,
         storage: Storage,
@@ -69,42 +116,64 @@ class ChatServices:
         metrics: Metrics,
         presence_registry: PresenceRegistry,
         typing_store: TypingStore,
+        notifier: DeliveryNotifier,
+        gates: Gates,
+        main_site: MainSiteVerifier | None = None,
     ) -> ChatServices:
-        tasks = BackgroundTasks()
-        access = AccessPolicy(
-            storage, settings.conversation_access, clock, settings.membership_cache_s
-        )
+        tasks, admission, errors = gates.tasks, gates.admission, gates.errors
+        access = AccessPolicy(storage=storage, mode=settings.conversation_access, clock=clock,
+                              cache_s=settings.membership_cache_s)
 
         def user_id(raw: str) -> UserId:
             # Ids read back from shared state were written by us from valid ids.
             parsed = parse_user_id(raw, settings.user_id_type)
             return raw if parsed is None else parsed
 
-        typing = TypingService(
-            fanout, access, clock, tasks, typing_store, settings.typing_timeout_ms, user_id
-        )
+        typing = TypingService(fanout=fanout, access=access, clock=clock, tasks=tasks,
+                               store=typing_store, timeout_ms=settings.typing_timeout_ms,
+                               parse_user_id=user_id)
         presence = PresenceService(
-            fanout, storage, clock, tasks, presence_registry,
-            settings.presence_grace_ms, settings.presence_ttl_ms, user_id, metrics,
-            settings.presence_scope,
+            fanout=fanout, storage=storage, clock=clock, tasks=tasks, registry=presence_registry,
+            grace_ms=settings.presence_grace_ms, ttl_ms=settings.presence_ttl_ms,
+            parse_user_id=user_id, metrics=metrics, scope=settings.presence_scope,
         )
-        admission = AdmissionService(
-            clock, tasks, settings.auth_timeout_ms / 1000, settings.max_unauthenticated_per_ip
-        )
-        errors = ErrorReports(metrics.errors, fanout)
         sessions = SessionService(
-            TokenVerifier(settings, clock),
-            presence,
-            typing,
-            storage,
-            fanout,
-            clock,
-            tasks,
-            RateLimiter(settings.rate_limit_events, clock),
-            SessionLimits(settings.auth_timeout_ms, settings.max_connections_per_user),
-            admission,
-            errors,
+            verifier=TokenVerifier(settings, clock),
+            presence=presence,
+            typing=typing,
+            storage=storage,
+            fanout=fanout,
+            clock=clock,
+            tasks=tasks,
+            event_limiter=RateLimiter(settings.rate_limit_events, clock),
+            limits=SessionLimits(settings.auth_timeout_ms, settings.max_connections_per_user),
+            admission=admission,
+            errors=errors,
+            main_site=main_site,
         )
+        deadline_s = settings.db_timeout_ms / 1000  # a send's whole deadline
+        live = LiveEvents(clock)
+        feed = EventFeed(
+            storage=storage, clock=clock, hold_s=settings.long_poll_timeout_ms / 1000,
+            db_timeout_ms=settings.db_timeout_ms, max_polls_per_user=settings.max_polls_per_user,
+            live=live, watch=fanout.watch,
+        )
+        server = ServerApiService(
+            storage=storage, fanout=fanout, access=access, presence=presence, typing=typing,
+            feed=feed, clock=clock, tasks=tasks,
+            messages=MessageService(
+                storage=storage, fanout=fanout, access=main_site_access(storage, clock),
+                typing=typing, clock=clock, metrics=metrics, deadline_s=deadline_s,
+            ),
+            user_id_type=settings.user_id_type, max_members=settings.max_conversation_members,
+        )
+        rules = MemberRules(
+            storage=storage, clock=clock, max_members=settings.max_conversation_members,
+            policy=settings.member_add_policy,
+            creates_per_minute=settings.rate_limit_conversations,
+        )
+        notifier.subscribe(server.delivered)
+        notifier.subscribe(live.delivered)
         return cls(
             settings=settings,
             server_id=settings.effective_server_id,
@@ -117,60 +186,31 @@ class ChatServices:
             presence=presence,
             typing=typing,
             conversations=ConversationService(
-                storage, fanout, access, presence, typing,
-                ConversationLimits(
+                storage=storage, fanout=fanout, access=access, presence=presence, typing=typing,
+                limits=ConversationLimits(
                     settings.max_rooms_per_socket, settings.presence_list_max,
                     settings.replay_max_messages,
                 ),
             ),
             messages=MessageService(
-                storage, fanout, access, typing, clock, metrics, settings.db_timeout_ms / 1000,
-                RateLimiter(settings.rate_limit_messages, clock),
+                storage=storage, fanout=fanout, access=access, typing=typing, clock=clock,
+                metrics=metrics, deadline_s=deadline_s,
+                limiter=RateLimiter(settings.rate_limit_messages, clock),
             ),
-            receipts=ReceiptService(storage, fanout, access, clock),
-            reactions=ReactionService(storage, fanout, access, clock),
+            receipts=ReceiptService(storage=storage, fanout=fanout, access=access, clock=clock),
+            reactions=ReactionService(storage=storage, fanout=fanout, access=access, clock=clock),
             errors=errors,
             access=access,
             fanout=fanout,
             retention=RetentionService(
-                storage, clock, tasks, settings.event_log_retention_s,
-                settings.message_retention_days, settings.db_timeout_ms,
+                storage=storage, clock=clock, tasks=tasks,
+                event_log_retention_s=settings.event_log_retention_s,
+                message_retention_days=settings.message_retention_days,
+                db_timeout_ms=settings.db_timeout_ms,
             ),
-        )
-
-
-@dataclass(frozen=True)
-class RestServices:
-    """What the REST API adds to the chat services: the long-poll's event feed,
-    the main site's server API and the conversation list. The server API and the
-    live events (typing and presence for the long-poll) are told of every delivery
-    through the notifier."""
-
-    feed: EventFeed
-    server: ServerApiService
-    inbox: InboxService
-    polls: LongPollService
-
-    @classmethod
-    def build(cls, chat: ChatServices, notifier: DeliveryNotifier) -> RestServices:
-        settings = chat.settings
-        live = LiveEvents(chat.clock)
-        feed = EventFeed(
-            chat.storage, chat.clock, settings.long_poll_timeout_ms / 1000, settings.db_timeout_ms,
-            settings.max_polls_per_user, live, chat.fanout.watch,
-        )
-        server = ServerApiService(
-            chat.storage, chat.fanout, chat.access, chat.presence, chat.typing, feed,
-            chat.clock, chat.tasks, chat.metrics, settings.db_timeout_ms / 1000,
-            settings.user_id_type, settings.max_conversation_members,
-        )
-        rules = MemberRules(
-            chat.storage, chat.clock, settings.max_conversation_members,
-            settings.member_add_policy, settings.rate_limit_conversations,
-        )
-        notifier.subscribe(server.delivered)
-        notifier.subscribe(live.delivered)
-        return cls(
-            feed, server, InboxService(chat.storage, chat.access, chat.clock, rules, chat.fanout),
-            LongPollService(feed, live, chat.presence),
+            feed=feed,
+            server=server,
+            inbox=InboxService(storage=storage, access=access, clock=clock, rules=rules,
+                               fanout=fanout),
+            polls=LongPollService(feed=feed, live=live, presence=presence),
         )

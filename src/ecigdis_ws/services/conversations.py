@@ -90,6 +90,7 @@ class JoinResult:
 class ConversationService:
     def __init__(
         self,
+        *,
         storage: Storage,
         fanout: Fanout,
         access: AccessPolicy,

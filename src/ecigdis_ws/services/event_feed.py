@@ -89,7 +89,7 @@ class _Waiter:
 
 class EventFeed:
     def __init__(
-        self, storage: Storage, clock: Clock, hold_s: float, db_timeout_ms: int,
+        self, *, storage: Storage, clock: Clock, hold_s: float, db_timeout_ms: int,
         max_polls_per_user: int = 0, live: LiveEvents | None = None,
         watch: Watch | None = None,
     ) -> None:

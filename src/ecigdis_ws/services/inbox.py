@@ -53,7 +53,7 @@ class MessagePage:
 
 class InboxService:
     def __init__(
-        self, storage: Storage, access: AccessPolicy, clock: Clock, rules: MemberRules,
+        self, *, storage: Storage, access: AccessPolicy, clock: Clock, rules: MemberRules,
         fanout: Fanout,
     ) -> None:
         self._fanout = fanout

@@ -23,7 +23,7 @@ class PollAnswer:
 
 
 class LongPollService:
-    def __init__(self, feed: EventFeed, live: LiveEvents, presence: PresenceService) -> None:
+    def __init__(self, *, feed: EventFeed, live: LiveEvents, presence: PresenceService) -> None:
         self._feed = feed
         self._live = live
         self._presence = presence

@@ -30,6 +30,7 @@ def too_many_members(max_members: int) -> ChatError:
 class MemberRules:
     def __init__(
         self,
+        *,
         storage: Storage,
         clock: Clock,
         max_members: int,

@@ -24,6 +24,7 @@ UNCERTAIN_SENDS_KEPT = 10_000
 class MessageService:
     def __init__(
         self,
+        *,
         storage: Storage,
         fanout: Fanout,
         access: AccessPolicy,

@@ -39,6 +39,7 @@ POLL_GAP_S = 10.0
 class PresenceService:
     def __init__(
         self,
+        *,
         fanout: Fanout,
         storage: Storage,
         clock: Clock,

@@ -13,7 +13,7 @@ from ecigdis_ws.storage.base import Storage
 
 class ReceiptService:
     def __init__(
-        self, storage: Storage, fanout: Fanout, access: AccessPolicy, clock: Clock
+        self, *, storage: Storage, fanout: Fanout, access: AccessPolicy, clock: Clock
     ) -> None:
         self._storage = storage
         self._fanout = fanout

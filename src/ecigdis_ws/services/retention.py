@@ -39,6 +39,7 @@ DAY_MS = 86_400_000
 class RetentionService:
     def __init__(
         self,
+        *,
         storage: Storage,
         clock: Clock,
         tasks: BackgroundTasks,

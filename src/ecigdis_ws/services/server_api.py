@@ -20,7 +20,6 @@ from ecigdis_ws.domain import (
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.fanout.base import Fanout, conversation_room
 from ecigdis_ws.observability.log_setup import get_logger
-from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.access import AccessPolicy
 from ecigdis_ws.services.event_feed import EventFeed
 from ecigdis_ws.services.member_rules import too_many_members
@@ -29,7 +28,7 @@ from ecigdis_ws.services.messages import MessageService
 from ecigdis_ws.services.presence import PresenceService
 from ecigdis_ws.services.tasks import BackgroundTasks
 from ecigdis_ws.services.typing_indicators import TypingService
-from ecigdis_ws.settings import UserIdType
+from ecigdis_ws.settings import ConversationAccess, UserIdType
 from ecigdis_ws.storage.base import ConversationFull, Storage
 
 log = get_logger(__name__)
@@ -47,17 +46,22 @@ ROOM_PREFIX = conversation_room(0)[:-1]
 BY_MAIN_SITE = ChangedBy(None)
 
 
+def main_site_access(storage: Storage, clock: Clock) -> AccessPolicy:
+    """The server API's membership rule: any conversation that exists."""
+    return ExistingConversation(storage=storage, mode="members", clock=clock)
+
+
 def system_user_id(user_id_type: UserIdType) -> UserId:
     """The sender of the main site's messages: an id no token can carry with
     USER_ID_TYPE=int (ids are positive); "system" with string ids."""
     return 0 if user_id_type == "int" else "system"
 
 
-class _ExistingConversation(AccessPolicy):
+class ExistingConversation(AccessPolicy):
     """The main site may post into any conversation that exists, member or not."""
 
-    def __init__(self, storage: Storage, clock: Clock) -> None:
-        super().__init__(storage, "members", clock)
+    def __init__(self, *, storage: Storage, mode: ConversationAccess, clock: Clock) -> None:
+        super().__init__(storage=storage, mode=mode, clock=clock)
         self._conversations = storage
 
     async def require_member(self, conversation_id: int, user_id: UserId) -> None:
@@ -68,6 +72,7 @@ class _ExistingConversation(AccessPolicy):
 class ServerApiService:
     def __init__(
         self,
+        *,
         storage: Storage,
         fanout: Fanout,
         access: AccessPolicy,
@@ -76,8 +81,10 @@ class ServerApiService:
         feed: EventFeed,
         clock: Clock,
         tasks: BackgroundTasks,
-        metrics: Metrics,
-        deadline_s: float,
+        # The socket's send path (store once, fan out, retry after UNAVAILABLE)
+        # with "the conversation exists" in place of "the sender is a member":
+        # built on `main_site_access` by the composition root.
+        messages: MessageService,
         user_id_type: UserIdType,
         max_members: int,
     ) -> None:
@@ -91,12 +98,7 @@ class ServerApiService:
         self._clock = clock
         self._tasks = tasks
         self._system_user = system_user_id(user_id_type)
-        # The socket's send path (store once, fan out, retry after UNAVAILABLE),
-        # with "the conversation exists" in place of "the sender is a member".
-        self._messages = MessageService(
-            storage, fanout, _ExistingConversation(storage, clock), typing, clock, metrics,
-            deadline_s,
-        )
+        self._messages = messages
 
     async def post_message(
         self,

@@ -67,6 +67,7 @@ class Session:
 class SessionService:
     def __init__(
         self,
+        *,
         verifier: TokenVerifier,
         presence: PresenceService,
         typing: TypingService,
@@ -78,6 +79,9 @@ class SessionService:
         limits: SessionLimits,
         admission: AdmissionService,
         errors: ErrorReports,
+        # Asked about tokens the JWT check cannot decide (AUTH_VERIFY_URL); it ends
+        # the sessions of a user it says was revoked.
+        main_site: MainSiteVerifier | None = None,
     ) -> None:
         self._errors = errors
         self._verifier = verifier
@@ -92,7 +96,9 @@ class SessionService:
         self._limits = limits
         self._sessions: dict[str, Session] = {}
         self._admission = admission
-        self.main_site: MainSiteVerifier | None = None
+        self.main_site = main_site
+        if main_site is not None:
+            main_site.on_revoked = self.end_user_sessions
         self._recorded: OrderedDict[UserId, str] = OrderedDict()
 
     def open(self, sid: str, connection_id: str = "") -> Session:

@@ -37,6 +37,7 @@ def _key(conversation_id: int, user_id: UserId) -> str:
 class TypingService:
     def __init__(
         self,
+        *,
         fanout: Fanout,
         access: AccessPolicy,
         clock: Clock,

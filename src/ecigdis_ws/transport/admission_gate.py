@@ -8,13 +8,14 @@ allocated for it; socket.io-client retries with its reconnection backoff.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
 from ecigdis_ws.errors import ChatError, ErrorCode
-from ecigdis_ws.services.container import ChatServices
+from ecigdis_ws.services.admission import AdmissionService
+from ecigdis_ws.services.error_reports import ErrorReports
 from ecigdis_ws.transport.connect_environ import client_address, request_address
 from ecigdis_ws.transport.http_errors import HttpRefusal, Refusal, http_error
 from ecigdis_ws.transport.origins import SOCKET_IO_PATH
@@ -23,23 +24,27 @@ from ecigdis_ws.transport.socketio_overrides.polling import UpgradeGate
 TOO_MANY = "too many connections from this address"
 
 
-def admission_refusal(services: Callable[[], ChatServices], trust_proxy: bool) -> Refusal:
+def admission_refusal(
+    admission: AdmissionService, errors: ErrorReports, trust_proxy: bool
+) -> Refusal:
     """The check, made by a middleware (`refusal_middleware`) and by the websocket
     entry (socketio_overrides/websocket_entry.py), which answers before the middlewares."""
 
     def refuse_crowded(request: web.Request) -> web.Response | None:
         if request.path.startswith(SOCKET_IO_PATH) and "sid" not in request.query:
-            return crowded(services(), request_address(request, trust_proxy))
+            return crowded(admission, errors, request_address(request, trust_proxy))
         return None
 
     return refuse_crowded
 
 
-def crowded(chat: ChatServices, address: str) -> web.Response | None:
+def crowded(
+    admission: AdmissionService, errors: ErrorReports, address: str
+) -> web.Response | None:
     """429 when `address` has MAX_UNAUTHENTICATED_PER_IP connections on their way in."""
-    if chat.admission.has_room(address):
+    if admission.has_room(address):
         return None
-    return http_error(ChatError(ErrorCode.RATE_LIMITED, TOO_MANY), chat.errors)
+    return http_error(ChatError(ErrorCode.RATE_LIMITED, TOO_MANY), errors)
 
 
 class UpgradeAdmission(UpgradeGate):
@@ -49,21 +54,23 @@ class UpgradeAdmission(UpgradeGate):
     429 as a handshake is. Without this, five polling handshakes held 2,028 sockets
     waiting to upgrade in 1.1 s (docs/security.md)."""
 
-    def __init__(self, services: Callable[[], ChatServices], trust_proxy: bool) -> None:
-        self._services = services
+    def __init__(
+        self, admission: AdmissionService, errors: ErrorReports, trust_proxy: bool
+    ) -> None:
+        self._admission = admission
+        self._errors = errors
         self._trust_proxy = trust_proxy
 
     def admit(self, key: str, environ: Mapping[str, Any]) -> web.Response | None:
-        chat = self._services()
         address = client_address(environ, self._trust_proxy)
-        refused = crowded(chat, address)
+        refused = crowded(self._admission, self._errors, address)
         if refused is None:
-            chat.admission.upgrade_started(key, address)
+            self._admission.upgrade_started(key, address)
         return refused
 
     def done(self, key: str) -> None:
-        self._services().admission.upgrade_ended(key)
+        self._admission.upgrade_ended(key)
 
     def refuse(self, status: int, message: str) -> web.Response:
         refusal = HttpRefusal(ErrorCode.INVALID_PAYLOAD, message, status)
-        return http_error(refusal, self._services().errors)
+        return http_error(refusal, self._errors)

@@ -130,7 +130,7 @@ async def presence(call: Call) -> Reply:
 
 
 async def list_conversations(call: Call) -> Reply:
-    conversations = await call.rest.inbox.conversations(call.actor().user_id)
+    conversations = await call.chat.inbox.conversations(call.actor().user_id)
     return {"conversations": [c.wire() for c in conversations]}
 
 
@@ -138,13 +138,13 @@ async def create_conversation(call: Call) -> Reply:
     fields = v.payload(call.data)
     title = v.title(fields)
     member_ids = v.member_ids(fields, call.chat.settings.user_id_type)
-    created = await call.rest.inbox.create(call.actor().user_id, title, member_ids)
+    created = await call.chat.inbox.create(call.actor().user_id, title, member_ids)
     return created.wire()
 
 
 async def list_messages(call: Call) -> Reply:
     fields = v.payload(call.data)
-    page = await call.rest.inbox.messages(
+    page = await call.chat.inbox.messages(
         call.actor().user_id, v.conversation_id(fields), fields.get("since"),
         fields.get("before"), fields.get("limit") or DEFAULT_PAGE,
     )
@@ -155,7 +155,7 @@ async def poll(call: Call) -> Reply:
     fields = v.payload(call.data)
     assert call.identity is not None
     try:
-        answer = await call.rest.polls.poll(call.identity, fields.get("cursor"),
+        answer = await call.chat.polls.poll(call.identity, fields.get("cursor"),
                                             fields.get("live"))
     except CursorPruned as pruned:
         # docs/protocol.md, "Retention": catch up from history, poll on from here.
@@ -174,7 +174,7 @@ async def post_system_message(call: Call) -> Reply:
     raw_user = fields.get("userId")
     user_id = None if raw_user is None else v.user_id(raw_user, settings.user_id_type)
     name = v.sender_name(fields)
-    result = await call.rest.server.post_message(conversation_id, client_id, text, user_id, name)
+    result = await call.chat.server.post_message(conversation_id, client_id, text, user_id, name)
     return _sent(result, client_id)
 
 
@@ -182,7 +182,7 @@ async def add_member(call: Call) -> Reply:
     fields = v.payload(call.data)
     conversation_id = v.conversation_id(fields)
     user_id = v.user_id(fields.get("userId"), call.chat.settings.user_id_type)
-    added = await call.rest.server.add_member(conversation_id, user_id)
+    added = await call.chat.server.add_member(conversation_id, user_id)
     return {"conversationId": conversation_id, "userId": user_id, "changed": added}
 
 
@@ -190,7 +190,7 @@ async def remove_member(call: Call) -> Reply:
     fields = v.payload(call.data)
     conversation_id = v.conversation_id(fields)
     user_id = v.user_id(fields.get("userId"), call.chat.settings.user_id_type)
-    removed = await call.rest.server.remove_member(conversation_id, user_id)
+    removed = await call.chat.server.remove_member(conversation_id, user_id)
     return {"conversationId": conversation_id, "userId": user_id, "changed": removed}
 
 

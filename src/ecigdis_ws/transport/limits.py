@@ -106,13 +106,13 @@ def polling_limits_middleware(
     refuse: Callable[[str, str], Awaitable[None]],
     clock: Clock,
     body_timeout_s: float,
-    reports: Callable[[], ErrorReports],
+    reports: ErrorReports,
 ) -> Middleware:
     """`drop_session(sid)` closes an Engine.IO session whose body was refused;
     `refuse(sid, reason)` one that sent a body of malformed packets."""
 
     def _refuse(status: int, message: str) -> web.Response:
-        return http_error(invalid_body(message, status), reports())
+        return http_error(invalid_body(message, status), reports)
 
     @web.middleware
     async def limit_polling(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -127,7 +127,7 @@ def polling_limits_middleware(
             return _refuse(411, "Content-Length is required")
         if length > max_payload_bytes:
             await drop_session(sid)
-            return http_error(body_too_large(max_payload_bytes), reports())
+            return http_error(body_too_large(max_payload_bytes), reports)
         try:
             body = (
                 await within(clock, body_timeout_s, request.content.readexactly(length))
@@ -139,7 +139,7 @@ def polling_limits_middleware(
             await drop_session(sid)
             if not isinstance(exc, TimeoutError):
                 return _refuse(400, BODY_CUT_OFF_ANSWER)
-            return http_error(body_too_slow(body_timeout_s), reports())
+            return http_error(body_too_slow(body_timeout_s), reports)
         if body.count(b"\x1e") + 1 > MAX_PACKETS_PER_POST:
             return _refuse(400, f"more than {MAX_PACKETS_PER_POST} packets in one request")
         problem = polling_body_problem(body)

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from ecigdis_ws.domain import Actor, Identity
 from ecigdis_ws.errors import ChatError, ErrorCode
-from ecigdis_ws.services.container import ChatServices, RestServices
+from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.services.server_api import NO_SOCKET
 
 Reply = dict[str, Any]
@@ -40,7 +40,6 @@ class Call:
     """One call of an operation, whichever transport brought it."""
 
     chat: ChatServices
-    rest: RestServices
     data: Any
     transport: Transport
     # The caller: None for the server API, and on the socket before `authenticate`.

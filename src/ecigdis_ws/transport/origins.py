@@ -9,8 +9,6 @@ makes the answer the same on every path under /socket.io/.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from aiohttp import web
 
 from ecigdis_ws.errors import ChatError, ErrorCode
@@ -31,7 +29,7 @@ def allowed_origins(settings: Settings) -> list[str] | str:
     return [] if settings.is_production else "*"
 
 
-def origin_refusal(settings: Settings, reports: Callable[[], ErrorReports]) -> Refusal:
+def origin_refusal(settings: Settings, reports: ErrorReports) -> Refusal:
     """The check, made by a middleware (`refusal_middleware`) and by the websocket
     entry (socketio_overrides/websocket_entry.py), which answers before the middlewares."""
     allowed = allowed_origins(settings)
@@ -47,7 +45,7 @@ def origin_refusal(settings: Settings, reports: Callable[[], ErrorReports]) -> R
             refused = ChatError(
                 ErrorCode.FORBIDDEN, f"origin {origin[:200]!r} is not allowed"
             )
-            return http_error(refused, reports())
+            return http_error(refused, reports)
         return None
 
     return refuse_foreign

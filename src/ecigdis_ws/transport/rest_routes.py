@@ -19,7 +19,7 @@ from ecigdis_ws import json_codec
 from ecigdis_ws.domain import Identity
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.services.auth import TokenExpired
-from ecigdis_ws.services.container import ChatServices, RestServices
+from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.services.event_feed import EventFeed
 from ecigdis_ws.services.rate_limit import RateLimiter
 from ecigdis_ws.settings import Settings
@@ -42,13 +42,12 @@ class RestApi:
     """What the REST routes serve with, built by the composition root (app.py)."""
 
     chat: ChatServices
-    rest: RestServices
     pipeline: Pipeline
     requests: RateLimiter  # RATE_LIMIT_EVENTS per user, whichever route
 
     @property
     def feed(self) -> EventFeed:
-        return self.rest.feed
+        return self.chat.feed
 
 
 REST_API = web.AppKey("rest_api", RestApi)
@@ -190,7 +189,7 @@ def _mount(operation: Operation, route: RestRoute) -> Route:
                     request, name, *bounds)
             # The body last; what the path and the query say wins over its fields.
             data = {**(await _body(request)), **given} if route.body else given
-            return Call(api.chat, api.rest, data, "rest", identity)
+            return Call(api.chat, data, "rest", identity)
 
         _, answer = await api.pipeline.run(
             operation, operation.name, admit, "HTTP request", path=request.path
@@ -216,6 +215,6 @@ def add_rest_routes(app: web.Application) -> None:
     async def release_polls(app: web.Application) -> None:
         api = app.get(REST_API)
         if api is not None:
-            api.rest.feed.close()
+            api.chat.feed.close()
 
     app.on_shutdown.append(release_polls)

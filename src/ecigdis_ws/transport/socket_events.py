@@ -17,7 +17,7 @@ import socketio
 from ecigdis_ws import events
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.observability.log_setup import get_logger
-from ecigdis_ws.services.container import ChatServices, RestServices
+from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.transport import validation as v
 from ecigdis_ws.transport.acks import ACK_WANTED
 from ecigdis_ws.transport.chat_operations import OPERATIONS
@@ -41,12 +41,10 @@ class SocketEvents:
         self,
         sio: ChatSocketServer,
         chat: ChatServices,
-        rest: RestServices,
         pipeline: Pipeline,
     ) -> None:
         self._sio = sio
         self._chat = chat
-        self._rest = rest
         self._pipeline = pipeline
 
     def register(self) -> None:
@@ -129,7 +127,7 @@ class SocketEvents:
                     raise ChatError(ErrorCode.RATE_LIMITED, "too many events")
                 if operation.caller == "user":
                     session.actor()  # UNAUTHENTICATED until it is
-                return Call(chat, self._rest, data, "socket",
+                return Call(chat, data, "socket",
                             session.identity if session.authenticated else None, sid,
                             ACK_WANTED.get(), tell)
 
@@ -141,7 +139,7 @@ class SocketEvents:
             await chat.errors.tell_socket(sid, answer, event.name)
             if operation.on_socket_failure is not None:
                 await operation.on_socket_failure(
-                    call or Call(chat, self._rest, data, "socket", None, sid, True, tell), answer
+                    call or Call(chat, data, "socket", None, sid, True, tell), answer
                 )
             return {"ok": False, "error": answer.as_dict()}
 

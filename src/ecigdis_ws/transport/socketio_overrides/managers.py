@@ -29,14 +29,24 @@ class DirectEmitManager(socketio.AsyncManager):  # type: ignore[misc]
     """
 
     # Told (event, data, room) of every emit this node delivers, whichever node
-    # sent it (set at the wiring point, app.py; the REST long-poll listens).
+    # sent it (the REST long-poll and the server API listen).
     notifier: DeliveryNotifier | None = None
     # ecigdis_ws_deliveries_total, counted here, where every event to a socket of
     # this node is written: its own emits and those that came from other nodes alike.
     deliveries: Counter | None = None
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        notifier: DeliveryNotifier | None = None,
+        deliveries: Counter | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        # (The Redis manager's own constructor sets both: python-socketio's pub/sub
+        # managers call this one with no arguments.)
+        self.notifier = self.notifier or notifier
+        self.deliveries = self.deliveries or deliveries
         # Conversation rooms per socket, kept as sockets enter and leave (a
         # disconnect leaves every room through basic_leave_room): python-socketio
         # can only count them by walking every room.

@@ -42,6 +42,7 @@ from ecigdis_ws.cluster.channel_subscriptions import Subscriptions
 from ecigdis_ws.cluster.command_batches import CommandBatches
 from ecigdis_ws.cluster.redis_connection import RedisClient, master_of, redis_client
 from ecigdis_ws.fanout.channels import CHANNEL_KINDS, ChannelNames, one_part, routes
+from ecigdis_ws.fanout.notifier import DeliveryNotifier
 from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.settings import is_cluster_url
@@ -87,8 +88,24 @@ def verify(key: bytes, raw: bytes | str) -> dict[str, Any] | None:
 # DirectEmitManager lands between the pub/sub layer and AsyncManager in the MRO,
 # so this node's deliveries, local or from a channel, take the direct path.
 class ClusterRedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # type: ignore[misc]
-    def __init__(self, url: str, names: ChannelNames, key: bytes, timeout_s: float,
-                 clock: Clock, linger_s: float, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        url: str,
+        names: ChannelNames,
+        *,
+        key: bytes,
+        timeout_s: float,
+        clock: Clock,
+        linger_s: float,
+        metrics: Metrics,
+        notifier: DeliveryNotifier,
+        # Called when the channels are back after a loss: what other nodes
+        # published meanwhile never reached this node's clients, so they must
+        # catch up.
+        on_recovered: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.notifier = notifier
+        self.deliveries = metrics.deliveries
         super().__init__(url=url, channel=names.everyone)
         self.redis: RedisClient | None = None
         self._names = names
@@ -107,9 +124,7 @@ class ClusterRedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # typ
             lambda: float(len(self.subscriptions.wanted)) if self.listening else 0.0)
         self.listening = False
         self.dropped = 0  # forged or malformed channel messages seen
-        # Called when the channels are back after a loss: what other nodes published
-        # meanwhile never reached this node's clients, so they must catch up.
-        self.on_recovered: Callable[[], Awaitable[None]] | None = None
+        self.on_recovered = on_recovered
         self._lost = False
         self._retry_s = FIRST_RETRY_S
 
