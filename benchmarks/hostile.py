@@ -103,12 +103,14 @@ async def start_server(folder: Path, seed_big: bool, **extra: str) -> tuple[Serv
                    check=True, capture_output=True)  # (before the server: nothing to block)
     storage = await open_storage(load_settings(env, dotenv_path=None))
     now = int(time.time() * 1000)
-    small = await storage.create_conversation("victim", [VICTIM, BYSTANDER], now)
-    big = await storage.create_conversation("big", [ATTACKER, VICTIM], now)
+    small = await storage.conversations.create_conversation("victim", [VICTIM, BYSTANDER], now)
+    big = await storage.conversations.create_conversation("big", [ATTACKER, VICTIM], now)
     if seed_big:
         for start in range(0, BIG, 500):
             await asyncio.gather(*(
-                storage.store_message(big, VICTIM, "user2", f"s{i}", f"old {i} " + "x" * 200, now)
+                storage.messages.store_message(
+                    big, VICTIM, "user2", f"s{i}", f"old {i} " + "x" * 200, now
+                )
                 for i in range(start, min(start + 500, BIG))))
     await storage.close()
     log_path = folder / "server.log"

@@ -204,7 +204,9 @@ class RunningServer:
 
     async def conversation(self, *members: UserId, title: str = "test") -> int:
         now_ms = int(self.clock.now() * 1000)
-        return await self.chat.storage.create_conversation(title, list(members), now_ms)
+        return await self.chat.storage.conversations.create_conversation(
+            title, list(members), now_ms
+        )
 
     async def wait_until(self, condition: Callable[[], bool], within: float = WAIT_S) -> None:
         """Poll server state that has no event to wait on (e.g. a disconnect handled)."""

@@ -112,11 +112,11 @@ async def build_world(env: dict[str, str], url: str) -> World:
         conversations: dict[int, list[int]] = {}
         for index in range(6):
             members = members_of(index)
-            conversation = await storage.create_conversation(
+            conversation = await storage.conversations.create_conversation(
                 f"soak {index}", [*members, LISTENER], now_ms
             )
             conversations[conversation] = members
-        closed = await storage.create_conversation("closed", [OUTSIDER_ONLY], now_ms)
+        closed = await storage.conversations.create_conversation("closed", [OUTSIDER_ONLY], now_ms)
     finally:
         await storage.close()
     clock = SystemClock()
@@ -648,8 +648,8 @@ async def test_soak_in_process_state_drains(make_server: ServerFactory) -> None:
         assert after.chat_tasks == 0
         assert after.loop_tasks <= before.loop_tasks, leftovers
         assert after.timers <= before.timers, (before, after)
-        stored = await server.chat.storage.messages_after(home, 0, 100_000)
-        stored += await server.chat.storage.messages_after(other, 0, 100_000)
+        stored = await server.chat.storage.messages.messages_after(home, 0, 100_000)
+        stored += await server.chat.storage.messages.messages_after(other, 0, 100_000)
         assert len(stored) == len(warmup.acked) + len(tally.acked)
         assert {m.id for m in stored} == {
             i for i, _, _ in (*warmup.acked.values(), *tally.acked.values())

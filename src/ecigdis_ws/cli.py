@@ -286,15 +286,17 @@ def _conversation(args: argparse.Namespace, settings: Settings) -> int:
         if len(members) > settings.max_conversation_members:
             raise UsageError(f"{len(members)} members: a conversation has at most "
                              f"{settings.max_conversation_members} (MAX_CONVERSATION_MEMBERS)")
-        print(await storage.create_conversation(args.title, members, int(clock.now() * 1000)))
+        print(await storage.conversations.create_conversation(
+            args.title, members, int(clock.now() * 1000)
+        ))
         return 0
 
     async def add_member(storage: SqlStorage) -> int:
         user_id = _user_id(settings, args.user)
-        if not await storage.conversation_exists(args.conversation_id):
+        if not await storage.conversations.conversation_exists(args.conversation_id):
             raise UsageError(f"no conversation {args.conversation_id}")
         try:
-            added = await storage.add_member(args.conversation_id, user_id,
+            added = await storage.conversations.add_member(args.conversation_id, user_id,
                                              int(clock.now() * 1000),
                                              settings.max_conversation_members)
         except ConversationFull as exc:

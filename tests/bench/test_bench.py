@@ -134,7 +134,7 @@ async def test_setup_creates_the_conversations_once_and_reuses_them(
     assert (first.conversations, first.created, first.members_added) == (4, 4, 20)
     assert (again.conversations, again.created, again.members_added) == (4, 0, 0)
     for conversation, members in groups(plan).items():
-        assert await bench_server.chat.storage.member_ids(conversation) == members
+        assert await bench_server.chat.storage.conversations.member_ids(conversation) == members
 
 
 def test_runs_with_different_group_sizes_never_share_a_conversation() -> None:

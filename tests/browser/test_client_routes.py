@@ -94,7 +94,7 @@ async def test_dev_token_names_one_user_per_name_whatever_its_case_in_the_lobby(
             "conversationId": lobby, "title": "Lobby"}
         assert first["expiresIn"] == 3600
         # Signing in made each of them a member of the lobby, once.
-        members = await server.chat.storage.member_ids(lobby)
+        members = await server.chat.storage.conversations.member_ids(lobby)
         assert sorted(members) == sorted([first["userId"], bob["userId"]])
 
 

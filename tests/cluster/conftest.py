@@ -590,7 +590,7 @@ class Cluster:
         settings = load_settings(self.env(), dotenv_path=None)
         storage = await open_storage(settings)
         try:
-            return await storage.create_conversation(title, list(members),
+            return await storage.conversations.create_conversation(title, list(members),
                                                      int(time.time() * 1000))
         finally:
             await storage.close()

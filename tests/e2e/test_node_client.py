@@ -324,7 +324,7 @@ async def _chat(
         "id": server_id, "messageId": message_id, "conversationId": conversation,
         "userId": ALICE, "senderName": "Alice", "text": TEXT, "createdAt": iso(start_ms),
     }]
-    stored = await server.chat.storage.messages_after(conversation, 0, 10)
+    stored = await server.chat.storage.messages.messages_after(conversation, 0, 10)
     assert [(message.id, message.text) for message in stored] == [(server_id, TEXT)]
 
     # typing:start, typing:stop

@@ -141,7 +141,9 @@ class ServiceHarness:
         self.chat.admission.closed(connection)
 
     async def conversation(self, *members: UserId, title: str = "test") -> int:
-        return await self.storage.create_conversation(title, list(members), self.now_ms)
+        return await self.storage.conversations.create_conversation(
+            title, list(members), self.now_ms
+        )
 
     def received(self, sid: str, event: str | None = None) -> list[Any]:
         """What socket `sid` was sent, oldest first (payloads of `event` only, if given)."""

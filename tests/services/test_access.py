@@ -36,7 +36,7 @@ async def remove_behind_the_servers_back(
     harness: ServiceHarness, conversation: int, user_id: int
 ) -> None:
     """As another node, the CLI or an operator would: the row goes, no cache is told."""
-    assert await harness.storage.remove_member(conversation, user_id)
+    assert await harness.storage.conversations.remove_member(conversation, user_id)
 
 
 def server_api(harness: ServiceHarness) -> ServerApiService:
@@ -60,7 +60,7 @@ async def test_a_user_who_is_not_listed_is_forbidden(harness: ServiceHarness) ->
         await harness.chat.access.require_member(conversation, 9)
 
     assert refused.value.code == ErrorCode.FORBIDDEN
-    assert await harness.storage.member_ids(conversation) == [1, 2]
+    assert await harness.storage.conversations.member_ids(conversation) == [1, 2]
 
 
 async def test_a_member_of_another_conversation_is_forbidden_here(
@@ -76,7 +76,7 @@ async def test_an_unknown_conversation_is_forbidden_and_not_created(
     harness: ServiceHarness,
 ) -> None:
     assert not await allowed(harness, 4242, 1)
-    assert not await harness.storage.conversation_exists(4242)
+    assert not await harness.storage.conversations.conversation_exists(4242)
 
 
 async def test_with_open_access_any_user_becomes_a_member_on_first_use(
@@ -87,7 +87,7 @@ async def test_with_open_access_any_user_becomes_a_member_on_first_use(
 
         assert await allowed(harness, conversation, 9)
 
-        assert await harness.storage.member_ids(conversation) == [1, 9]
+        assert await harness.storage.conversations.member_ids(conversation) == [1, 9]
 
 
 async def test_with_open_access_an_unknown_conversation_is_created_with_the_user_in_it(
@@ -96,8 +96,8 @@ async def test_with_open_access_an_unknown_conversation_is_created_with_the_user
     async with make_harness(CONVERSATION_ACCESS="open") as harness:
         assert await allowed(harness, 4242, 9)
 
-        assert await harness.storage.conversation_exists(4242)
-        assert await harness.storage.member_ids(4242) == [9]
+        assert await harness.storage.conversations.conversation_exists(4242)
+        assert await harness.storage.conversations.member_ids(4242) == [9]
 
 
 # -- the membership cache, through the policy ----------------------------------------
@@ -166,7 +166,7 @@ async def test_a_refusal_is_not_cached_so_a_member_added_later_is_allowed_at_onc
         conversation = await harness.conversation(1)
         assert not await allowed(harness, conversation, 9)
 
-        await harness.storage.add_member(conversation, 9, harness.now_ms)
+        await harness.storage.conversations.add_member(conversation, 9, harness.now_ms)
 
         assert await allowed(harness, conversation, 9)
 
@@ -192,12 +192,12 @@ async def test_with_open_access_a_membership_removed_elsewhere_is_listed_again_a
         assert await allowed(harness, conversation, 1)
         await remove_behind_the_servers_back(harness, conversation, 1)
         assert await allowed(harness, conversation, 1)  # cached: nothing written
-        assert await harness.storage.member_ids(conversation) == []
+        assert await harness.storage.conversations.member_ids(conversation) == []
 
         await harness.advance(30)
         assert await allowed(harness, conversation, 1)
 
-        assert await harness.storage.member_ids(conversation) == [1]
+        assert await harness.storage.conversations.member_ids(conversation) == [1]
 
 
 async def test_forgetting_a_membership_makes_the_next_check_ask_the_database(

@@ -36,7 +36,7 @@ async def cached_then_removed(harness: ServiceHarness) -> tuple[Actor, int, int]
     bob = harness.actor(await harness.user(2))
     message = await harness.chat.messages.send(alice, conversation, "hello", "a1")
     await harness.chat.messages.send(bob, conversation, "hello", "b0")
-    await harness.storage.remove_member(conversation, 2)
+    await harness.storage.conversations.remove_member(conversation, 2)
     return bob, conversation, message.message.id
 
 
@@ -91,7 +91,7 @@ async def test_with_open_conversation_access_anyone_may_join_and_becomes_a_membe
 
         joined = await harness.chat.conversations.join(bob, 77, None)
         assert joined.online_user_ids == [2]
-        assert await harness.storage.member_ids(77) == [2]
+        assert await harness.storage.conversations.member_ids(77) == [2]
 
 
 # -- settings reach their services ------------------------------------------------------

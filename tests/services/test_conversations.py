@@ -36,7 +36,7 @@ async def store(
     """Messages stored straight in the database (as if sent while nobody listened)."""
     ids = []
     for text in texts:
-        result = await harness.storage.store_message(
+        result = await harness.storage.messages.store_message(
             conversation, sender, f"user{sender}", f"c-{text}", text, harness.now_ms
         )
         ids.append(result.message.id)
@@ -49,7 +49,9 @@ async def store_many(
     """`count` messages of user 2, stored concurrently (so that group commit writes
     them in a few transactions); their ids, ascending."""
     results = await asyncio.gather(*(
-        harness.storage.store_message(conversation, 2, "user2", f"{tag}{i}", "t", harness.now_ms)
+        harness.storage.messages.store_message(
+            conversation, 2, "user2", f"{tag}{i}", "t", harness.now_ms
+        )
         for i in range(count)
     ))
     return sorted(result.message.id for result in results)
@@ -253,7 +255,7 @@ async def test_an_unknown_conversation_is_forbidden_and_not_created(
         await join(harness, alice, 4242)
 
     assert refused.value.code == ErrorCode.FORBIDDEN
-    assert not await harness.storage.conversation_exists(4242)
+    assert not await harness.storage.conversations.conversation_exists(4242)
 
 
 async def test_with_open_access_joining_makes_the_user_a_member(
@@ -267,7 +269,7 @@ async def test_with_open_access_joining_makes_the_user_a_member(
         online = await join(harness, bob, conversation)
 
         assert online == [1, 2]
-        assert await harness.storage.member_ids(conversation) == [1, 2]
+        assert await harness.storage.conversations.member_ids(conversation) == [1, 2]
         assert harness.received(alice, "user:joined") == [
             {"userId": 2, "conversationId": conversation}
         ]
@@ -406,7 +408,9 @@ async def test_a_socket_in_max_rooms_per_socket_rooms_is_refused_a_new_one(
 
         assert refused.value.code == ErrorCode.RATE_LIMITED
         assert not in_room(harness, mallory, 3)
-        assert await harness.storage.conversation_ids_of(9) == {1, 2}  # no member made
+        assert await harness.storage.conversations.conversation_ids_of(
+            9
+        ) == {1, 2}  # no member made
         await harness.join(2, mallory)  # a room it is in: fine
         await harness.chat.conversations.leave(harness.actor(mallory), 1)
         await harness.join(3, mallory)
@@ -503,7 +507,7 @@ async def test_a_replay_stops_once_the_socket_is_gone_and_it_never_enters_the_ro
     conversation = await harness.conversation(1, 2)
     await harness.join(conversation, bob)
     await store_many(harness, conversation, 3 * REPLAY_PAGE_SIZE)
-    actor, read, pages = harness.actor(alice), harness.storage.messages_after, []
+    actor, read, pages = harness.actor(alice), harness.storage.messages.messages_after, []
 
     async def read_then_leave(conversation_id: int, after_id: int, limit: int) -> object:
         pages.append(await read(conversation_id, after_id, limit))
@@ -511,7 +515,7 @@ async def test_a_replay_stops_once_the_socket_is_gone_and_it_never_enters_the_ro
             await harness.close(alice)  # the socket went away while its first page was read
         return pages[-1]
 
-    monkeypatch.setattr(harness.storage, "messages_after", read_then_leave)
+    monkeypatch.setattr(harness.storage.messages, "messages_after", read_then_leave)
     with pytest.raises(ChatError) as gone:
         await harness.chat.conversations.join(actor, conversation, 0)
 

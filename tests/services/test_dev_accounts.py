@@ -23,7 +23,8 @@ HarnessFactory = Callable[..., AbstractAsyncContextManager[ServiceHarness]]
 
 def accounts_of(harness: ServiceHarness) -> DevAccounts:
     """Built as transport/client_routes.py builds it."""
-    return DevAccounts(harness.settings, harness.clock, harness.storage)
+    return DevAccounts(harness.settings, harness.clock, harness.storage.conversations,
+                       harness.storage.users)
 
 
 # -- user ids ---------------------------------------------------------------------------
@@ -78,7 +79,7 @@ async def test_with_string_ids_the_user_is_the_case_folded_name(
         login = await accounts_of(harness).sign_in("  Alice ")
 
         assert (login.user_id, login.name) == ("alice", "Alice")
-        assert await harness.storage.is_member(login.lobby_id, "alice")
+        assert await harness.storage.conversations.is_member(login.lobby_id, "alice")
 
 
 # -- the token and the lobby ------------------------------------------------------------
@@ -119,7 +120,7 @@ async def test_signing_in_puts_the_user_in_the_lobby_with_everyone_else(
     await accounts.sign_in("alice")
 
     assert alice.lobby_id == bob.lobby_id == 1  # on a fresh database, the first conversation
-    assert sorted(await harness.storage.member_ids(alice.lobby_id)) == sorted(
+    assert sorted(await harness.storage.conversations.member_ids(alice.lobby_id)) == sorted(
         [alice.user_id, bob.user_id])
 
 
@@ -127,26 +128,30 @@ async def test_the_lobby_is_not_a_conversation_made_before_it_by_another_title(
     harness: ServiceHarness,
 ) -> None:
     # The README's tour first: `conversation create --title Team --members 1,2` is 1.
-    team = await harness.storage.create_conversation("Team", [1, 2], 0)
+    team = await harness.storage.conversations.create_conversation("Team", [1, 2], 0)
 
     alice = await accounts_of(harness).sign_in("Alice")
 
     assert alice.lobby_id != team
     assert alice.wire()["lobby"] == {"conversationId": alice.lobby_id, "title": "Lobby"}
-    assert await harness.storage.oldest_conversation_titled(DEMO_LOBBY_TITLE) == alice.lobby_id
-    assert await harness.storage.member_ids(team) == [1, 2]  # the demo user is not in it
+    assert await harness.storage.conversations.oldest_conversation_titled(
+        DEMO_LOBBY_TITLE
+    ) == alice.lobby_id
+    assert await harness.storage.conversations.member_ids(
+        team
+    ) == [1, 2]  # the demo user is not in it
 
 
 async def test_after_a_restart_the_same_lobby_is_found_by_its_title(
     harness: ServiceHarness,
 ) -> None:
     alice = await accounts_of(harness).sign_in("Alice")
-    later = await harness.storage.create_conversation("Team", [1, 2], 0)
+    later = await harness.storage.conversations.create_conversation("Team", [1, 2], 0)
 
     bob = await accounts_of(harness).sign_in("Bob")  # a new server process, the same database
 
     assert bob.lobby_id == alice.lobby_id != later
-    assert sorted(await harness.storage.member_ids(alice.lobby_id)) == sorted(
+    assert sorted(await harness.storage.conversations.member_ids(alice.lobby_id)) == sorted(
         [alice.user_id, bob.user_id])
 
 
@@ -156,8 +161,8 @@ async def test_first_sign_ins_at_once_make_one_lobby(harness: ServiceHarness) ->
     logins = await asyncio.gather(*(accounts.sign_in(f"user {n}") for n in range(5)))
 
     assert {login.lobby_id for login in logins} == {1}
-    assert await harness.storage.conversation_exists(1)
-    assert not await harness.storage.conversation_exists(2)
+    assert await harness.storage.conversations.conversation_exists(1)
+    assert not await harness.storage.conversations.conversation_exists(2)
 
 
 async def test_a_signed_in_user_may_join_the_lobby_room(harness: ServiceHarness) -> None:
@@ -197,7 +202,7 @@ async def test_a_name_that_is_not_1_to_40_printable_characters_is_refused(
         assert refused.value.code == ErrorCode.INVALID_PAYLOAD, name
 
     # nothing written
-    assert await harness.storage.oldest_conversation_titled(DEMO_LOBBY_TITLE) is None
+    assert await harness.storage.conversations.oldest_conversation_titled(DEMO_LOBBY_TITLE) is None
 
 
 async def test_a_name_of_40_characters_after_trimming_is_accepted(
@@ -219,7 +224,7 @@ async def test_a_ttl_that_is_not_an_integer_from_1_to_86400_is_refused(
             ErrorCode.INVALID_PAYLOAD, "ttlS must be an integer from 1 to 86400"), ttl
 
     # nothing written
-    assert await harness.storage.oldest_conversation_titled(DEMO_LOBBY_TITLE) is None
+    assert await harness.storage.conversations.oldest_conversation_titled(DEMO_LOBBY_TITLE) is None
 
 
 async def test_a_ttl_of_1_to_86400_seconds_is_accepted(harness: ServiceHarness) -> None:

@@ -216,7 +216,7 @@ async def test_a_membership_added_behind_the_servers_back_is_seen_at_the_next_re
     poll = start_poll(feed, 2, cursor)
     await until_parked(poll)
     # Added by the CLI or the portal's database: no member:added, no wake-up.
-    await harness.storage.add_member(conversation, 2, harness.now_ms)
+    await harness.storage.conversations.add_member(conversation, 2, harness.now_ms)
     welcome = await send(harness, 1, conversation, "welcome")
     await until_parked(poll)
     assert not poll.done()
@@ -388,7 +388,8 @@ async def test_a_waiting_poll_watches_its_users_and_conversations_rooms_until_an
                 watched.remove(room)
         return release
 
-    feed = EventFeed(storage=harness.chat.storage, clock=harness.clock, hold_s=25.0,
+    feed = EventFeed(conversations=harness.chat.storage.conversations,
+                     events=harness.chat.storage.events, clock=harness.clock, hold_s=25.0,
                      db_timeout_ms=harness.settings.db_timeout_ms, watch=watch)
     mine = await harness.conversation(1, 2)
     also_mine = await harness.conversation(1, 3)

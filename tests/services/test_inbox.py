@@ -104,7 +104,7 @@ async def test_a_created_conversation_has_its_creator_and_each_member_once(
         id=created.id, title="Ops", created_at_ms=harness.now_ms, members=(1, 2, 3),
         unread_count=0, last_read_message_id=None, last_message=None,
     )
-    assert await harness.storage.member_ids(created.id) == [1, 2, 3]
+    assert await harness.storage.conversations.member_ids(created.id) == [1, 2, 3]
 
 
 async def test_a_created_conversation_is_what_the_list_then_shows(

@@ -29,7 +29,7 @@ async def refused(inbox: InboxService, creator: int, members: list[int]) -> Erro
 
 
 async def conversations_of(harness: ServiceHarness, user: int) -> set[int]:
-    return await harness.storage.conversation_ids_of(user)
+    return await harness.storage.conversations.conversation_ids_of(user)
 
 
 # -- MAX_CONVERSATION_MEMBERS ---------------------------------------------------------------

@@ -32,7 +32,7 @@ async def test_a_sent_message_reaches_the_other_members_in_the_room_not_the_send
 
 
 async def stored_texts(harness: ServiceHarness, conversation: int) -> list[str]:
-    return [m.text for m in await harness.storage.messages_after(conversation, 0, 100)]
+    return [m.text for m in await harness.storage.messages.messages_after(conversation, 0, 100)]
 
 
 def stored_count(harness: ServiceHarness) -> float:
@@ -83,7 +83,7 @@ async def test_the_message_is_stored_with_the_senders_name_and_the_clocks_time(
 
     result = await harness.send(alice, conversation, "hello", "m-1")
 
-    [message] = await harness.storage.messages_after(conversation, 0, 10)
+    [message] = await harness.storage.messages.messages_after(conversation, 0, 10)
     assert message == result.message
     assert (message.user_id, message.sender_name, message.client_message_id, message.text) == (
         1, "Alice", "m-1", "hello"
@@ -285,7 +285,7 @@ async def test_a_retry_announces_a_message_stored_by_an_attempt_that_answered_un
             await harness.send(alice, conversation, BIG, "m-1")
     # Faked: the failed attempt's COMMIT reached the database and only its answer was
     # lost. SQLite cannot lose an answer, so the row it would have left is written here.
-    landed = await harness.storage.store_message(
+    landed = await harness.storage.messages.store_message(
         conversation, 1, "user1", "m-1", BIG, harness.now_ms
     )
 
@@ -306,7 +306,9 @@ async def test_once_the_retry_announced_it_a_further_duplicate_is_not_announced_
         with pytest.raises(StorageUnavailable):
             await harness.send(alice, conversation, BIG, "m-1")
     # Faked as above: the failed attempt's row did land.
-    await harness.storage.store_message(conversation, 1, "user1", "m-1", BIG, harness.now_ms)
+    await harness.storage.messages.store_message(
+        conversation, 1, "user1", "m-1", BIG, harness.now_ms
+    )
     await harness.send(alice, conversation, BIG, "m-1")
 
     again = await harness.send(alice, conversation, BIG, "m-1")

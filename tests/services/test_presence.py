@@ -485,7 +485,8 @@ async def presence_on(harness: ServiceHarness, registry: ObservedRegistry) -> Pr
     """A second PresenceService on the harness's fan-out, storage and clock."""
     chat = harness.chat
     presence = PresenceService(
-        fanout=chat.fanout, storage=chat.storage, clock=chat.clock, tasks=chat.tasks,
+        fanout=chat.fanout, conversations=chat.storage.conversations, users=chat.storage.users,
+        clock=chat.clock, tasks=chat.tasks,
         registry=registry, grace_ms=harness.settings.presence_grace_ms,
         ttl_ms=harness.settings.presence_ttl_ms,
         parse_user_id=lambda raw: parse_user_id(raw, "int") or raw, metrics=Metrics(),

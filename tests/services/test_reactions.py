@@ -18,7 +18,7 @@ FAMILY = "👨‍👩‍👧"  # a ZWJ sequence
 
 
 async def message(harness: ServiceHarness, conversation: int, client_id: str = "c") -> int:
-    result = await harness.storage.store_message(
+    result = await harness.storage.messages.store_message(
         conversation, 1, "user1", client_id, "text", harness.now_ms
     )
     return result.message.id
@@ -51,7 +51,7 @@ async def test_the_first_toggle_adds_the_reaction_and_announces_it(
     action = await react(harness, bob, conversation, message_id, THUMBS_UP)
 
     assert action == "added"
-    assert await harness.storage.reactions(message_id) == [(2, THUMBS_UP)]
+    assert await harness.storage.reactions.reactions(message_id) == [(2, THUMBS_UP)]
     expected = [reaction(message_id, THUMBS_UP, 2, conversation, "added")]
     assert harness.received(alice, "message:reaction") == expected
     assert harness.received(bob_tab, "message:reaction") == expected
@@ -71,7 +71,7 @@ async def test_the_second_toggle_removes_the_reaction_and_announces_the_removal(
     action = await react(harness, bob, conversation, message_id, THUMBS_UP)
 
     assert action == "removed"
-    assert await harness.storage.reactions(message_id) == []
+    assert await harness.storage.reactions.reactions(message_id) == []
     assert harness.received(alice, "message:reaction") == [
         reaction(message_id, THUMBS_UP, 2, conversation, "added"),
         reaction(message_id, THUMBS_UP, 2, conversation, "removed"),
@@ -86,7 +86,7 @@ async def test_a_third_toggle_adds_the_reaction_again(harness: ServiceHarness) -
     actions = [await react(harness, bob, conversation, message_id, THUMBS_UP) for _ in range(3)]
 
     assert actions == ["added", "removed", "added"]
-    assert await harness.storage.reactions(message_id) == [(2, THUMBS_UP)]
+    assert await harness.storage.reactions.reactions(message_id) == [(2, THUMBS_UP)]
 
 
 async def test_reactions_toggle_separately_per_user_and_per_emoji(
@@ -103,7 +103,7 @@ async def test_reactions_toggle_separately_per_user_and_per_emoji(
     ]
 
     assert others == ["added", "added"]
-    assert sorted(await harness.storage.reactions(message_id), key=str) == sorted(
+    assert sorted(await harness.storage.reactions.reactions(message_id), key=str) == sorted(
         [(2, THUMBS_UP), (1, THUMBS_UP), (2, FAMILY)], key=str
     )
 
@@ -118,8 +118,8 @@ async def test_a_reaction_belongs_to_its_message_only(harness: ServiceHarness) -
     action = await react(harness, bob, conversation, second, THUMBS_UP)
 
     assert action == "added"
-    assert await harness.storage.reactions(first) == [(2, THUMBS_UP)]
-    assert await harness.storage.reactions(second) == [(2, THUMBS_UP)]
+    assert await harness.storage.reactions.reactions(first) == [(2, THUMBS_UP)]
+    assert await harness.storage.reactions.reactions(second) == [(2, THUMBS_UP)]
 
 
 async def test_reacting_to_a_message_of_another_conversation_is_not_found(
@@ -135,7 +135,7 @@ async def test_reacting_to_a_message_of_another_conversation_is_not_found(
         await react(harness, bob, conversation, foreign, THUMBS_UP)
 
     assert refused.value.code == ErrorCode.NOT_FOUND
-    assert await harness.storage.reactions(foreign) == []
+    assert await harness.storage.reactions.reactions(foreign) == []
     assert harness.received(alice, "message:reaction") == []
 
 
@@ -163,5 +163,5 @@ async def test_a_non_member_cannot_react_and_nothing_is_stored_or_announced(
         await react(harness, mallory, conversation, message_id, THUMBS_UP)
 
     assert refused.value.code == ErrorCode.FORBIDDEN
-    assert await harness.storage.reactions(message_id) == []
+    assert await harness.storage.reactions.reactions(message_id) == []
     assert harness.received(alice, "message:reaction") == []

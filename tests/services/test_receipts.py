@@ -16,7 +16,7 @@ from tests.services.conftest import ServiceHarness
 async def messages(harness: ServiceHarness, conversation: int, count: int) -> list[int]:
     ids = []
     for i in range(count):
-        result = await harness.storage.store_message(
+        result = await harness.storage.messages.store_message(
             conversation, 1, "user1", f"c{conversation}-{i}", f"t{i}", harness.now_ms
         )
         ids.append(result.message.id)
@@ -46,7 +46,7 @@ async def test_reading_a_message_advances_the_position_and_announces_a_receipt(
     advanced = await read(harness, bob, conversation, message_id)
 
     assert advanced is True
-    assert await harness.storage.last_read(conversation, 2) == message_id
+    assert await harness.storage.receipts.last_read(conversation, 2) == message_id
     expected = [receipt(message_id, 2, conversation, "2027-01-15T08:00:00.000Z")]
     assert harness.received(alice, "message:read-receipt") == expected
     assert harness.received(bob_tab, "message:read-receipt") == expected
@@ -77,7 +77,7 @@ async def test_a_later_message_advances_the_position_again(harness: ServiceHarne
     advanced = await read(harness, bob, conversation, second)
 
     assert advanced is True
-    assert await harness.storage.last_read(conversation, 2) == second
+    assert await harness.storage.receipts.last_read(conversation, 2) == second
     assert [r["messageId"] for r in harness.received(alice, "message:read-receipt")] == [
         first, second
     ]
@@ -95,7 +95,7 @@ async def test_reading_an_earlier_message_does_not_move_the_position_back_or_ann
     advanced = await read(harness, bob, conversation, first)
 
     assert advanced is False
-    assert await harness.storage.last_read(conversation, 2) == second
+    assert await harness.storage.receipts.last_read(conversation, 2) == second
     assert [r["messageId"] for r in harness.received(alice, "message:read-receipt")] == [second]
 
 
@@ -122,9 +122,9 @@ async def test_read_positions_are_kept_per_user(harness: ServiceHarness) -> None
     advanced = await read(harness, carol, conversation, first)  # behind bob, but carol's own
 
     assert advanced is True
-    assert await harness.storage.last_read(conversation, 2) == second
-    assert await harness.storage.last_read(conversation, 3) == first
-    assert await harness.storage.last_read(conversation, 1) is None
+    assert await harness.storage.receipts.last_read(conversation, 2) == second
+    assert await harness.storage.receipts.last_read(conversation, 3) == first
+    assert await harness.storage.receipts.last_read(conversation, 1) is None
 
 
 async def test_a_message_of_another_conversation_is_not_found_and_nothing_changes(
@@ -140,8 +140,8 @@ async def test_a_message_of_another_conversation_is_not_found_and_nothing_change
         await read(harness, bob, conversation, foreign)
 
     assert refused.value.code == ErrorCode.NOT_FOUND
-    assert await harness.storage.last_read(conversation, 2) is None
-    assert await harness.storage.last_read(other, 2) is None
+    assert await harness.storage.receipts.last_read(conversation, 2) is None
+    assert await harness.storage.receipts.last_read(other, 2) is None
     assert harness.received(alice, "message:read-receipt") == []
 
 
@@ -153,7 +153,7 @@ async def test_a_message_that_does_not_exist_is_not_found(harness: ServiceHarnes
         await read(harness, bob, conversation, 999_999)
 
     assert refused.value.code == ErrorCode.NOT_FOUND
-    assert await harness.storage.last_read(conversation, 2) is None
+    assert await harness.storage.receipts.last_read(conversation, 2) is None
 
 
 async def test_a_non_member_cannot_mark_a_message_read(harness: ServiceHarness) -> None:
@@ -166,5 +166,5 @@ async def test_a_non_member_cannot_mark_a_message_read(harness: ServiceHarness) 
         await read(harness, mallory, conversation, message_id)
 
     assert refused.value.code == ErrorCode.FORBIDDEN
-    assert await harness.storage.last_read(conversation, 9) is None
+    assert await harness.storage.receipts.last_read(conversation, 9) is None
     assert harness.received(alice, "message:read-receipt") == []

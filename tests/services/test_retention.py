@@ -91,7 +91,7 @@ async def test_events_older_than_the_retention_go_and_newer_ones_stay(
             f"SELECT message_id FROM {harness.settings.db_table_prefix}events ORDER BY id")
         assert [row[0] for row in kept] == new
         # (only messages are logged here, so event ids are the message ids)
-        assert await harness.storage.event_log_pruned_through() == old[-1]
+        assert await harness.storage.events.event_log_pruned_through() == old[-1]
         assert await count(harness, "messages") == 5  # the messages themselves stay
 
 
@@ -100,12 +100,12 @@ async def test_the_newest_event_is_kept_however_old(make_harness: HarnessFactory
         conversation = await harness.conversation(1, 2)
         for n in range(3):
             await send(harness, 2, conversation, f"m{n}")
-        newest = await harness.storage.event_log_last_id()
+        newest = await harness.storage.events.event_log_last_id()
         await harness.advance(RETENTION_S * 10)
         await run_until_idle(harness)
         assert await count(harness, "events") == 1
-        assert await harness.storage.event_log_last_id() == newest
-        assert await harness.storage.event_log_pruned_through() == newest - 1
+        assert await harness.storage.events.event_log_last_id() == newest
+        assert await harness.storage.events.event_log_pruned_through() == newest - 1
 
 
 async def test_a_backlog_goes_in_batches_of_prune_batch_rows_a_pause_apart(
@@ -206,9 +206,10 @@ async def test_two_nodes_pruning_the_same_database_delete_each_row_once(
         backlog = 5 * PRUNE_BATCH
         await old_receipts(harness, conversation, backlog, age_s=2 * RETENTION_S)
         await send(harness, 2, conversation, "now")
-        newest = await harness.storage.event_log_last_id()
+        newest = await harness.storage.events.event_log_last_id()
         other_node = RetentionService(
-            storage=harness.storage, clock=harness.clock, tasks=harness.chat.tasks,
+            events=harness.storage.events, messages=harness.storage.messages,
+            clock=harness.clock, tasks=harness.chat.tasks,
             event_log_retention_s=RETENTION_S, message_retention_days=0,
             db_timeout_ms=harness.settings.db_timeout_ms,
         )
@@ -217,7 +218,7 @@ async def test_two_nodes_pruning_the_same_database_delete_each_row_once(
         assert retention(harness).pruned_events + other_node.pruned_events == backlog
         assert retention(harness).pruned_events > 0 and other_node.pruned_events > 0
         assert await count(harness, "events") == 1
-        assert await harness.storage.event_log_pruned_through() == newest - 1
+        assert await harness.storage.events.event_log_pruned_through() == newest - 1
         other_node.stop()
 
 
@@ -229,16 +230,16 @@ async def test_a_database_that_does_not_answer_postpones_pruning_to_the_next_che
         await old_receipts(harness, conversation, 10, age_s=2 * RETENTION_S)
         await send(harness, 2, conversation, "now")
         storage = harness.storage
-        real = storage.prune_event_log
+        real = storage.events.prune_event_log
 
         async def unavailable(created_before_ms: int, batch: int) -> int:
             raise StorageUnavailable("sqlite: timed out")
 
-        monkeypatch.setattr(storage, "prune_event_log", unavailable)
+        monkeypatch.setattr(storage.events, "prune_event_log", unavailable)
         pruner = retention(harness)
         pruner.start()
         await harness.advance(0)
-        monkeypatch.setattr(storage, "prune_event_log", real)
+        monkeypatch.setattr(storage.events, "prune_event_log", real)
         await harness.advance(pruner.check_every_s / 2)  # not at once: a check later
         assert await count(harness, "events") == 11
         await harness.advance(pruner.check_every_s)
@@ -293,7 +294,7 @@ async def test_a_cursor_older_than_the_log_keeps_is_told_to_resync_from_the_pres
 
 
 async def old_message(harness: ServiceHarness, conversation: int, text: str, age_ms: int) -> int:
-    result = await harness.storage.store_message(
+    result = await harness.storage.messages.store_message(
         conversation, 2, "user2", text, text, harness.now_ms - age_ms)
     return result.message.id
 
@@ -315,12 +316,14 @@ async def test_messages_past_message_retention_days_go_with_their_reactions(
                for n in range(PRUNE_BATCH + 3)]
         young = await old_message(harness, conversation, "a day old", DAY_MS)
         for message_id in (old[0], old[-1], young):
-            await harness.storage.toggle_reaction(message_id, 1, "👍", harness.now_ms)
+            await harness.storage.reactions.toggle_reaction(message_id, 1, "👍", harness.now_ms)
         await run_until_idle(harness)
         assert retention(harness).pruned_messages == len(old)
-        assert [m.id for m in await harness.storage.messages_after(conversation, 0, 10)] == [young]
+        assert [m.id for m in await harness.storage.messages.messages_after(
+            conversation, 0, 10
+        )] == [young]
         assert await count(harness, "reactions") == 1
-        assert await harness.storage.reactions(young) == [(1, "👍")]
+        assert await harness.storage.reactions.reactions(young) == [(1, "👍")]
 
 
 async def test_the_long_poll_does_not_announce_a_deleted_message(

@@ -60,7 +60,9 @@ async def test_a_message_without_a_user_is_posted_as_the_system_user_to_the_whol
     assert (result.message.user_id, result.message.sender_name) == (0, "System")
     for sid in (alice, bob):
         assert harness.received(sid, "message:new") == [result.message.wire("notice-7")]
-    assert await harness.storage.messages_page(conversation, None, None, 10) == [result.message]
+    assert await harness.storage.messages.messages_page(
+        conversation, None, None, 10
+    ) == [result.message]
 
 
 async def test_with_string_user_ids_the_system_user_is_called_system(
@@ -108,7 +110,7 @@ async def test_the_sender_need_not_be_a_member_and_is_not_made_one(
 
     await server.post_message(conversation, "x1", "from outside", 42, None)
 
-    assert await harness.storage.member_ids(conversation) == [1]
+    assert await harness.storage.conversations.member_ids(conversation) == [1]
 
 
 async def test_posting_into_a_conversation_that_does_not_exist_is_not_found(
@@ -121,7 +123,7 @@ async def test_posting_into_a_conversation_that_does_not_exist_is_not_found(
 
     assert (refused.value.code, refused.value.message) == (
         ErrorCode.NOT_FOUND, "no such conversation")
-    assert await harness.storage.event_log_last_id() == 0  # nothing stored
+    assert await harness.storage.events.event_log_last_id() == 0  # nothing stored
 
 
 async def test_the_same_message_id_posted_twice_is_stored_and_announced_once(
@@ -167,7 +169,7 @@ async def test_adding_a_member_tells_the_room_and_is_a_change_only_once(
 
     assert harness.received(alice, "member:added") == [
         {"userId": 2, "conversationId": conversation}]
-    assert await harness.storage.member_ids(conversation) == [1, 2]
+    assert await harness.storage.conversations.member_ids(conversation) == [1, 2]
 
 
 async def test_an_added_member_may_join_the_room_at_once(harness: ServiceHarness) -> None:
@@ -195,7 +197,7 @@ async def test_adding_to_a_conversation_that_does_not_exist_is_not_found(
         await server.add_member(999, 2)
 
     assert refused.value.code == ErrorCode.NOT_FOUND
-    assert await harness.storage.conversation_ids_of(2) == set()
+    assert await harness.storage.conversations.conversation_ids_of(2) == set()
 
 
 async def test_the_added_user_alone_hears_conversation_added_from_the_main_site(
@@ -258,7 +260,7 @@ async def test_a_removed_member_hears_member_removed_then_leaves_the_room(
         True, False, False]
     await harness.send(alice, conversation, "bob is gone")
     assert harness.received(bob_phone, "message:new") == []
-    assert await harness.storage.member_ids(conversation) == [1]
+    assert await harness.storage.conversations.member_ids(conversation) == [1]
 
 
 async def test_a_removed_members_next_send_is_forbidden_though_the_cache_knew_them(
@@ -312,7 +314,7 @@ async def test_removing_someone_who_is_not_a_member_changes_nothing_but_is_still
 
     assert harness.received(alice, "member:removed") == [
         {"userId": 3, "conversationId": conversation}]
-    assert await harness.storage.member_ids(conversation) == [1, 2]
+    assert await harness.storage.conversations.member_ids(conversation) == [1, 2]
 
 
 async def test_removing_from_a_conversation_that_does_not_exist_is_not_found(
@@ -335,7 +337,7 @@ async def test_a_removal_delivered_from_another_node_takes_the_users_sockets_out
     rest_services(harness)
     conversation = await harness.conversation(1, 2)
     alice, bob = await in_room(harness, 1, conversation), await in_room(harness, 2, conversation)
-    await harness.storage.remove_member(conversation, 2)  # by the other node
+    await harness.storage.conversations.remove_member(conversation, 2)  # by the other node
 
     await deliver_from_another_node(harness, "member:removed",
                                     {"userId": 2, "conversationId": conversation},
@@ -356,7 +358,7 @@ async def test_a_removal_delivered_from_another_node_forgets_the_cached_membersh
     conversation = await harness.conversation(1, 2)
     bob = await harness.user(2)
     await harness.send(bob, conversation, "cached")  # the cache now knows bob
-    await harness.storage.remove_member(conversation, 2)  # by the other node
+    await harness.storage.conversations.remove_member(conversation, 2)  # by the other node
 
     await deliver_from_another_node(harness, "member:removed",
                                     {"userId": 2, "conversationId": conversation},
@@ -416,7 +418,7 @@ async def test_removing_a_member_already_removed_behind_the_servers_back_still_e
     server = rest_services(harness).server
     conversation = await harness.conversation(1, 2)
     alice, bob = await in_room(harness, 1, conversation), await in_room(harness, 2, conversation)
-    await harness.storage.remove_member(conversation, 2)
+    await harness.storage.conversations.remove_member(conversation, 2)
 
     assert await server.remove_member(conversation, 2) is False
     await settled(harness)
@@ -436,7 +438,7 @@ async def test_conversation_added_delivered_from_another_node_wakes_the_users_po
     cursor, _ = await answer(start_poll(rest.feed, 2, None))
     poll = start_poll(rest.feed, 2, cursor)
     await until_parked(poll)
-    conversation = await harness.storage.create_conversation(
+    conversation = await harness.storage.conversations.create_conversation(
         "elsewhere", [1, 2], harness.now_ms, ChangedBy(1))
     await until_parked(poll)
     assert not poll.done()  # the row alone wakes nobody until the recheck

@@ -88,12 +88,14 @@ async def test_a_version_3_database_upgrades_to_the_same_constraints_keeping_its
         at_version_3.setattr(schema, "MIGRATIONS", MIGRATIONS[:3])
         old = await open_unmigrated()
         assert await old.migrate() == [1, 2, 3]
-    conversation = await old.create_conversation("kept", [1, 2], NOW_MS)
+    conversation = await old.conversations.create_conversation("kept", [1, 2], NOW_MS)
     first, second, newest = [
-        (await old.store_message(conversation, 1, "Ann", f"m{n}", f"text {n}", NOW_MS)).message
+        (await old.messages.store_message(
+            conversation, 1, "Ann", f"m{n}", f"text {n}", NOW_MS
+        )).message
         for n in range(3)
     ]
-    await old.toggle_reaction(first.id, 2, "👍", NOW_MS)
+    await old.reactions.toggle_reaction(first.id, 2, "👍", NOW_MS)
     assert isinstance(old, SqlStorage)
     # (The read position as version 3's advance_read wrote it: no time column yet.)
     await old.engine.execute(
@@ -108,13 +110,13 @@ async def test_a_version_3_database_upgrades_to_the_same_constraints_keeping_its
     assert await old.migrate() == [4, 5, 6, 7]
 
     assert await _constraints(old) == EXPECTED
-    assert await old.member_ids(conversation) == [1, 2]
-    assert await old.messages_after(conversation, 0, 10) == [first, second]
-    assert await old.reactions(first.id) == [(2, "👍")]
-    assert await old.last_read(conversation, 2) == second.id
-    again = await old.store_message(conversation, 1, "Ann", "m0", "text 0", NOW_MS)
+    assert await old.conversations.member_ids(conversation) == [1, 2]
+    assert await old.messages.messages_after(conversation, 0, 10) == [first, second]
+    assert await old.reactions.reactions(first.id) == [(2, "👍")]
+    assert await old.receipts.last_read(conversation, 2) == second.id
+    again = await old.messages.store_message(conversation, 1, "Ann", "m0", "text 0", NOW_MS)
     assert again.duplicate and again.message == first  # the unique key still holds
-    after = await old.store_message(conversation, 1, "Ann", "m9", "text 9", NOW_MS)
+    after = await old.messages.store_message(conversation, 1, "Ann", "m9", "text 9", NOW_MS)
     assert after.message.id > newest.id  # the AUTOINCREMENT counter came along
 
 
@@ -123,5 +125,5 @@ async def test_both_databases_accept_a_member_of_a_conversation_without_a_row(
 ) -> None:
     # No foreign keys on either: the services create the conversation row first
     # (ensure_conversation), and the database refuses the same writes on both.
-    assert await storage.add_member(424242, 1, NOW_MS)
-    assert await storage.member_ids(424242) == [1]
+    assert await storage.conversations.add_member(424242, 1, NOW_MS)
+    assert await storage.conversations.member_ids(424242) == [1]

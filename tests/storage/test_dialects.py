@@ -28,18 +28,18 @@ async def test_insert_once_skips_an_existing_key_with_zero_rows_affected(
     storage: Storage,
 ) -> None:
     sql = _sql_storage(storage)
-    conversation = await sql.create_conversation("c", [], NOW_MS)
+    conversation = await sql.conversations.create_conversation("c", [], NOW_MS)
     insert = sql.tables.insert_once("members", "conversation_id, user_id, joined_at_ms")
     assert (await sql.engine.execute(insert, (conversation, "1", NOW_MS)))[0] == 1
     assert (await sql.engine.execute(insert, (conversation, "1", NOW_MS + 1)))[0] == 0
-    assert await sql.member_ids(conversation) == [1]
+    assert await sql.conversations.member_ids(conversation) == [1]
 
 
 async def test_lock_for_update_runs_inside_a_transaction_or_is_not_needed(
     storage: Storage,
 ) -> None:
     sql = _sql_storage(storage)
-    conversation = await sql.create_conversation("c", [], NOW_MS)
+    conversation = await sql.conversations.create_conversation("c", [], NOW_MS)
     select = f"SELECT id FROM {sql.tables.prefix}conversations WHERE id = ?"
     locking = sql.engine.dialect.lock_for_update(select)
     if sql.engine.dialect.name == "sqlite":

@@ -22,7 +22,7 @@ NOW_MS = 1_764_064_800_000  # 2025-11-25T10:00:00.000Z
 
 async def messages(storage: Storage, conversation: int, count: int) -> list[int]:
     return [
-        (await storage.store_message(conversation, 1, "Ann", f"m{n}", f"text {n}", NOW_MS))
+        (await storage.messages.store_message(conversation, 1, "Ann", f"m{n}", f"text {n}", NOW_MS))
         .message.id
         for n in range(count)
     ]
@@ -47,93 +47,97 @@ class QueryCounter:
 async def test_reactions_of_a_page_come_per_message_in_the_order_of_first_use(
     storage: Storage,
 ) -> None:
-    conversation = await storage.create_conversation("c", [1, 2, 3, 4], NOW_MS)
+    conversation = await storage.conversations.create_conversation("c", [1, 2, 3, 4], NOW_MS)
     first, second, bare = await messages(storage, conversation, 3)
-    await storage.toggle_reaction(first, 3, "👍", NOW_MS + 1)
-    await storage.toggle_reaction(first, 2, "🎉", NOW_MS + 2)
-    await storage.toggle_reaction(first, 2, "👍", NOW_MS + 3)
-    await storage.toggle_reaction(second, 4, "❤️", NOW_MS + 4)
+    await storage.reactions.toggle_reaction(first, 3, "👍", NOW_MS + 1)
+    await storage.reactions.toggle_reaction(first, 2, "🎉", NOW_MS + 2)
+    await storage.reactions.toggle_reaction(first, 2, "👍", NOW_MS + 3)
+    await storage.reactions.toggle_reaction(second, 4, "❤️", NOW_MS + 4)
     # Two in the same millisecond: by user id, as text ("10" < "4").
-    await storage.toggle_reaction(second, 4, "😂", NOW_MS + 5)
-    await storage.toggle_reaction(second, 10, "😂", NOW_MS + 5)
+    await storage.reactions.toggle_reaction(second, 4, "😂", NOW_MS + 5)
+    await storage.reactions.toggle_reaction(second, 10, "😂", NOW_MS + 5)
 
-    reactions = await storage.reactions_of([first, second, bare])
+    reactions = await storage.reactions.reactions_of([first, second, bare])
 
     assert reactions == {
         first: (ReactionCount("👍", (3, 2)), ReactionCount("🎉", (2,))),
         second: (ReactionCount("❤️", (4,)), ReactionCount("😂", (10, 4))),
     }  # a message with none is absent
-    assert await storage.reactions_of([]) == {}
+    assert await storage.reactions.reactions_of([]) == {}
 
 
 async def test_an_emoji_taken_back_by_its_first_user_goes_by_its_earliest_reaction_still_on(
     storage: Storage,
 ) -> None:
-    conversation = await storage.create_conversation("c", [1, 2, 3], NOW_MS)
+    conversation = await storage.conversations.create_conversation("c", [1, 2, 3], NOW_MS)
     [message] = await messages(storage, conversation, 1)
-    await storage.toggle_reaction(message, 2, "👍", NOW_MS + 1)
-    await storage.toggle_reaction(message, 3, "🎉", NOW_MS + 2)
-    await storage.toggle_reaction(message, 3, "👍", NOW_MS + 3)
-    await storage.toggle_reaction(message, 2, "👍", NOW_MS + 4)  # taken back
+    await storage.reactions.toggle_reaction(message, 2, "👍", NOW_MS + 1)
+    await storage.reactions.toggle_reaction(message, 3, "🎉", NOW_MS + 2)
+    await storage.reactions.toggle_reaction(message, 3, "👍", NOW_MS + 3)
+    await storage.reactions.toggle_reaction(message, 2, "👍", NOW_MS + 4)  # taken back
 
-    assert await storage.reactions_of([message]) == {
+    assert await storage.reactions.reactions_of([message]) == {
         message: (ReactionCount("🎉", (3,)), ReactionCount("👍", (3,))),
     }
-    await storage.toggle_reaction(message, 3, "🎉", NOW_MS + 5)
-    await storage.toggle_reaction(message, 3, "👍", NOW_MS + 6)
-    assert await storage.reactions_of([message]) == {}
+    await storage.reactions.toggle_reaction(message, 3, "🎉", NOW_MS + 5)
+    await storage.reactions.toggle_reaction(message, 3, "👍", NOW_MS + 6)
+    assert await storage.reactions.reactions_of([message]) == {}
 
 
 async def test_the_reactions_of_a_whole_page_are_one_query(
     storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    conversation = await storage.create_conversation("c", [1, 2], NOW_MS)
+    conversation = await storage.conversations.create_conversation("c", [1, 2], NOW_MS)
     ids = await messages(storage, conversation, 501)  # a REST page asks for limit + 1
     for message in ids[::50]:
-        await storage.toggle_reaction(message, 2, "👍", NOW_MS)
+        await storage.reactions.toggle_reaction(message, 2, "👍", NOW_MS)
     counter = QueryCounter(storage, monkeypatch)
 
-    reactions = await storage.reactions_of(ids)
+    reactions = await storage.reactions.reactions_of(ids)
 
     assert len(counter.statements) == 1
     assert set(reactions) == set(ids[::50])
-    assert await storage.reactions_of([]) == {}
+    assert await storage.reactions.reactions_of([]) == {}
     assert len(counter.statements) == 1  # an empty page asks nothing
 
 
 async def test_read_positions_list_every_member_with_the_time_it_moved(
     storage: Storage,
 ) -> None:
-    conversation = await storage.create_conversation("c", [1, 2, 3], NOW_MS)
+    conversation = await storage.conversations.create_conversation("c", [1, 2, 3], NOW_MS)
     first, second = await messages(storage, conversation, 2)
-    assert await storage.read_positions(conversation) == [
+    assert await storage.receipts.read_positions(conversation) == [
         ReadPosition(1, None, None), ReadPosition(2, None, None), ReadPosition(3, None, None),
     ]
 
-    assert await storage.advance_read(conversation, 2, first, NOW_MS + 10)
-    assert await storage.advance_read(conversation, 3, second, NOW_MS + 20)
-    assert await storage.advance_read(conversation, 2, second, NOW_MS + 30)
-    assert not await storage.advance_read(conversation, 2, first, NOW_MS + 40)  # never back
+    assert await storage.receipts.advance_read(conversation, 2, first, NOW_MS + 10)
+    assert await storage.receipts.advance_read(conversation, 3, second, NOW_MS + 20)
+    assert await storage.receipts.advance_read(conversation, 2, second, NOW_MS + 30)
+    assert not await storage.receipts.advance_read(
+        conversation, 2, first, NOW_MS + 40
+    )  # never back
 
-    assert await storage.read_positions(conversation) == [
+    assert await storage.receipts.read_positions(conversation) == [
         ReadPosition(1, None, None),
         ReadPosition(2, second, NOW_MS + 30),
         ReadPosition(3, second, NOW_MS + 20),
     ]
-    assert await storage.read_positions(conversation + 1000) == []
+    assert await storage.receipts.read_positions(conversation + 1000) == []
 
 
 async def test_events_for_a_poll_carry_their_messages_reactions_read_in_one_query(
     storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    conversation = await storage.create_conversation("c", [1, 2, 3], NOW_MS)
+    conversation = await storage.conversations.create_conversation("c", [1, 2, 3], NOW_MS)
     first, second = await messages(storage, conversation, 2)
-    await storage.toggle_reaction(first, 3, "👍", NOW_MS + 1)
-    await storage.toggle_reaction(first, 2, "👍", NOW_MS + 2)
-    await storage.advance_read(conversation, 2, second, NOW_MS + 3)
+    await storage.reactions.toggle_reaction(first, 3, "👍", NOW_MS + 1)
+    await storage.reactions.toggle_reaction(first, 2, "👍", NOW_MS + 2)
+    await storage.receipts.advance_read(conversation, 2, second, NOW_MS + 3)
     counter = QueryCounter(storage, monkeypatch)
 
-    events = await storage.events_for_user(1, 0, await storage.event_log_last_id(), 100)
+    events = await storage.events.events_for_user(
+        1, 0, await storage.events.event_log_last_id(), 100
+    )
 
     assert [(e.kind, e.message_id, e.reactions) for e in events] == [
         ("message", first, (ReactionCount("👍", (3, 2)),)),
@@ -167,7 +171,7 @@ async def test_migration_5_dates_each_existing_read_position_from_the_event_log(
     open_unmigrated: OpenStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old = await _at_version_4(open_unmigrated, monkeypatch)
-    conversation = await old.create_conversation("kept", [1, 2, 3, 4], NOW_MS)
+    conversation = await old.conversations.create_conversation("kept", [1, 2, 3, 4], NOW_MS)
     first, second = await messages(old, conversation, 2)
     move = ("UPDATE {p}members SET last_read_message_id = ? "
             "WHERE conversation_id = ? AND user_id = ?")
@@ -186,7 +190,7 @@ async def test_migration_5_dates_each_existing_read_position_from_the_event_log(
 
     assert (await old.migrate())[0] == 5  # (and what came after it)
 
-    assert await old.read_positions(conversation) == [
+    assert await old.receipts.read_positions(conversation) == [
         ReadPosition(1, None, None),
         ReadPosition(2, second, NOW_MS + 2),
         ReadPosition(3, first, NOW_MS + 3),

@@ -552,5 +552,5 @@ async def test_restarted_server_keeps_messages_reactions_and_read_positions(
         assert [(m["id"], m["messageId"], m["text"]) for m in bob.received("message:new")] == [
             (ack["id"], f"m{n}", f"text {n}") for n, ack in enumerate(acks)
         ]
-        assert await second.chat.storage.reactions(acks[0]["id"]) == [(2, "👍")]
-        assert await second.chat.storage.last_read(conversation, 2) == acks[1]["id"]
+        assert await second.chat.storage.reactions.reactions(acks[0]["id"]) == [(2, "👍")]
+        assert await second.chat.storage.receipts.last_read(conversation, 2) == acks[1]["id"]

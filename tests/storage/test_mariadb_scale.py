@@ -341,7 +341,7 @@ async def test_replay_of_the_last_50_messages(loaded: SqlStorage, dataset: Datas
 
     async def replay(conversation_id: int) -> None:
         since = since_of(conversation_id)
-        page = await loaded.messages_after(conversation_id, since, REPLAY_LIMIT)
+        page = await loaded.messages.messages_after(conversation_id, since, REPLAY_LIMIT)
         assert [m.id for m in page] == [
             message_id(conversation_id, i)
             for i in range(MESSAGES_PER_CONVERSATION - REPLAY_LIMIT, MESSAGES_PER_CONVERSATION)
@@ -353,7 +353,7 @@ async def test_replay_of_the_last_50_messages(loaded: SqlStorage, dataset: Datas
     await timed("replay of the last 50 (messages_after)", replay, sample_conversations(1))
 
     statements = await statements_of(
-        loaded, dataset, lambda s: s.messages_after(777, since_of(777), REPLAY_LIMIT)
+        loaded, dataset, lambda s: s.messages.messages_after(777, since_of(777), REPLAY_LIMIT)
     )
     row = assert_indexed(dataset, only(statements, "SELECT"), "messages",
                          f"{dataset.prefix}messages_by_conversation")
@@ -365,14 +365,16 @@ async def test_membership_check(loaded: SqlStorage, dataset: Dataset) -> None:
 
     async def check(conversation_id: int) -> None:
         user = member(conversation_id, picks.randrange(MEMBERS_PER_CONVERSATION))
-        assert await loaded.is_member(conversation_id, user)
+        assert await loaded.conversations.is_member(conversation_id, user)
 
     await timed("membership check (is_member)", check, sample_conversations(2))
     outsider = next(u for u in range(1, USERS + 1)
                     if u not in {member(778, k) for k in range(MEMBERS_PER_CONVERSATION)})
-    assert not await loaded.is_member(778, outsider)
+    assert not await loaded.conversations.is_member(778, outsider)
 
-    statements = await statements_of(loaded, dataset, lambda s: s.is_member(778, member(778, 3)))
+    statements = await statements_of(
+        loaded, dataset, lambda s: s.conversations.is_member(778, member(778, 3))
+    )
     assert_indexed(dataset, only(statements, "SELECT"), "members", "PRIMARY")
 
 
@@ -382,7 +384,7 @@ async def test_idempotency_lookup_of_a_repeated_send(
     async def resend(conversation_id: int) -> None:
         original = message_id(conversation_id, random.Random(conversation_id).randrange(
             MESSAGES_PER_CONVERSATION))
-        result = await loaded.store_message(
+        result = await loaded.messages.store_message(
             conversation_id, sender_of(original), "User", client_id_of(original), "again",
             NOW_MS + 10**9,
         )
@@ -393,7 +395,7 @@ async def test_idempotency_lookup_of_a_repeated_send(
     await timed("idempotency lookup (store_message of a repeat)", resend, sample_conversations(3))
 
     repeat = 779 + 300 * CONVERSATIONS
-    statements = await statements_of(loaded, dataset, lambda s: s.store_message(
+    statements = await statements_of(loaded, dataset, lambda s: s.messages.store_message(
         779, sender_of(repeat), "User", client_id_of(repeat), "again", NOW_MS))
     # A batch inserts first (storage/messages.py): a repeat fails that INSERT as a
     # whole, and only then is its key looked up, by the index; nothing is stored.
@@ -415,20 +417,20 @@ async def test_read_position_update_and_lookup(loaded: SqlStorage, dataset: Data
     ]
 
     async def advance(conversation_id: int, user: UserId, read_id: int) -> None:
-        assert await loaded.advance_read(conversation_id, user, read_id)
+        assert await loaded.receipts.advance_read(conversation_id, user, read_id)
 
     async def look_up(conversation_id: int, user: UserId, read_id: int) -> None:
-        assert await loaded.last_read(conversation_id, user) == read_id
+        assert await loaded.receipts.last_read(conversation_id, user) == read_id
 
     await timed("read position update (advance_read)", advance, pairs)
     await timed("read position lookup (last_read)", look_up, pairs)
     conversation_id, user, read_id = pairs[0]
-    assert not await loaded.advance_read(conversation_id, user, read_id - CONVERSATIONS)
-    assert await loaded.last_read(conversation_id, user) == read_id
+    assert not await loaded.receipts.advance_read(conversation_id, user, read_id - CONVERSATIONS)
+    assert await loaded.receipts.last_read(conversation_id, user) == read_id
 
     async def receipt(s: SqlStorage) -> None:
-        await s.advance_read(780, member(780, 5), last_message_id(780))
-        await s.last_read(780, member(780, 5))
+        await s.receipts.advance_read(780, member(780, 5), last_message_id(780))
+        await s.receipts.last_read(780, member(780, 5))
 
     statements = await statements_of(loaded, dataset, receipt)
     for verb in ("UPDATE", "SELECT"):
@@ -440,13 +442,13 @@ async def test_message_in_conversation_check_before_a_receipt(
 ) -> None:
     async def check(conversation_id: int) -> None:
         last = last_message_id(conversation_id)
-        assert await loaded.message_in_conversation(conversation_id, last)
+        assert await loaded.messages.message_in_conversation(conversation_id, last)
 
     await timed("message in conversation (message_in_conversation)", check, sample_conversations(5))
-    assert not await loaded.message_in_conversation(781, last_message_id(782))
+    assert not await loaded.messages.message_in_conversation(781, last_message_id(782))
 
     statements = await statements_of(
-        loaded, dataset, lambda s: s.message_in_conversation(781, last_message_id(781))
+        loaded, dataset, lambda s: s.messages.message_in_conversation(781, last_message_id(781))
     )
     row = assert_indexed(dataset, only(statements, "SELECT"), "messages", "PRIMARY")
     assert (row.type, row.rows) == ("const", 1)

@@ -14,7 +14,9 @@ NOW_MS = 1_700_000_000_000
 
 
 async def feed(storage: Storage, user: UserId, after: int = 0, limit: int = 500) -> list[FeedEvent]:
-    return await storage.events_for_user(user, after, await storage.event_log_last_id(), limit)
+    return await storage.events.events_for_user(
+        user, after, await storage.events.event_log_last_id(), limit
+    )
 
 
 async def read_receipt(storage: Storage, conversation: int, message_id: int) -> None:
@@ -29,7 +31,9 @@ def wired(events: list[FeedEvent]) -> list[tuple[str, dict[str, object]]]:
 
 
 async def test_a_logged_create_gives_each_member_conversation_added(storage: Storage) -> None:
-    conversation = await storage.create_conversation("Ops", [1, 3, 2], NOW_MS, ChangedBy(1))
+    conversation = await storage.conversations.create_conversation(
+        "Ops", [1, 3, 2], NOW_MS, ChangedBy(1)
+    )
     added = {"conversationId": conversation, "title": "Ops", "members": [1, 2, 3], "addedBy": 1}
     for user in (1, 2, 3):
         assert wired(await feed(storage, user)) == [("conversation:added", added)]
@@ -37,38 +41,44 @@ async def test_a_logged_create_gives_each_member_conversation_added(storage: Sto
 
 
 async def test_a_create_writes_one_row_however_many_members(storage: Storage) -> None:
-    before = await storage.event_log_last_id()
-    await storage.create_conversation("big", list(range(1, 201)), NOW_MS, ChangedBy(1))
-    assert await storage.event_log_last_id() == before + 1
+    before = await storage.events.event_log_last_id()
+    await storage.conversations.create_conversation(
+        "big", list(range(1, 201)), NOW_MS, ChangedBy(1)
+    )
+    assert await storage.events.event_log_last_id() == before + 1
 
 
 async def test_a_member_added_after_the_create_reads_their_own_row_not_the_creation(
     storage: Storage,
 ) -> None:
-    conversation = await storage.create_conversation("Ops", [1], NOW_MS, ChangedBy(1))
-    assert await storage.add_member(conversation, 2, NOW_MS + 1, None, ChangedBy(None))
+    conversation = await storage.conversations.create_conversation("Ops", [1], NOW_MS, ChangedBy(1))
+    assert await storage.conversations.add_member(
+        conversation, 2, NOW_MS + 1, None, ChangedBy(None)
+    )
     assert wired(await feed(storage, 2)) == [
         ("conversation:added", {"conversationId": conversation, "title": "Ops",
                                 "members": [1, 2], "addedBy": None})]
     # Removed and added back: the creation is no longer theirs either.
-    assert await storage.remove_member(conversation, 1, ChangedBy(None), NOW_MS + 2)
-    assert await storage.add_member(conversation, 1, NOW_MS + 3, None, ChangedBy(None))
+    assert await storage.conversations.remove_member(conversation, 1, ChangedBy(None), NOW_MS + 2)
+    assert await storage.conversations.add_member(
+        conversation, 1, NOW_MS + 3, None, ChangedBy(None)
+    )
     assert [e.wire()["data"].get("addedBy") for e in await feed(storage, 1)] == [None, None]
 
 
 async def test_unlogged_changes_write_nothing(storage: Storage) -> None:
     """Tools, the demo's Lobby and open access change memberships unannounced."""
-    conversation = await storage.create_conversation("quiet", [1, 2], NOW_MS)
-    await storage.add_member(conversation, 3, NOW_MS)
-    await storage.remove_member(conversation, 2)
-    assert await storage.event_log_last_id() == 0
+    conversation = await storage.conversations.create_conversation("quiet", [1, 2], NOW_MS)
+    await storage.conversations.add_member(conversation, 3, NOW_MS)
+    await storage.conversations.remove_member(conversation, 2)
+    assert await storage.events.event_log_last_id() == 0
 
 
 async def test_the_server_apis_add_and_remove_are_for_that_user_alone(storage: Storage) -> None:
-    conversation = await storage.create_conversation("team", [1], NOW_MS)
-    assert await storage.add_member(conversation, 2, NOW_MS, 10, ChangedBy(None))
-    assert not await storage.add_member(conversation, 2, NOW_MS, 10, ChangedBy(None))
-    assert await storage.remove_member(conversation, 2, ChangedBy(None), NOW_MS)
+    conversation = await storage.conversations.create_conversation("team", [1], NOW_MS)
+    assert await storage.conversations.add_member(conversation, 2, NOW_MS, 10, ChangedBy(None))
+    assert not await storage.conversations.add_member(conversation, 2, NOW_MS, 10, ChangedBy(None))
+    assert await storage.conversations.remove_member(conversation, 2, ChangedBy(None), NOW_MS)
     # Removed although no longer a member: the row names the user, not the room.
     assert wired(await feed(storage, 2)) == [
         ("conversation:added", {"conversationId": conversation, "title": "team",
@@ -81,9 +91,9 @@ async def test_the_server_apis_add_and_remove_are_for_that_user_alone(storage: S
 async def test_membership_rows_and_conversation_events_merge_in_log_order_within_the_limit(
     storage: Storage,
 ) -> None:
-    shared = await storage.create_conversation("shared", [1, 2], NOW_MS)
+    shared = await storage.conversations.create_conversation("shared", [1, 2], NOW_MS)
     await read_receipt(storage, shared, 1)
-    second = await storage.create_conversation("second", [1, 2], NOW_MS, ChangedBy(1))
+    second = await storage.conversations.create_conversation("second", [1, 2], NOW_MS, ChangedBy(1))
     await read_receipt(storage, shared, 2)
     everything = await feed(storage, 2)
     assert [type(e).__name__ for e in everything] == ["LoggedEvent", "LoggedMembership",

@@ -36,25 +36,25 @@ async def test_a_batch_deletes_at_most_its_size_the_oldest_first(storage: Storag
     await log_events(storage, 25, OLD_MS)
     await log_events(storage, 2, NOW_MS)
     ids = await events(storage)
-    assert await storage.prune_event_log(NOW_MS - 1000, 10) == 10
+    assert await storage.events.prune_event_log(NOW_MS - 1000, 10) == 10
     assert await events(storage) == ids[10:]
-    assert await storage.event_log_pruned_through() == ids[9]
-    assert await storage.prune_event_log(NOW_MS - 1000, 10) == 10
-    assert await storage.prune_event_log(NOW_MS - 1000, 10) == 5  # up to the cutoff only
-    assert await storage.prune_event_log(NOW_MS - 1000, 10) == 0
+    assert await storage.events.event_log_pruned_through() == ids[9]
+    assert await storage.events.prune_event_log(NOW_MS - 1000, 10) == 10
+    assert await storage.events.prune_event_log(NOW_MS - 1000, 10) == 5  # up to the cutoff only
+    assert await storage.events.prune_event_log(NOW_MS - 1000, 10) == 0
     assert await events(storage) == ids[25:]
-    assert await storage.event_log_pruned_through() == ids[24]
+    assert await storage.events.event_log_pruned_through() == ids[24]
 
 
 async def test_the_newest_event_stays_and_an_empty_log_prunes_nothing(storage: Storage) -> None:
-    assert await storage.prune_event_log(NOW_MS, 10) == 0
-    assert await storage.event_log_pruned_through() == 0
+    assert await storage.events.prune_event_log(NOW_MS, 10) == 0
+    assert await storage.events.event_log_pruned_through() == 0
     await log_events(storage, 3, OLD_MS)
     ids = await events(storage)
-    assert await storage.prune_event_log(NOW_MS, 10) == 2
+    assert await storage.events.prune_event_log(NOW_MS, 10) == 2
     assert await events(storage) == ids[2:]
-    assert await storage.event_log_last_id() == ids[2]
-    assert await storage.prune_event_log(NOW_MS, 10) == 0
+    assert await storage.events.event_log_last_id() == ids[2]
+    assert await storage.events.prune_event_log(NOW_MS, 10) == 0
 
 
 async def test_two_nodes_pruning_at_once_delete_each_row_once(
@@ -67,7 +67,7 @@ async def test_two_nodes_pruning_at_once_delete_each_row_once(
 
     async def prune_all(node: Storage) -> int:
         total = 0
-        while deleted := await node.prune_event_log(NOW_MS - 1000, 100):
+        while deleted := await node.events.prune_event_log(NOW_MS - 1000, 100):
             total += deleted
             await asyncio.sleep(0)
         return total
@@ -75,21 +75,27 @@ async def test_two_nodes_pruning_at_once_delete_each_row_once(
     totals = await asyncio.gather(prune_all(storage), prune_all(other_node))
     assert sum(totals) == 3000
     assert await events(storage) == [newest]
-    assert await other_node.event_log_pruned_through() == last_old
+    assert await other_node.events.event_log_pruned_through() == last_old
 
 
 async def test_messages_go_oldest_first_up_to_the_first_one_kept(storage: Storage) -> None:
-    conversation = await storage.create_conversation("t", [1, 2], NOW_MS)
-    old = [(await storage.store_message(conversation, 1, "a", f"o{n}", "old", OLD_MS)).message.id
+    conversation = await storage.conversations.create_conversation("t", [1, 2], NOW_MS)
+    old = [(await storage.messages.store_message(
+        conversation, 1, "a", f"o{n}", "old", OLD_MS
+    )).message.id
            for n in range(5)]
-    young = (await storage.store_message(conversation, 1, "a", "y", "young", NOW_MS)).message.id
+    young = (await storage.messages.store_message(
+        conversation, 1, "a", "y", "young", NOW_MS
+    )).message.id
     # One older than the cutoff after a young one (clock skew) stays: the run stops.
-    late = (await storage.store_message(conversation, 1, "a", "l", "late", OLD_MS)).message.id
+    late = (await storage.messages.store_message(
+        conversation, 1, "a", "l", "late", OLD_MS
+    )).message.id
     for message_id in (*old, young):
-        await storage.toggle_reaction(message_id, 2, "👍", NOW_MS)
-    assert await storage.prune_messages(NOW_MS - 1000, 3) == 3
-    assert await storage.prune_messages(NOW_MS - 1000, 3) == 2
-    assert await storage.prune_messages(NOW_MS - 1000, 3) == 0
-    kept = await storage.messages_after(conversation, 0, 10)
+        await storage.reactions.toggle_reaction(message_id, 2, "👍", NOW_MS)
+    assert await storage.messages.prune_messages(NOW_MS - 1000, 3) == 3
+    assert await storage.messages.prune_messages(NOW_MS - 1000, 3) == 2
+    assert await storage.messages.prune_messages(NOW_MS - 1000, 3) == 0
+    kept = await storage.messages.messages_after(conversation, 0, 10)
     assert [m.id for m in kept] == [young, late]
-    assert [await storage.reactions(m) for m in (*old, young)] == [[]] * 5 + [[(2, "👍")]]
+    assert [await storage.reactions.reactions(m) for m in (*old, young)] == [[]] * 5 + [[(2, "👍")]]

@@ -37,9 +37,9 @@ async def test_a_begin_abandoned_at_its_deadline_leaves_the_writer_usable(
     started = time.monotonic()
     while True:  # once the thread has worked through its queue, writes work again
         try:
-            conversation = await storage.create_conversation("after", [1], 0)
+            conversation = await storage.conversations.create_conversation("after", [1], 0)
             break
         except StorageUnavailable:
             assert time.monotonic() - started < 60, "the writer never recovered"
             await asyncio.sleep(0.2)
-    assert await storage.is_member(conversation, 1)
+    assert await storage.conversations.is_member(conversation, 1)

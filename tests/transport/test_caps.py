@@ -124,7 +124,7 @@ async def test_a_socket_cannot_join_more_conversations_than_max_rooms_per_socket
         assert manager.conversation_rooms[sid] == 5
         assert sum(1 for room in manager.rooms["/"] if str(room).startswith("conversation:")) == 5
         # Refused before open access made a member: no membership rows for 6..8.
-        assert await server.chat.storage.conversation_ids_of(1) == {1, 2, 3, 4, 5}
+        assert await server.chat.storage.conversations.conversation_ids_of(1) == {1, 2, 3, 4, 5}
         # Joining a room it is in still works; leaving one makes room for another.
         assert (await mallory.call("conversation:join", {"conversationId": 3}))["ok"]
         assert (await mallory.call("conversation:leave", {"conversationId": 3}))["ok"]

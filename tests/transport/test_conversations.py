@@ -79,10 +79,10 @@ async def test_open_access_lets_anyone_join_and_makes_them_a_member(
     async with make_server(CONVERSATION_ACCESS="open") as server:
         alice = await server.client(1)
         await joined(alice, 777)
-        assert await server.chat.storage.is_member(777, 1)
+        assert await server.chat.storage.conversations.is_member(777, 1)
         bob = await server.client(2)
         await send(bob, 777, "hello", "b1")  # any event makes the sender a member
-        assert await server.chat.storage.is_member(777, 2)
+        assert await server.chat.storage.conversations.is_member(777, 2)
         [message] = await alice.wait_for("message:new")
         assert message["text"] == "hello"
 
@@ -137,7 +137,7 @@ async def test_replay_covers_more_than_one_page(server: RunningServer) -> None:
     conversation = await server.conversation(1, 2)
     storage = server.chat.storage
     for i in range(603):
-        await storage.store_message(conversation, 1, "Alice", f"bulk{i}", f"t{i}", i)
+        await storage.messages.store_message(conversation, 1, "Alice", f"bulk{i}", f"t{i}", i)
     bob = await server.client(2)
     reply = await joined(bob, conversation, since=0)
     replayed = await bob.wait_for("message:new", count=603)

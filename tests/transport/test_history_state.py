@@ -41,7 +41,7 @@ class Scene:
     async def play(cls, server: RunningServer) -> Scene:
         scene = cls()
         conversation, (alice, bob, carol) = await room(server, 1, 2, 3)
-        await server.chat.storage.add_member(conversation, 4, now_ms(server))
+        await server.chat.storage.conversations.add_member(conversation, 4, now_ms(server))
         scene.conversation = conversation
         send = {"conversationId": conversation, "text": "first", "messageId": "f"}
         scene.first = (await call(alice, "message:send", **send))["id"]

@@ -466,7 +466,7 @@ async def seed_world(server: RunningServer) -> World:
     second = await server.conversation(ACTOR, OBSERVER, title="second")
     foreign = await server.conversation(OBSERVER, title="foreign")
     now_ms = int(server.clock.now() * 1000)
-    store = server.chat.storage.store_message
+    store = server.chat.storage.messages.store_message
     here = await store(home, OBSERVER, "observer", "seed-home", "seed", now_ms)
     there = await store(second, OBSERVER, "observer", "seed-second", "seed", now_ms)
     away = await store(foreign, OBSERVER, "observer", "seed-foreign", "seed", now_ms)
@@ -545,7 +545,7 @@ async def test_hostile_payloads_get_protocol_replies_and_text_is_stored_verbatim
         # Stored exactly as sent, in the conversation acknowledged, nothing else stored.
         for conversation, seed in ((world.home, world.message_home),
                                    (world.second, world.message_second)):
-            stored = await server.chat.storage.messages_after(conversation, 0, 100_000)
+            stored = await server.chat.storage.messages.messages_after(conversation, 0, 100_000)
             by_id = {message.id: message for message in stored}
             expected = {i: text for i, (c, text) in ledger.sent.items() if c == conversation}
             assert set(by_id) == {seed, *expected}

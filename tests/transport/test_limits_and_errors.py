@@ -43,7 +43,7 @@ async def test_messages_over_the_user_rate_are_dropped(make_server: ServerFactor
                 "conversationId": conversation, "text": f"t{i}", "messageId": f"r{i}"})
             codes.append(reply.get("status") or reply["error"]["code"])
         assert codes == ["sent", "sent", "RATE_LIMITED"]
-        stored = await server.chat.storage.messages_after(conversation, 0, 10)
+        stored = await server.chat.storage.messages.messages_after(conversation, 0, 10)
         assert [m.text for m in stored] == ["t0", "t1"]
         assert (await bob.call("message:send", {
             "conversationId": conversation, "text": "bob", "messageId": "b"}))["ok"]
@@ -62,7 +62,7 @@ async def test_packet_over_max_payload_closes_only_that_socket(make_server: Serv
         await alice.sio.emit("message:send", {
             "conversationId": conversation, "text": "x" * 5000, "messageId": "big"})
         await alice.wait_disconnected()
-        assert await server.chat.storage.messages_after(conversation, 0, 10) == []
+        assert await server.chat.storage.messages.messages_after(conversation, 0, 10) == []
         ack = await bob.call("message:send", {
             "conversationId": conversation, "text": "still here", "messageId": "b"})
         assert ack["ok"]

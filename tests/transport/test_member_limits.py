@@ -58,7 +58,7 @@ async def test_a_1000_member_create_writes_its_members_in_one_insert(
     assert reply.status == 201 and len(reply.body["members"]) == 1000
     member_inserts = [s for s in statements if s.startswith("INSERT INTO chat_members")]
     assert len(member_inserts) == 1, f"{len(member_inserts)} INSERTs for the members"
-    assert len(await storage.member_ids(reply.body["id"])) == 1000
+    assert len(await storage.conversations.member_ids(reply.body["id"])) == 1000
 
 
 # -- MAX_CONVERSATION_MEMBERS ---------------------------------------------------------------
@@ -91,7 +91,7 @@ async def test_the_server_api_cannot_add_past_max_conversation_members(
         refused = await rest.server_call("POST", path, API_KEY, {"userId": 4})
 
         assert refused.status == 400 and refused.code == "INVALID_PAYLOAD"
-        assert await server.chat.storage.member_ids(conversation) == [1, 2, 3]
+        assert await server.chat.storage.conversations.member_ids(conversation) == [1, 2, 3]
         assert await listed(rest, 4) == []
         again = await rest.server_call("POST", path, API_KEY, {"userId": 3})  # a member: fine
         assert again.status == 200 and again.body["changed"] is False

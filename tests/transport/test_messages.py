@@ -18,7 +18,9 @@ ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
 
 
 async def stored(server: RunningServer, conversation: int) -> list[str]:
-    return [m.text for m in await server.chat.storage.messages_after(conversation, 0, 10_000)]
+    return [m.text for m in await server.chat.storage.messages.messages_after(
+        conversation, 0, 10_000
+    )]
 
 
 def message(conversation: int, text: str = "hello", message_id: Any = "m1") -> dict[str, Any]:

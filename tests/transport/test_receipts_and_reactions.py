@@ -27,7 +27,7 @@ async def test_read_advances_and_announces_a_receipt(server: RunningServer) -> N
     [receipt] = await alice.wait_for("message:read-receipt")
     assert receipt == {"messageId": first, "userId": 2, "conversationId": conversation,
                        "readAt": "2027-01-15T08:00:00.000Z"}
-    assert await server.chat.storage.last_read(conversation, 2) == first
+    assert await server.chat.storage.receipts.last_read(conversation, 2) == first
 
 
 async def test_read_never_moves_back(server: RunningServer) -> None:
@@ -38,7 +38,7 @@ async def test_read_never_moves_back(server: RunningServer) -> None:
     back = await bob.call("message:read", {"conversationId": conversation, "messageId": first})
     same = await bob.call("message:read", {"conversationId": conversation, "messageId": second})
     assert back == same == {"ok": True, "advanced": False}
-    assert await server.chat.storage.last_read(conversation, 2) == second
+    assert await server.chat.storage.receipts.last_read(conversation, 2) == second
     await sent(bob, conversation, "sentinel")
     await alice.wait_for("message:new")
     assert len(alice.received("message:read-receipt")) == 1
@@ -56,7 +56,7 @@ async def test_read_of_a_message_from_another_conversation_is_not_found(
         assert reply["error"]["code"] == "NOT_FOUND"
     [error, _] = await alice.wait_for("error", count=2)
     assert error["event"] == "message:read"
-    assert await server.chat.storage.last_read(conversation, 1) is None
+    assert await server.chat.storage.receipts.last_read(conversation, 1) is None
 
 
 async def test_read_by_non_member_is_forbidden(server: RunningServer) -> None:
@@ -87,7 +87,7 @@ async def test_react_toggles_and_announces_each_change(server: RunningServer) ->
          "conversationId": conversation, "action": action}
         for action in ("added", "removed")
     ]
-    assert await server.chat.storage.reactions(message_id) == []
+    assert await server.chat.storage.reactions.reactions(message_id) == []
 
 
 async def test_reactions_are_per_user_and_emoji(server: RunningServer) -> None:
@@ -97,7 +97,7 @@ async def test_reactions_are_per_user_and_emoji(server: RunningServer) -> None:
         reply = await client.call("message:react", {
             "conversationId": conversation, "messageId": message_id, "emoji": emoji})
         assert reply["action"] == "added"
-    assert sorted(await server.chat.storage.reactions(message_id)) == [
+    assert sorted(await server.chat.storage.reactions.reactions(message_id)) == [
         (1, "❤️"), (2, "❤️"), (2, "👨‍👩‍👧‍👦")
     ]
 
@@ -119,7 +119,7 @@ async def test_react_with_bad_emoji_is_invalid_and_stores_nothing(
                            {"conversationId": conversation, "messageId": message_id,
                             "emoji": emoji})
     assert reply["error"]["code"] == "INVALID_PAYLOAD"
-    assert await server.chat.storage.reactions(message_id) == []
+    assert await server.chat.storage.reactions.reactions(message_id) == []
     await sent(bob, conversation, "sentinel")
     await alice.wait_for("message:new")
     assert alice.received("message:reaction") == []
@@ -151,12 +151,14 @@ async def test_react_takes_one_emoji_grapheme_cluster_and_nothing_else(
     path = f"/conversations/{conversation}/messages/{message_id}/reactions"
     over_rest = await rest.post(path, user=2, json={"emoji": "<img src=x>\x00"})
     assert (over_rest.status, over_rest.code) == (400, "INVALID_PAYLOAD")
-    assert await server.chat.storage.reactions(message_id) == []
+    assert await server.chat.storage.reactions.reactions(message_id) == []
 
     for good in GOOD_EMOJI:
         assert (await bob.call("message:react", {**at, "emoji": good}))["action"] == "added"
     assert (await rest.post(path, user=1, json={"emoji": "🇯🇵"})).body == {"action": "added"}
     reactions = await alice.wait_for("message:reaction", count=len(GOOD_EMOJI))
     assert [r["emoji"] for r in reactions] == list(GOOD_EMOJI)
-    assert sorted(emoji for _, emoji in await server.chat.storage.reactions(message_id)) == (
+    assert sorted(emoji for _, emoji in await server.chat.storage.reactions.reactions(
+        message_id
+    )) == (
         sorted([*GOOD_EMOJI, "🇯🇵"]))

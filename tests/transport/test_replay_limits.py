@@ -38,7 +38,7 @@ async def seed(server: RunningServer, conversation: int, count: int) -> list[int
     storage, ids = server.chat.storage, []
     for start in range(0, count, 100):
         results = await asyncio.gather(*(
-            storage.store_message(conversation, 1, "Alice", f"seed{i}", f"t{i}", i)
+            storage.messages.store_message(conversation, 1, "Alice", f"seed{i}", f"t{i}", i)
             for i in range(start, min(start + 100, count))
         ))
         ids.extend(result.message.id for result in results)
@@ -70,7 +70,7 @@ def pages_read_until(
     """Replay pages read from now on; on the first, the socket leaves (`left()`
     starts it) and the page is returned only once the server has forgotten it."""
     storage = server.chat.storage
-    read, pages = storage.messages_after, []
+    read, pages = storage.messages.messages_after, []
 
     async def read_while_leaving(
         conversation_id: int, after_id: int, limit: int
@@ -81,7 +81,7 @@ def pages_read_until(
             await left()
         return page
 
-    monkeypatch.setattr(storage, "messages_after", read_while_leaving)
+    monkeypatch.setattr(storage.messages, "messages_after", read_while_leaving)
     return pages
 
 

@@ -28,7 +28,7 @@ async def test_create_conversation_includes_the_creator_and_merges_repeats(rest:
     assert reply.body["members"] == [1, 2, 3]
     assert reply.body["unreadCount"] == 0
     assert reply.body["lastMessage"] is None
-    assert await rest.server.chat.storage.member_ids(reply.body["id"]) == [1, 2, 3]
+    assert await rest.server.chat.storage.conversations.member_ids(reply.body["id"]) == [1, 2, 3]
 
 
 async def test_conversation_list_counts_unread_messages_from_others(rest: Rest) -> None:

@@ -58,6 +58,6 @@ async def test_a_rest_request_in_flight_holds_the_drain_and_a_new_one_is_refused
     assert await asyncio.wait_for(drain, WAIT_S) is True
     [new] = await bob.wait_for("message:new")
     assert new["messageId"] == "slow"
-    stored = await server.chat.storage.messages_after(conversation, 0, 10)
+    stored = await server.chat.storage.messages.messages_after(conversation, 0, 10)
     assert [message.text for message in stored] == ["in flight"]
     writer.close()

@@ -77,8 +77,8 @@ async def set_typing(rest: Rest, user: int, conversation: int, is_typing: Any) -
 async def test_rest_typing_reaches_the_sockets_and_the_polls_of_the_others(rest: Rest) -> None:
     server = rest.server
     conversation, (bob,) = await room(server, 2)
-    await server.chat.storage.add_member(conversation, 1, 0)
-    await server.chat.storage.add_member(conversation, 3, 0)
+    await server.chat.storage.conversations.add_member(conversation, 1, 0)
+    await server.chat.storage.conversations.add_member(conversation, 3, 0)
     carol_at, alice_at = await positions(rest, 3, 1)
     carol = await start_poll(rest, 3, *carol_at)
     alice = await start_poll(rest, 1, *alice_at)
@@ -107,7 +107,7 @@ async def test_rest_typing_reaches_the_sockets_and_the_polls_of_the_others(rest:
 async def test_rest_typing_ends_by_itself_after_the_typing_timeout(rest: Rest) -> None:
     server = rest.server
     conversation, (bob,) = await room(server, 2)
-    await server.chat.storage.add_member(conversation, 1, 0)
+    await server.chat.storage.conversations.add_member(conversation, 1, 0)
     assert (await set_typing(rest, 1, conversation, True)).status == 200
     await bob.wait_for("typing:indicator")
     await server.advance(TYPING_S - 0.1)
@@ -216,7 +216,7 @@ async def test_a_socket_typing_wakes_a_members_poll_only(rest: Rest) -> None:
 async def test_a_poll_without_live_gets_no_typing_or_presence_as_before(rest: Rest) -> None:
     server = rest.server
     conversation, (alice,) = await room(server, 1)
-    await server.chat.storage.add_member(conversation, 2, 0)
+    await server.chat.storage.conversations.add_member(conversation, 2, 0)
     cursor, _ = await first_poll(rest, 2)
     feed = server.app[REST_API].feed
     old_client = asyncio.create_task(rest.poll(2, cursor, wait_s=60))
@@ -234,7 +234,7 @@ async def test_a_poll_without_live_gets_no_typing_or_presence_as_before(rest: Re
 async def test_typing_between_two_polls_is_in_the_next_one(rest: Rest) -> None:
     server = rest.server
     conversation, (alice,) = await room(server, 1)
-    await server.chat.storage.add_member(conversation, 2, 0)
+    await server.chat.storage.conversations.add_member(conversation, 2, 0)
     cursor, live = await first_poll(rest, 2)
     await alice.call("typing:start", {"conversationId": conversation})
     await alice.call("typing:stop", {"conversationId": conversation})
@@ -253,7 +253,7 @@ async def test_typing_between_two_polls_is_in_the_next_one(rest: Rest) -> None:
 async def test_messages_and_typing_come_in_one_answer_log_first(rest: Rest) -> None:
     server = rest.server
     conversation, (alice,) = await room(server, 1)
-    await server.chat.storage.add_member(conversation, 2, 0)
+    await server.chat.storage.conversations.add_member(conversation, 2, 0)
     cursor, live = await first_poll(rest, 2)
     await alice.call("typing:start", {"conversationId": conversation})
     ack = await alice.call("message:send",

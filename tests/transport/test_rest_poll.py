@@ -173,7 +173,7 @@ async def test_a_new_membership_is_noticed_by_a_waiting_poll_within_the_recheck(
     cursor = await cursor_now(rest, 2)
     waiting = await start_poll(rest, 2, cursor)
     # Added behind the server's back (the CLI, the portal's database): no wake-up.
-    await rest.server.chat.storage.add_member(conversation, 2, 0)
+    await rest.server.chat.storage.conversations.add_member(conversation, 2, 0)
     await rest.send(1, conversation, "welcome", "w1")
     await assert_still_held(rest.server, waiting)
     await rest.server.advance(RECHECK_S)
@@ -186,7 +186,7 @@ async def test_more_events_than_one_answer_holds_come_in_full_answers(rest: Rest
     cursor = await cursor_now(rest, 1)
     storage = rest.server.chat.storage
     for n in range(POLL_PAGE + 3):
-        await storage.store_message(conversation, 2, "user2", f"bulk{n}", f"m{n}", n)
+        await storage.messages.store_message(conversation, 2, "user2", f"bulk{n}", f"m{n}", n)
     first = await rest.poll(1, cursor)
     assert len(first.body["events"]) == POLL_PAGE
     second = await rest.poll(1, first.body["cursor"])
@@ -332,7 +332,7 @@ async def test_a_send_on_one_node_wakes_a_poll_waiting_on_another(
     ) as node_b:
         on_a, on_b = Rest(node_a, session), Rest(node_b, session)
         conversation, (alice,) = await room(node_a, 1)
-        await node_a.chat.storage.add_member(conversation, 2, 0)
+        await node_a.chat.storage.conversations.add_member(conversation, 2, 0)
         cursor = await cursor_now(on_b, 2)
         waiting = await start_poll(on_b, 2, cursor)
         await assert_still_held(node_b, waiting)

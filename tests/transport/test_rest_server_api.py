@@ -28,7 +28,7 @@ async def test_without_an_api_key_setting_the_server_routes_are_not_found(
         await rest.server_call("DELETE", f"/conversations/{conversation}/members/1", ""),
     ):
         assert (reply.status, reply.code) == (404, "NOT_FOUND")
-    assert await server.chat.storage.member_ids(conversation) == [1]
+    assert await server.chat.storage.conversations.member_ids(conversation) == [1]
 
 
 async def test_a_missing_or_wrong_api_key_is_refused_with_401(keyed: Rest) -> None:
@@ -41,7 +41,7 @@ async def test_a_missing_or_wrong_api_key_is_refused_with_401(keyed: Rest) -> No
         assert (reply.status, reply.code) == (401, "AUTH_FAILED"), wrong
     user_token = await keyed.request("POST", "/api/server" + path, user=1, json={"userId": 2})
     assert user_token.status == 401  # a user's JWT is no API key
-    assert await keyed.server.chat.storage.member_ids(conversation) == [1]
+    assert await keyed.server.chat.storage.conversations.member_ids(conversation) == [1]
 
 
 async def test_a_system_message_is_stored_once_and_fanned_out_to_the_room(

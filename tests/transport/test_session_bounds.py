@@ -121,7 +121,7 @@ async def test_a_polling_client_that_never_fetches_is_disconnected(
     async with make_server(MAX_BUFFERED_PACKETS="16", RATE_LIMIT_MESSAGES="0",
                            RATE_LIMIT_EVENTS="0") as server:
         conversation, (sender,) = await room(server, 1)
-        await server.chat.storage.add_member(conversation, 2, 0)
+        await server.chat.storage.conversations.add_member(conversation, 2, 0)
         polling = await PollingClient.open(server, session)
         await polling.signed_in(2)
         join = json.dumps(["conversation:join", {"conversationId": conversation}])
@@ -221,7 +221,7 @@ async def test_frames_queued_before_the_client_left_are_not_handled(
         raw.reset()
         await server.wait_until(lambda: server.chat.sessions.count == 0)
         await asyncio.sleep(0.2)
-        stored = await server.chat.storage.messages_after(conversation, 0, 1000)
+        stored = await server.chat.storage.messages.messages_after(conversation, 0, 1000)
         assert len(stored) < 20, len(stored)
 
 
@@ -243,7 +243,7 @@ async def test_more_frames_waiting_than_a_socket_may_have_close_it(
         counted = server.chat.metrics.registry.get_sample_value(
             "ecigdis_ws_protocol_errors_total", {"reason": "pending_frames"})
         assert counted == 1
-        stored = await server.chat.storage.messages_after(conversation, 0, 1000)
+        stored = await server.chat.storage.messages.messages_after(conversation, 0, 1000)
         assert len(stored) < 300
 
 

@@ -165,7 +165,7 @@ async def test_a_client_that_does_not_read_is_disconnected_once_its_backlog_pass
         MAX_MESSAGE_LENGTH="50000",
     ) as server:
         conversation, (sender,) = await room(server, 1)
-        await server.chat.storage.add_member(conversation, 2, 0)
+        await server.chat.storage.conversations.add_member(conversation, 2, 0)
         stalled = socket.create_connection(("127.0.0.1", server.port))
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         try:

@@ -34,14 +34,16 @@ class SetupResult:
 
 async def _ensure(storage: SqlStorage, conversation_id: int, members: list[int],
                   now_ms: int) -> tuple[bool, int, int]:
-    present = {str(m) for m in await storage.member_ids(conversation_id)}
+    present = {str(m) for m in await storage.conversations.member_ids(conversation_id)}
     wanted = [m for m in members if str(m) not in present]
     created = False
-    if not present and not await storage.conversation_exists(conversation_id):
-        await storage.ensure_conversation(conversation_id, now_ms)
+    if not present and not await storage.conversations.conversation_exists(conversation_id):
+        await storage.conversations.ensure_conversation(conversation_id, now_ms)
         created = True
     # One statement for a broadcast's 1,000, not 1,000 transactions.
-    added = await storage.add_members(conversation_id, wanted, now_ms) if wanted else 0
+    added = await storage.conversations.add_members(
+        conversation_id, wanted, now_ms
+    ) if wanted else 0
     extra = len(present - {str(m) for m in members})
     return created, added, extra
 

@@ -8,7 +8,7 @@ from ecigdis_ws.clock import Clock
 from ecigdis_ws.domain import UserId
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.settings import ConversationAccess
-from ecigdis_ws.storage.base import Storage
+from ecigdis_ws.storage.base import ConversationRecords
 
 # Memberships remembered at most: about ten conversations each for 10,000 users,
 # a few MiB; the least recently used are forgotten first.
@@ -53,9 +53,14 @@ class MembershipCache:
 
 class AccessPolicy:
     def __init__(
-        self, *, storage: Storage, mode: ConversationAccess, clock: Clock, cache_s: float = 0
+        self,
+        *,
+        conversations: ConversationRecords,
+        mode: ConversationAccess,
+        clock: Clock,
+        cache_s: float = 0,
     ) -> None:
-        self._storage = storage
+        self._conversations = conversations
         self._mode = mode
         self._clock = clock
         self.memberships = MembershipCache(clock, cache_s)
@@ -66,8 +71,8 @@ class AccessPolicy:
             return
         if self._mode == "open":
             now_ms = int(self._clock.now() * 1000)
-            await self._storage.ensure_conversation(conversation_id, now_ms)
-            await self._storage.add_member(conversation_id, user_id, now_ms)
-        elif not await self._storage.is_member(conversation_id, user_id):
+            await self._conversations.ensure_conversation(conversation_id, now_ms)
+            await self._conversations.add_member(conversation_id, user_id, now_ms)
+        elif not await self._conversations.is_member(conversation_id, user_id):
             raise ChatError(ErrorCode.FORBIDDEN, "not a member of this conversation")
         self.memberships.confirm(conversation_id, user_id)

@@ -121,7 +121,8 @@ class ChatServices:
         main_site: MainSiteVerifier | None = None,
     ) -> ChatServices:
         tasks, admission, errors = gates.tasks, gates.admission, gates.errors
-        access = AccessPolicy(storage=storage, mode=settings.conversation_access, clock=clock,
+        access = AccessPolicy(conversations=storage.conversations,
+                              mode=settings.conversation_access, clock=clock,
                               cache_s=settings.membership_cache_s)
 
         def user_id(raw: str) -> UserId:
@@ -133,7 +134,8 @@ class ChatServices:
                                store=typing_store, timeout_ms=settings.typing_timeout_ms,
                                parse_user_id=user_id)
         presence = PresenceService(
-            fanout=fanout, storage=storage, clock=clock, tasks=tasks, registry=presence_registry,
+            fanout=fanout, conversations=storage.conversations, users=storage.users, clock=clock,
+            tasks=tasks, registry=presence_registry,
             grace_ms=settings.presence_grace_ms, ttl_ms=settings.presence_ttl_ms,
             parse_user_id=user_id, metrics=metrics, scope=settings.presence_scope,
         )
@@ -141,7 +143,7 @@ class ChatServices:
             verifier=TokenVerifier(settings, clock),
             presence=presence,
             typing=typing,
-            storage=storage,
+            users=storage.users,
             fanout=fanout,
             clock=clock,
             tasks=tasks,
@@ -154,21 +156,24 @@ class ChatServices:
         deadline_s = settings.db_timeout_ms / 1000  # a send's whole deadline
         live = LiveEvents(clock)
         feed = EventFeed(
-            storage=storage, clock=clock, hold_s=settings.long_poll_timeout_ms / 1000,
+            conversations=storage.conversations, events=storage.events, clock=clock,
+            hold_s=settings.long_poll_timeout_ms / 1000,
             db_timeout_ms=settings.db_timeout_ms, max_polls_per_user=settings.max_polls_per_user,
             live=live, watch=fanout.watch,
         )
         server = ServerApiService(
-            storage=storage, fanout=fanout, access=access, presence=presence, typing=typing,
-            feed=feed, clock=clock, tasks=tasks,
+            conversations=storage.conversations, fanout=fanout, access=access,
+            presence=presence, typing=typing, feed=feed, clock=clock, tasks=tasks,
             messages=MessageService(
-                storage=storage, fanout=fanout, access=main_site_access(storage, clock),
+                messages=storage.messages, fanout=fanout,
+                access=main_site_access(storage.conversations, clock),
                 typing=typing, clock=clock, metrics=metrics, deadline_s=deadline_s,
             ),
             user_id_type=settings.user_id_type, max_members=settings.max_conversation_members,
         )
         rules = MemberRules(
-            storage=storage, clock=clock, max_members=settings.max_conversation_members,
+            conversations=storage.conversations, clock=clock,
+            max_members=settings.max_conversation_members,
             policy=settings.member_add_policy,
             creates_per_minute=settings.rate_limit_conversations,
         )
@@ -186,31 +191,39 @@ class ChatServices:
             presence=presence,
             typing=typing,
             conversations=ConversationService(
-                storage=storage, fanout=fanout, access=access, presence=presence, typing=typing,
+                conversations=storage.conversations, messages=storage.messages,
+                reactions=storage.reactions, receipts=storage.receipts,
+                fanout=fanout, access=access, presence=presence, typing=typing,
                 limits=ConversationLimits(
                     settings.max_rooms_per_socket, settings.presence_list_max,
                     settings.replay_max_messages,
                 ),
             ),
             messages=MessageService(
-                storage=storage, fanout=fanout, access=access, typing=typing, clock=clock,
-                metrics=metrics, deadline_s=deadline_s,
+                messages=storage.messages, fanout=fanout, access=access, typing=typing,
+                clock=clock, metrics=metrics, deadline_s=deadline_s,
                 limiter=RateLimiter(settings.rate_limit_messages, clock),
             ),
-            receipts=ReceiptService(storage=storage, fanout=fanout, access=access, clock=clock),
-            reactions=ReactionService(storage=storage, fanout=fanout, access=access, clock=clock),
+            receipts=ReceiptService(messages=storage.messages, receipts=storage.receipts,
+                                    fanout=fanout, access=access, clock=clock),
+            reactions=ReactionService(messages=storage.messages, reactions=storage.reactions,
+                                      fanout=fanout, access=access, clock=clock),
             errors=errors,
             access=access,
             fanout=fanout,
             retention=RetentionService(
-                storage=storage, clock=clock, tasks=tasks,
+                events=storage.events, messages=storage.messages, clock=clock, tasks=tasks,
                 event_log_retention_s=settings.event_log_retention_s,
                 message_retention_days=settings.message_retention_days,
                 db_timeout_ms=settings.db_timeout_ms,
             ),
             feed=feed,
             server=server,
-            inbox=InboxService(storage=storage, access=access, clock=clock, rules=rules,
-                               fanout=fanout),
+            inbox=InboxService(
+                conversations=storage.conversations, messages=storage.messages,
+                reactions=storage.reactions, receipts=storage.receipts,
+                summaries=storage.summaries, access=access, clock=clock, rules=rules,
+                fanout=fanout,
+            ),
             polls=LongPollService(feed=feed, live=live, presence=presence),
         )

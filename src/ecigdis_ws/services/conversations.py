@@ -26,7 +26,12 @@ from ecigdis_ws.fanout.base import Fanout, conversation_room
 from ecigdis_ws.services.access import AccessPolicy
 from ecigdis_ws.services.presence import PresenceService
 from ecigdis_ws.services.typing_indicators import TypingService
-from ecigdis_ws.storage.base import Storage
+from ecigdis_ws.storage.base import (
+    ConversationRecords,
+    MessageRecords,
+    ReactionRecords,
+    ReceiptRecords,
+)
 
 # Replay reads this many messages per query, so a long absence costs no huge read,
 # and lets the loop run after each page (about 60 KB of frames at most in one go).
@@ -91,7 +96,10 @@ class ConversationService:
     def __init__(
         self,
         *,
-        storage: Storage,
+        conversations: ConversationRecords,
+        messages: MessageRecords,
+        reactions: ReactionRecords,
+        receipts: ReceiptRecords,
         fanout: Fanout,
         access: AccessPolicy,
         presence: PresenceService,
@@ -99,7 +107,10 @@ class ConversationService:
         limits: ConversationLimits,
     ) -> None:
         self._limits = limits
-        self._storage = storage
+        self._conversations = conversations
+        self._messages = messages
+        self._reactions = reactions
+        self._receipts = receipts
         self._fanout = fanout
         self._access = access
         self._presence = presence
@@ -136,7 +147,7 @@ class ConversationService:
             )
         # The members and their read positions in one query (the join read the
         # members before; now the same read also says who has seen what).
-        positions = await self._storage.read_positions(conversation_id)
+        positions = await self._receipts.read_positions(conversation_id)
         members = [position.user_id for position in positions]
         online = [user.user_id for user in await self._presence.online(members)]
         if actor.user_id not in online:
@@ -169,10 +180,10 @@ class ConversationService:
         while True:
             self._require_open(sid)
             limit = min(REPLAY_PAGE_SIZE, replay.budget + 1)
-            page = await self._storage.messages_after(conversation_id, replay.after_id, limit)
+            page = await self._messages.messages_after(conversation_id, replay.after_id, limit)
             if len(page) > replay.budget:
                 page, replay.cut = page[:replay.budget], True
-            reactions = await self._storage.reactions_of([message.id for message in page])
+            reactions = await self._reactions.reactions_of([message.id for message in page])
             for message in page:
                 await self._fanout.emit(
                     events.MESSAGE_NEW,
@@ -203,7 +214,7 @@ class ConversationService:
         if conversation_id is None:
             return await self._presence.visible_to(actor.user_id)
         await self._access.require_member(conversation_id, actor.user_id)
-        members = await self._storage.member_ids(conversation_id)
+        members = await self._conversations.member_ids(conversation_id)
         return await self._presence.online(members)
 
     async def presence_list(self, actor: Actor, conversation_id: int | None) -> PresenceList:

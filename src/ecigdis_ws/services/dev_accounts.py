@@ -18,7 +18,7 @@ from ecigdis_ws.domain import UserId
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.services.auth import MAX_STRING_USER_ID, mint_token
 from ecigdis_ws.settings import Settings
-from ecigdis_ws.storage.base import Storage
+from ecigdis_ws.storage.base import ConversationRecords, UserRecords
 
 # The conversation every demo user is put in, so two windows can chat at once: the
 # oldest conversation with this title, created when there is none. Found by title,
@@ -82,10 +82,17 @@ def demo_user_id(name: str, user_id_type: str) -> UserId:
 
 
 class DevAccounts:
-    def __init__(self, settings: Settings, clock: Clock, storage: Storage) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        conversations: ConversationRecords,
+        users: UserRecords,
+    ) -> None:
         self._settings = settings
         self._clock = clock
-        self._storage = storage
+        self._conversations = conversations
+        self._users = users
         self._lobby_id: int | None = None  # found once; a conversation is never deleted
         self._lobby_lock = asyncio.Lock()  # two first sign-ins create one lobby
 
@@ -95,9 +102,9 @@ class DevAccounts:
         ttl_s = self._ttl(raw_ttl_s)
         user_id = demo_user_id(name, self._settings.user_id_type)
         now_ms = int(self._clock.now() * 1000)
-        await self._storage.upsert_user(user_id, name, now_ms)
+        await self._users.upsert_user(user_id, name, now_ms)
         lobby_id = await self._lobby(now_ms)
-        await self._storage.add_member(lobby_id, user_id, now_ms)
+        await self._conversations.add_member(lobby_id, user_id, now_ms)
         token = mint_token(self._settings, self._clock, user_id, name, ttl_s)
         return DevLogin(token, user_id, name, ttl_s, lobby_id)
 
@@ -109,10 +116,10 @@ class DevAccounts:
         stays empty and is shown to nobody."""
         async with self._lobby_lock:
             if self._lobby_id is None:
-                found = await self._storage.oldest_conversation_titled(DEMO_LOBBY_TITLE)
+                found = await self._conversations.oldest_conversation_titled(DEMO_LOBBY_TITLE)
                 if found is None:
-                    await self._storage.create_conversation(DEMO_LOBBY_TITLE, [], now_ms)
-                    found = await self._storage.oldest_conversation_titled(DEMO_LOBBY_TITLE)
+                    await self._conversations.create_conversation(DEMO_LOBBY_TITLE, [], now_ms)
+                    found = await self._conversations.oldest_conversation_titled(DEMO_LOBBY_TITLE)
                 assert found is not None
                 self._lobby_id = found
             return self._lobby_id

@@ -35,7 +35,7 @@ from ecigdis_ws.domain import FeedEvent, UserId
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.fanout.base import conversation_room, user_room
 from ecigdis_ws.services.live_events import LiveEvent, LiveEvents
-from ecigdis_ws.storage.base import Storage
+from ecigdis_ws.storage.base import ConversationRecords, EventRecords
 
 # Events in one poll answer: a client far behind gets several quick answers.
 POLL_PAGE = 500
@@ -89,11 +89,19 @@ class _Waiter:
 
 class EventFeed:
     def __init__(
-        self, *, storage: Storage, clock: Clock, hold_s: float, db_timeout_ms: int,
-        max_polls_per_user: int = 0, live: LiveEvents | None = None,
+        self,
+        *,
+        conversations: ConversationRecords,
+        events: EventRecords,
+        clock: Clock,
+        hold_s: float,
+        db_timeout_ms: int,
+        max_polls_per_user: int = 0,
+        live: LiveEvents | None = None,
         watch: Watch | None = None,
     ) -> None:
-        self._storage = storage
+        self._conversations = conversations
+        self._events = events
         self._watch = watch
         self._live = live
         if live is not None:
@@ -134,12 +142,12 @@ class EventFeed:
         position = self._settled
         if position is None:
             # Every id below an event this old was handed out before it: settled.
-            position = await self._storage.event_log_id_before(now_ms - self._settle_ms)
+            position = await self._events.event_log_id_before(now_ms - self._settle_ms)
         # Pruned ids are settled (retention keeps at least the settle window), and
         # the ids missing below the oldest kept row are no gap to wait for.
-        position = max(position, await self._storage.event_log_pruned_through())
+        position = max(position, await self._events.event_log_pruned_through())
         while True:
-            rows = await self._storage.event_log_ids(position, SCAN_PAGE)
+            rows = await self._events.event_log_ids(position, SCAN_PAGE)
             for event_id, created_at_ms in rows:
                 if event_id != position + 1 and now_ms - created_at_ms < self._settle_ms:
                     return position  # ids in between may still commit
@@ -174,12 +182,12 @@ class EventFeed:
                 fresh = False
                 events: list[FeedEvent] = []
                 if position > cursor:
-                    events = await self._storage.events_for_user(
+                    events = await self._events.events_for_user(
                         user_id, cursor, position, POLL_PAGE
                     )
                     # Asked after the read: a prune that committed before the read
                     # began is seen here, one after it deleted nothing we read.
-                    if await self._storage.event_log_pruned_through() > cursor:
+                    if await self._events.event_log_pruned_through() > cursor:
                         raise CursorPruned(position)
                     cursor = events[-1].id if len(events) == POLL_PAGE else position
                 live = self._live_for(waiter)
@@ -207,10 +215,10 @@ class EventFeed:
         """The poll's waiter, registered, holding one of the user's places."""
         self._take_slot(user_id)
         try:
-            if cursor > await self._storage.event_log_last_id():
+            if cursor > await self._events.event_log_last_id():
                 raise ChatError(ErrorCode.INVALID_PAYLOAD,
                                 "cursor is ahead of the event log: poll again without one")
-            waiter = _Waiter(user_id, await self._storage.conversation_ids_of(user_id))
+            waiter = _Waiter(user_id, await self._conversations.conversation_ids_of(user_id))
         except BaseException:
             self._give_back_slot(user_id)
             raise

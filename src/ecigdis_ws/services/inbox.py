@@ -23,7 +23,13 @@ from ecigdis_ws.fanout.base import Fanout
 from ecigdis_ws.services.access import AccessPolicy
 from ecigdis_ws.services.member_rules import MemberRules
 from ecigdis_ws.services.membership_events import tell_users
-from ecigdis_ws.storage.base import Storage
+from ecigdis_ws.storage.base import (
+    ConversationRecords,
+    MessageRecords,
+    ReactionRecords,
+    ReceiptRecords,
+    SummaryRecords,
+)
 
 # Conversations in one listing, most recently active first: a staff member is in
 # tens; the bound only keeps one request's work finite.
@@ -53,17 +59,30 @@ class MessagePage:
 
 class InboxService:
     def __init__(
-        self, *, storage: Storage, access: AccessPolicy, clock: Clock, rules: MemberRules,
+        self,
+        *,
+        conversations: ConversationRecords,
+        messages: MessageRecords,
+        reactions: ReactionRecords,
+        receipts: ReceiptRecords,
+        summaries: SummaryRecords,
+        access: AccessPolicy,
+        clock: Clock,
+        rules: MemberRules,
         fanout: Fanout,
     ) -> None:
         self._fanout = fanout
-        self._storage = storage
+        self._conversations = conversations
+        self._messages = messages
+        self._reactions = reactions
+        self._receipts = receipts
+        self._summaries = summaries
         self._access = access
         self._clock = clock
         self._rules = rules
 
     async def conversations(self, user_id: UserId) -> list[ConversationSummary]:
-        return await self._storage.list_conversations(user_id, MAX_LISTED_CONVERSATIONS)
+        return await self._summaries.list_conversations(user_id, MAX_LISTED_CONVERSATIONS)
 
     async def create(
         self, user_id: UserId, title: str, members: Sequence[UserId]
@@ -75,7 +94,7 @@ class InboxService:
         everyone = list(dict.fromkeys([user_id, *members]))
         await self._rules.check_create(user_id, everyone)
         now_ms = int(self._clock.now() * 1000)
-        conversation_id = await self._storage.create_conversation(
+        conversation_id = await self._conversations.create_conversation(
             title, everyone, now_ms, ChangedBy(user_id)
         )
         in_order = tuple(sorted(everyone, key=str))  # the listing's order
@@ -105,13 +124,13 @@ class InboxService:
         """A page, ascending, with its reactions and the read positions. Members
         only, like conversation:join."""
         await self._access.require_member(conversation_id, user_id)
-        page = await self._storage.messages_page(conversation_id, since, before, limit + 1)
+        page = await self._messages.messages_page(conversation_id, since, before, limit + 1)
         more = len(page) > limit
         if more:
             page = page[:limit] if since is not None else page[1:]
         return MessagePage(
             page,
             more,
-            await self._storage.reactions_of([message.id for message in page]),
-            await self._storage.read_positions(conversation_id),
+            await self._reactions.reactions_of([message.id for message in page]),
+            await self._receipts.read_positions(conversation_id),
         )

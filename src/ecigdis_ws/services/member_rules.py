@@ -14,7 +14,7 @@ from ecigdis_ws.domain import UserId
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.services.rate_limit import RateLimiter
 from ecigdis_ws.settings import MemberAddPolicy
-from ecigdis_ws.storage.base import Storage
+from ecigdis_ws.storage.base import ConversationRecords
 
 # RATE_LIMIT_CONVERSATIONS counts creates per this many seconds.
 CREATE_RATE_PERIOD_S = 60.0
@@ -31,13 +31,13 @@ class MemberRules:
     def __init__(
         self,
         *,
-        storage: Storage,
+        conversations: ConversationRecords,
         clock: Clock,
         max_members: int,
         policy: MemberAddPolicy,
         creates_per_minute: int,
     ) -> None:
-        self._storage = storage
+        self._conversations = conversations
         self._max_members = max_members
         self._policy = policy
         self._creates = RateLimiter(creates_per_minute, clock, CREATE_RATE_PERIOD_S)
@@ -60,7 +60,7 @@ class MemberRules:
                 "only the main site adds other users to conversations (MEMBER_ADD_POLICY)",
             )
         if self._policy == "contacts":
-            contacts = {str(user_id) for user_id in await self._storage.contact_ids(creator)}
+            contacts = {str(user_id) for user_id in await self._conversations.contact_ids(creator)}
             strangers = [user_id for user_id in others if str(user_id) not in contacts]
             if strangers:
                 raise ChatError(

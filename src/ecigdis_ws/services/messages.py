@@ -14,7 +14,7 @@ from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.access import AccessPolicy
 from ecigdis_ws.services.rate_limit import RateLimiter
 from ecigdis_ws.services.typing_indicators import TypingService
-from ecigdis_ws.storage.base import Storage
+from ecigdis_ws.storage.base import MessageRecords
 
 # Sends whose store failed in a way that may still have committed, remembered so
 # that the client's retry fans the message out if it did; oldest forgotten first.
@@ -25,7 +25,7 @@ class MessageService:
     def __init__(
         self,
         *,
-        storage: Storage,
+        messages: MessageRecords,
         fanout: Fanout,
         access: AccessPolicy,
         typing: TypingService,
@@ -37,7 +37,7 @@ class MessageService:
         self._deadline_s = deadline_s
         self._limiter = limiter
         self._uncertain: OrderedDict[tuple[UserId, str], None] = OrderedDict()
-        self._storage = storage
+        self._messages = messages
         self._fanout = fanout
         self._access = access
         self._typing = typing
@@ -67,7 +67,7 @@ class MessageService:
         deadline = self._clock.monotonic() + self._deadline_s
         try:
             await self._access.require_member(conversation_id, actor.user_id)
-            result = await self._storage.store_message(
+            result = await self._messages.store_message(
                 conversation_id,
                 actor.user_id,
                 actor.name,

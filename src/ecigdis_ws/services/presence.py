@@ -22,7 +22,7 @@ from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.tasks import BackgroundTasks
 from ecigdis_ws.settings import PresenceScope
-from ecigdis_ws.storage.base import Storage
+from ecigdis_ws.storage.base import ConversationRecords, UserRecords
 
 log = get_logger(__name__)
 
@@ -41,7 +41,8 @@ class PresenceService:
         self,
         *,
         fanout: Fanout,
-        storage: Storage,
+        conversations: ConversationRecords,
+        users: UserRecords,
         clock: Clock,
         tasks: BackgroundTasks,
         registry: PresenceRegistry,
@@ -55,7 +56,8 @@ class PresenceService:
         self._metrics = metrics
         metrics.track_graces(lambda: self.graces_pending)
         self._fanout = fanout
-        self._storage = storage
+        self._conversations = conversations
+        self._users = users
         self._clock = clock
         self._tasks = tasks
         self._registry = registry
@@ -127,7 +129,8 @@ class PresenceService:
         if self._scope == "global":
             return AUTHENTICATED_ROOM
         try:
-            return [user_room(contact) for contact in await self._storage.contact_ids(user_id)]
+            contacts = await self._conversations.contact_ids(user_id)
+            return [user_room(contact) for contact in contacts]
         except StorageUnavailable:
             log.warning("presence not announced: database unavailable", user_id=user_id)
             return []
@@ -235,7 +238,7 @@ class PresenceService:
                                 record: bool = True) -> None:
         if record:
             try:
-                await self._storage.set_last_seen(user_id, last_seen_ms)
+                await self._users.set_last_seen(user_id, last_seen_ms)
             except StorageUnavailable:
                 log.warning("last seen not stored: database unavailable", user_id=user_id)
         audience = await self._audience(user_id)
@@ -267,7 +270,7 @@ class PresenceService:
         never the whole cluster.)"""
         if self._scope == "global":
             return await self.online()
-        contacts = await self._storage.contact_ids(user_id)
+        contacts = await self._conversations.contact_ids(user_id)
         return await self.online(dict.fromkeys([user_id, *contacts]))
 
     def local_sockets(self, user_id: UserId) -> frozenset[str]:

@@ -8,14 +8,21 @@ from ecigdis_ws.domain import Actor, ReactionAction, reaction_wire
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.fanout.base import Fanout, conversation_room
 from ecigdis_ws.services.access import AccessPolicy
-from ecigdis_ws.storage.base import Storage
+from ecigdis_ws.storage.base import MessageRecords, ReactionRecords
 
 
 class ReactionService:
     def __init__(
-        self, *, storage: Storage, fanout: Fanout, access: AccessPolicy, clock: Clock
+        self,
+        *,
+        messages: MessageRecords,
+        reactions: ReactionRecords,
+        fanout: Fanout,
+        access: AccessPolicy,
+        clock: Clock,
     ) -> None:
-        self._storage = storage
+        self._messages = messages
+        self._reactions = reactions
         self._fanout = fanout
         self._access = access
         self._clock = clock
@@ -24,9 +31,9 @@ class ReactionService:
         self, actor: Actor, conversation_id: int, message_id: int, emoji: str
     ) -> ReactionAction:
         await self._access.require_member(conversation_id, actor.user_id)
-        if not await self._storage.message_in_conversation(conversation_id, message_id):
+        if not await self._messages.message_in_conversation(conversation_id, message_id):
             raise ChatError(ErrorCode.NOT_FOUND, "no such message in this conversation")
-        action = await self._storage.toggle_reaction(
+        action = await self._reactions.toggle_reaction(
             message_id, actor.user_id, emoji, int(self._clock.now() * 1000)
         )
         await self._fanout.emit(

@@ -8,24 +8,31 @@ from ecigdis_ws.domain import Actor, read_receipt_wire
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.fanout.base import Fanout, conversation_room
 from ecigdis_ws.services.access import AccessPolicy
-from ecigdis_ws.storage.base import Storage
+from ecigdis_ws.storage.base import MessageRecords, ReceiptRecords
 
 
 class ReceiptService:
     def __init__(
-        self, *, storage: Storage, fanout: Fanout, access: AccessPolicy, clock: Clock
+        self,
+        *,
+        messages: MessageRecords,
+        receipts: ReceiptRecords,
+        fanout: Fanout,
+        access: AccessPolicy,
+        clock: Clock,
     ) -> None:
-        self._storage = storage
+        self._messages = messages
+        self._receipts = receipts
         self._fanout = fanout
         self._access = access
         self._clock = clock
 
     async def mark_read(self, actor: Actor, conversation_id: int, message_id: int) -> bool:
         await self._access.require_member(conversation_id, actor.user_id)
-        if not await self._storage.message_in_conversation(conversation_id, message_id):
+        if not await self._messages.message_in_conversation(conversation_id, message_id):
             raise ChatError(ErrorCode.NOT_FOUND, "no such message in this conversation")
         now_ms = int(self._clock.now() * 1000)  # readAt, on the socket and in the event log
-        advanced = await self._storage.advance_read(
+        advanced = await self._receipts.advance_read(
             conversation_id, actor.user_id, message_id, now_ms
         )
         if advanced:

@@ -20,7 +20,7 @@ from ecigdis_ws.errors import StorageUnavailable
 from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.services.event_feed import SETTLE_MARGIN_MS
 from ecigdis_ws.services.tasks import BackgroundTasks
-from ecigdis_ws.storage.base import Storage
+from ecigdis_ws.storage.base import EventRecords, MessageRecords
 
 log = get_logger(__name__)
 
@@ -40,14 +40,16 @@ class RetentionService:
     def __init__(
         self,
         *,
-        storage: Storage,
+        events: EventRecords,
+        messages: MessageRecords,
         clock: Clock,
         tasks: BackgroundTasks,
         event_log_retention_s: int,
         message_retention_days: int,
         db_timeout_ms: int,
     ) -> None:
-        self._storage = storage
+        self._events = events
+        self._messages = messages
         self._clock = clock
         self._tasks = tasks
         # Never less than the long-poll's settle window: an id a poll may still be
@@ -96,11 +98,11 @@ class RetentionService:
     async def _prune_once(self) -> bool:
         """True when a batch was full: more may be waiting."""
         now_ms = int(self._clock.now() * 1000)
-        events = await self._storage.prune_event_log(now_ms - self._event_keep_ms, PRUNE_BATCH)
+        events = await self._events.prune_event_log(now_ms - self._event_keep_ms, PRUNE_BATCH)
         self.pruned_events += events
         full = events >= PRUNE_BATCH
         if self._message_keep_ms:
-            messages = await self._storage.prune_messages(
+            messages = await self._messages.prune_messages(
                 now_ms - self._message_keep_ms, PRUNE_BATCH
             )
             self.pruned_messages += messages

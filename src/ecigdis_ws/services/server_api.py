@@ -28,8 +28,8 @@ from ecigdis_ws.services.messages import MessageService
 from ecigdis_ws.services.presence import PresenceService
 from ecigdis_ws.services.tasks import BackgroundTasks
 from ecigdis_ws.services.typing_indicators import TypingService
-from ecigdis_ws.settings import ConversationAccess, UserIdType
-from ecigdis_ws.storage.base import ConversationFull, Storage
+from ecigdis_ws.settings import UserIdType
+from ecigdis_ws.storage.base import ConversationFull, ConversationRecords
 
 log = get_logger(__name__)
 
@@ -46,9 +46,9 @@ ROOM_PREFIX = conversation_room(0)[:-1]
 BY_MAIN_SITE = ChangedBy(None)
 
 
-def main_site_access(storage: Storage, clock: Clock) -> AccessPolicy:
+def main_site_access(conversations: ConversationRecords, clock: Clock) -> AccessPolicy:
     """The server API's membership rule: any conversation that exists."""
-    return ExistingConversation(storage=storage, mode="members", clock=clock)
+    return ExistingConversation(conversations=conversations, mode="members", clock=clock)
 
 
 def system_user_id(user_id_type: UserIdType) -> UserId:
@@ -60,9 +60,6 @@ def system_user_id(user_id_type: UserIdType) -> UserId:
 class ExistingConversation(AccessPolicy):
     """The main site may post into any conversation that exists, member or not."""
 
-    def __init__(self, *, storage: Storage, mode: ConversationAccess, clock: Clock) -> None:
-        super().__init__(storage=storage, mode=mode, clock=clock)
-        self._conversations = storage
 
     async def require_member(self, conversation_id: int, user_id: UserId) -> None:
         if not await self._conversations.conversation_exists(conversation_id):
@@ -73,7 +70,7 @@ class ServerApiService:
     def __init__(
         self,
         *,
-        storage: Storage,
+        conversations: ConversationRecords,
         fanout: Fanout,
         access: AccessPolicy,
         presence: PresenceService,
@@ -89,7 +86,7 @@ class ServerApiService:
         max_members: int,
     ) -> None:
         self._max_members = max_members
-        self._storage = storage
+        self._conversations = conversations
         self._fanout = fanout
         self._access = access
         self._presence = presence
@@ -115,7 +112,7 @@ class ServerApiService:
 
     async def _require_conversation(self, conversation_id: int) -> str:
         """The conversation's title; NOT_FOUND when there is no such conversation."""
-        title = await self._storage.conversation_title(conversation_id)
+        title = await self._conversations.conversation_title(conversation_id)
         if title is None:
             raise ChatError(ErrorCode.NOT_FOUND, "no such conversation")
         return title
@@ -127,7 +124,7 @@ class ServerApiService:
         with sizes the server cannot carry."""
         title = await self._require_conversation(conversation_id)
         try:
-            added = await self._storage.add_member(
+            added = await self._conversations.add_member(
                 conversation_id, user_id, int(self._clock.now() * 1000), self._max_members,
                 BY_MAIN_SITE,
             )
@@ -135,7 +132,7 @@ class ServerApiService:
             raise too_many_members(self._max_members) from None
         if added:
             await self._announce(MEMBER_ADDED, conversation_id, user_id)
-            members = tuple(sorted(await self._storage.member_ids(conversation_id), key=str))
+            members = tuple(sorted(await self._conversations.member_ids(conversation_id), key=str))
             change = MembershipChange(
                 "added", conversation_id, BY_MAIN_SITE.user_id, title, members
             )
@@ -149,7 +146,7 @@ class ServerApiService:
         the database and may have deleted the row itself, calling this so that
         the change reaches the live sockets."""
         await self._require_conversation(conversation_id)
-        removed = await self._storage.remove_member(
+        removed = await self._conversations.remove_member(
             conversation_id, user_id, BY_MAIN_SITE, int(self._clock.now() * 1000)
         )
         # Forgotten whether or not a row went: this node may have cached it anyway.

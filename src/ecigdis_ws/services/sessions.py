@@ -20,7 +20,7 @@ from ecigdis_ws.services.presence import PresenceService
 from ecigdis_ws.services.rate_limit import RateLimiter
 from ecigdis_ws.services.tasks import BackgroundTasks
 from ecigdis_ws.services.typing_indicators import TypingService
-from ecigdis_ws.storage.base import Storage
+from ecigdis_ws.storage.base import UserRecords
 
 log = get_logger(__name__)
 
@@ -71,7 +71,7 @@ class SessionService:
         verifier: TokenVerifier,
         presence: PresenceService,
         typing: TypingService,
-        storage: Storage,
+        users: UserRecords,
         fanout: Fanout,
         clock: Clock,
         tasks: BackgroundTasks,
@@ -87,7 +87,7 @@ class SessionService:
         self._verifier = verifier
         self._presence = presence
         self._typing = typing
-        self._storage = storage
+        self._users = users
         self._fanout = fanout
         self._clock = clock
         self._tasks = tasks
@@ -168,7 +168,7 @@ class SessionService:
             self._recorded.move_to_end(identity.user_id)
             return  # a reconnect with the same name: nothing to write
         try:
-            await self._storage.upsert_user(
+            await self._users.upsert_user(
                 identity.user_id, identity.name, int(self._clock.now() * 1000)
             )
         except StorageUnavailable:

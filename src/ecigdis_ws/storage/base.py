@@ -1,9 +1,16 @@
-"""The storage interface every backend implements; services depend on this only."""
+"""What the services store, by topic: one small protocol per topic, each
+implemented by one per-topic store of storage/sql.py's `SqlStorage`. A service
+depends on the topics it uses, never on the whole database.
+
+Every method raises StorageUnavailable when the database cannot answer within
+the configured timeout; a read has then read nothing, and a write may still commit
+after it (`MessageRecords.store_message` says how a repeat finds it).
+"""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Protocol
 
 from ecigdis_ws.domain import (
     ChangedBy,
@@ -26,33 +33,17 @@ class ConversationFull(Exception):
         self.max_members = max_members
 
 
-class Storage(ABC):
-    """Chat persistence. Every method raises StorageUnavailable when the database
-    cannot answer within the configured timeout; a read has then read nothing, and
-    a write may still commit after it (store_message says how a repeat finds it)."""
+class UserRecords(Protocol):
+    """Users: names from the tokens, and when each was last online (storage/users.py)."""
 
-    @abstractmethod
-    async def migrate(self) -> list[int]:
-        """Apply pending migrations; return the versions applied now (none: up to date)."""
-
-    @abstractmethod
-    async def pending_migrations(self) -> list[int]:
-        """Versions not yet applied."""
-
-    @abstractmethod
-    async def ping(self) -> None:
-        """Round-trip to the database; raises StorageUnavailable when it cannot."""
-
-    @abstractmethod
-    async def close(self) -> None: ...
-
-    @abstractmethod
     async def upsert_user(self, user_id: UserId, name: str, now_ms: int) -> None: ...
 
-    @abstractmethod
     async def set_last_seen(self, user_id: UserId, now_ms: int) -> None: ...
 
-    @abstractmethod
+
+class ConversationRecords(Protocol):
+    """Conversations and their members (storage/conversations.py)."""
+
     async def create_conversation(
         self, title: str, member_ids: Sequence[UserId], now_ms: int,
         changed_by: ChangedBy | None = None,
@@ -60,11 +51,9 @@ class Storage(ABC):
         """With `changed_by`, each member's `added` is written to the event log in
         the same transaction (a member's long-poll tells them)."""
 
-    @abstractmethod
     async def ensure_conversation(self, conversation_id: int, now_ms: int) -> None:
         """Create the conversation row with this id if it does not exist (open access)."""
 
-    @abstractmethod
     async def add_member(
         self, conversation_id: int, user_id: UserId, now_ms: int, max_members: int | None = None,
         changed_by: ChangedBy | None = None,
@@ -73,31 +62,48 @@ class Storage(ABC):
         ConversationFull (and adds nobody) when a new member would exceed it. With
         `changed_by`, a new member's `added` is written to the event log."""
 
-    @abstractmethod
     async def add_members(
         self, conversation_id: int, user_ids: Sequence[UserId], now_ms: int
     ) -> int:
         """Add many in one statement (no cap: for operators' tools); how many were new."""
 
-    @abstractmethod
+    async def remove_member(
+        self, conversation_id: int, user_id: UserId, changed_by: ChangedBy | None = None,
+        now_ms: int = 0,
+    ) -> bool:
+        """True when the user was a member before. With `changed_by`, a `removed`
+        is written to the event log (whether or not a row went), at `now_ms`."""
+
+    async def conversation_title(self, conversation_id: int) -> str | None:
+        """The conversation's title, or None when it does not exist."""
+
     async def is_member(self, conversation_id: int, user_id: UserId) -> bool: ...
 
-    @abstractmethod
     async def conversation_exists(self, conversation_id: int) -> bool: ...
 
-    @abstractmethod
     async def oldest_conversation_titled(self, title: str) -> int | None:
         """The lowest id of the conversations with this title (MariaDB compares titles
         case-insensitively), or None."""
 
-    @abstractmethod
     async def member_ids(self, conversation_id: int) -> list[UserId]: ...
 
-    @abstractmethod
     async def contact_ids(self, user_id: UserId) -> list[UserId]:
         """Everyone who shares a conversation with the user, the user excluded."""
 
-    @abstractmethod
+    async def conversation_ids_of(self, user_id: UserId) -> set[int]:
+        """The conversations the user is a member of."""
+
+
+class SummaryRecords(Protocol):
+    """A user's conversation list, with unread counts and last messages (storage/summaries.py)."""
+
+    async def list_conversations(self, user_id: UserId, limit: int) -> list[ConversationSummary]:
+        """The user's conversations with unread counts, most recently active first."""
+
+
+class MessageRecords(Protocol):
+    """Messages, stored once per (sender, client message id), in batches (storage/messages.py)."""
+
     async def store_message(
         self,
         conversation_id: int,
@@ -113,36 +119,49 @@ class Storage(ABC):
         of the storage's clock's monotonic()) the call raises TimeoutError; the
         row may still commit after that."""
 
-    @abstractmethod
     async def messages_after(
         self, conversation_id: int, after_id: int, limit: int
     ) -> list[StoredMessage]:
         """Messages with id > after_id, ascending, at most `limit`."""
 
-    @abstractmethod
     async def message_in_conversation(self, conversation_id: int, message_id: int) -> bool: ...
 
-    @abstractmethod
+    async def messages_page(
+        self, conversation_id: int, after_id: int | None, before_id: int | None, limit: int
+    ) -> list[StoredMessage]:
+        """Ascending. With after_id: the first `limit` above it (and below before_id);
+        without: the last `limit` below before_id (or the newest)."""
+
+    async def prune_messages(self, created_before_ms: int, batch: int) -> int:
+        """Delete at most `batch` of the oldest messages created before the time,
+        with their reactions; how many went."""
+
+
+class ReceiptRecords(Protocol):
+    """Read positions, which only move forward (storage/receipts.py)."""
+
     async def advance_read(
         self, conversation_id: int, user_id: UserId, message_id: int, now_ms: int | None = None
     ) -> bool:
         """Move the member's read position up to message_id; never back. True if it
         moved (and then the event log records it, read at `now_ms`)."""
 
-    @abstractmethod
     async def last_read(self, conversation_id: int, user_id: UserId) -> int | None: ...
 
-    @abstractmethod
+    async def read_positions(self, conversation_id: int) -> list[ReadPosition]:
+        """Every member with their read position (None for one who has read
+        nothing), in user-id order; one query."""
+
+
+class ReactionRecords(Protocol):
+    """Each user's emoji on a message (storage/receipts.py)."""
+
     async def toggle_reaction(
         self, message_id: int, user_id: UserId, emoji: str, now_ms: int
     ) -> ReactionAction: ...
 
-    @abstractmethod
     async def reactions(self, message_id: int) -> list[tuple[UserId, str]]: ...
 
-    # -- history with its state (a REST page, a `since` replay, the long-poll) --------
-
-    @abstractmethod
     async def reactions_of(
         self, message_ids: Sequence[int]
     ) -> dict[int, tuple[ReactionCount, ...]]:
@@ -150,76 +169,66 @@ class Storage(ABC):
         order of first use; a message without any is absent. Sees every committed
         toggle."""
 
-    @abstractmethod
-    async def read_positions(self, conversation_id: int) -> list[ReadPosition]:
-        """Every member with their read position (None for one who has read
-        nothing), in user-id order; one query."""
 
-    # -- the REST API and the event log (docs/openapi.yaml) --------------------------
-    # store_message, advance_read (when it moved) and toggle_reaction append one
-    # event row each, in their own transaction; the row id is the poll cursor.
+class EventRecords(Protocol):
+    """The event log the long-poll reads, and its retention (storage/event_log.py)."""
 
-    @abstractmethod
-    async def list_conversations(self, user_id: UserId, limit: int) -> list[ConversationSummary]:
-        """The user's conversations with unread counts, most recently active first."""
-
-    @abstractmethod
-    async def messages_page(
-        self, conversation_id: int, after_id: int | None, before_id: int | None, limit: int
-    ) -> list[StoredMessage]:
-        """Ascending. With after_id: the first `limit` above it (and below before_id);
-        without: the last `limit` below before_id (or the newest)."""
-
-    @abstractmethod
-    async def remove_member(
-        self, conversation_id: int, user_id: UserId, changed_by: ChangedBy | None = None,
-        now_ms: int = 0,
-    ) -> bool:
-        """True when the user was a member before. With `changed_by`, a `removed`
-        is written to the event log (whether or not a row went), at `now_ms`."""
-
-    @abstractmethod
-    async def conversation_title(self, conversation_id: int) -> str | None:
-        """The conversation's title, or None when it does not exist."""
-
-    @abstractmethod
-    async def conversation_ids_of(self, user_id: UserId) -> set[int]:
-        """The conversations the user is a member of."""
-
-    @abstractmethod
     async def event_log_last_id(self) -> int:
         """The highest event id written so far (0 for an empty log)."""
 
-    @abstractmethod
     async def event_log_ids(self, after_id: int, limit: int) -> list[tuple[int, int]]:
         """(id, created_at_ms) of the events after after_id, ascending, at most `limit`."""
 
-    @abstractmethod
     async def event_log_id_before(self, created_before_ms: int) -> int:
         """The id of the latest event created at or before that time (0: none)."""
 
-    @abstractmethod
     async def events_for_user(
         self, user_id: UserId, after_id: int, up_to_id: int, limit: int
     ) -> list[FeedEvent]:
         """Events in after_id < id <= up_to_id of the conversations the user is a
         member of, and the user's own membership changes, ascending, at most `limit`."""
 
-    # -- retention (services/retention.py) --------------------------------------------
-    # Each call is one short transaction deleting at most `batch` rows, so the
-    # writer is never held long; a caller that wants more calls again.
-
-    @abstractmethod
     async def event_log_pruned_through(self) -> int:
         """The highest event id retention has deleted (0: none); a cursor below it
         may have missed events."""
 
-    @abstractmethod
     async def prune_event_log(self, created_before_ms: int, batch: int) -> int:
         """Delete at most `batch` of the oldest events created before the time (the
         newest event is always kept); how many went."""
 
-    @abstractmethod
-    async def prune_messages(self, created_before_ms: int, batch: int) -> int:
-        """Delete at most `batch` of the oldest messages created before the time,
-        with their reactions; how many went."""
+
+class Storage(Protocol):
+    """The database, topic by topic, and its lifecycle."""
+
+    @property
+    def users(self) -> UserRecords: ...
+
+    @property
+    def conversations(self) -> ConversationRecords: ...
+
+    @property
+    def summaries(self) -> SummaryRecords: ...
+
+    @property
+    def messages(self) -> MessageRecords: ...
+
+    @property
+    def receipts(self) -> ReceiptRecords: ...
+
+    @property
+    def reactions(self) -> ReactionRecords: ...
+
+    @property
+    def events(self) -> EventRecords: ...
+
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; return the versions applied now (none: up to date)."""
+
+    async def pending_migrations(self) -> list[int]:
+        """Versions not yet applied."""
+
+    async def ping(self) -> None:
+        """Round-trip to the database; raises StorageUnavailable when it cannot."""
+
+    async def close(self) -> None: ...

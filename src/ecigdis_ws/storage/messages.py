@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ecigdis_ws.clock import Clock
-from ecigdis_ws.domain import NewMessage, SendResult, StoredMessage
+from ecigdis_ws.domain import NewMessage, SendResult, StoredMessage, UserId
 from ecigdis_ws.errors import StorageUnavailable
 from ecigdis_ws.storage.engine import Cursorish
 from ecigdis_ws.storage.event_log import EventLog
@@ -30,9 +30,21 @@ class MessageStore:
     async def close(self) -> None:
         await self._writes.close()
 
-    async def store(self, message: NewMessage, deadline: float | None = None) -> SendResult:
-        """Storage.store_message: queued for the next batch, answered after its commit."""
-        return await self._writes.submit(message, deadline)
+    async def store_message(
+        self,
+        conversation_id: int,
+        user_id: UserId,
+        sender_name: str,
+        client_message_id: str,
+        text: str,
+        now_ms: int,
+        deadline: float | None = None,
+    ) -> SendResult:
+        """MessageRecords.store_message: queued for the next batch, answered after
+        its commit."""
+        return await self._writes.submit(NewMessage(
+            conversation_id, user_id, sender_name, client_message_id, text, now_ms
+        ), deadline)
 
     async def messages_after(
         self, conversation_id: int, after_id: int, limit: int

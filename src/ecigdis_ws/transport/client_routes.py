@@ -74,7 +74,8 @@ async def _sign_in(request: web.Request) -> web.Response:
         raise invalid_body("body is not JSON") from None
     if not isinstance(body, dict):
         raise invalid_body("expected { name, ttlS? }")
-    accounts = DevAccounts(chat.settings, chat.clock, chat.storage)
+    accounts = DevAccounts(chat.settings, chat.clock, chat.storage.conversations,
+                           chat.storage.users)
     login = await accounts.sign_in(body.get("name"), body.get("ttlS"))
     return web.json_response(login.wire(), headers={"Cache-Control": "no-store"})
 
