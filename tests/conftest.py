@@ -34,6 +34,14 @@ def pytest_configure(config: pytest.Config) -> None:
 ONE_PROCESS_MODULES = ("tests/transport/test_rest_schema.py",)
 
 
+# Where the parallel run spends its longest tests (run_suite lists the slowest):
+# collected first, so that xdist's work stealing ends on short tests, not with one
+# worker idle while the other finishes a 40 s soak it picked up last.
+SLOW_FIRST = ("tests/test_soak.py", "tests/browser/", "tests/bench/", "tests/cluster/",
+              "tests/deploy/", "tests/test_packaging.py", "tests/e2e/",
+              "tests/storage/test_mariadb_scale.py", "tests/test_docs_tour.py")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     phase = os.environ.get("RUN_SUITE_PHASE")
     if phase not in ("parallel", "serial"):
@@ -44,7 +52,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         (keep if alone == (phase == "serial") else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+    # A stable sort: each module stays whole and in order (module fixtures).
+    items[:] = sorted(keep, key=_slowness_rank)
+
+
+def _slowness_rank(item: pytest.Item) -> int:
+    """SLOW_FIRST's order (longest first), then every other test as collected."""
+    for rank, prefix in enumerate(SLOW_FIRST):
+        if item.nodeid.startswith(prefix):
+            return rank
+    return len(SLOW_FIRST)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
