@@ -36,9 +36,10 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
         "iso_ms", "ack (ecigdis_ws")),
     ("fan-out (rooms, recipients)", (
         "managers.py", "fanout/", "base_manager.py", "emit (", "typing_indicators")),
-    ("socket writes (system calls)", ("_Wire._flush", "_Wire.flush", "_Corked._flush",
+    # ("Wire.flush" also matches "_Wire.flush": profiles from before websocket_wire.py.)
+    ("socket writes (system calls)", ("Wire._flush", "Wire.flush", "Corked._flush",
                                       "write (libc", "writev", "uv__write",
-                                      "_Wire.write")),
+                                      "Wire.write")),
     (ACK := "Socket.IO event shortcut and the ack", ("_direct_event", "ack_arguments")),
     ("metrics", ("prometheus_client", "metrics.py")),
     ("send service", ("services/messages.py",)),

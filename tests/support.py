@@ -11,7 +11,6 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ from aiohttp import web
 from ecigdis_ws.app import create_app
 from ecigdis_ws.clock import ManualClock
 from ecigdis_ws.domain import UserId
+from ecigdis_ws.ops.socket_client import RecordingClient
 from ecigdis_ws.services.auth import mint_token
 from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.settings import Settings, load_settings
@@ -87,82 +87,15 @@ def _deliver_in_order(sio: socketio.AsyncClient) -> None:
     eio._trigger_event = inline
 
 
-class ChatClient:
-    """python-socketio's AsyncClient, recording every event it receives."""
+class ChatClient(RecordingClient):
+    """python-socketio's AsyncClient, recording every event it receives
+    (ecigdis_ws.ops.socket_client, which `ecigdis-ws check` uses too), handling the
+    packets in the order they arrived, with WAIT_S bounding every call and wait."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
-        self.sio = socketio.AsyncClient(reconnection=False)
-        _deliver_in_order(self.sio)
-        self.events: dict[str, list[Any]] = defaultdict(list)
-        self.sequence: list[str] = []  # event names in the order they arrived
-        self.connect_error: Any = None
-        self._changed = asyncio.Condition()
-        self.sio.on("*", self._record)
-        self.sio.on("connect_error", self._on_connect_error)
-        self.sio.on("disconnect", self._on_disconnect)
-        self.disconnected = asyncio.Event()
-        self.disconnect_reason: tuple[Any, ...] = ()
-
-    async def _record(self, event: str, *args: Any) -> None:
-        self.events[event].append(args[0] if len(args) == 1 else list(args))
-        self.sequence.append(event)
-        async with self._changed:
-            self._changed.notify_all()
-
-    async def _on_connect_error(self, data: Any) -> None:
-        self.connect_error = data
-
-    async def _on_disconnect(self, *args: Any) -> None:
-        self.disconnect_reason = args  # (python-socketio's reason, when it gives one)
-        self.disconnected.set()
-
-    async def connect(
-        self,
-        token: str | None = None,
-        transports: list[str] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        await self.sio.connect(
-            self.url,
-            auth={"token": token} if token is not None else None,
-            transports=transports or ["websocket"],
-            headers=headers or {},
-            wait_timeout=WAIT_S,
-        )
-
-    async def call(self, event: str, data: Any = None) -> Any:
-        if data is None:
-            return await self.sio.call(event, timeout=WAIT_S)
-        return await self.sio.call(event, data, timeout=WAIT_S)
-
-    async def wait_for(
-        self,
-        event: str,
-        where: Callable[[Any], bool] = lambda _: True,
-        count: int = 1,
-        within: float = WAIT_S,
-    ) -> list[Any]:
-        """Wait until `count` received `event`s match `where`; return the matches."""
-
-        def matches() -> list[Any]:
-            return [item for item in self.events[event] if where(item)]
-
-        async with asyncio.timeout(within), self._changed:
-            await self._changed.wait_for(lambda: len(matches()) >= count)
-        return matches()
-
-    async def wait_disconnected(self, within: float = WAIT_S) -> None:
-        """Wait until the connection has ended (`within` only bounds a failure)."""
-        async with asyncio.timeout(within):
-            await self.disconnected.wait()
-
-    def received(self, event: str) -> list[Any]:
-        return list(self.events[event])
-
-    async def close(self) -> None:
-        if self.sio.connected:
-            await self.sio.disconnect()
+        sio = socketio.AsyncClient(reconnection=False)
+        _deliver_in_order(sio)
+        super().__init__(url, sio, WAIT_S)
 
 
 @dataclasses.dataclass

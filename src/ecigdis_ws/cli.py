@@ -24,8 +24,8 @@ from ecigdis_ws.bench.command import add_bench_parser, bench_command
 from ecigdis_ws.clock import SystemClock
 from ecigdis_ws.errors import StorageUnavailable
 from ecigdis_ws.observability.log_setup import configure_logging, get_logger
-from ecigdis_ws.ops import check as check_command
 from ecigdis_ws.ops import config as config_command
+from ecigdis_ws.ops.check import command as check_command
 from ecigdis_ws.ops.sd_notify import notify
 from ecigdis_ws.services.auth import mint_token, parse_user_id
 from ecigdis_ws.settings import Settings, SettingsError, load_settings, notify_socket

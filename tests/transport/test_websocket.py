@@ -16,11 +16,8 @@ from structlog.testing import capture_logs
 
 from ecigdis_ws.observability.log_setup import merge_event_context
 from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER
-from ecigdis_ws.transport.socketio_overrides.websocket import (
-    HEARTBEAT_STEP_S,
-    DirectSocket,
-    on_step,
-)
+from ecigdis_ws.transport.socketio_overrides.websocket import DirectSocket
+from ecigdis_ws.transport.socketio_overrides.websocket_heartbeat import HEARTBEAT_STEP_S, on_step
 from ecigdis_ws.websocket_frames import TEXT, frame
 from tests.support import RunningServer, record_disconnects, transport_closed
 from tests.transport.conftest import room
@@ -121,7 +118,7 @@ async def test_a_websocket_client_that_answers_pings_stays_connected(
 async def test_sockets_connected_within_one_heartbeat_step_are_pinged_together(
     server: RunningServer,
 ) -> None:
-    """One wake-up pings both (websocket.HEARTBEAT_STEP_S), not one per socket."""
+    """One wake-up pings both (websocket_heartbeat.HEARTBEAT_STEP_S), not one per socket."""
     interval = server.settings.ping_interval_ms / 1000
     server.clock.advance(on_step(server.clock.now(), 0) + 0.1)  # just past a step
     async with aiohttp.ClientSession() as session:

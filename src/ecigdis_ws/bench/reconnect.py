@@ -6,7 +6,7 @@ TrackingRecorder hands the worker's PhaseRecorder each bench message once per
 member — a replay that repeats a live delivery, or a member's own message replayed
 to it, is not a second receipt — so the phase's per-message receipt counts are the
 number of distinct members that got the message, and what is short of the members
-that joined is missed (runner.py's merge counts it as lost).
+that joined is missed (stages.py's `Run.merge` counts it as lost).
 
 Once armed, a client whose connection drops is not an error: the ReconnectDriver
 waits `ReconnectPolicy.delay` (doubling, with jitter), connects and authenticates

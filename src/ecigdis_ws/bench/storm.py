@@ -21,12 +21,10 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ecigdis_ws.bench.report import percentiles
-
-if TYPE_CHECKING:
-    from ecigdis_ws.bench.runner import Run
+from ecigdis_ws.bench.stages import Run
 
 # The last characters of the restart command's output kept in the report.
 RESTART_OUTPUT_CHARS = 2000

@@ -1,6 +1,7 @@
 """One load-generator process: its own uvloop event loop and its share of the clients.
 
-The parent (runner.py) sends commands over a pipe, each carried out in order:
+The parent (runner.py, stages.py) sends commands over a pipe (worker_pool.py), each
+carried out in order:
   ("connect",)                       open, authenticate and join every client
   ("groups", {group: joined})        how many members of each group joined, anywhere
   ("send", phase, rate, duration_s)  send message:send at `rate`/s from random members

@@ -20,9 +20,11 @@ python-engineio `AsyncServer`: `_async` (the driver table: `translate_request`,
   packet's `ping_interval`, `ping_timeout`, `max_http_buffer_size`.
 python-engineio `AsyncSocket` (websocket.py, `DirectSocket`, which takes over a
   socket by changing its `__class__`): `queue`, `closed`, `closing`, `upgraded`,
-  `upgrading`, `connected`, `schedule_ping()`, `check_ping_timeout()`,
-  `receive(pkt)`, `send(pkt)`, `close(wait, abort, reason)`,
-  `_websocket_handler(ws)`, the constructor `AsyncSocket(server, sid)`, `last_ping`;
+  `upgrading`, `connected`, `receive(pkt)`, `send(pkt)`, `close(wait, abort,
+  reason)`, `_websocket_handler(ws)`, the constructor `AsyncSocket(server, sid)`,
+  `last_ping`; its heartbeat (websocket_heartbeat.py, `HeartbeatSocket`):
+  `schedule_ping()`, `check_ping_timeout()`; the upgrade probe (upgrade_probe.py):
+  `upgrading`, `queue`;
   for every session (polling.py, `PollingSocket`, likewise by `__class__`): `poll()`,
   `handle_post_request(environ)`,
   `_upgrade_websocket(environ)`, `engineio.payload.Payload(encoded_payload=...)`,

@@ -9,7 +9,9 @@ websocket frame the moment it is sent. Writes are synchronous, so a socket's
 packets leave in the order they were sent with no queue to keep them in order,
 and a broadcast is encoded into one frame that is written to every recipient.
 Frames sent to one socket within one turn of the event loop go out in one
-system call. Polling, the handshake and the upgrade probe stay engineio's.
+system call (websocket_wire.py). Its heartbeat runs on the server's clock
+(websocket_heartbeat.py); a polling session upgrading to it goes through the
+probe first (upgrade_probe.py). Polling and the handshake stay engineio's.
 
 A client that reads too slowly is disconnected once `WS_MAX_BUFFERED_BYTES` wait
 for it (Centrifugo's "slow consumer" rule), so it cannot grow our memory. What a
@@ -21,16 +23,15 @@ once the connection is gone (polling.py has the session's other bounds).
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
 import engineio.exceptions
 from aiohttp import web
 from engineio import packet as eio_packet
 
-from ecigdis_ws.clock import Clock, Timer
+from ecigdis_ws.clock import Clock
 from ecigdis_ws.observability.log_setup import get_logger
 from ecigdis_ws.transport.protocol_errors import (
     ENGINEIO_PACKET,
@@ -45,105 +46,23 @@ from ecigdis_ws.transport.socketio_overrides.inbound import (
     websocket_response,
 )
 from ecigdis_ws.transport.socketio_overrides.polling import (
-    OUTSIDE_ANY_EVENT,
-    PollingSocket,
     SessionPolicy,
     adopt_session,
     keep_closing,
 )
+from ecigdis_ws.transport.socketio_overrides.upgrade_probe import probe_upgrade
+from ecigdis_ws.transport.socketio_overrides.websocket_heartbeat import HeartbeatSocket
+from ecigdis_ws.transport.socketio_overrides.websocket_wire import Wire
 from ecigdis_ws.websocket_frames import frame
 
 log = get_logger(__name__)
 
-_PROBE = "probe"
-# Heartbeats fall due on a grid of this step (wall clock), so the pings of every
-# socket due within one step go out in one loop turn, and their pongs come back
-# together: an idle node wakes once a step, not once per socket (40 times a
-# second with 1,000 sockets). A ping up to this much later than PING_INTERVAL_MS
-# is well within what clients allow (the interval plus PING_TIMEOUT_MS).
-HEARTBEAT_STEP_S = 1.0
 _DATA = (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY)
+
+
 def message_frame(socketio_packet: str) -> bytes:
     """An Engine.IO MESSAGE carrying an encoded Socket.IO packet, framed once."""
     return frame("4" + socketio_packet)
-
-
-class _Corked:
-    """The connections written to in this turn of the event loop, flushed together
-    by one callback: a message to a conversation of five schedules one callback,
-    not five."""
-
-    __slots__ = ("_loop", "_wires")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._wires: list[_Wire] = []
-
-    def add(self, wire: _Wire) -> None:
-        if not self._wires:
-            # (outside the sender's context: an overflow's line names the slow client)
-            self._loop.call_soon(self._flush, context=OUTSIDE_ANY_EVENT)
-        self._wires.append(wire)
-
-    def _flush(self) -> None:
-        wires, self._wires = self._wires, []
-        for wire in wires:
-            wire.flush()
-
-
-# One per event loop (tests run several loops in turn, one after the other).
-_corked: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Corked] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _corked_for(loop: asyncio.AbstractEventLoop) -> _Corked:
-    corked = _corked.get(loop)
-    if corked is None:
-        corked = _corked[loop] = _Corked(loop)
-    return corked
-
-
-class _Wire:
-    """The connection's byte stream, with writes corked for one loop turn."""
-
-    __slots__ = ("_corked", "_limit", "_on_overflow", "_pending", "_transport", "closed")
-
-    def __init__(
-        self, transport: asyncio.BaseTransport, limit: int, on_overflow: Callable[[], None]
-    ) -> None:
-        # (uvloop's transports do not subclass asyncio's classes, but behave alike)
-        self._transport = cast(asyncio.WriteTransport, transport)
-        self._pending: list[bytes] = []
-        self._corked = _corked_for(asyncio.get_running_loop())
-        self._limit = limit
-        self._on_overflow = on_overflow
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        if self.closed:
-            return
-        if not self._pending:
-            self._corked.add(self)
-        self._pending.append(data)
-
-    def close(self) -> None:
-        """No more writes; what was written before still goes out (a CONNECT_ERROR
-        or DISCONNECT written just before the reader closed the socket)."""
-        self.flush()
-        self.closed = True
-
-    def flush(self) -> None:
-        pending, self._pending = self._pending, []
-        if not pending:
-            return
-        if self.closed or self._transport.is_closing():
-            return
-        self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
-        if self._transport.get_write_buffer_size() > self._limit:
-            self.closed = True
-            self._transport.abort()  # the reader sees the connection lost, and cleans up
-            self._on_overflow()
 
 
 # Handles a Socket.IO EVENT packet ("42...") read from a socket's websocket
@@ -181,27 +100,15 @@ class _Sent:
         return 0
 
 
-def on_step(now: float, delay: float) -> float:
-    """`delay`, lengthened so that it ends on the heartbeat grid."""
-    return delay + (-(now + delay)) % HEARTBEAT_STEP_S
-
-
-class DirectSocket(PollingSocket):
+class DirectSocket(HeartbeatSocket):
     """An Engine.IO socket on a websocket, sending without a queue or writer task.
 
     Until its websocket is established it is a polling session (PollingSocket);
-    `DirectWebSocket` switches its class when the websocket takes over.
-
-    Its heartbeat runs on the server's injected clock, as every other timer does:
-    a PING every ping interval, and the connection closed when no PONG came back
-    within the ping timeout (tests move the clock instead of waiting).
+    `DirectWebSocket` switches its class when the websocket takes over. Its
+    heartbeat then runs on the server's clock (HeartbeatSocket).
     """
 
-    _wire: _Wire | None
     _response: web.WebSocketResponse | None
-    _clock: Clock
-    _ping_timer: Timer | None  # the next PING
-    _pong_timer: Timer | None  # set while a PING waits for its PONG
 
     def adopt(self, policy: SessionPolicy) -> None:
         super().adopt(policy)
@@ -211,9 +118,7 @@ class DirectSocket(PollingSocket):
         """A PollingSocket becoming a DirectSocket (its class changed) keeps its bounds."""
         self._wire = None
         self._response = None
-        self._clock = self._policy.clock
-        self._ping_timer = None
-        self._pong_timer = None
+        self.adopt_heartbeat()
 
     @property
     def direct(self) -> bool:
@@ -233,53 +138,6 @@ class DirectSocket(PollingSocket):
         elif not self.closed:
             self._wire.write(frame(pkt.encode()))
 
-    # Heartbeats on the clock's timers, not a sleeping task per socket.
-    def _start_heartbeat(self) -> None:
-        delay = on_step(self._clock.now(), self.server.ping_interval)
-        self._ping_timer = self._clock.call_later(delay, self._ping)
-
-    def schedule_ping(self) -> None:
-        """A PONG came: the next PING one interval from now."""
-        if self._wire is None:
-            super().schedule_ping()
-        elif self._pong_timer is not None:
-            self._pong_timer.cancel()
-            self._pong_timer = None
-            self._start_heartbeat()
-        # (a PONG to a PING sent before the websocket took over: nothing waits on it)
-
-    def _ping(self) -> None:
-        self._ping_timer = None
-        if not self.closing and not self.closed and self._wire is not None:
-            self._wire.write(frame(eio_packet.Packet(eio_packet.PING).encode()))
-            self._pong_timer = self._clock.call_later(self.server.ping_timeout, self._pong_missed)
-
-    def _pong_missed(self) -> None:
-        self._pong_timer = None
-        if not self.closed:
-            log.info("closing a websocket whose client missed its heartbeat", sid=self.sid)
-            keep_closing(self._close_for_silence())
-
-    async def _close_for_silence(self) -> None:
-        await self.close(wait=False, abort=False, reason=self.server.reason.PING_TIMEOUT)
-        self.end_transport()
-
-    @property
-    def awaiting_pong(self) -> bool:
-        return self._wire is not None and self._pong_timer is not None
-
-    def _stop_heartbeat(self) -> None:
-        for timer in (self._ping_timer, self._pong_timer):
-            if timer is not None:
-                timer.cancel()
-        self._ping_timer = self._pong_timer = None
-
-    async def check_ping_timeout(self) -> bool:
-        if self._wire is None:
-            result: bool = await super().check_ping_timeout()
-            return result
-        return not self.closed  # (the clock's pong timer closes a silent client)
-
     def end_transport(self) -> None:
         """Close the websocket itself, after whatever was written before."""
         response = self._response
@@ -295,7 +153,7 @@ class DirectSocket(PollingSocket):
         session upgrading, or a new connection that went through engineio (one the
         websocket entry left to it, websocket_entry.py)."""
         response = ws.response
-        if self.connected and not await self._probe_upgrade(response):
+        if self.connected and not await probe_upgrade(self, response):
             return
         assert ws.request is not None and ws.request.transport is not None
         await self.serve(response, ws.request.transport, type(ws))
@@ -349,12 +207,12 @@ class DirectSocket(PollingSocket):
     def _take_over(
         self, response: web.WebSocketResponse, transport: asyncio.BaseTransport,
         max_buffered: int,
-    ) -> _Wire:
+    ) -> Wire:
         """From now on packets go straight to the websocket, heartbeats on the clock."""
         self.connected = True
         self.upgraded = True
         self._response = response
-        wire = _Wire(transport, max_buffered, self._overflowed)
+        wire = Wire(transport, max_buffered, self._overflowed)
         # What was queued before the websocket took over goes first, then all
         # later packets straight to the wire: the order is kept.
         while not self.queue.empty():
@@ -386,37 +244,6 @@ class DirectSocket(PollingSocket):
         except engineio.exceptions.SocketIsClosedError:
             return False
         return True
-
-    def _silence_limit_s(self) -> float:
-        """A client that sends nothing, not even a pong, this long is gone."""
-        return float(self.server.ping_interval + self.server.ping_timeout)
-
-    async def _probe_upgrade(self, response: web.WebSocketResponse) -> bool:
-        """The polling → websocket upgrade (Engine.IO v4): probe, then UPGRADE."""
-        self.upgrading = True
-        try:
-            probe = await self._next_packet(response)
-            if probe is None or probe.packet_type != eio_packet.PING or probe.data != _PROBE:
-                return False
-            await response.send_str(eio_packet.Packet(eio_packet.PONG, data=_PROBE).encode())
-            await self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends the pending poll
-            upgrade = await self._next_packet(response)
-            return upgrade is not None and upgrade.packet_type == eio_packet.UPGRADE
-        except ConnectionError:  # (lost while aiohttp answered a PING frame)
-            return False
-        finally:
-            self.upgrading = False
-            self.upgrade_ended()
-
-    async def _next_packet(self, response: web.WebSocketResponse) -> eio_packet.Packet | None:
-        """The next frame of an upgrade (whose deadline, PollingSocket's, bounds the wait)."""
-        try:
-            message = await response.receive(timeout=self._silence_limit_s())
-        except TimeoutError:
-            return None
-        if message.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-            return None
-        return eio_packet.Packet(encoded_packet=message.data)
 
 
 class DirectWebSocket:
