@@ -187,20 +187,22 @@ async def post_system_message(call: Call) -> Reply:
     return _sent(result, client_id)
 
 
-async def add_member(call: Call) -> Reply:
+async def _membership(call: Call, added: bool) -> Reply:
+    """The server API's add (`userId` in the body) or remove (in the path)."""
     fields = v.payload(call.data)
     conversation_id = v.conversation_id(fields)
     user_id = v.user_id(fields.get("userId"), call.chat.settings.user_id_type)
-    added = await call.chat.server.add_member(conversation_id, user_id)
-    return {"conversationId": conversation_id, "userId": user_id, "changed": added}
+    change = call.chat.server.add_member if added else call.chat.server.remove_member
+    changed = await change(conversation_id, user_id)
+    return {"conversationId": conversation_id, "userId": user_id, "changed": changed}
+
+
+async def add_member(call: Call) -> Reply:
+    return await _membership(call, added=True)
 
 
 async def remove_member(call: Call) -> Reply:
-    fields = v.payload(call.data)
-    conversation_id = v.conversation_id(fields)
-    user_id = v.user_id(fields.get("userId"), call.chat.settings.user_id_type)
-    removed = await call.chat.server.remove_member(conversation_id, user_id)
-    return {"conversationId": conversation_id, "userId": user_id, "changed": removed}
+    return await _membership(call, added=False)
 
 
 OPERATIONS: tuple[Operation, ...] = (
