@@ -66,10 +66,6 @@ def test_defaults_match_the_node_server() -> None:
     assert settings.cors_origins == ()
 
 
-def test_spec_defaults_parse_to_the_dataclass_defaults() -> None:
-    assert load() == Settings()
-
-
 def test_every_value_comes_from_the_default_source_when_nothing_is_set() -> None:
     settings = load()
     assert set(settings.sources.values()) == {Source.DEFAULT}

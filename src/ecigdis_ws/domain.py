@@ -156,7 +156,7 @@ class Actor:
 
 # -- the REST API and its event log ---------------------------------------------------
 
-EventKind = Literal["message", "read", "reaction"]
+EventKind = Literal["message", "read", "reaction", "renamed"]
 MembershipKind = Literal["added", "removed"]
 
 
@@ -176,6 +176,7 @@ class LoggedEvent:
     message: StoredMessage | None  # the message itself, for kind "message"
     # The message's reactions as the poll read them (kind "message" only).
     reactions: tuple[ReactionCount, ...] = ()
+    title: str | None = None  # the conversation's title now (kind "renamed" only)
 
     def wire(self) -> dict[str, Any]:
         """`{event, data}`: the socket event this row stands for, with its payload."""
@@ -186,6 +187,10 @@ class LoggedEvent:
         if self.kind == "read":
             return {"event": events.READ_RECEIPT, "data": read_receipt_wire(
                 self.conversation_id, self.message_id, self.user_id, self.created_at_ms
+            )}
+        if self.kind == "renamed":
+            return {"event": events.CONVERSATION_UPDATED, "data": conversation_updated_wire(
+                self.conversation_id, self.title or "", self.user_id
             )}
         return {"event": events.REACTION, "data": reaction_wire(
             self.conversation_id, self.message_id, self.user_id, self.emoji, self.action
@@ -203,6 +208,14 @@ def read_receipt_wire(
         "conversationId": conversation_id,
         "readAt": iso_ms(read_at_ms),
     }
+
+
+def conversation_updated_wire(
+    conversation_id: int, title: str, updated_by: UserId
+) -> dict[str, Any]:
+    """The `conversation:updated` payload: live, and in the long-poll (with the title
+    the conversation has when the poll reads it)."""
+    return {"conversationId": conversation_id, "title": title, "updatedBy": updated_by}
 
 
 def reaction_wire(

@@ -523,3 +523,35 @@ async def test_a_replay_stops_once_the_socket_is_gone_and_it_never_enters_the_ro
     assert len(pages) == 1  # no page read after the socket left
     assert not in_room(harness, alice, conversation)
     assert harness.received(bob, "user:joined") == []
+
+
+# -- conversation:update --------------------------------------------------------------
+
+
+async def test_a_member_renames_and_the_others_in_the_room_hear_it_once(
+    harness: ServiceHarness,
+) -> None:
+    alice, bob = await harness.user(1), await harness.user(2)
+    conversation = await harness.conversation(1, 2)
+    await harness.join(conversation, alice, bob)
+
+    changed = await harness.chat.conversations.rename(harness.actor(alice), conversation, "Til")
+    again = await harness.chat.conversations.rename(harness.actor(alice), conversation, "Til")
+
+    assert (changed, again) == (True, False)
+    assert harness.received(bob, "conversation:updated") == [
+        {"conversationId": conversation, "title": "Til", "updatedBy": 1}
+    ]
+    assert harness.received(alice, "conversation:updated") == []
+    assert await harness.storage.conversations.conversation_title(conversation) == "Til"
+
+
+async def test_a_non_member_cannot_rename(harness: ServiceHarness) -> None:
+    mallory = await harness.user(9)
+    conversation = await harness.conversation(1, 2)
+
+    with pytest.raises(ChatError) as refused:
+        await harness.chat.conversations.rename(harness.actor(mallory), conversation, "mine")
+
+    assert refused.value.code == ErrorCode.FORBIDDEN
+    assert await harness.storage.conversations.conversation_title(conversation) == "test"

@@ -344,3 +344,18 @@ async def test_ids_differing_only_by_trailing_spaces_stay_distinct(
     first = await storage.messages.store_message(conversation, "bob", "Bob", "m1", "one", NOW_MS)
     second = await storage.messages.store_message(conversation, "bob", "Bob", "m1 ", "two", NOW_MS)
     assert not second.duplicate and second.message.id != first.message.id
+
+
+async def test_a_rename_changes_the_title_once_and_logs_it_once(storage: Storage) -> None:
+    conversation = await storage.conversations.create_conversation("old", [1, 2], NOW_MS)
+    before = await storage.events.event_log_last_id()
+
+    first = await storage.conversations.rename_conversation(conversation, "new", 1, NOW_MS)
+    again = await storage.conversations.rename_conversation(conversation, "new", 2, NOW_MS)
+    nowhere = await storage.conversations.rename_conversation(999_999, "new", 1, NOW_MS)
+
+    assert (first, again, nowhere) == (True, False, False)
+    assert await storage.conversations.conversation_title(conversation) == "new"
+    [logged] = await storage.events.events_for_user(2, before, before + 10, 10)
+    assert logged.wire() == {"event": "conversation:updated", "data": {
+        "conversationId": conversation, "title": "new", "updatedBy": 1}}

@@ -62,6 +62,7 @@ EXPECTED_CODES: dict[str, frozenset[str]] = {
     "authenticate": frozenset({"AUTH_FAILED", "INVALID_PAYLOAD"}),
     "conversation:join": _CONVERSATION_CODES,
     "conversation:leave": _CONVERSATION_CODES,
+    "conversation:update": _CONVERSATION_CODES,
     "message:send": _CONVERSATION_CODES,
     "typing:start": _CONVERSATION_CODES,
     "typing:stop": _CONVERSATION_CODES,
@@ -279,6 +280,7 @@ def calls(world: World) -> st.SearchStrategy[Call]:
         "authenticate": shaped({"token": token}),
         "conversation:join": shaped({"conversationId": conversation}, {"since": since}),
         "conversation:leave": shaped({"conversationId": conversation}),
+        "conversation:update": shaped({"conversationId": conversation, "title": hostile_text}),
         "message:send": shaped({"conversationId": conversation, "text": hostile_text,
                                 "messageId": client_message}),
         "typing:start": shaped({"conversationId": conversation}),
@@ -308,6 +310,7 @@ def calls(world: World) -> st.SearchStrategy[Call]:
         "authenticate": shaped({"token": st.sampled_from(world.tokens)}),
         "conversation:join": shaped(at, {"since": st.sampled_from([0, world.message_home])}),
         "conversation:leave": shaped(at),
+        "conversation:update": shaped({**at, "title": hostile_text}),
         "message:send": shaped({
             "conversationId": st.sampled_from([world.home, world.second, world.foreign]),
             "text": hostile_text,

@@ -193,7 +193,7 @@ class ChatServices:
             conversations=ConversationService(
                 conversations=storage.conversations, messages=storage.messages,
                 reactions=storage.reactions, receipts=storage.receipts,
-                fanout=fanout, access=access, presence=presence, typing=typing,
+                fanout=fanout, access=access, presence=presence, typing=typing, clock=clock,
                 limits=ConversationLimits(
                     settings.max_rooms_per_socket, settings.presence_list_max,
                     settings.replay_max_messages,

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ecigdis_ws import events
+from ecigdis_ws.clock import Clock
 from ecigdis_ws.domain import (
     Actor,
     OnlineUser,
     ReadPosition,
     UserId,
+    conversation_updated_wire,
     reads_wire,
     with_reactions,
 )
@@ -104,8 +106,10 @@ class ConversationService:
         access: AccessPolicy,
         presence: PresenceService,
         typing: TypingService,
+        clock: Clock,
         limits: ConversationLimits,
     ) -> None:
+        self._clock = clock
         self._limits = limits
         self._conversations = conversations
         self._messages = messages
@@ -140,7 +144,7 @@ class ConversationService:
             await self._replay(actor.sid, conversation_id, replay)
         if newly_in_room:
             await self._fanout.emit(
-                "user:joined",
+                events.USER_JOINED,
                 {"userId": actor.user_id, "conversationId": conversation_id},
                 room=room,
                 skip_sid=actor.sid,
@@ -204,8 +208,28 @@ class ConversationService:
         self._fanout.leave_room(actor.sid, room)
         await self._typing.socket_gone(actor.sid, conversation_id)
         await self._fanout.emit(
-            "user:left", {"userId": actor.user_id, "conversationId": conversation_id}, room=room
+            events.USER_LEFT, {"userId": actor.user_id, "conversationId": conversation_id},
+            room=room,
         )
+
+    async def rename(self, actor: Actor, conversation_id: int, title: str) -> bool:
+        """conversation:update: any member renames it (docs/protocol.md); True when
+        the title changed, and then every other socket joined to it hears
+        `conversation:updated` (the caller's other tabs too; the caller has the
+        ack) and every member's long-poll carries it. The same title again changes nothing and
+        tells no one."""
+        await self._access.require_member(conversation_id, actor.user_id)
+        changed = await self._conversations.rename_conversation(
+            conversation_id, title, actor.user_id, int(self._clock.now() * 1000)
+        )
+        if changed:
+            await self._fanout.emit(
+                events.CONVERSATION_UPDATED,
+                conversation_updated_wire(conversation_id, title, actor.user_id),
+                room=conversation_room(conversation_id),
+                skip_sid=actor.sid,
+            )
+        return changed
 
     async def online_members(self, actor: Actor, conversation_id: int | None) -> list[OnlineUser]:
         """presence:request: the online users the actor may see (everyone, or under

@@ -38,7 +38,9 @@ log = get_logger(__name__)
 NO_SOCKET = "no-socket"
 SYSTEM_SENDER_NAME = "System"
 # Events that say a conversation changed (wake its pollers), and membership changes.
-CONVERSATION_EVENTS = frozenset({events.MESSAGE_NEW, events.READ_RECEIPT, events.REACTION})
+CONVERSATION_EVENTS = frozenset({
+    events.MESSAGE_NEW, events.READ_RECEIPT, events.REACTION, events.CONVERSATION_UPDATED,
+})
 MEMBER_ADDED = "member:added"
 MEMBER_REMOVED = "member:removed"
 ROOM_PREFIX = conversation_room(0)[:-1]

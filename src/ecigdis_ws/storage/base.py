@@ -74,6 +74,12 @@ class ConversationRecords(Protocol):
         """True when the user was a member before. With `changed_by`, a `removed`
         is written to the event log (whether or not a row went), at `now_ms`."""
 
+    async def rename_conversation(
+        self, conversation_id: int, title: str, changed_by: UserId, now_ms: int
+    ) -> bool:
+        """True when the title changed (it is logged for the long-poll); False when it
+        was this title already, or there is no such conversation."""
+
     async def conversation_title(self, conversation_id: int) -> str | None:
         """The conversation's title, or None when it does not exist."""
 

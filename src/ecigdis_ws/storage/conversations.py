@@ -89,6 +89,24 @@ class ConversationStore:
                 )
         return removed > 0
 
+    async def rename_conversation(
+        self, conversation_id: int, title: str, changed_by: UserId, now_ms: int
+    ) -> bool:
+        """True when the title changed; the change is in the event log (kind
+        "renamed") in the same transaction, for the members' long-polls."""
+        async with self._engine.transaction() as tx:
+            changed, _ = await tx.execute(
+                self._tables.sql(
+                    "UPDATE {p}conversations SET title = ? WHERE id = ? AND title <> ?"
+                ),
+                (title, conversation_id, title),
+            )
+            if changed:
+                await self._events.append_event(
+                    tx, "renamed", conversation_id, 0, changed_by, now_ms
+                )
+        return changed > 0
+
     async def conversation_title(self, conversation_id: int) -> str | None:
         """None when there is no such conversation."""
         row = await self._engine.fetch_one(

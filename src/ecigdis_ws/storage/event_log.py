@@ -20,11 +20,11 @@ from ecigdis_ws.domain import (
 from ecigdis_ws.storage.engine import Cursorish, Row
 from ecigdis_ws.storage.tables import Reactions, Tables
 
-_EVENT_KINDS: frozenset[str] = frozenset({"message", "read", "reaction"})
+_EVENT_KINDS: frozenset[str] = frozenset({"message", "read", "reaction", "renamed"})
 # A membership row ('added', 'removed') is for the member it names, whether or
 # not they are one now; a 'created' row for the members since the creation; every
 # other row for the conversation's members.
-_CONVERSATION_KINDS = "('message', 'read', 'reaction')"
+_CONVERSATION_KINDS = "('message', 'read', 'reaction', 'renamed')"
 _MEMBERSHIP_KINDS = "('added', 'removed')"
 
 
@@ -144,11 +144,14 @@ class EventLog:
                 self._tables.sql(
                     "SELECT e.id, e.kind, e.conversation_id, e.message_id, e.user_id, e.emoji, "
                     "e.action, e.created_at_ms, g.id, g.conversation_id, g.sender_id, "
-                    "g.sender_name, g.client_message_id, g.text, g.created_at_ms "
+                    "g.sender_name, g.client_message_id, g.text, g.created_at_ms, c.title "
                     "FROM {p}events e "
                     "JOIN {p}members m ON m.conversation_id = e.conversation_id "
                     "AND m.user_id = ? "
                     "LEFT JOIN {p}messages g ON g.id = e.message_id AND e.kind = 'message' "
+                    # (a rename carries the title the conversation has now)
+                    "LEFT JOIN {p}conversations c ON c.id = e.conversation_id "
+                    "AND e.kind = 'renamed' "
                     # (a message deleted by MESSAGE_RETENTION_DAYS is not announced)
                     "WHERE e.id > ? AND e.id <= ? AND (e.kind <> 'message' OR g.id IS NOT NULL) "
                     f"AND e.kind IN {_CONVERSATION_KINDS} "
@@ -285,8 +288,9 @@ class EventLog:
             emoji=None if row[5] is None else str(row[5]),
             action=action,  # type: ignore[arg-type]
             created_at_ms=int(row[7]),
-            message=self._tables.message(row[8:]) if row[8] is not None else None,
+            message=self._tables.message(row[8:15]) if row[8] is not None else None,
             reactions=reactions.get(int(row[3]), ()) if row[8] is not None else (),
+            title=None if row[15] is None else str(row[15]),
         )
 
 

@@ -55,6 +55,15 @@ async def leave(call: Call) -> Reply:
 # -- both transports ----------------------------------------------------------------------
 
 
+async def update_conversation(call: Call) -> Reply:
+    """conversation:update (PATCH over REST): a member renames the conversation."""
+    fields = v.payload(call.data)
+    conversation_id = v.conversation_id(fields)
+    title = v.new_title(fields)
+    changed = await call.chat.conversations.rename(call.actor(), conversation_id, title)
+    return {"conversationId": conversation_id, "title": title, "changed": changed}
+
+
 async def send(call: Call) -> Reply:
     fields = v.payload(call.data)
     conversation_id = v.conversation_id(fields)
@@ -200,6 +209,9 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(events.CONVERSATION_JOIN, join, events=(SocketEvent(events.CONVERSATION_JOIN),)),
     Operation(events.CONVERSATION_LEAVE, leave,
               events=(SocketEvent(events.CONVERSATION_LEAVE),)),
+    Operation(events.CONVERSATION_UPDATE, update_conversation,
+              events=(SocketEvent(events.CONVERSATION_UPDATE),),
+              rest=RestRoute("PATCH", CONVERSATION, body=True)),
     Operation(events.MESSAGE_SEND, send, events=(SocketEvent(events.MESSAGE_SEND),),
               rest=RestRoute("POST", CONVERSATION + "/messages",
                              status=_created_unless_duplicate, body=True),

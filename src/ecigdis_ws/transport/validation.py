@@ -146,6 +146,16 @@ def title(data: dict[str, Any]) -> str:
     return encodable(value, "title")
 
 
+def new_title(data: dict[str, Any]) -> str:
+    """A conversation's new title: required, not blank, at most MAX_TITLE_LENGTH."""
+    if "title" not in data:
+        raise invalid("title is required")
+    value = title(data)
+    if not value.strip():
+        raise invalid("title must not be blank")
+    return value
+
+
 def member_ids(data: dict[str, Any], id_type: UserIdType) -> list[UserId]:
     members = data.get("members", [])
     if not isinstance(members, list):  # (how many: MAX_CONVERSATION_MEMBERS, in the service)
