@@ -52,6 +52,8 @@ export { ChatError };
  * @typedef {import('./types.js').MemberEvent} MemberEvent
  * @typedef {import('./types.js').ConversationAddedEvent} ConversationAddedEvent
  * @typedef {import('./types.js').ConversationRemovedEvent} ConversationRemovedEvent
+ * @typedef {import('./types.js').ConversationUpdatedEvent} ConversationUpdatedEvent
+ * @typedef {import('./types.js').ConversationUpdate} ConversationUpdate
  * @typedef {import('./types.js').JoinResult} JoinResult
  * @typedef {import('./types.js').ConnectionState} ConnectionState
  * @typedef {import('./types.js').StateEvent} StateEvent
@@ -178,6 +180,7 @@ export class ChatManager extends Emitter {
       'member:removed': (data) => this._conversations.onMemberRemoved(data, this.identity),
       'conversation:added': (data) => this._onConversation('conversationAdded', data),
       'conversation:removed': (data) => this._conversations.onRemovedFrom(data),
+      'conversation:updated': (data) => this._onConversation('conversationUpdated', data),
     }));
   }
 
@@ -314,8 +317,8 @@ export class ChatManager extends Emitter {
   }
 
   /**
-   * We became a member (the page decides whether to join it).
-   * @param {'conversationAdded'} event @param {any} data
+   * We became a member (the page decides whether to join it), or a member renamed one.
+   * @param {'conversationAdded' | 'conversationUpdated'} event @param {any} data
    */
   _onConversation(event, data) {
     if (isObject(data) && Number.isSafeInteger(data.conversationId)) this._emit(event, /** @type {any} */ (data));
@@ -397,6 +400,17 @@ export class ChatManager extends Emitter {
   async react(conversationId, messageId, emoji) {
     const { action } = await this._call('message:react', { conversationId, messageId, emoji });
     return { action };
+  }
+
+  /**
+   * Rename a conversation (any member may). Not queued. The other members hear
+   * `conversationUpdated`; the same title again resolves `changed: false`.
+   * @param {number} conversationId
+   * @param {{title: string}} changes
+   * @returns {Promise<ConversationUpdate>}
+   */
+  async updateConversation(conversationId, changes) {
+    return this._call('conversation:update', { conversationId, title: changes.title });
   }
 
   // -- typing and presence ------------------------------------------------------------

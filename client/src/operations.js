@@ -13,7 +13,7 @@ import { isObject } from './util.js';
 
 /**
  * @typedef {object} HttpForm  The REST request of an operation (docs/openapi.yaml).
- * @property {'GET' | 'POST'} method
+ * @property {'GET' | 'POST' | 'PATCH'} method
  * @property {string} path          below the API root; `{field}` is that payload field
  * @property {string[]} [query]     payload fields sent in the query string, those given
  * @property {string[]} [body]      payload fields sent as the JSON body, those given
@@ -56,6 +56,11 @@ export const OPERATIONS = Object.freeze({
     event: 'presence:request',
     fields: ['conversationId'],
     http: { method: 'GET', path: '/presence', query: ['conversationId'] },
+  },
+  'conversation:update': {
+    event: 'conversation:update',
+    fields: ['conversationId', 'title'],
+    http: { method: 'PATCH', path: '/conversations/{conversationId}', body: ['title'] },
   },
 
   // -- socket only: over HTTP there is no room (the long-poll carries every

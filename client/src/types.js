@@ -89,6 +89,16 @@
  * @property {number} conversationId
  * @property {UserId | null} removedBy    null: the main site removed us
  *
+ * @typedef {object} ConversationUpdatedEvent  A member renamed a conversation (`conversation:updated`).
+ * @property {number} conversationId
+ * @property {string} title              the new title
+ * @property {UserId} updatedBy           who renamed it
+ *
+ * @typedef {object} ConversationUpdate  What `updateConversation()` resolves with.
+ * @property {number} conversationId
+ * @property {string} title
+ * @property {boolean} changed           false: it had that title already (no one was told)
+ *
  * @typedef {object} JoinResult  What `join()` resolves with.
  * @property {number} conversationId
  * @property {UserId[]} onlineUserIds    empty over HTTP (ask requestPresence(conversationId) there)
@@ -118,6 +128,7 @@
  * @property {MemberEvent} removed  the main site removed a member (maybe us) from a conversation
  * @property {ConversationAddedEvent} conversationAdded  we became a member of a conversation
  * @property {ConversationRemovedEvent} conversationRemoved  we were removed from a conversation
+ * @property {ConversationUpdatedEvent} conversationUpdated  a member renamed a conversation
  * @property {{cursor: string | null}} resync  the long-poll's cursor was older than the server
  *                                       keeps: missed messages came from history
  * @property {ChatErrorInfo} error
