@@ -17,21 +17,24 @@
 //
 // The page listens with `on(event, listener)`; see the README for the events.
 //
-// This module is the facade: the public API, the connection state, and which
-// transport carries the session. The work is in modules of its own: operations.js
-// (each operation's socket event and REST form, declared once), socket-transport.js
-// and http-transport.js (`call()` and their lifecycles), outbox.js, conversations.js
-// and presence.js.
+// This module is the facade: the public API, the connection state, which transport
+// carries the session, and the wiring of the parts (at the end). The work is in
+// modules of its own: operations.js (each operation's socket event and REST form,
+// declared once), socket-transport.js and http-transport.js (`call()` and their
+// lifecycles), outbox.js, conversations.js (with read-marks.js) and presence.js;
+// options.js completes and checks the options.
 
 import { Conversations } from './conversations.js';
 import { Emitter } from './emitter.js';
 import { ChatError } from './errors.js';
 import { HttpTransport } from './http-transport.js';
+import { resolveOptions, retryDelay } from './options.js';
 import { Outbox } from './outbox.js';
 import { Presence } from './presence.js';
+import { sendReadMark } from './read-marks.js';
 import { SocketTransport } from './socket-transport.js';
 import { TokenSource } from './tokens.js';
-import { httpBase, identityFromToken, isObject, jittered, newMessageId } from './util.js';
+import { identityFromToken, isObject, newMessageId } from './util.js';
 
 export { ChatError };
 
@@ -64,57 +67,25 @@ export { ChatError };
 
 /** @typedef {SocketTransport | HttpTransport} Transport */
 
-const DEFAULTS = {
-  fallbackAfterErrors: 3,
-  fallbackAfterMs: 10000,
-  ackTimeoutMs: 10000,
-  typingThrottleMs: 2000,
-  typingIdleMs: 3000,
-  pollTimeoutMs: 35000,
-  retryDelayMs: 500,
-  maxRetryDelayMs: 8000,
-  reconnectDelayMs: 1000,
-  maxReconnectDelayMs: 5000,
-  // A server restart drops every page at once; with delays varied by ± half, their
-  // reconnects spread over a second instead of arriving in one burst per back-off step.
-  reconnectJitter: 0.5,
-};
-
 export class ChatManager extends Emitter {
   /** @param {ChatManagerOptions} [options] */
   constructor(options = {}) {
     super();
-    const origin = globalThis.location ? globalThis.location.origin : '';
+    const resolved = resolveOptions(options);
     /** @type {string} */
-    this.wsServer = options.wsServer || origin;
-    const fallback = options.httpFallback ?? true;
+    this.wsServer = resolved.wsServer;
     /** @type {string | null} the REST API root, or null without a fallback */
-    this.httpFallback = fallback === false ? null
-      : typeof fallback === 'string' ? fallback.replace(/\/+$/, '')
-        : `${httpBase(this.wsServer)}/api/messenger`;
+    this.httpFallback = resolved.httpFallback;
     /** @type {string | null} */
-    this.mainSiteUrl = options.mainSiteUrl ? options.mainSiteUrl.replace(/\/+$/, '') : null;
-    this._options = { ...DEFAULTS, ...options };
-    /** @type {Record<string, unknown>} socket.io-client's options: ours, socketOptions over them */
-    this._ioOptions = {
-      reconnectionDelay: this._options.reconnectDelayMs,
-      reconnectionDelayMax: this._options.maxReconnectDelayMs,
-      randomizationFactor: this._options.reconnectJitter,
-      ...(this._options.socketOptions || {}),
-    };
-    const jitter = this._ioOptions.randomizationFactor;
-    if (typeof jitter !== 'number' || !(jitter > 0 && jitter < 1)) {
-      throw new RangeError(`reconnectJitter (socket.io's randomizationFactor) must be above 0 and below 1, not ${String(jitter)}: `
-        + 'without it every page reconnects in the same instant after a server restart');
-    }
-    this._jitter = jitter;
+    this.mainSiteUrl = resolved.mainSiteUrl;
+    this._options = resolved.settings;
+    this._ioOptions = resolved.ioOptions;
+    this._jitter = resolved.jitter;
     /** @type {typeof fetch} */
     const fetcher = options.fetch || ((input, init) => globalThis.fetch(input, init));
-    const tokens = new TokenSource({
+    this._tokens = new TokenSource({
       token: options.token, getToken: options.getToken, mainSiteUrl: this.mainSiteUrl, fetch: fetcher,
     });
-    this._tokens = tokens;
-
     /** @type {ConnectionState} */
     this.state = 'idle';
     /** @type {'websocket' | 'polling' | 'http' | null} the transport last announced */
@@ -122,69 +93,27 @@ export class ChatManager extends Emitter {
     /** @type {Identity | null} who the server says we are */
     this.identity = null;
 
-    const settings = this._options;
+    /** @param {any} event @param {any} data */
+    const emit = (event, data) => this._emit(event, data);
     /** @param {number} failures */
-    const retryDelay = (failures) => this._retryDelay(failures);
-    /** @param {string} event @param {any} data */
-    const dispatch = (event, data) => this._dispatch(event, data);
-    this._sockets = new SocketTransport({
-      tokens, options: settings, canFallBack: this.httpFallback !== null, retryDelay, dispatch,
-      closed: () => this.state === 'closed',
-      emit: (event, data) => this._emit(event, data),
-      onReady: (identity, refresh) => this._onSocketReady(identity, refresh),
-      onDown: () => this._setState('offline'),
-      onConnectFailed: () => {
-        if (!this._http.running) this._setState('offline');
-      },
-      onUpgrade: () => {
-        if (this.state === 'online') this._setState('online'); // announces the new transport
-      },
-      onUnauthorized: () => this._setState('unauthorized'),
-      onUnreachable: () => this._enterFallback(),
-    });
-    this._http = new HttpTransport({
-      base: this.httpFallback, tokens, fetch: fetcher, options: settings, retryDelay, dispatch,
-      catchUp: (signal) => this._conversations.catchUpAll(signal),
-      onCaughtUp: (signal) => this._onFallbackRunning(signal),
-      onFailing: () => {
-        if (this.state === 'fallback') this._setState('offline');
-      },
-      onResync: (cursor) => this._emit('resync', { cursor }),
-    });
+    const delay = (failures) => this._retryDelay(failures);
+    this._sockets = new SocketTransport(socketHost(this));
+    this._http = new HttpTransport(httpHost(this, fetcher));
     this._conversations = new Conversations({
-      socket: this._sockets, http: this._http, hasHttp: this.httpFallback !== null, retryDelay,
-      emit: (event, data) => this._emit(event, data),
+      socket: this._sockets, http: this._http, hasHttp: this.httpFallback !== null, retryDelay: delay, emit,
     });
     this._outbox = new Outbox({
-      channel: () => this._sendChannel(), identity: () => this.identity, retryDelay,
-      emit: (event, data) => this._emit(event, data),
+      channel: () => this._sendChannel(), identity: () => this.identity, retryDelay: delay, emit,
       onSent: (message) => this._conversations.onMessage(message),
     });
-    this._presence = new Presence({
-      channel: () => this._active(), options: settings, emit: (event, data) => this._emit(event, data),
-    });
-    /**
-     * The server's events, from the socket and the long-poll alike, and what the page
-     * hears of each. A Map: an event name from the wire is never an Object property.
-     * @type {Map<string, (data: any) => void>}
-     */
-    this._handlers = new Map(Object.entries({
-      'message:new': (data) => this._conversations.onMessage(data),
-      'typing:indicator': (data) => this._emit('typing', data),
-      'message:read-receipt': (data) => this._emit('read', data),
-      'message:reaction': (data) => this._emit('reaction', data),
-      'user:online': (data) => this._presence.online(data),
-      'user:offline': (data) => this._presence.offline(data),
-      'user:joined': (data) => this._emit('joined', data),
-      'user:left': (data) => this._emit('left', data),
-      'member:removed': (data) => this._conversations.onMemberRemoved(data, this.identity),
-      'conversation:added': (data) => this._onConversation('conversationAdded', data),
-      'conversation:removed': (data) => this._conversations.onRemovedFrom(data),
-      'conversation:updated': (data) => this._onConversation('conversationUpdated', data),
-    }));
+    this._presence = new Presence({ channel: () => this._active(), options: this._options, emit });
+    this._handlers = serverEvents(this);
   }
 
-  /** The socket.io-client socket, once connect() made it (for a look from the console). */
+  /**
+   * The socket.io-client socket, once connect() made it (for a look from the console).
+   * @returns {import('socket.io-client').Socket | null}
+   */
   get _socket() {
     return this._sockets.socket;
   }
@@ -233,14 +162,9 @@ export class ChatManager extends Emitter {
     return transport.call(name, payload);
   }
 
-  /**
-   * The wait before retry number `failures`: doubling from retryDelayMs up to
-   * maxRetryDelayMs, jittered like the socket's reconnects.
-   * @param {number} failures @returns {number}
-   */
+  /** The wait before retry number `failures` (options.js). @param {number} failures @returns {number} */
   _retryDelay(failures) {
-    const delay = Math.min(this._options.retryDelayMs * 2 ** Math.max(0, failures - 1), this._options.maxRetryDelayMs);
-    return jittered(delay, this._jitter);
+    return retryDelay(this._options, this._jitter, failures);
   }
 
   // -- connecting -----------------------------------------------------------------
@@ -279,49 +203,6 @@ export class ChatManager extends Emitter {
     const error = new ChatError('CLOSED', 'the ChatManager was closed');
     this._outbox.close(error);
     this._conversations.closeAll(error);
-  }
-
-  /** The socket is authenticated: it carries the session. @param {Identity} identity @param {boolean} refresh */
-  _onSocketReady(identity, refresh) {
-    this.identity = identity;
-    this._http.stop();
-    this._setState('online');
-    this._emit('authenticated', identity);
-    if (refresh) {
-      this._outbox.kick(); // a fresh token on a live socket: its rooms are kept
-      return;
-    }
-    this._resyncSocket();
-  }
-
-  /** Rejoin every open conversation with `since`, send pending read marks, then the outbox. */
-  async _resyncSocket() {
-    await this._conversations.rejoinAll();
-    await this._conversations.sendReads(this._sockets, () => this._sockets.ready);
-    this._outbox.kick();
-  }
-
-  _enterFallback() {
-    if (!this.httpFallback || this._http.running || this._sockets.ready || this.state === 'closed') return;
-    if (this.state === 'unauthorized') return;
-    this._http.start();
-  }
-
-  /** The fallback caught up: it carries the session until the socket is back. @param {AbortSignal} signal */
-  async _onFallbackRunning(signal) {
-    if (!this.identity && this._tokens.token) this.identity = identityFromToken(this._tokens.token);
-    this._setState('fallback');
-    this._presence.refresh(this._http, signal);
-    await this._conversations.sendReads(this._http);
-    this._outbox.kick();
-  }
-
-  /**
-   * We became a member (the page decides whether to join it), or a member renamed one.
-   * @param {'conversationAdded' | 'conversationUpdated'} event @param {any} data
-   */
-  _onConversation(event, data) {
-    if (isObject(data) && Number.isSafeInteger(data.conversationId)) this._emit(event, /** @type {any} */ (data));
   }
 
   // -- conversations and messages ------------------------------------------------------
@@ -387,7 +268,7 @@ export class ChatManager extends Emitter {
   async markRead(conversationId, messageId) {
     const conversation = this._conversations.markRead(conversationId, messageId);
     const transport = this._sendChannel();
-    if (transport) await this._conversations.sendRead(conversation, transport);
+    if (transport) await sendReadMark(conversation, transport);
   }
 
   /**
@@ -472,6 +353,108 @@ export class ChatManager extends Emitter {
   history(conversationId, options = {}) {
     return this._conversations.history(conversationId, options);
   }
+}
+
+// -- the wiring: what ChatManager does on each transport's lifecycle event, and
+// with each server event --------------------------------------------------------------
+
+/** @param {ChatManager} manager @returns {import('./socket-transport.js').SocketHost} */
+function socketHost(manager) {
+  return {
+    tokens: manager._tokens,
+    options: manager._options,
+    canFallBack: manager.httpFallback !== null,
+    retryDelay: (failures) => manager._retryDelay(failures),
+    dispatch: (event, data) => manager._dispatch(event, data),
+    closed: () => manager.state === 'closed',
+    emit: (event, data) => manager._emit(event, data),
+    onReady: (identity, refresh) => {
+      // The socket is authenticated: it carries the session.
+      manager.identity = identity;
+      manager._http.stop();
+      manager._setState('online');
+      manager._emit('authenticated', identity);
+      if (refresh) {
+        manager._outbox.kick(); // a fresh token on a live socket: its rooms are kept
+        return;
+      }
+      resyncSocket(manager);
+    },
+    onDown: () => manager._setState('offline'),
+    onConnectFailed: () => {
+      if (!manager._http.running) manager._setState('offline');
+    },
+    onUpgrade: () => {
+      if (manager.state === 'online') manager._setState('online'); // announces the new transport
+    },
+    onUnauthorized: () => manager._setState('unauthorized'),
+    onUnreachable: () => {
+      const { state } = manager;
+      if (!manager.httpFallback || manager._http.running || manager._sockets.ready) return;
+      if (state !== 'closed' && state !== 'unauthorized') manager._http.start();
+    },
+  };
+}
+
+/** Rejoin every open conversation with `since`, send pending read marks, then the outbox. @param {ChatManager} manager */
+async function resyncSocket(manager) {
+  await manager._conversations.rejoinAll();
+  await manager._conversations.sendReads(manager._sockets, () => manager._sockets.ready);
+  manager._outbox.kick();
+}
+
+/** @param {ChatManager} manager @param {typeof fetch} fetcher @returns {import('./http-transport.js').HttpHost} */
+function httpHost(manager, fetcher) {
+  return {
+    base: manager.httpFallback,
+    tokens: manager._tokens,
+    fetch: fetcher,
+    options: manager._options,
+    retryDelay: (failures) => manager._retryDelay(failures),
+    dispatch: (event, data) => manager._dispatch(event, data),
+    catchUp: (signal) => manager._conversations.catchUpAll(signal),
+    onCaughtUp: async (signal) => {
+      // The fallback caught up: it carries the session until the socket is back.
+      const { token } = manager._tokens;
+      if (!manager.identity && token) manager.identity = identityFromToken(token);
+      manager._setState('fallback');
+      manager._presence.refresh(manager._http, signal);
+      await manager._conversations.sendReads(manager._http);
+      manager._outbox.kick();
+    },
+    onFailing: () => {
+      if (manager.state === 'fallback') manager._setState('offline');
+    },
+    onResync: (cursor) => manager._emit('resync', { cursor }),
+  };
+}
+
+/**
+ * The server's events, from the socket and the long-poll alike, and what the page
+ * hears of each. A Map: an event name from the wire is never an Object property.
+ * @param {ChatManager} manager @returns {Map<string, (data: any) => void>}
+ */
+function serverEvents(manager) {
+  const conversations = manager._conversations;
+  /** @param {'conversationAdded' | 'conversationUpdated'} event @param {any} data */
+  const aboutConversation = (event, data) => {
+    // We became a member (the page decides whether to join it), or a member renamed one.
+    if (isObject(data) && Number.isSafeInteger(data.conversationId)) manager._emit(event, /** @type {any} */ (data));
+  };
+  return new Map(Object.entries({
+    'message:new': (/** @type {any} */ data) => conversations.onMessage(data),
+    'typing:indicator': (/** @type {any} */ data) => manager._emit('typing', data),
+    'message:read-receipt': (/** @type {any} */ data) => manager._emit('read', data),
+    'message:reaction': (/** @type {any} */ data) => manager._emit('reaction', data),
+    'user:online': (/** @type {any} */ data) => manager._presence.online(data),
+    'user:offline': (/** @type {any} */ data) => manager._presence.offline(data),
+    'user:joined': (/** @type {any} */ data) => manager._emit('joined', data),
+    'user:left': (/** @type {any} */ data) => manager._emit('left', data),
+    'member:removed': (/** @type {any} */ data) => conversations.onMemberRemoved(data, manager.identity),
+    'conversation:added': (/** @type {any} */ data) => aboutConversation('conversationAdded', data),
+    'conversation:removed': (/** @type {any} */ data) => conversations.onRemovedFrom(data),
+    'conversation:updated': (/** @type {any} */ data) => aboutConversation('conversationUpdated', data),
+  }));
 }
 
 export default ChatManager;

@@ -4,6 +4,7 @@
 // kept until a transport takes them.
 
 import { ChatError, finalHttpRefusal, RETRYABLE } from './errors.js';
+import { keepReadMark, sendReadMark } from './read-marks.js';
 import { isObject, messagesOf } from './util.js';
 
 /** @typedef {import('./types.js').ChatErrorInfo} ChatErrorInfo */
@@ -336,34 +337,17 @@ export class Conversations {
 
   // -- read marks -----------------------------------------------------------------------
 
-  /**
-   * Keep a read mark (it never moves back) until sent.
-   * @param {number} id @param {number} messageId @returns {Conversation}
-   */
+  /** @param {number} id @param {number} messageId @returns {Conversation} the conversation, its mark kept */
   markRead(id, messageId) {
     const conversation = this.get(id);
-    if (conversation.readUpTo === null || messageId > conversation.readUpTo) conversation.readUpTo = messageId;
+    keepReadMark(conversation, messageId);
     return conversation;
   }
 
   /** Every read mark still to send, over `transport`. @param {Transport} transport @param {() => boolean} [still] */
   async sendReads(transport, still = () => true) {
     for (const conversation of this._byId.values()) {
-      if (conversation.readUpTo !== null && still()) await this.sendRead(conversation, transport);
+      if (conversation.readUpTo !== null && still()) await sendReadMark(conversation, transport);
     }
-  }
-
-  /** @param {Conversation} conversation @param {Transport} transport */
-  async sendRead(conversation, transport) {
-    const messageId = conversation.readUpTo;
-    if (messageId === null) return;
-    try {
-      await transport.call('message:read', { conversationId: conversation.id, messageId });
-    } catch (error) {
-      // Kept in readUpTo, to send again on the next (re)connection: unless the socket's
-      // server refused it for good (a REST refusal was kept as well, as before).
-      if (!(error instanceof ChatError) || RETRYABLE.has(error.code) || error.status !== undefined) return;
-    }
-    if (conversation.readUpTo === messageId) conversation.readUpTo = null;
   }
 }
