@@ -47,7 +47,8 @@ async def test_a_rename_over_the_socket_and_one_over_rest_reach_the_other_page(
         "conversationId": lobby, "title": "Coffee room", "changed": True}
     [heard] = await alice.wait_for(UPDATED, 1)
     assert heard == {"conversationId": lobby, "title": "Coffee room", "updatedBy": bob_me["userId"]}
-    patched = [url for url in await bob.requests() if url.endswith(f"/api/messenger/conversations/{lobby}")]
+    renamed_at = f"/api/messenger/conversations/{lobby}"
+    patched = [url for url in await bob.requests() if url.endswith(renamed_at)]
     assert patched, "Bob's rename went over REST"
     # A REST request has no socket to leave out: Bob's long-poll brings his own too.
     assert (await bob.wait_for(UPDATED, 2))[1] == heard
@@ -57,6 +58,7 @@ async def test_a_rename_over_the_socket_and_one_over_rest_reach_the_other_page(
     assert await rename(alice, lobby, "Coffee room") == {
         "conversationId": lobby, "title": "Coffee room", "changed": False}
     await rename(alice, lobby, "Tea room")
-    assert [u["title"] for u in await bob.wait_for(UPDATED, 3)] == ["Tea room", "Coffee room", "Tea room"]
+    titles = [update["title"] for update in await bob.wait_for(UPDATED, 3)]
+    assert titles == ["Tea room", "Coffee room", "Tea room"]
     assert len(await alice.eval("() => window.updates")) == 1
     assert await page_errors(alice) == [] and await page_errors(bob) == []
