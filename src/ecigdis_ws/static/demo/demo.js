@@ -6,42 +6,13 @@
 //   ?fallbackAfterErrors=N, ?ackTimeoutMs=MS, ?reconnectDelayMax=MS   ChatManager and
 //                       socket.io-client options
 import { ChatManager } from '/client/chat-manager.js';
+import { $, conversation, isMe, key, nameOf, showError, view } from './state.js';
+import {
+  applyReaction, clearMessages, insertMessage, placeReceipt, renameReaders, renderMessages, seedReactions, showOutgoing,
+} from './messages.js';
 
-const $ = (selector) => document.querySelector(selector);
 const params = new URLSearchParams(location.search);
-const REACTIONS = ['👍', '❤️', '😂'];
-
-/** Everything the page shows, kept in one place. */
-const view = {
-  me: null, // { userId, name }
-  manager: null,
-  active: null, // conversation id shown
-  conversations: new Map(), // id -> { id, title, unread, messages: Map(id -> message), readers: Map(userId -> messageId), typing: Set, loaded }
-  names: new Map(), // userId (as text) -> name
-  online: new Map(), // userId (as text) -> { userId, name }
-  pending: new Map(), // messageId (as text) -> { conversationId, text, status }
-  reactions: new Map(), // message id -> Map(emoji -> Set(userId as text))
-  authentications: 0, // sessions the server confirmed (a refreshed token adds one)
-  delivered: [], // ids of the messages ChatManager delivered, in order (each should come once)
-};
 window.demo = view; // for a look from the console (and the browser tests)
-
-const key = (userId) => String(userId);
-const isMe = (userId) => view.me !== null && key(userId) === key(view.me.userId);
-const nameOf = (userId) => view.names.get(key(userId)) || `user ${userId}`;
-
-function conversation(id) {
-  let entry = view.conversations.get(id);
-  if (!entry) {
-    entry = { id, title: '', unread: 0, messages: new Map(), readers: new Map(), typing: new Set(), loaded: false, unreadHistory: false };
-    view.conversations.set(id, entry);
-  }
-  return entry;
-}
-
-function showError(where, error) {
-  $(where).textContent = error ? `${error.code ? `${error.code}: ` : ''}${error.message || error}` : '';
-}
 
 // -- signing in ------------------------------------------------------------------------
 
@@ -166,7 +137,7 @@ function conversationRemoved({ conversationId }) {
     } else {
       view.active = null;
       $('#conversation-title').textContent = '';
-      $('#messages').replaceChildren();
+      clearMessages();
     }
   }
   renderConversations();
@@ -188,7 +159,6 @@ async function open(id) {
     // Without the REST API: replay the whole conversation over the socket.
     await manager.join(id, { since: 0 }).catch((joinError) => showError('#chat-error', joinError));
   }
-  if (view.active === id) renderMessages();
 }
 
 function wire(manager) {
@@ -216,7 +186,7 @@ function wire(manager) {
     const id = key(item.messageId);
     if (item.status === 'sent') view.pending.delete(id);
     else view.pending.set(id, item);
-    if (item.conversationId === view.active) renderMessages();
+    if (item.conversationId === view.active) showOutgoing(id, item);
   });
   manager.on('typing', ({ conversationId, userId, isTyping }) => {
     if (isMe(userId)) return;
@@ -230,7 +200,7 @@ function wire(manager) {
     const entry = conversation(conversationId);
     const before = entry.readers.get(key(userId)) || 0;
     entry.readers.set(key(userId), Math.max(before, messageId));
-    if (conversationId === view.active) renderReceipts();
+    if (conversationId === view.active) placeReceipt(entry, key(userId));
   });
   manager.on('reaction', ({ messageId, userId, emoji, action }) => {
     applyReaction(messageId, userId, emoji, action);
@@ -243,6 +213,13 @@ function wire(manager) {
   });
   manager.on('conversationAdded', conversationAdded);
   manager.on('conversationRemoved', conversationRemoved);
+  manager.on('conversationUpdated', ({ conversationId, title }) => {
+    const entry = view.conversations.get(conversationId);
+    if (!entry) return;
+    entry.title = title;
+    renderConversations();
+    if (view.active === conversationId) $('#conversation-title').textContent = title;
+  });
   manager.on('error', (error) => showError('#chat-error', error));
 }
 
@@ -273,7 +250,7 @@ function addMessage(message, live) {
   if (Array.isArray(message.reactions)) seedReactions(message.id, message.reactions);
   view.pending.delete(key(message.messageId));
   if (message.conversationId === view.active) {
-    renderMessages();
+    insertMessage(entry, message);
     markRead();
   } else if (live && !isMe(message.userId)) {
     entry.unread += 1;
@@ -292,38 +269,6 @@ function markRead() {
   }
 }
 document.addEventListener('visibilitychange', markRead);
-
-function applyReaction(messageId, userId, emoji, action) {
-  let byEmoji = view.reactions.get(messageId);
-  if (!byEmoji) {
-    byEmoji = new Map();
-    view.reactions.set(messageId, byEmoji);
-  }
-  let users = byEmoji.get(emoji);
-  if (!users) {
-    users = new Set();
-    byEmoji.set(emoji, users);
-  }
-  if (action === 'added') users.add(key(userId));
-  else users.delete(key(userId));
-  const element = document.querySelector(`#messages li[data-id="${messageId}"] .reactions`);
-  if (element) renderReactions(element, messageId);
-}
-
-function seedReactions(messageId, reactions) {
-  const byEmoji = new Map();
-  for (const { emoji, userIds } of reactions) byEmoji.set(emoji, new Set(userIds.map(key)));
-  view.reactions.set(messageId, byEmoji);
-}
-
-async function react(messageId, emoji) {
-  try {
-    const { action } = await view.manager.react(view.active, messageId, emoji);
-    applyReaction(messageId, view.me.userId, emoji, action);
-  } catch (error) {
-    showError('#chat-error', error);
-  }
-}
 
 // -- rendering --------------------------------------------------------------------------
 
@@ -347,7 +292,7 @@ function renderConversations() {
 }
 
 function renderOnline(note) {
-  renderReceipts(); // a reader's name may have come with presence: "Seen by Bob", not "user 7"
+  renameReaders(); // a reader's name may have come with presence: "Seen by Bob", not "user 7"
   const list = $('#online');
   list.replaceChildren();
   $('#online-count').textContent = view.online.size ? `(${view.online.size})` : '';
@@ -392,106 +337,6 @@ function show(id) {
   open(id);
   markRead();
 }
-
-function renderMessages() {
-  const entry = view.conversations.get(view.active);
-  const list = $('#messages');
-  if (!entry) return;
-  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-  list.replaceChildren();
-  const stored = [...entry.messages.values()].sort((a, b) => a.id - b.id);
-  for (const message of stored) list.append(messageElement(message));
-  for (const [messageId, item] of view.pending) {
-    if (item.conversationId !== view.active) continue;
-    list.append(messageElement({
-      messageId, text: item.text, userId: view.me.userId, senderName: view.me.name,
-    }, item.status));
-  }
-  renderReceipts();
-  if (atBottom || stored.length < 20) list.scrollTop = list.scrollHeight;
-}
-
-function messageElement(message, status) {
-  const item = document.createElement('li');
-  item.className = 'message';
-  item.classList.toggle('mine', isMe(message.userId));
-  item.dataset.messageId = key(message.messageId);
-  const meta = document.createElement('div');
-  meta.className = 'meta';
-  const sender = document.createElement('span');
-  sender.className = 'sender';
-  sender.textContent = message.senderName;
-  const time = document.createElement('time');
-  meta.append(sender, time);
-  const text = document.createElement('div');
-  text.className = 'text';
-  text.textContent = message.text;
-  item.append(meta, text);
-  if (status) {
-    item.classList.add(status === 'failed' ? 'failed' : 'pending');
-    const note = document.createElement('span');
-    note.className = 'status';
-    note.textContent = status === 'failed' ? 'not sent' : status === 'sending' ? 'sending…' : 'queued (offline)';
-    item.append(note);
-    return item;
-  }
-  item.dataset.id = String(message.id);
-  time.dateTime = message.createdAt;
-  time.textContent = new Date(message.createdAt).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-  const row = document.createElement('div');
-  row.className = 'row';
-  const reactions = document.createElement('span');
-  reactions.className = 'reactions';
-  renderReactions(reactions, message.id);
-  row.append(reactions);
-  for (const emoji of REACTIONS) {
-    const button = document.createElement('button');
-    button.type = 'button';
-    button.className = 'react';
-    button.dataset.emoji = emoji;
-    button.title = `react ${emoji}`;
-    button.textContent = `+${emoji}`;
-    button.addEventListener('click', () => react(message.id, emoji));
-    row.append(button);
-  }
-  const seen = document.createElement('div');
-  seen.className = 'seen-by';
-  item.append(row, seen);
-  return item;
-}
-
-function renderReactions(element, messageId) {
-  element.replaceChildren();
-  for (const [emoji, users] of view.reactions.get(messageId) || []) {
-    if (users.size === 0) continue;
-    const chip = document.createElement('span');
-    chip.className = 'reaction';
-    chip.classList.toggle('mine', view.me !== null && users.has(key(view.me.userId)));
-    chip.dataset.emoji = emoji;
-    chip.dataset.count = String(users.size);
-    chip.title = [...users].map(nameOf).join(', ');
-    chip.textContent = `${emoji} ${users.size}`;
-    element.append(chip);
-  }
-}
-
-/** "Seen by Bob" under the last message each reader has read. */
-function renderReceipts() {
-  const entry = view.conversations.get(view.active);
-  if (!entry) return;
-  const items = [...document.querySelectorAll('#messages li[data-id]')];
-  for (const item of items) item.querySelector('.seen-by').textContent = '';
-  const byMessage = new Map();
-  for (const [userId, upTo] of entry.readers) {
-    let target = null;
-    for (const item of items) if (Number(item.dataset.id) <= upTo) target = item;
-    if (!target) continue;
-    if (!byMessage.has(target)) byMessage.set(target, []);
-    byMessage.get(target).push(nameOf(userId));
-  }
-  for (const [item, names] of byMessage) item.querySelector('.seen-by').textContent = `Seen by ${names.sort().join(', ')}`;
-}
-
 function renderTyping() {
   const entry = view.conversations.get(view.active);
   const names = entry ? [...entry.typing].map(nameOf).sort() : [];

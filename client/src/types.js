@@ -1,0 +1,170 @@
+// The public shapes of ChatManager: what it takes, resolves and emits. JSDoc only
+// (nothing runs here); chat-manager.js re-exports each name, so the package's
+// types/chat-manager.d.ts still declares them all.
+
+/**
+ * @typedef {number | string} UserId
+ * @typedef {number | string} ClientMessageId
+ *
+ * @typedef {object} ChatMessage  A stored message (`message:new`).
+ * @property {number} id                 the server's id, growing within a conversation
+ * @property {ClientMessageId} messageId the sender's own id
+ * @property {number} conversationId
+ * @property {UserId} userId
+ * @property {string} senderName
+ * @property {string} text
+ * @property {string} createdAt          ISO-8601 UTC with milliseconds
+ * @property {ReactionCount[]} [reactions] the reactions on it when it was read from history
+ *                                       (a REST page, a replay with `since`, the long-poll);
+ *                                       absent on a live message, which has none yet. Later
+ *                                       `reaction` events apply on top (set semantics per user).
+ *
+ * @typedef {object} ReactionCount  One emoji on a message, in the order of first use.
+ * @property {string} emoji
+ * @property {number} count
+ * @property {UserId[]} userIds          who has it on, in the order they put it on
+ *
+ * @typedef {object} SendAck  What `send()` resolves with once the server stored the message.
+ * @property {ClientMessageId} messageId
+ * @property {'sent'} status
+ * @property {number} id
+ * @property {number} conversationId
+ * @property {string} createdAt
+ * @property {boolean} [duplicate]       true when an earlier attempt had stored it already
+ *
+ * @typedef {'queued' | 'sending' | 'sent' | 'failed'} OutgoingStatus
+ *
+ * @typedef {object} OutgoingEvent  A message of ours changing state (`outgoing` event).
+ * @property {ClientMessageId} messageId
+ * @property {number} conversationId
+ * @property {string} text
+ * @property {OutgoingStatus} status
+ * @property {number} [id]               the server id, once sent
+ * @property {ChatErrorInfo} [error]     why it failed, when failed
+ *
+ * @typedef {object} ChatErrorInfo
+ * @property {string} code               UNAUTHENTICATED, AUTH_FAILED, TOKEN_EXPIRED, INVALID_PAYLOAD,
+ *                                       FORBIDDEN, NOT_FOUND, RATE_LIMITED, UNAVAILABLE, INTERNAL,
+ *                                       or OFFLINE (this client could not reach the server)
+ * @property {string} message
+ * @property {string | null} [event]     the client event that failed
+ *
+ * @typedef {object} TypingEvent
+ * @property {number} conversationId
+ * @property {UserId} userId
+ * @property {boolean} isTyping
+ *
+ * @typedef {object} ReadEvent  Someone read a conversation up to a message: live
+ *   (`message:read-receipt`), or a member's read position as a join or a history page
+ *   reported it (a position never moves back, so keep the highest).
+ * @property {number} conversationId
+ * @property {number} messageId
+ * @property {UserId} userId
+ * @property {string | null} readAt      null for a position older than the server's record of it
+ *
+ * @typedef {object} ReactionEvent
+ * @property {number} conversationId
+ * @property {number} messageId
+ * @property {UserId} userId
+ * @property {string} emoji
+ * @property {'added' | 'removed'} action
+ *
+ * @typedef {object} PresenceEvent  `user:online` / `user:offline`.
+ * @property {UserId} userId
+ * @property {boolean} online
+ * @property {string} [name]
+ * @property {string} [lastSeen]
+ *
+ * @typedef {object} MemberEvent  `user:joined` / `user:left` a conversation room.
+ * @property {number} conversationId
+ * @property {UserId} userId
+ *
+ * @typedef {object} ConversationAddedEvent  We became a member (`conversation:added`).
+ * @property {number} conversationId
+ * @property {string} title
+ * @property {UserId[]} members           every member, us included
+ * @property {UserId | null} addedBy      who created it with us in it; null: the main site added us
+ *
+ * @typedef {object} ConversationRemovedEvent  We are no longer a member (`conversation:removed`).
+ * @property {number} conversationId
+ * @property {UserId | null} removedBy    null: the main site removed us
+ *
+ * @typedef {object} ConversationUpdatedEvent  A member renamed a conversation (`conversation:updated`).
+ * @property {number} conversationId
+ * @property {string} title              the new title
+ * @property {UserId} updatedBy           who renamed it
+ *
+ * @typedef {object} ConversationUpdate  What `updateConversation()` resolves with.
+ * @property {number} conversationId
+ * @property {string} title
+ * @property {boolean} changed           false: it had that title already (no one was told)
+ *
+ * @typedef {object} JoinResult  What `join()` resolves with.
+ * @property {number} conversationId
+ * @property {UserId[]} onlineUserIds    empty over HTTP (ask requestPresence(conversationId) there)
+ * @property {ReadEvent[]} reads         each member's read position (also emitted as `read`)
+ *
+ * @typedef {'idle' | 'connecting' | 'online' | 'fallback' | 'offline' | 'unauthorized' | 'closed'} ConnectionState
+ *
+ * @typedef {object} StateEvent
+ * @property {ConnectionState} state     online: socket; fallback: REST + long-poll; offline: neither yet
+ * @property {'websocket' | 'polling' | 'http' | null} transport
+ *
+ * @typedef {object} Identity
+ * @property {UserId} userId
+ * @property {string} name
+ *
+ * @typedef {object} ChatEvents  Event name → listener argument.
+ * @property {StateEvent} state
+ * @property {Identity} authenticated
+ * @property {ChatMessage} message
+ * @property {OutgoingEvent} outgoing
+ * @property {TypingEvent} typing
+ * @property {ReadEvent} read
+ * @property {ReactionEvent} reaction
+ * @property {PresenceEvent} presence
+ * @property {MemberEvent} joined
+ * @property {MemberEvent} left
+ * @property {MemberEvent} removed  the main site removed a member (maybe us) from a conversation
+ * @property {ConversationAddedEvent} conversationAdded  we became a member of a conversation
+ * @property {ConversationRemovedEvent} conversationRemoved  we were removed from a conversation
+ * @property {ConversationUpdatedEvent} conversationUpdated  a member renamed a conversation
+ * @property {{cursor: string | null}} resync  the long-poll's cursor was older than the server
+ *                                       keeps: missed messages came from history
+ * @property {ChatErrorInfo} error
+ *
+ * @typedef {object} ChatManagerOptions
+ * @property {string} [wsServer]         the chat server, e.g. 'https://chat.example.com'
+ *                                       (http/https/ws/wss); default: this page's origin
+ * @property {string | boolean} [httpFallback] the REST API root; default
+ *                                       `<wsServer as http(s)>/api/messenger`; false: no fallback
+ * @property {string} [mainSiteUrl]      the portal; without `token`/`getToken`, tokens come from
+ *                                       GET `<mainSiteUrl>/api/messenger/token` (`{ token }`,
+ *                                       with the portal's cookies)
+ * @property {string} [token]            a JWT to start with
+ * @property {() => (string | Promise<string>)} [getToken] returns a fresh JWT; called at start
+ *                                       without `token`, on TOKEN_EXPIRED and on a refused token
+ * @property {number} [fallbackAfterErrors] socket connect errors in a row before falling back to
+ *                                       HTTP (default 3)
+ * @property {number} [fallbackAfterMs]  ...or this long without a socket connection (default 10000)
+ * @property {number} [ackTimeoutMs]     an event unanswered this long is retried (default 10000)
+ * @property {number} [typingThrottleMs] at most one typing:start per conversation this often
+ *                                       (default 2000; the server's typing lasts 6000)
+ * @property {number} [typingIdleMs]     typing:stop after this long without typing() (default 3000)
+ * @property {number} [pollTimeoutMs]    a long-poll is abandoned after this long (default 35000;
+ *                                       the server holds one up to 25 s)
+ * @property {number} [retryDelayMs]     first retry delay of a failed HTTP call or send (default 500)
+ * @property {number} [maxRetryDelayMs]  retry delays double up to this (default 8000)
+ * @property {number} [reconnectDelayMs] first socket reconnect delay (default 1000; socket.io's
+ *                                       reconnectionDelay)
+ * @property {number} [maxReconnectDelayMs] reconnect delays double up to this (default 5000;
+ *                                       socket.io's reconnectionDelayMax)
+ * @property {number} [reconnectJitter]  every reconnect and retry delay varies by up to ± this
+ *                                       share of itself, at random (default 0.5; above 0, below
+ *                                       1; socket.io's randomizationFactor)
+ * @property {Record<string, unknown>} [socketOptions] passed to socket.io-client's io(), e.g.
+ *                                       { transports: ['websocket'], reconnectionDelayMax: 5000 }
+ * @property {typeof fetch} [fetch]      fetch to use for HTTP (default globalThis.fetch)
+ */
+
+export {};
