@@ -213,6 +213,10 @@ def server_env(workdir: Path, **overrides: str) -> dict[str, str]:
         # A restart should not wait for in-flight work longer than a test can.
         "SHUTDOWN_TIMEOUT_MS": "2000",
     }
+    if "PYTHONPATH" in os.environ:  # PYTHONPATH=src: a clone's code, not the venv's install
+        # (and its demo page and client bundle, which the server serves from its package)
+        paths = os.environ["PYTHONPATH"].split(os.pathsep)
+        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(path) for path in paths)
     env.update(overrides)
     return env
 
