@@ -36,6 +36,52 @@ class Identity:
     expires_at: float | None  # epoch seconds; None when the token has no exp
 
 
+Role = Literal["owner", "admin", "member"]
+ROLES: tuple[Role, ...] = ("owner", "admin", "member")
+# Characters of the quoted message a reply shows (`replyTo.excerpt`).
+REPLY_EXCERPT_CHARS = 120
+
+
+def excerpt(text: str) -> str:
+    """A quoted message's text as a reply shows it: at most REPLY_EXCERPT_CHARS."""
+    if len(text) <= REPLY_EXCERPT_CHARS:
+        return text
+    return text[:REPLY_EXCERPT_CHARS - 1] + "…"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyPreview:
+    """The message a reply quotes, as it is now: its excerpt follows its edits, and
+    is empty once it is deleted (or gone by retention, when only its id is left)."""
+
+    id: int
+    user_id: UserId | None
+    sender_name: str
+    excerpt: str
+    deleted: bool
+
+    def wire(self) -> dict[str, Any]:
+        answer: dict[str, Any] = {"id": self.id, "userId": self.user_id,
+                                  "senderName": self.sender_name, "excerpt": self.excerpt}
+        if self.deleted:
+            answer["deleted"] = True
+        return answer
+
+
+@dataclass(frozen=True, slots=True)
+class Mentions:
+    """Whom a message calls by name: members, or everyone (admins only)."""
+
+    user_ids: tuple[UserId, ...] = ()
+    everyone: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.user_ids) or self.everyone
+
+
+NO_MENTIONS = Mentions()
+
+
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
     id: int
@@ -43,12 +89,24 @@ class StoredMessage:
     user_id: UserId
     sender_name: str
     client_message_id: str
-    text: str
+    text: str  # as it is now: the latest edit's; "" once deleted
     created_at_ms: int
+    version: int = 1  # 1 until edited; each edit adds one
+    edited_at_ms: int | None = None
+    deleted_at_ms: int | None = None  # a tombstone: kept for its id's place
+    deleted_by: UserId | None = None  # (None for the server API's moderation too)
+    reply_to: ReplyPreview | None = None
+    mentions: Mentions = NO_MENTIONS
+
+    @property
+    def deleted(self) -> bool:
+        return self.deleted_at_ms is not None
 
     def wire(self, client_id: ClientMessageId | None = None) -> dict[str, Any]:
-        """The `message:new` payload; `client_id` is the id as the client sent it."""
-        return {
+        """The `message:new` payload; `client_id` is the id as the client sent it.
+        A plain message is the Node server's shape exactly: the fields of edits,
+        deletions, replies and mentions appear only on a message that has them."""
+        wire: dict[str, Any] = {
             "id": self.id,
             "messageId": self.client_message_id if client_id is None else client_id,
             "conversationId": self.conversation_id,
@@ -57,6 +115,20 @@ class StoredMessage:
             "text": self.text,
             "createdAt": iso_ms(self.created_at_ms),
         }
+        if self.edited_at_ms is not None:
+            wire["editedAt"] = iso_ms(self.edited_at_ms)
+            wire["version"] = self.version
+        if self.reply_to is not None:
+            wire["replyTo"] = self.reply_to.wire()
+        if self.mentions.user_ids:
+            wire["mentions"] = list(self.mentions.user_ids)
+        if self.mentions.everyone:
+            wire["mentionsEveryone"] = True
+        if self.deleted_at_ms is not None:
+            wire["deleted"] = True
+            wire["deletedAt"] = iso_ms(self.deleted_at_ms)
+            wire["deletedBy"] = self.deleted_by
+        return wire
 
     def ack(self, duplicate: bool, client_id: ClientMessageId | None = None) -> dict[str, Any]:
         """The `message:ack` payload for a stored message."""
@@ -70,6 +142,52 @@ class StoredMessage:
         if duplicate:
             reply["duplicate"] = True
         return reply
+
+
+def message_updated_wire(message: StoredMessage) -> dict[str, Any]:
+    """The `message:updated` payload: an edit, live and in every replay, with the
+    message's text as it is now."""
+    return {
+        "id": message.id,
+        "conversationId": message.conversation_id,
+        "text": message.text,
+        "editedAt": None if message.edited_at_ms is None else iso_ms(message.edited_at_ms),
+        "version": message.version,
+    }
+
+
+def message_deleted_wire(
+    conversation_id: int, message_id: int, deleted_by: UserId | None, deleted_at_ms: int
+) -> dict[str, Any]:
+    """The `message:deleted` payload (`deletedBy` null for the server API)."""
+    return {"id": message_id, "conversationId": conversation_id,
+            "deletedBy": deleted_by, "deletedAt": iso_ms(deleted_at_ms)}
+
+
+def pin_wire(
+    conversation_id: int, message_id: int, by: UserId | None, at_ms: int, pinned: bool
+) -> dict[str, Any]:
+    """`message:pinned` (`pinnedBy`, `pinnedAt`) or `message:unpinned` (`unpinnedBy`,
+    `unpinnedAt`)."""
+    verb = "pinned" if pinned else "unpinned"
+    return {"id": message_id, "conversationId": conversation_id,
+            f"{verb}By": by, f"{verb}At": iso_ms(at_ms)}
+
+
+@dataclass(frozen=True, slots=True)
+class MessageVersion:
+    """An earlier text of an edited message, kept for disputes (admins and the
+    server API read them); erased with the message."""
+
+    version: int
+    text: str
+    written_at_ms: int
+    replaced_at_ms: int
+
+    def wire(self) -> dict[str, Any]:
+        return {"version": self.version, "text": self.text,
+                "writtenAt": iso_ms(self.written_at_ms),
+                "replacedAt": iso_ms(self.replaced_at_ms)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +226,20 @@ class ReadPosition:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A member of a conversation as a join shows them: name (the users table's,
+    "" for one who never signed in), role and read position."""
+
+    user_id: UserId
+    name: str
+    role: Role
+    read: ReadPosition
+
+    def wire(self) -> dict[str, Any]:
+        return {"userId": self.user_id, "name": self.name, "role": self.role}
+
+
 def reads_wire(positions: Sequence[ReadPosition]) -> list[dict[str, Any]]:
     """`reads`: the members who have read something, each with their position."""
     return [position.wire() for position in positions if position.message_id is not None]
@@ -123,6 +255,8 @@ class NewMessage:
     client_message_id: str
     text: str
     created_at_ms: int
+    reply_to: ReplyPreview | None = None  # checked: a live message of this conversation
+    mentions: Mentions = NO_MENTIONS  # checked: members (everyone: by an admin)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -156,14 +290,17 @@ class Actor:
 
 # -- the REST API and its event log ---------------------------------------------------
 
-EventKind = Literal["message", "read", "reaction", "renamed"]
+EventKind = Literal[
+    "message", "read", "reaction", "renamed", "edited", "deleted", "pinned", "unpinned"
+]
 MembershipKind = Literal["added", "removed"]
 
 
 @dataclass(frozen=True, slots=True)
 class LoggedEvent:
-    """One row of the event log the long-poll reads: a stored message, an advanced
-    read position or a reaction toggle, in the order they were committed."""
+    """One row of the event log the long-poll and a join's `cursor` replay read: a
+    stored message, an advanced read position, a reaction toggle, a rename, an
+    edit, a deletion or a pin, in the order they were committed."""
 
     id: int
     kind: EventKind
@@ -173,10 +310,17 @@ class LoggedEvent:
     emoji: str | None
     action: ReactionAction | None
     created_at_ms: int
-    message: StoredMessage | None  # the message itself, for kind "message"
+    # The message as it is now, for kinds "message" and "edited" (a deleted one: its
+    # tombstone).
+    message: StoredMessage | None
     # The message's reactions as the poll read them (kind "message" only).
     reactions: tuple[ReactionCount, ...] = ()
     title: str | None = None  # the conversation's title now (kind "renamed" only)
+
+    @property
+    def actor(self) -> UserId | None:
+        """Who acted, for rows the server API may write ("" is the server API)."""
+        return None if self.user_id == "" else self.user_id
 
     def wire(self) -> dict[str, Any]:
         """`{event, data}`: the socket event this row stands for, with its payload."""
@@ -192,6 +336,18 @@ class LoggedEvent:
             return {"event": events.CONVERSATION_UPDATED, "data": conversation_updated_wire(
                 self.conversation_id, self.title or "", self.user_id
             )}
+        if self.kind == "edited":
+            assert self.message is not None
+            return {"event": events.MESSAGE_UPDATED, "data": message_updated_wire(self.message)}
+        if self.kind == "deleted":
+            return {"event": events.MESSAGE_DELETED, "data": message_deleted_wire(
+                self.conversation_id, self.message_id, self.actor, self.created_at_ms
+            )}
+        if self.kind in ("pinned", "unpinned"):
+            pinned = self.kind == "pinned"
+            return {"event": events.MESSAGE_PINNED if pinned else events.MESSAGE_UNPINNED,
+                    "data": pin_wire(self.conversation_id, self.message_id, self.actor,
+                                     self.created_at_ms, pinned)}
         return {"event": events.REACTION, "data": reaction_wire(
             self.conversation_id, self.message_id, self.user_id, self.emoji, self.action
         )}
@@ -299,6 +455,7 @@ class ConversationSummary:
     unread_count: int
     last_read_message_id: int | None
     last_message: StoredMessage | None
+    pinned: tuple[int, ...] = ()  # in the order they were pinned
 
     def wire(self) -> dict[str, Any]:
         return {
@@ -309,4 +466,5 @@ class ConversationSummary:
             "unreadCount": self.unread_count,
             "lastReadMessageId": self.last_read_message_id,
             "lastMessage": None if self.last_message is None else self.last_message.wire(),
+            "pinned": list(self.pinned),
         }

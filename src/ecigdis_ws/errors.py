@@ -12,6 +12,9 @@ class ErrorCode(StrEnum):
     INVALID_PAYLOAD = "INVALID_PAYLOAD"
     FORBIDDEN = "FORBIDDEN"
     NOT_FOUND = "NOT_FOUND"
+    # The message or conversation is not in a state that allows it: deleted, past
+    # the edit window, its pin limit reached, its last owner stepping down.
+    CONFLICT = "CONFLICT"
     RATE_LIMITED = "RATE_LIMITED"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"

@@ -307,6 +307,9 @@ async def _chat(
         assert join == {
             "ok": True, "conversationId": conversation, "onlineUserIds": join["onlineUserIds"],
             "reads": [],  # nobody has read anything yet
+            "members": [{"userId": ALICE, "name": "Alice", "role": join["members"][0]["role"]},
+                        {"userId": BOB, "name": "Bob", "role": "member"}],
+            "pinned": [], "cursor": join["cursor"],
         }
         assert sorted(join["onlineUserIds"]) == [ALICE, BOB]
     assert received(alice, "user:joined") == [{"userId": BOB, "conversationId": conversation}]

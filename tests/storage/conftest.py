@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 
 from ecigdis_ws.clock import Clock, ManualClock
+from ecigdis_ws.domain import StoredMessage
 from ecigdis_ws.settings import Settings, load_settings
 from ecigdis_ws.storage.base import Storage
 from ecigdis_ws.storage.factory import open_storage
 from ecigdis_ws.storage.mariadb import MariaDbTarget
+from ecigdis_ws.storage.sql import SqlStorage
 from tests.backends import connect, database_env
 
 
@@ -124,3 +126,27 @@ async def storage_on_clock(open_unmigrated: OpenStorage, clock: ManualClock) -> 
     opened = await open_unmigrated(clock)
     await opened.migrate()
     return opened
+
+
+async def store_as_version_7(
+    storage: Storage, conversation: int, sender: int, name: str, client_id: str, text: str,
+    now_ms: int,
+) -> StoredMessage:
+    """A message written as the schema before migration 8 held it (no edit, reply or
+    mention columns yet), with its event-log row: how an upgrade test starts. The
+    message as it reads back after the upgrade."""
+    assert isinstance(storage, SqlStorage)
+    prefix = storage.tables.prefix
+    async with storage.engine.transaction() as tx:
+        _, message_id = await tx.execute(
+            f"INSERT INTO {prefix}messages (conversation_id, sender_id, sender_name, "
+            "client_message_id, text, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+            (conversation, str(sender), name, client_id, text, now_ms),
+        )
+        assert message_id is not None
+        await tx.execute(
+            f"INSERT INTO {prefix}events (conversation_id, kind, message_id, user_id, "
+            "created_at_ms) VALUES (?, 'message', ?, ?, ?)",
+            (conversation, message_id, str(sender), now_ms),
+        )
+    return StoredMessage(message_id, conversation, sender, name, client_id, text, now_ms)

@@ -9,7 +9,7 @@ from ecigdis_ws.storage import schema
 from ecigdis_ws.storage.base import Storage
 from ecigdis_ws.storage.migrations import MIGRATIONS
 from ecigdis_ws.storage.sql import SqlStorage
-from tests.storage.conftest import OpenStorage
+from tests.storage.conftest import OpenStorage, store_as_version_7
 
 NOW_MS = 1_764_064_800_000
 
@@ -90,9 +90,7 @@ async def test_a_version_3_database_upgrades_to_the_same_constraints_keeping_its
         assert await old.migrate() == [1, 2, 3]
     conversation = await old.conversations.create_conversation("kept", [1, 2], NOW_MS)
     first, second, newest = [
-        (await old.messages.store_message(
-            conversation, 1, "Ann", f"m{n}", f"text {n}", NOW_MS
-        )).message
+        await store_as_version_7(old, conversation, 1, "Ann", f"m{n}", f"text {n}", NOW_MS)
         for n in range(3)
     ]
     await old.reactions.toggle_reaction(first.id, 2, "👍", NOW_MS)
@@ -107,7 +105,7 @@ async def test_a_version_3_database_upgrades_to_the_same_constraints_keeping_its
     declared = sum(len(foreign) for _, foreign in (await _constraints(old)).values())
     assert declared == (3 if old.engine.dialect.name == "sqlite" else 0)  # the starting point
 
-    assert await old.migrate() == [4, 5, 6, 7]
+    assert await old.migrate() == [4, 5, 6, 7, 8]
 
     assert await _constraints(old) == EXPECTED
     assert await old.conversations.member_ids(conversation) == [1, 2]

@@ -15,7 +15,7 @@ from ecigdis_ws.storage.base import Storage
 from ecigdis_ws.storage.engine import Params, Row
 from ecigdis_ws.storage.migrations import MIGRATIONS
 from ecigdis_ws.storage.sql import SqlStorage
-from tests.storage.conftest import OpenStorage
+from tests.storage.conftest import OpenStorage, store_as_version_7
 
 NOW_MS = 1_764_064_800_000  # 2025-11-25T10:00:00.000Z
 
@@ -172,7 +172,10 @@ async def test_migration_5_dates_each_existing_read_position_from_the_event_log(
 ) -> None:
     old = await _at_version_4(open_unmigrated, monkeypatch)
     conversation = await old.conversations.create_conversation("kept", [1, 2, 3, 4], NOW_MS)
-    first, second = await messages(old, conversation, 2)
+    first, second = [
+        (await store_as_version_7(old, conversation, 1, "Ann", f"m{n}", "text", NOW_MS)).id
+        for n in range(2)
+    ]
     move = ("UPDATE {p}members SET last_read_message_id = ? "
             "WHERE conversation_id = ? AND user_id = ?")
     log = ("INSERT INTO {p}events (conversation_id, kind, message_id, user_id, created_at_ms) "

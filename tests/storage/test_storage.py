@@ -25,7 +25,7 @@ ALL_VERSIONS = [m.version for m in MIGRATIONS]
 
 async def test_fresh_database_has_every_version_pending(open_unmigrated: OpenStorage) -> None:
     fresh = await open_unmigrated()
-    assert await fresh.pending_migrations() == ALL_VERSIONS == [1, 2, 3, 4, 5, 6, 7]
+    assert await fresh.pending_migrations() == ALL_VERSIONS == [1, 2, 3, 4, 5, 6, 7, 8]
 
 
 async def test_migrate_applies_every_version_and_leaves_nothing_pending(

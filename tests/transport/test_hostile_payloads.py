@@ -56,6 +56,8 @@ UNKNOWN = "unknown event"
 PROTOCOL_CODES = frozenset(code.value for code in ErrorCode)
 _CONVERSATION_CODES = frozenset({"INVALID_PAYLOAD", "FORBIDDEN"})
 _MESSAGE_CODES = _CONVERSATION_CODES | {"NOT_FOUND"}
+# A message's state may refuse it too: deleted, past its edit window, pins full.
+_CHANGE_CODES = _MESSAGE_CODES | {"CONFLICT"}
 # What each event may answer here (rate limits off, database up, the actor's token
 # fresh and the clock still). Anything else, INTERNAL above all, is a bug.
 EXPECTED_CODES: dict[str, frozenset[str]] = {
@@ -63,11 +65,16 @@ EXPECTED_CODES: dict[str, frozenset[str]] = {
     "conversation:join": _CONVERSATION_CODES,
     "conversation:leave": _CONVERSATION_CODES,
     "conversation:update": _CONVERSATION_CODES,
-    "message:send": _CONVERSATION_CODES,
+    "message:send": _CHANGE_CODES,  # (a replyTo of another conversation, or deleted)
     "typing:start": _CONVERSATION_CODES,
     "typing:stop": _CONVERSATION_CODES,
     "message:read": _MESSAGE_CODES,
-    "message:react": _MESSAGE_CODES,
+    "message:react": _CHANGE_CODES,
+    "message:edit": _CHANGE_CODES,
+    "message:delete": _CHANGE_CODES,
+    "message:versions": _MESSAGE_CODES,
+    "message:pin": _CHANGE_CODES,
+    "message:unpin": _CHANGE_CODES,
     "presence:request": _CONVERSATION_CODES,
     UNKNOWN: frozenset({"INVALID_PAYLOAD"}),
 }

@@ -28,12 +28,15 @@ from ecigdis_ws.services.live_events import LiveEvents
 from ecigdis_ws.services.long_poll import LongPollService
 from ecigdis_ws.services.main_site import MainSiteVerifier
 from ecigdis_ws.services.member_rules import MemberRules
+from ecigdis_ws.services.message_changes import ChangeLimits, MessageChangeService
 from ecigdis_ws.services.messages import MessageService
 from ecigdis_ws.services.presence import PresenceService
 from ecigdis_ws.services.rate_limit import RateLimiter
 from ecigdis_ws.services.reactions import ReactionService
 from ecigdis_ws.services.receipts import ReceiptService
 from ecigdis_ws.services.retention import RetentionService
+from ecigdis_ws.services.roles import Roles
+from ecigdis_ws.services.send_extras import SendExtras
 from ecigdis_ws.services.server_api import ServerApiService, main_site_access
 from ecigdis_ws.services.sessions import SessionLimits, SessionService
 from ecigdis_ws.services.tasks import BackgroundTasks
@@ -88,6 +91,7 @@ class ChatServices:
     typing: TypingService
     conversations: ConversationService
     messages: MessageService
+    changes: MessageChangeService
     receipts: ReceiptService
     reactions: ReactionService
     errors: ErrorReports
@@ -177,6 +181,7 @@ class ChatServices:
             policy=settings.member_add_policy,
             creates_per_minute=settings.rate_limit_conversations,
         )
+        roles = Roles(storage.conversations)
         notifier.subscribe(server.delivered)
         notifier.subscribe(live.delivered)
         return cls(
@@ -192,8 +197,9 @@ class ChatServices:
             typing=typing,
             conversations=ConversationService(
                 conversations=storage.conversations, messages=storage.messages,
-                reactions=storage.reactions, receipts=storage.receipts,
-                fanout=fanout, access=access, presence=presence, typing=typing, clock=clock,
+                reactions=storage.reactions, changes=storage.changes, events=storage.events,
+                feed=feed, fanout=fanout, access=access, roles=roles, presence=presence,
+                typing=typing, clock=clock,
                 limits=ConversationLimits(
                     settings.max_rooms_per_socket, settings.presence_list_max,
                     settings.replay_max_messages,
@@ -203,10 +209,17 @@ class ChatServices:
                 messages=storage.messages, fanout=fanout, access=access, typing=typing,
                 clock=clock, metrics=metrics, deadline_s=deadline_s,
                 limiter=RateLimiter(settings.rate_limit_messages, clock),
+                extras=SendExtras(changes=storage.changes, conversations=storage.conversations,
+                                  roles=roles),
+            ),
+            changes=MessageChangeService(
+                changes=storage.changes, fanout=fanout, access=access, roles=roles, clock=clock,
+                limits=ChangeLimits(settings.message_edit_window_s,
+                                    settings.max_pins_per_conversation),
             ),
             receipts=ReceiptService(messages=storage.messages, receipts=storage.receipts,
                                     fanout=fanout, access=access, clock=clock),
-            reactions=ReactionService(messages=storage.messages, reactions=storage.reactions,
+            reactions=ReactionService(changes=storage.changes, reactions=storage.reactions,
                                       fanout=fanout, access=access, clock=clock),
             errors=errors,
             access=access,

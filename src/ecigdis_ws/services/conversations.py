@@ -16,6 +16,7 @@ from ecigdis_ws import events
 from ecigdis_ws.clock import Clock
 from ecigdis_ws.domain import (
     Actor,
+    Member,
     OnlineUser,
     ReadPosition,
     UserId,
@@ -26,13 +27,16 @@ from ecigdis_ws.domain import (
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.fanout.base import Fanout, conversation_room
 from ecigdis_ws.services.access import AccessPolicy
+from ecigdis_ws.services.event_feed import EventFeed
 from ecigdis_ws.services.presence import PresenceService
+from ecigdis_ws.services.roles import Roles
 from ecigdis_ws.services.typing_indicators import TypingService
 from ecigdis_ws.storage.base import (
     ConversationRecords,
+    EventRecords,
+    MessageChangeRecords,
     MessageRecords,
     ReactionRecords,
-    ReceiptRecords,
 )
 
 # Replay reads this many messages per query, so a long absence costs no huge read,
@@ -49,8 +53,9 @@ class ConversationLimits:
 
 @dataclass
 class _Replay:
-    """One join's replay: the last id sent, how many messages it may still send,
-    and whether more were stored than it was allowed to send."""
+    """One join's replay: the last id sent (a message id after `since`, an event id
+    after `cursor`), how much it may still send, and whether more was there than
+    it was allowed to send."""
 
     after_id: int
     budget: int
@@ -75,21 +80,35 @@ class PresenceList:
 
 @dataclass(frozen=True)
 class JoinResult:
-    """conversation:join's answer: who is online, and where each member has read to;
-    `replayed_up_to` (the last id replayed) only when the replay stopped at its cap."""
+    """conversation:join's answer: who is online, every member (name, role) and
+    where each has read to, the pinned messages, and the cursor to rejoin from;
+    `replayed_up_to` (the last id replayed) only when a `since` replay stopped at
+    its cap, `resync` when a `cursor` replay did or its cursor was pruned."""
 
     online_user_ids: list[UserId]
-    reads: list[ReadPosition]
+    members: list[Member]
+    pinned: list[int]
+    cursor: int
     replayed_up_to: int | None = None
+    resync: bool = False
+
+    @property
+    def reads(self) -> list[ReadPosition]:
+        """Every member's read position (None for one who has read nothing)."""
+        return [member.read for member in self.members]
 
     def wire(self, conversation_id: int) -> dict[str, Any]:
         answer: dict[str, Any] = {
             "conversationId": conversation_id,
             "onlineUserIds": self.online_user_ids,
             "reads": reads_wire(self.reads),
+            "members": [member.wire() for member in self.members],
+            "pinned": self.pinned,
+            "cursor": str(self.cursor),
         }
-        if self.replayed_up_to is not None:  # (absent otherwise, as on the long-poll)
+        if self.replayed_up_to is not None or self.resync:  # (absent otherwise)
             answer["resync"] = True
+        if self.replayed_up_to is not None:
             answer["replayedUpTo"] = self.replayed_up_to
         return answer
 
@@ -101,33 +120,43 @@ class ConversationService:
         conversations: ConversationRecords,
         messages: MessageRecords,
         reactions: ReactionRecords,
-        receipts: ReceiptRecords,
+        changes: MessageChangeRecords,
+        events: EventRecords,
+        feed: EventFeed,
         fanout: Fanout,
         access: AccessPolicy,
+        roles: Roles,
         presence: PresenceService,
         typing: TypingService,
         clock: Clock,
         limits: ConversationLimits,
     ) -> None:
+        self._changes = changes
+        self._events = events
+        self._feed = feed
+        self._roles = roles
         self._clock = clock
         self._limits = limits
         self._conversations = conversations
         self._messages = messages
         self._reactions = reactions
-        self._receipts = receipts
         self._fanout = fanout
         self._access = access
         self._presence = presence
         self._typing = typing
 
-    async def join(self, actor: Actor, conversation_id: int, since: int | None) -> JoinResult:
-        """Enter the room, replay what came after `since` (at most
-        REPLAY_MAX_MESSAGES); return the members online and the members' read
-        positions. UNAVAILABLE if the socket left meanwhile."""
+    async def join(
+        self, actor: Actor, conversation_id: int, since: int | None, cursor: int | None = None
+    ) -> JoinResult:
+        """Enter the room, replay what came after `cursor` (every change) or after
+        `since` (messages), at most REPLAY_MAX_MESSAGES; return the members online,
+        every member with their read position, the pins and the cursor to rejoin
+        from. UNAVAILABLE if the socket left meanwhile."""
         room = conversation_room(conversation_id)
         self._check_room_cap(actor.sid, room)  # (before open access makes a member)
         await self._access.require_member(conversation_id, actor.user_id)
-        replay = None if since is None else _Replay(since, self._limits.replay_max_messages)
+        budget = self._limits.replay_max_messages
+        replay = None if since is None or cursor is not None else _Replay(since, budget)
         if replay is not None:
             await self._replay(actor.sid, conversation_id, replay)
         # Nothing is awaited from this check to entering the room: a socket gone
@@ -142,6 +171,12 @@ class ConversationService:
             # drops repeats by id. So there is no gap. (A replay cut at its cap
             # leaves all of it to the client's history pages.)
             await self._replay(actor.sid, conversation_id, replay)
+        # Every event up to here is committed: the cursor to rejoin from (taken
+        # after entering the room, so all after it is live or replayed below).
+        position = await self._feed.settled(fresh=False)
+        changes = None if cursor is None else await self._replay_changes(
+            actor.sid, conversation_id, cursor, position, budget
+        )
         if newly_in_room:
             await self._fanout.emit(
                 events.USER_JOINED,
@@ -149,15 +184,49 @@ class ConversationService:
                 room=room,
                 skip_sid=actor.sid,
             )
-        # The members and their read positions in one query (the join read the
-        # members before; now the same read also says who has seen what).
-        positions = await self._receipts.read_positions(conversation_id)
-        members = [position.user_id for position in positions]
-        online = [user.user_id for user in await self._presence.online(members)]
+        # The members, their roles and read positions in one query.
+        members = await self._conversations.members(conversation_id)
+        online = [user.user_id for user in
+                  await self._presence.online([member.user_id for member in members])]
         if actor.user_id not in online:
             online.append(actor.user_id)
         cut_at = replay.after_id if replay is not None and replay.cut else None
-        return JoinResult(online, positions, cut_at)
+        return JoinResult(online, members, await self._changes.pinned_ids(conversation_id),
+                          position, cut_at, resync=changes is not None and changes.cut)
+
+    async def _replay_changes(
+        self, sid: str, conversation_id: int, cursor: int, settled: int, budget: int
+    ) -> _Replay:
+        """Send every change of the conversation after the event-log `cursor` (the
+        join's and the long-poll's one cursor): messages as they are now, edits,
+        deletions, pins, renames and reactions, oldest first, a page at a time, at
+        most `budget`; cut when more were there, or when the cursor is older than
+        the event log keeps (EVENT_LOG_RETENTION_S): then nothing is sent and the
+        client pages history, which shows each message as it is now."""
+        replay = _Replay(cursor, budget)
+        # (the log's last id is read through the writer: only for a cursor past
+        # what this node has seen settle, which a client's own cursor never is)
+        if cursor > settled and cursor > await self._events.event_log_last_id():
+            raise ChatError(ErrorCode.INVALID_PAYLOAD,
+                            "cursor is ahead of the event log: join again without one")
+        if await self._events.event_log_pruned_through() > cursor:
+            replay.cut = True
+            return replay
+        while True:
+            self._require_open(sid)
+            limit = min(REPLAY_PAGE_SIZE, replay.budget + 1)
+            page = await self._events.conversation_events(conversation_id, replay.after_id, limit)
+            if len(page) > replay.budget:
+                page, replay.cut = page[:replay.budget], True
+            for change in page:
+                wire = change.wire()
+                await self._fanout.emit(wire["event"], wire["data"], room=sid)
+            if page:
+                replay.after_id = page[-1].id
+            replay.budget -= len(page)
+            if replay.cut or len(page) < limit:
+                return replay
+            await asyncio.sleep(0)  # other sockets' work and this one's PONGs, in between
 
     def _check_room_cap(self, sid: str, room: str) -> None:
         """Each room a socket is in costs memory, and a disconnect walks every room
@@ -213,12 +282,15 @@ class ConversationService:
         )
 
     async def rename(self, actor: Actor, conversation_id: int, title: str) -> bool:
-        """conversation:update: any member renames it (docs/protocol.md); True when
+        """conversation:update: an owner or admin renames it, or either member of a
+        conversation of two (docs/protocol.md, Roles); True when
         the title changed, and then every other socket joined to it hears
         `conversation:updated` (the caller's other tabs too; the caller has the
         ack) and every member's long-poll carries it. The same title again changes nothing and
         tells no one."""
         await self._access.require_member(conversation_id, actor.user_id)
+        await self._roles.require_admin_or_pair(conversation_id, actor.user_id,
+                                                "rename the conversation")
         changed = await self._conversations.rename_conversation(
             conversation_id, title, actor.user_id, int(self._clock.now() * 1000)
         )

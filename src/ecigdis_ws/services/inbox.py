@@ -12,6 +12,7 @@ from ecigdis_ws.clock import Clock
 from ecigdis_ws.domain import (
     ChangedBy,
     ConversationSummary,
+    Member,
     MembershipChange,
     ReactionCount,
     ReadPosition,
@@ -45,7 +46,11 @@ class MessagePage:
     messages: list[StoredMessage]
     has_more: bool  # more lie beyond it: after it with `since`, before it otherwise
     reactions: dict[int, tuple[ReactionCount, ...]]
-    reads: list[ReadPosition]
+    members: list[Member]  # with their read positions, for "Seen by"
+
+    @property
+    def reads(self) -> list[ReadPosition]:
+        return [member.read for member in self.members]
 
     def wire(self) -> dict[str, Any]:
         return {
@@ -55,6 +60,7 @@ class MessagePage:
             ],
             "hasMore": self.has_more,
             "reads": reads_wire(self.reads),
+            "members": [member.wire() for member in self.members],
         }
 
 
@@ -142,5 +148,5 @@ class InboxService:
             page,
             more,
             await self._reactions.reactions_of([message.id for message in page]),
-            await self._receipts.read_positions(conversation_id),
+            await self._conversations.members(conversation_id),
         )

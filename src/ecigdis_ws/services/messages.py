@@ -7,12 +7,21 @@ from collections import OrderedDict
 
 from ecigdis_ws import events
 from ecigdis_ws.clock import Clock
-from ecigdis_ws.domain import Actor, ClientMessageId, SendResult, UserId
+from ecigdis_ws.domain import (
+    NO_MENTIONS,
+    Actor,
+    ClientMessageId,
+    Mentions,
+    ReplyPreview,
+    SendResult,
+    UserId,
+)
 from ecigdis_ws.errors import ChatError, ErrorCode, StorageUnavailable
 from ecigdis_ws.fanout.base import Fanout, conversation_room
 from ecigdis_ws.observability.metrics import Metrics
 from ecigdis_ws.services.access import AccessPolicy
 from ecigdis_ws.services.rate_limit import RateLimiter
+from ecigdis_ws.services.send_extras import SendExtras
 from ecigdis_ws.services.typing_indicators import TypingService
 from ecigdis_ws.storage.base import MessageRecords
 
@@ -33,7 +42,9 @@ class MessageService:
         metrics: Metrics,
         deadline_s: float,
         limiter: RateLimiter | None = None,  # None: nobody's sends are limited
+        extras: SendExtras | None = None,  # None: no replies or mentions (the server API)
     ) -> None:
+        self._extras = extras
         self._deadline_s = deadline_s
         self._limiter = limiter
         self._uncertain: OrderedDict[tuple[UserId, str], None] = OrderedDict()
@@ -45,16 +56,40 @@ class MessageService:
         self._metrics = metrics
 
     async def post(
-        self, actor: Actor, conversation_id: int, text: str, client_message_id: ClientMessageId
+        self,
+        actor: Actor,
+        conversation_id: int,
+        text: str,
+        client_message_id: ClientMessageId,
+        reply_to_id: int | None = None,
+        mentions: tuple[UserId, ...] = (),
+        mention_everyone: bool = False,
     ) -> SendResult:
         """A user's send, over the socket or REST: within RATE_LIMIT_MESSAGES (one
-        bucket per user, whichever way the message comes), then `send`."""
+        bucket per user, whichever way the message comes), its reply and mentions
+        checked against the conversation, then `send`."""
         if self._limiter is not None and not self._limiter.allow(actor.user_id):
             raise ChatError(ErrorCode.RATE_LIMITED, "too many messages")
-        return await self.send(actor, conversation_id, text, client_message_id)
+        reply_to: ReplyPreview | None = None
+        called = NO_MENTIONS
+        if reply_to_id is not None or mentions or mention_everyone:
+            # (a plain send reads nothing more: these cost only the sends that have them)
+            assert self._extras is not None, "a user's sends have their extras checked"
+            await self._access.require_member(conversation_id, actor.user_id)
+            if reply_to_id is not None:
+                reply_to = await self._extras.reply_preview(conversation_id, reply_to_id)
+            called = await self._extras.mentions(conversation_id, actor.user_id, mentions,
+                                                 mention_everyone)
+        return await self.send(actor, conversation_id, text, client_message_id, reply_to, called)
 
     async def send(
-        self, actor: Actor, conversation_id: int, text: str, client_message_id: ClientMessageId
+        self,
+        actor: Actor,
+        conversation_id: int,
+        text: str,
+        client_message_id: ClientMessageId,
+        reply_to: ReplyPreview | None = None,
+        mentions: Mentions = NO_MENTIONS,
     ) -> SendResult:
         """Store, then fan out. (The server API's messages come here directly: the
         main site is not rate-limited as a user is.)"""
@@ -75,6 +110,8 @@ class MessageService:
                 text,
                 int(self._clock.now() * 1000),
                 deadline,
+                reply_to,
+                mentions,
             )
         except (StorageUnavailable, TimeoutError) as exc:
             # The COMMIT may have reached the database with its answer lost.

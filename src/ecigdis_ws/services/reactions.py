@@ -8,20 +8,20 @@ from ecigdis_ws.domain import Actor, ReactionAction, reaction_wire
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.fanout.base import Fanout, conversation_room
 from ecigdis_ws.services.access import AccessPolicy
-from ecigdis_ws.storage.base import MessageRecords, ReactionRecords
+from ecigdis_ws.storage.base import MessageChangeRecords, ReactionRecords
 
 
 class ReactionService:
     def __init__(
         self,
         *,
-        messages: MessageRecords,
+        changes: MessageChangeRecords,
         reactions: ReactionRecords,
         fanout: Fanout,
         access: AccessPolicy,
         clock: Clock,
     ) -> None:
-        self._messages = messages
+        self._changes = changes
         self._reactions = reactions
         self._fanout = fanout
         self._access = access
@@ -31,8 +31,11 @@ class ReactionService:
         self, actor: Actor, conversation_id: int, message_id: int, emoji: str
     ) -> ReactionAction:
         await self._access.require_member(conversation_id, actor.user_id)
-        if not await self._messages.message_in_conversation(conversation_id, message_id):
+        message = await self._changes.message(conversation_id, message_id)
+        if message is None:
             raise ChatError(ErrorCode.NOT_FOUND, "no such message in this conversation")
+        if message.deleted:  # (its reactions went with it)
+            raise ChatError(ErrorCode.CONFLICT, "the message was deleted")
         action = await self._reactions.toggle_reaction(
             message_id, actor.user_id, emoji, int(self._clock.now() * 1000)
         )

@@ -182,6 +182,19 @@ class ChatSettings(AuthSettings):
         "members of one conversation, its creator included; a create or add past "
         "it is refused before anything is written (the benchmark's broadcast group is 1000)",
     )
+    message_edit_window_s: int = setting(
+        "MESSAGE_EDIT_WINDOW_S", int_range(0, 31_536_000), "900", CHAT,
+        "how long after sending its sender may edit a message (0: always); 15 minutes "
+        "fixes a typo, while a rota or a price others acted on does not change hours later",
+    )
+    max_pins_per_conversation: int = setting(
+        "MAX_PINS_PER_CONVERSATION", int_range(1, 1000), "50", CHAT,
+        "pinned messages per conversation: a pinned bar past fifty is a second history",
+    )
+    max_mentions: int = setting(
+        "MAX_MENTIONS", int_range(1, 1000), "50", CHAT,
+        "users one message may mention; everyone is one mention (admins only)",
+    )
     membership_cache_s: int = setting(
         "MEMBERSHIP_CACHE_S", int_range(0, 86400), "60", CHAT,
         "how long a positive membership check is trusted without asking the database; "

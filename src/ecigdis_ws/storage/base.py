@@ -13,12 +13,19 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from ecigdis_ws.domain import (
+    NO_MENTIONS,
     ChangedBy,
     ConversationSummary,
     FeedEvent,
+    LoggedEvent,
+    Member,
+    Mentions,
+    MessageVersion,
     ReactionAction,
     ReactionCount,
     ReadPosition,
+    ReplyPreview,
+    Role,
     SendResult,
     StoredMessage,
     UserId,
@@ -80,6 +87,12 @@ class ConversationRecords(Protocol):
         """True when the title changed (it is logged for the long-poll); False when it
         was this title already, or there is no such conversation."""
 
+    async def role_of(self, conversation_id: int, user_id: UserId) -> Role | None:
+        """The member's role (owner, admin, member), None for a non-member."""
+
+    async def members(self, conversation_id: int) -> list[Member]:
+        """Every member with name, role and read position, in user-id order; one query."""
+
     async def conversation_title(self, conversation_id: int) -> str | None:
         """The conversation's title, or None when it does not exist."""
 
@@ -119,11 +132,14 @@ class MessageRecords(Protocol):
         text: str,
         now_ms: int,
         deadline: float | None = None,
+        reply_to: ReplyPreview | None = None,
+        mentions: Mentions = NO_MENTIONS,
     ) -> SendResult:
         """Store once per (user_id, client_message_id); a repeat returns the first
-        message with duplicate=True and stores nothing. Past `deadline` (a value
-        of the storage's clock's monotonic()) the call raises TimeoutError; the
-        row may still commit after that."""
+        message with duplicate=True and stores nothing. `reply_to` and `mentions`
+        were checked by the caller (a message of this conversation; members). Past
+        `deadline` (a value of the storage's clock's monotonic()) the call raises
+        TimeoutError; the row may still commit after that."""
 
     async def messages_after(
         self, conversation_id: int, after_id: int, limit: int
@@ -141,6 +157,41 @@ class MessageRecords(Protocol):
     async def prune_messages(self, created_before_ms: int, batch: int) -> int:
         """Delete at most `batch` of the oldest messages created before the time,
         with their reactions; how many went."""
+
+
+class MessageChangeRecords(Protocol):
+    """A message after it is sent: edits, deletions, pins (storage/message_changes.py).
+    Each change commits with its event-log row."""
+
+    async def message(self, conversation_id: int, message_id: int) -> StoredMessage | None:
+        """The message as it is now (a tombstone once deleted), None when the
+        conversation has no such message."""
+
+    async def edit_message(
+        self, message: StoredMessage, text: str, now_ms: int
+    ) -> StoredMessage | None:
+        """The edited message; None, nothing written, when `message` (as read, by
+        its version) changed or was deleted since."""
+
+    async def delete_message(
+        self, message: StoredMessage, deleted_by: UserId | None, now_ms: int
+    ) -> bool:
+        """Erase its text, versions, mentions, reactions and pin; False when deleted
+        already."""
+
+    async def message_versions(self, message_id: int) -> list[MessageVersion]:
+        """The texts its edits replaced, oldest first."""
+
+    async def pin(
+        self, message: StoredMessage, by: UserId | None, now_ms: int, max_pins: int
+    ) -> bool:
+        """True when it was not pinned; raises PinsFull past `max_pins`."""
+
+    async def unpin(self, message: StoredMessage, by: UserId | None, now_ms: int) -> bool:
+        """True when it was pinned."""
+
+    async def pinned_ids(self, conversation_id: int) -> list[int]:
+        """The pinned messages, in the order they were pinned."""
 
 
 class ReceiptRecords(Protocol):
@@ -194,6 +245,13 @@ class EventRecords(Protocol):
         """Events in after_id < id <= up_to_id of the conversations the user is a
         member of, and the user's own membership changes, ascending, at most `limit`."""
 
+    async def conversation_events(
+        self, conversation_id: int, after_id: int, limit: int
+    ) -> list[LoggedEvent]:
+        """The conversation's changes after `after_id` (messages, reactions, renames,
+        edits, deletions, pins; not read positions), ascending, at most `limit`,
+        each message as it is now: what a join with `cursor` replays."""
+
     async def event_log_pruned_through(self) -> int:
         """The highest event id retention has deleted (0: none); a cursor below it
         may have missed events."""
@@ -217,6 +275,9 @@ class Storage(Protocol):
 
     @property
     def messages(self) -> MessageRecords: ...
+
+    @property
+    def changes(self) -> MessageChangeRecords: ...
 
     @property
     def receipts(self) -> ReceiptRecords: ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ecigdis_ws.domain import ChangedBy, UserId
+from ecigdis_ws.domain import ROLES, ChangedBy, Member, ReadPosition, Role, UserId
 from ecigdis_ws.storage.base import ConversationFull
 from ecigdis_ws.storage.engine import Cursorish
 from ecigdis_ws.storage.event_log import EventLog
@@ -41,6 +41,8 @@ class ConversationStore:
             await self._insert_members(tx, conversation_id, member_ids, now_ms)
             if changed_by is not None:
                 await self._events.append_created(tx, conversation_id, changed_by, now_ms)
+                if changed_by.user_id is not None:  # the creator owns it
+                    await self._set_role(tx, conversation_id, changed_by.user_id, "owner")
         return conversation_id
 
     async def ensure_conversation(self, conversation_id: int, now_ms: int) -> None:
@@ -106,6 +108,48 @@ class ConversationStore:
                     tx, "renamed", conversation_id, 0, changed_by, now_ms
                 )
         return changed > 0
+
+    async def role_of(self, conversation_id: int, user_id: UserId) -> Role | None:
+        """The member's role, None for one who is not a member. Outside the writer:
+        a role given is seen by every read that starts after its commit."""
+        row = await self._engine.fetch_one(
+            self._tables.sql(
+                "SELECT role FROM {p}members WHERE conversation_id = ? AND user_id = ?"
+            ),
+            (conversation_id, str(user_id)),
+        )
+        return None if row is None else _role(row[0])
+
+    async def members(self, conversation_id: int) -> list[Member]:
+        """Every member with their name, role and read position, in user-id order,
+        in one query (a join answers with all of it)."""
+        rows = await self._engine.fetch_all(
+            self._tables.sql(
+                "SELECT mb.user_id, u.name, mb.role, mb.last_read_message_id, "
+                "mb.last_read_at_ms FROM {p}members mb "
+                "LEFT JOIN {p}users u ON u.id = mb.user_id "
+                "WHERE mb.conversation_id = ? ORDER BY mb.user_id"
+            ),
+            (conversation_id,),
+        )
+        members = []
+        for user, name, role, read_id, read_at in rows:
+            user_id = self._tables.user_id(user)
+            members.append(Member(user_id, "" if name is None else str(name), _role(role),
+                                  ReadPosition(user_id, None if read_id is None else int(read_id),
+                                               None if read_at is None else int(read_at))))
+        return members
+
+    async def _set_role(
+        self, tx: Cursorish, conversation_id: int, user_id: UserId, role: Role
+    ) -> int:
+        changed, _ = await tx.execute(
+            self._tables.sql(
+                "UPDATE {p}members SET role = ? WHERE conversation_id = ? AND user_id = ?"
+            ),
+            (role, conversation_id, str(user_id)),
+        )
+        return changed
 
     async def conversation_title(self, conversation_id: int) -> str | None:
         """None when there is no such conversation."""
@@ -205,3 +249,9 @@ class ConversationStore:
         assert row is not None
         if not row[1] and int(row[0]) >= max_members:
             raise ConversationFull(max_members)
+
+
+def _role(raw: object) -> Role:
+    role = str(raw)
+    assert role in ROLES, f"unknown role {role!r}"
+    return role

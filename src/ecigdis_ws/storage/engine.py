@@ -57,4 +57,8 @@ class Engine(Cursorish, Protocol):
     def migration_lock(self) -> AbstractAsyncContextManager[Cursorish]:
         """A transaction that also excludes other processes migrating the same database."""
 
+    async def scrub(self) -> None:
+        """After a deletion: leave no copy of what was deleted in the database's own
+        files where the engine can see to it (SQLite: its write-ahead log)."""
+
     async def close(self) -> None: ...

@@ -18,13 +18,40 @@ from ecigdis_ws.domain import (
     UserId,
 )
 from ecigdis_ws.storage.engine import Cursorish, Row
-from ecigdis_ws.storage.tables import Reactions, Tables
+from ecigdis_ws.storage.tables import MESSAGE_COLUMN_COUNT, MESSAGE_COLUMNS, Reactions, Tables
 
-_EVENT_KINDS: frozenset[str] = frozenset({"message", "read", "reaction", "renamed"})
+_EVENT_KINDS: frozenset[str] = frozenset({
+    "message", "read", "reaction", "renamed", "edited", "deleted", "pinned", "unpinned",
+})
 # A membership row ('added', 'removed') is for the member it names, whether or
 # not they are one now; a 'created' row for the members since the creation; every
 # other row for the conversation's members.
-_CONVERSATION_KINDS = "('message', 'read', 'reaction', 'renamed')"
+_CONVERSATION_KINDS = (
+    "('message', 'read', 'reaction', 'renamed', 'edited', 'deleted', 'pinned', 'unpinned')"
+)
+# Rows that carry the message as it is now (read with it, MESSAGE_COLUMNS).
+_WITH_MESSAGE = "('message', 'edited')"
+# What a join replays after its cursor: the conversation's changes but the read
+# positions, which the join's answer gives as they are now.
+_REPLAYED_KINDS = "('message', 'reaction', 'renamed', 'edited', 'deleted', 'pinned', 'unpinned')"
+_SELECT_EVENTS = (
+    "SELECT e.id, e.kind, e.conversation_id, e.message_id, e.user_id, e.emoji, "
+    f"e.action, e.created_at_ms, c.title, {MESSAGE_COLUMNS} FROM {{p}}events e "
+)
+_JOIN_MESSAGES = (
+    f"LEFT JOIN {{p}}messages m ON m.id = e.message_id AND e.kind IN {_WITH_MESSAGE} "
+    "LEFT JOIN {p}messages q ON q.id = m.reply_to_id "
+    # (a rename carries the title the conversation has now)
+    "LEFT JOIN {p}conversations c ON c.id = e.conversation_id AND e.kind = 'renamed'"
+)
+# A message deleted by MESSAGE_RETENTION_DAYS is not announced; an edit of a
+# message deleted since is told by its deletion, and a reaction on one (its emoji
+# erased with it) is gone with it.
+_SHOWN = (
+    f"(e.kind NOT IN {_WITH_MESSAGE} OR "
+    "(m.id IS NOT NULL AND (e.kind = 'message' OR m.deleted_at_ms IS NULL))) "
+    "AND (e.kind <> 'reaction' OR e.emoji IS NOT NULL)"
+)
 _MEMBERSHIP_KINDS = "('added', 'removed')"
 
 
@@ -142,32 +169,40 @@ class EventLog:
         async with self._engine.transaction() as tx:
             rows = await tx.fetch_all(
                 self._tables.sql(
-                    "SELECT e.id, e.kind, e.conversation_id, e.message_id, e.user_id, e.emoji, "
-                    "e.action, e.created_at_ms, g.id, g.conversation_id, g.sender_id, "
-                    "g.sender_name, g.client_message_id, g.text, g.created_at_ms, c.title "
-                    "FROM {p}events e "
-                    "JOIN {p}members m ON m.conversation_id = e.conversation_id "
-                    "AND m.user_id = ? "
-                    "LEFT JOIN {p}messages g ON g.id = e.message_id AND e.kind = 'message' "
-                    # (a rename carries the title the conversation has now)
-                    "LEFT JOIN {p}conversations c ON c.id = e.conversation_id "
-                    "AND e.kind = 'renamed' "
-                    # (a message deleted by MESSAGE_RETENTION_DAYS is not announced)
-                    "WHERE e.id > ? AND e.id <= ? AND (e.kind <> 'message' OR g.id IS NOT NULL) "
+                    _SELECT_EVENTS + "JOIN {p}members mb ON mb.conversation_id = e.conversation_id "
+                    f"AND mb.user_id = ? {_JOIN_MESSAGES} WHERE {_SHOWN} "
                     f"AND e.kind IN {_CONVERSATION_KINDS} "
-                    "ORDER BY e.id LIMIT ?"
+                    "AND e.id > ? AND e.id <= ? ORDER BY e.id LIMIT ?"
                 ),
                 (str(user_id), after_id, up_to_id, limit),
             )
             memberships = await self._memberships(tx, user_id, after_id, up_to_id, limit)
         # The page's reactions in one more query, outside the writer's transaction
         # (on SQLite: the reader connection, so sends do not wait for it).
-        message_ids = [int(row[3]) for row in rows if row[8] is not None]
+        message_ids = [int(row[3]) for row in rows if row[1] == "message" and row[9] is not None]
         reactions = await self._tables.fetch_reactions(self._engine, message_ids)
         events: list[FeedEvent] = [self._event(row, reactions) for row in rows]
         # Each list holds everything of its kind up to its own last row (or up to
         # `up_to_id`), so the first `limit` of both together leave nothing out.
         return sorted([*events, *memberships], key=lambda event: event.id)[:limit]
+
+    async def conversation_events(
+        self, conversation_id: int, after_id: int, limit: int
+    ) -> list[LoggedEvent]:
+        """EventRecords.conversation_events: read outside the writer (as
+        messages_after: each is announced only after its commit, and the join reads
+        after entering the room, so what this read misses reaches the socket live)."""
+        rows = await self._engine.fetch_all(
+            self._tables.sql(
+                f"{_SELECT_EVENTS}{_JOIN_MESSAGES} WHERE {_SHOWN} "
+                f"AND e.kind IN {_REPLAYED_KINDS} "
+                "AND e.conversation_id = ? AND e.id > ? ORDER BY e.id LIMIT ?"
+            ),
+            (conversation_id, after_id, limit),
+        )
+        message_ids = [int(row[3]) for row in rows if row[1] == "message" and row[9] is not None]
+        reactions = await self._tables.fetch_reactions(self._engine, message_ids)
+        return [self._event(row, reactions) for row in rows]
 
     async def _memberships(
         self, tx: Cursorish, user_id: UserId, after_id: int, up_to_id: int, limit: int
@@ -273,24 +308,27 @@ class EventLog:
         return min(int(row[0]), int(newest[0]) - 1)
 
     def _event(self, row: Row, reactions: Reactions) -> LoggedEvent:
-        """An event row joined with its message (the message's columns NULL unless
-        the event is a message)."""
+        """An event row: (id, kind, conversation, message id, user, emoji, action,
+        created_at, title) and the message's MESSAGE_COLUMNS (NULL unless the row
+        carries the message)."""
         kind = str(row[1])
         assert kind in _EVENT_KINDS, f"unknown event kind {kind!r}"
         action = None if row[6] is None else str(row[6])
         assert action in (None, "added", "removed")
+        columns = row[9:9 + MESSAGE_COLUMN_COUNT]
+        message = self._tables.message(columns) if columns[0] is not None else None
         return LoggedEvent(
             id=int(row[0]),
             kind=kind,  # type: ignore[arg-type]
             conversation_id=int(row[2]),
             message_id=int(row[3]),
-            user_id=self._tables.user_id(row[4]),
+            user_id="" if row[4] == "" else self._tables.user_id(row[4]),
             emoji=None if row[5] is None else str(row[5]),
             action=action,  # type: ignore[arg-type]
             created_at_ms=int(row[7]),
-            message=self._tables.message(row[8:15]) if row[8] is not None else None,
-            reactions=reactions.get(int(row[3]), ()) if row[8] is not None else (),
-            title=None if row[15] is None else str(row[15]),
+            message=message,
+            reactions=reactions.get(int(row[3]), ()) if kind == "message" else (),
+            title=None if row[8] is None else str(row[8]),
         )
 
 

@@ -239,6 +239,11 @@ class MariaDbEngine:
             finally:
                 await conn.fetch_one("SELECT RELEASE_LOCK(?)", (self._lock_name,))
 
+    async def scrub(self) -> None:
+        # InnoDB frees an erased row's space for reuse; its redo and undo logs and
+        # the binary log are the operator's to bound (docs/security.md, Deletion).
+        return None
+
     async def close(self) -> None:
         self._pool.close()
         await self._pool.wait_closed()

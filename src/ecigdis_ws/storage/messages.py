@@ -5,12 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ecigdis_ws.clock import Clock
-from ecigdis_ws.domain import NewMessage, SendResult, StoredMessage, UserId
+from ecigdis_ws.domain import (
+    NO_MENTIONS,
+    Mentions,
+    NewMessage,
+    ReplyPreview,
+    SendResult,
+    StoredMessage,
+    UserId,
+)
 from ecigdis_ws.errors import StorageUnavailable
 from ecigdis_ws.storage.engine import Cursorish
 from ecigdis_ws.storage.event_log import EventLog
 from ecigdis_ws.storage.group_commit import GroupCommit
-from ecigdis_ws.storage.tables import MESSAGE_COLUMNS, Tables
+from ecigdis_ws.storage.tables import MESSAGE_COLUMNS, MESSAGES, Tables
 
 MessageKey = tuple[str, str]  # (sender id, client message id): the idempotency key
 
@@ -39,11 +47,14 @@ class MessageStore:
         text: str,
         now_ms: int,
         deadline: float | None = None,
+        reply_to: ReplyPreview | None = None,
+        mentions: Mentions = NO_MENTIONS,
     ) -> SendResult:
         """MessageRecords.store_message: queued for the next batch, answered after
         its commit."""
         return await self._writes.submit(NewMessage(
-            conversation_id, user_id, sender_name, client_message_id, text, now_ms
+            conversation_id, user_id, sender_name, client_message_id, text, now_ms,
+            reply_to, mentions,
         ), deadline)
 
     async def messages_after(
@@ -57,8 +68,8 @@ class MessageStore:
         # rejoins after a restart queued behind sends and were refused "writer busy".
         rows = await self._engine.fetch_all(
             self._tables.sql(
-                f"SELECT {MESSAGE_COLUMNS} FROM {{p}}messages "
-                "WHERE conversation_id = ? AND id > ? ORDER BY id LIMIT ?"
+                f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGES} "
+                "WHERE m.conversation_id = ? AND m.id > ? ORDER BY m.id LIMIT ?"
             ),
             (conversation_id, after_id, limit),
         )
@@ -77,20 +88,20 @@ class MessageStore:
     async def messages_page(
         self, conversation_id: int, after_id: int | None, before_id: int | None, limit: int
     ) -> list[StoredMessage]:
-        conditions = ["conversation_id = ?"]
+        conditions = ["m.conversation_id = ?"]
         params: list[int] = [conversation_id]
         if after_id is not None:
-            conditions.append("id > ?")
+            conditions.append("m.id > ?")
             params.append(after_id)
         if before_id is not None:
-            conditions.append("id < ?")
+            conditions.append("m.id < ?")
             params.append(before_id)
         order = "ASC" if after_id is not None else "DESC"
         async with self._engine.transaction() as tx:
             rows = await tx.fetch_all(
                 self._tables.sql(
-                    f"SELECT {MESSAGE_COLUMNS} FROM {{p}}messages "
-                    f"WHERE {' AND '.join(conditions)} ORDER BY id {order} LIMIT ?"
+                    f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGES} "
+                    f"WHERE {' AND '.join(conditions)} ORDER BY m.id {order} LIMIT ?"
                 ),
                 (*params, limit),
             )
@@ -99,7 +110,8 @@ class MessageStore:
 
     async def prune_messages(self, created_before_ms: int, batch: int) -> int:
         """Delete, in one short transaction, the oldest messages created before the
-        time, at most `batch`, with their reactions; the messages deleted. Read in
+        time, at most `batch`, with their reactions, earlier versions and pins; the
+        messages deleted. Read in
         id order from the start, stopping at the first one still kept: a bounded
         read of the primary key (messages have no index by time), so a check with
         nothing to delete costs one row. Their event rows go with the event log's
@@ -116,9 +128,10 @@ class MessageStore:
                 end = int(message_id)
             if not end:
                 return 0
-            await tx.execute(
-                self._tables.sql("DELETE FROM {p}reactions WHERE message_id <= ?"), (end,)
-            )
+            for table in ("reactions", "message_versions", "pins"):
+                await tx.execute(
+                    self._tables.sql(f"DELETE FROM {{p}}{table} WHERE message_id <= ?"), (end,)
+                )
             deleted, _ = await tx.execute(
                 self._tables.sql("DELETE FROM {p}messages WHERE id <= ?"), (end,)
             )
@@ -182,9 +195,9 @@ class MessageStore:
     async def _existing_messages(
         self, tx: Cursorish, keys: Sequence[MessageKey]
     ) -> dict[MessageKey, StoredMessage]:
-        matches = " OR ".join("(sender_id = ? AND client_message_id = ?)" for _ in keys)
+        matches = " OR ".join("(m.sender_id = ? AND m.client_message_id = ?)" for _ in keys)
         rows = await tx.fetch_all(
-            self._tables.sql(f"SELECT {MESSAGE_COLUMNS} FROM {{p}}messages WHERE {matches}"),
+            self._tables.sql(f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGES} WHERE {matches}"),
             [part for key in keys for part in key],
         )
         found = (self._tables.message(row) for row in rows)
@@ -193,17 +206,14 @@ class MessageStore:
     async def _insert_fresh(
         self, tx: Cursorish, fresh: Sequence[NewMessage]
     ) -> dict[MessageKey, StoredMessage]:
-        rows = ", ".join("(?, ?, ?, ?, ?, ?)" for _ in fresh)
+        rows = ", ".join("(?, ?, ?, ?, ?, ?, ?, ?)" for _ in fresh)
         returned = await tx.fetch_all(
             self._tables.sql(
                 "INSERT INTO {p}messages (conversation_id, sender_id, sender_name, "
-                f"client_message_id, text, created_at_ms) VALUES {rows} "
-                "RETURNING id, sender_id, client_message_id"
+                "client_message_id, text, created_at_ms, reply_to_id, mentions) "
+                f"VALUES {rows} RETURNING id, sender_id, client_message_id"
             ),
-            [value for m in fresh for value in (
-                m.conversation_id, str(m.user_id), m.sender_name, m.client_message_id, m.text,
-                m.created_at_ms,
-            )],
+            [value for m in fresh for value in _row(m)],
         )
         ids = {(str(row[1]), str(row[2])): int(row[0]) for row in returned}
         return {m.key: _stored(m, ids[m.key]) for m in fresh}
@@ -214,10 +224,9 @@ class MessageStore:
                 self._tables.insert_once(
                     "messages",
                     "conversation_id, sender_id, sender_name, client_message_id, text, "
-                    "created_at_ms",
+                    "created_at_ms, reply_to_id, mentions",
                 ),
-                (message.conversation_id, str(message.user_id), message.sender_name,
-                 message.client_message_id, message.text, message.created_at_ms),
+                _row(message),
             )
             if inserted:
                 assert message_id is not None
@@ -226,8 +235,8 @@ class MessageStore:
                 return SendResult(stored, duplicate=False)
             row = await tx.fetch_one(
                 self._tables.sql(
-                    f"SELECT {MESSAGE_COLUMNS} FROM {{p}}messages "
-                    "WHERE sender_id = ? AND client_message_id = ?"
+                    f"SELECT {MESSAGE_COLUMNS} FROM {MESSAGES} "
+                    "WHERE m.sender_id = ? AND m.client_message_id = ?"
                 ),
                 message.key,
             )
@@ -235,8 +244,16 @@ class MessageStore:
         return SendResult(self._tables.message(row), duplicate=True)
 
 
+def _row(m: NewMessage) -> tuple[object, ...]:
+    """The INSERT's values for one message (in _insert_fresh's column order)."""
+    return (m.conversation_id, str(m.user_id), m.sender_name, m.client_message_id, m.text,
+            m.created_at_ms, None if m.reply_to is None else m.reply_to.id,
+            Tables.mentions_column(m.mentions))
+
+
 def _stored(message: NewMessage, message_id: int) -> StoredMessage:
     return StoredMessage(
         message_id, message.conversation_id, message.user_id, message.sender_name,
         message.client_message_id, message.text, message.created_at_ms,
+        reply_to=message.reply_to, mentions=message.mentions,
     )

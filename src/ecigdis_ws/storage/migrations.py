@@ -321,5 +321,75 @@ MIGRATIONS += (
     ),
 )
 
+# Who may run a conversation: the first member of each conversation that exists
+# before roles (the earliest joined; ties all become owners) is its owner.
+_FIRST_MEMBERS = """SELECT conversation_id, MIN(joined_at_ms) AS first_ms
+    FROM {p}members GROUP BY conversation_id"""
+
+MIGRATIONS += (
+    Migration(
+        8,
+        "messages after they are sent: edits, deletions, replies, mentions, pins; roles",
+        # Columns added at the end are instant on MariaDB and in place on SQLite.
+        # A message keeps its text as it is now; each replaced text goes to
+        # message_versions (for disputes), and a deletion erases both, leaving the
+        # row as a tombstone (deleted_at_ms) that keeps the id's place. A reply
+        # names its quoted message and copies nothing of it: the excerpt is read
+        # from the quoted row, so it follows that message's edits and deletion.
+        sqlite=(
+            "ALTER TABLE {p}messages ADD COLUMN version INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE {p}messages ADD COLUMN edited_at_ms INTEGER",
+            "ALTER TABLE {p}messages ADD COLUMN deleted_at_ms INTEGER",
+            "ALTER TABLE {p}messages ADD COLUMN deleted_by TEXT",
+            "ALTER TABLE {p}messages ADD COLUMN reply_to_id INTEGER",
+            "ALTER TABLE {p}messages ADD COLUMN mentions TEXT",
+            """CREATE TABLE {p}message_versions (
+                message_id INTEGER NOT NULL,
+                version INTEGER NOT NULL,
+                text TEXT NOT NULL,
+                written_at_ms INTEGER NOT NULL,
+                replaced_at_ms INTEGER NOT NULL,
+                PRIMARY KEY (message_id, version))""",
+            """CREATE TABLE {p}pins (
+                conversation_id INTEGER NOT NULL,
+                message_id INTEGER NOT NULL,
+                pinned_by TEXT NOT NULL,
+                pinned_at_ms INTEGER NOT NULL,
+                PRIMARY KEY (conversation_id, message_id))""",
+            "ALTER TABLE {p}members ADD COLUMN role TEXT NOT NULL DEFAULT 'member'",
+            f"""UPDATE {{p}}members SET role = 'owner' WHERE joined_at_ms = (
+                SELECT f.first_ms FROM ({_FIRST_MEMBERS}) AS f
+                WHERE f.conversation_id = {{p}}members.conversation_id)""",
+        ),
+        mysql=(
+            "ALTER TABLE {p}messages ADD COLUMN IF NOT EXISTS version INT NOT NULL DEFAULT 1, "
+            "ADD COLUMN IF NOT EXISTS edited_at_ms BIGINT NULL, "
+            "ADD COLUMN IF NOT EXISTS deleted_at_ms BIGINT NULL, "
+            f"ADD COLUMN IF NOT EXISTS deleted_by {_NOPAD.replace(' NOT NULL', ' NULL')}, "
+            "ADD COLUMN IF NOT EXISTS reply_to_id BIGINT NULL, "
+            "ADD COLUMN IF NOT EXISTS mentions TEXT NULL",
+            f"""CREATE TABLE IF NOT EXISTS {{p}}message_versions (
+                message_id BIGINT NOT NULL,
+                version INT NOT NULL,
+                text MEDIUMTEXT NOT NULL,
+                written_at_ms BIGINT NOT NULL,
+                replaced_at_ms BIGINT NOT NULL,
+                PRIMARY KEY (message_id, version)) {_MYSQL_TABLE}""",
+            f"""CREATE TABLE IF NOT EXISTS {{p}}pins (
+                conversation_id BIGINT NOT NULL,
+                message_id BIGINT NOT NULL,
+                pinned_by {_NOPAD},
+                pinned_at_ms BIGINT NOT NULL,
+                PRIMARY KEY (conversation_id, message_id)) {_MYSQL_TABLE}""",
+            "ALTER TABLE {p}members ADD COLUMN IF NOT EXISTS role "
+            "VARCHAR(8) COLLATE utf8mb4_bin NOT NULL DEFAULT 'member'",
+            # (run again after a cut: members made owner stay owners, no one else is)
+            f"""UPDATE {{p}}members m JOIN ({_FIRST_MEMBERS}) f
+                ON f.conversation_id = m.conversation_id AND f.first_ms = m.joined_at_ms
+                SET m.role = 'owner'""",
+        ),
+    ),
+)
+
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -12,6 +12,7 @@ from ecigdis_ws.settings import UserIdType
 from ecigdis_ws.storage.conversations import ConversationStore
 from ecigdis_ws.storage.engine import Engine
 from ecigdis_ws.storage.event_log import EventLog
+from ecigdis_ws.storage.message_changes import MessageChangeStore
 from ecigdis_ws.storage.messages import MessageStore
 from ecigdis_ws.storage.receipts import ReceiptStore
 from ecigdis_ws.storage.schema import SchemaStore
@@ -37,6 +38,7 @@ class SqlStorage:
         self.conversations = ConversationStore(tables, self.events)
         self.summaries = ConversationSummaries(tables)
         self.messages = MessageStore(tables, self.events, clock)
+        self.changes = MessageChangeStore(tables, self.events)
         self.receipts = ReceiptStore(tables, self.events)
         self.reactions = self.receipts  # (one store keeps both: they share the table code)
         # An event row inside the caller's open transaction (tools and tests that

@@ -125,6 +125,9 @@ class SqliteEngine:
             # Since migration 4 no table declares a foreign key (docs/storage.md,
             # Constraints); a database not yet migrated keeps its checks until then.
             await engine._writer.execute("PRAGMA foreign_keys=ON")
+            # A deleted message must be gone from the file, not left in a free page
+            # (docs/security.md, Deletion): freed and overwritten content is zeroed.
+            await engine._writer.execute("PRAGMA secure_delete=ON")
         except BaseException:
             await engine.close()
             raise
@@ -178,6 +181,16 @@ class SqliteEngine:
     def migration_lock(self) -> AbstractAsyncContextManager[Cursorish]:
         # BEGIN IMMEDIATE already excludes every other process's writers.
         return self.transaction()
+
+    async def scrub(self) -> None:
+        """The write-ahead log still holds the pages as they were before a deletion
+        until a checkpoint copies them back: one that truncates the log, so the
+        deleted text is left in neither file. Readers in the middle of a read make
+        it wait (within the busy timeout); one that cannot finish leaves the rest to
+        the next deletion's, or SQLite's own checkpoints."""
+        with contextlib.suppress(sqlite3.OperationalError, TimeoutError):
+            async with asyncio.timeout(self._timeout_s), self._write_lock:
+                await self._writer.fetch_one("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def close(self) -> None:
         for conn in self._raw:

@@ -17,6 +17,8 @@ SERVER_API = "/api/server"
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
 CONVERSATION = USER_API + "/conversations/{conversationId}"
+MESSAGE = CONVERSATION + "/messages/{messageId}"
+SERVER_CONVERSATION = SERVER_API + "/conversations/{conversationId}"
 
 
 def _created_unless_duplicate(reply: Reply) -> int:
@@ -42,7 +44,8 @@ async def authenticate(call: Call) -> Reply:
 async def join(call: Call) -> Reply:
     conversation_id = v.conversation_id(call.data)
     since = v.since_id(call.data)
-    joined = await call.chat.conversations.join(call.actor(), conversation_id, since)
+    cursor = v.cursor(call.data)
+    joined = await call.chat.conversations.join(call.actor(), conversation_id, since, cursor)
     return joined.wire(conversation_id)
 
 
@@ -66,12 +69,65 @@ async def update_conversation(call: Call) -> Reply:
 
 async def send(call: Call) -> Reply:
     fields = v.payload(call.data)
+    settings = call.chat.settings
     conversation_id = v.conversation_id(fields)
-    client_id, text = v.outgoing_message(fields, call.chat.settings.max_message_length)
-    result = await call.chat.messages.post(call.actor(), conversation_id, text, client_id)
+    client_id, text = v.outgoing_message(fields, settings.max_message_length)
+    reply_to = v.positive_id(fields, "replyTo", required=False)
+    mentions = v.mentions(fields, settings.user_id_type, settings.max_mentions)
+    everyone = v.optional_flag(fields, "mentionsEveryone")
+    result = await call.chat.messages.post(call.actor(), conversation_id, text, client_id,
+                                           reply_to, mentions, everyone)
     ack = _sent(result, client_id)
     await call.tell(events.MESSAGE_ACK, ack)
     return ack
+
+
+async def edit(call: Call) -> Reply:
+    """message:edit (PATCH over REST): the sender, within MESSAGE_EDIT_WINDOW_S."""
+    fields = v.payload(call.data)
+    conversation_id = v.conversation_id(fields)
+    text = v.text(fields, call.chat.settings.max_message_length)
+    edited = await call.chat.changes.edit(call.actor(), conversation_id,
+                                          v.target_message_id(fields), text)
+    return edited.wire()
+
+
+async def delete(call: Call) -> Reply:
+    """message:delete (DELETE over REST): the sender, an owner or admin; the server
+    API's moderation is `server:delete-message`."""
+    fields = v.payload(call.data)
+    conversation_id = v.conversation_id(fields)
+    actor = None if call.identity is None else call.actor()
+    return await call.chat.changes.delete(actor, conversation_id, v.target_message_id(fields))
+
+
+async def versions(call: Call) -> Reply:
+    """message:versions (GET over REST): the texts an edit replaced, for owners and
+    admins, and the server API."""
+    fields = v.payload(call.data)
+    conversation_id = v.conversation_id(fields)
+    actor = None if call.identity is None else call.actor()
+    message, earlier = await call.chat.changes.versions(actor, conversation_id,
+                                                        v.target_message_id(fields))
+    return {"id": message.id, "conversationId": conversation_id, "text": message.text,
+            "version": message.version, "versions": [version.wire() for version in earlier]}
+
+
+async def _pin(call: Call, pinned: bool) -> Reply:
+    fields = v.payload(call.data)
+    conversation_id = v.conversation_id(fields)
+    message_id = v.target_message_id(fields)
+    changed = await call.chat.changes.pin(call.actor(), conversation_id, message_id, pinned)
+    return {"id": message_id, "conversationId": conversation_id, "pinned": pinned,
+            "changed": changed}
+
+
+async def pin(call: Call) -> Reply:
+    return await _pin(call, pinned=True)
+
+
+async def unpin(call: Call) -> Reply:
+    return await _pin(call, pinned=False)
 
 
 async def send_failed(call: Call, error: ChatError) -> None:
@@ -222,6 +278,16 @@ OPERATIONS: tuple[Operation, ...] = (
               events=(SocketEvent(events.TYPING_START, {"isTyping": True}),
                       SocketEvent(events.TYPING_STOP, {"isTyping": False})),
               rest=RestRoute("POST", CONVERSATION + "/typing", body=True)),
+    Operation(events.MESSAGE_EDIT, edit, events=(SocketEvent(events.MESSAGE_EDIT),),
+              rest=RestRoute("PATCH", MESSAGE, body=True)),
+    Operation(events.MESSAGE_DELETE, delete, events=(SocketEvent(events.MESSAGE_DELETE),),
+              rest=RestRoute("DELETE", MESSAGE)),
+    Operation(events.MESSAGE_VERSIONS, versions, events=(SocketEvent(events.MESSAGE_VERSIONS),),
+              rest=RestRoute("GET", MESSAGE + "/versions")),
+    Operation(events.MESSAGE_PIN, pin, events=(SocketEvent(events.MESSAGE_PIN),),
+              rest=RestRoute("PUT", MESSAGE + "/pin")),
+    Operation(events.MESSAGE_UNPIN, unpin, events=(SocketEvent(events.MESSAGE_UNPIN),),
+              rest=RestRoute("DELETE", MESSAGE + "/pin")),
     Operation(events.MESSAGE_READ, mark_read, events=(SocketEvent(events.MESSAGE_READ),),
               rest=RestRoute("POST", CONVERSATION + "/read", body=True)),
     Operation(events.MESSAGE_REACT, react, events=(SocketEvent(events.MESSAGE_REACT),),
@@ -242,6 +308,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("server:message", post_system_message, caller="server",
               rest=RestRoute("POST", SERVER_API + "/conversations/{conversationId}/messages",
                              status=_created_unless_duplicate, body=True)),
+    Operation("server:delete-message", delete, caller="server",
+              rest=RestRoute("DELETE", SERVER_CONVERSATION + "/messages/{messageId}")),
+    Operation("server:message-versions", versions, caller="server",
+              rest=RestRoute("GET", SERVER_CONVERSATION + "/messages/{messageId}/versions")),
     Operation("server:add-member", add_member, caller="server",
               rest=RestRoute("POST", SERVER_API + "/conversations/{conversationId}/members",
                              body=True)),

@@ -77,7 +77,7 @@ def rest_middleware(settings: Settings) -> Middleware:
         origin = cors_origin(request)
         if request.method == "OPTIONS" and origin is not None:
             response: web.StreamResponse = web.Response(status=204, headers={
-                "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE",
+                "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE",
                 "Access-Control-Allow-Headers": "Authorization, Content-Type",
                 "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_S),
             })

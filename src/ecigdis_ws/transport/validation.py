@@ -54,6 +54,11 @@ def positive_id(data: dict[str, Any], field: str, *, required: bool = True) -> i
     return value
 
 
+def optional_flag(data: dict[str, Any], field: str) -> bool:
+    """A boolean that may be absent (false)."""
+    return field in data and flag(data, field)
+
+
 def flag(data: dict[str, Any], field: str) -> bool:
     """A required true or false (not 0, 1 or "true")."""
     value = data.get(field)
@@ -70,6 +75,37 @@ def since_id(data: dict[str, Any]) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
         raise invalid("since must be a message id (a non-negative integer)")
     return value
+
+
+def cursor(data: dict[str, Any]) -> int | None:
+    """An event-log position as the join's answer and the long-poll give it: a
+    string of digits (or the integer)."""
+    value = data.get("cursor")
+    if value is None:
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+        raise invalid("cursor must be a position the server gave (a string of digits)")
+    return value
+
+
+def target_message_id(data: dict[str, Any]) -> int:
+    """The server id of the message acted on: `id` on the socket, the path's
+    `{messageId}` over REST."""
+    found = positive_id(data, "id" if "id" in data else "messageId")
+    assert found is not None
+    return found
+
+
+def mentions(data: dict[str, Any], id_type: UserIdType, max_mentions: int) -> tuple[UserId, ...]:
+    """`mentions`: at most MAX_MENTIONS distinct user ids (repeats count once)."""
+    raw = data.get("mentions")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) > max_mentions:
+        raise invalid(f"mentions must be a list of at most {max_mentions} user ids")
+    return tuple(dict.fromkeys(user_id(item, id_type, "mentions[]") for item in raw))
 
 
 def conversation_id(data: Any) -> int:
