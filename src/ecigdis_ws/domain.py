@@ -334,7 +334,7 @@ class LoggedEvent:
             )}
         if self.kind == "renamed":
             return {"event": events.CONVERSATION_UPDATED, "data": conversation_updated_wire(
-                self.conversation_id, self.title or "", self.user_id
+                self.conversation_id, self.title or "", self.actor
             )}
         if self.kind == "edited":
             assert self.message is not None
@@ -367,10 +367,10 @@ def read_receipt_wire(
 
 
 def conversation_updated_wire(
-    conversation_id: int, title: str, updated_by: UserId
+    conversation_id: int, title: str, updated_by: UserId | None
 ) -> dict[str, Any]:
     """The `conversation:updated` payload: live, and in the long-poll (with the title
-    the conversation has when the poll reads it)."""
+    the conversation has when the poll reads it); `updatedBy` null for the server API."""
     return {"conversationId": conversation_id, "title": title, "updatedBy": updated_by}
 
 

@@ -168,7 +168,7 @@ async def test_adding_a_member_tells_the_room_and_is_a_change_only_once(
     assert await server.add_member(conversation, 2) is False
 
     assert harness.received(alice, "member:added") == [
-        {"userId": 2, "conversationId": conversation}]
+        {"userId": 2, "conversationId": conversation, "addedBy": None}]
     assert await harness.storage.conversations.member_ids(conversation) == [1, 2]
 
 
@@ -253,7 +253,7 @@ async def test_a_removed_member_hears_member_removed_then_leaves_the_room(
     assert await server.remove_member(conversation, 2) is True
     await settled(harness)
 
-    told = {"userId": 2, "conversationId": conversation}
+    told = {"userId": 2, "conversationId": conversation, "removedBy": None}
     for sid in (alice, bob_phone, bob_laptop):
         assert harness.received(sid, "member:removed") == [told]
     assert [harness.chat.fanout.in_room(sid, room) for sid in (alice, bob_phone, bob_laptop)] == [
@@ -313,7 +313,7 @@ async def test_removing_someone_who_is_not_a_member_changes_nothing_but_is_still
     await settled(harness)
 
     assert harness.received(alice, "member:removed") == [
-        {"userId": 3, "conversationId": conversation}]
+        {"userId": 3, "conversationId": conversation, "removedBy": None}]
     assert await harness.storage.conversations.member_ids(conversation) == [1, 2]
 
 

@@ -75,6 +75,9 @@ EXPECTED_CODES: dict[str, frozenset[str]] = {
     "message:versions": _MESSAGE_CODES,
     "message:pin": _CHANGE_CODES,
     "message:unpin": _CHANGE_CODES,
+    "member:add": _CHANGE_CODES,
+    "member:remove": _CHANGE_CODES,
+    "member:role": _CHANGE_CODES,
     "presence:request": _CONVERSATION_CODES,
     UNKNOWN: frozenset({"INVALID_PAYLOAD"}),
 }

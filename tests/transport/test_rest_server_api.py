@@ -128,7 +128,7 @@ async def test_an_added_member_can_join_at_once(keyed: Rest) -> None:
     assert (await keyed.server_call("POST", path, KEY, {"userId": 2})).body["changed"] is False
     assert (await newcomer.call("conversation:join", join))["ok"]
     [announced] = await alice.wait_for("member:added")
-    assert announced == {"userId": 2, "conversationId": conversation}
+    assert announced == {"userId": 2, "conversationId": conversation, "addedBy": None}
 
 
 async def test_a_removed_member_is_told_and_leaves_the_room_at_once(keyed: Rest) -> None:
@@ -141,7 +141,7 @@ async def test_a_removed_member_is_told_and_leaves_the_room_at_once(keyed: Rest)
     assert removed.body == {"conversationId": conversation, "userId": 2, "changed": True}
     for client in (alice, bob):
         [told] = await client.wait_for("member:removed")
-        assert told == {"userId": 2, "conversationId": conversation}
+        assert told == {"userId": 2, "conversationId": conversation, "removedBy": None}
     await server.wait_until(
         lambda: not server.chat.fanout.in_room(bob.sio.get_sid(), f"conversation:{conversation}")
     )

@@ -27,6 +27,7 @@ from ecigdis_ws.services.inbox import InboxService
 from ecigdis_ws.services.live_events import LiveEvents
 from ecigdis_ws.services.long_poll import LongPollService
 from ecigdis_ws.services.main_site import MainSiteVerifier
+from ecigdis_ws.services.member_admin import MemberAdminService
 from ecigdis_ws.services.member_rules import MemberRules
 from ecigdis_ws.services.message_changes import ChangeLimits, MessageChangeService
 from ecigdis_ws.services.messages import MessageService
@@ -92,6 +93,7 @@ class ChatServices:
     conversations: ConversationService
     messages: MessageService
     changes: MessageChangeService
+    members: MemberAdminService
     receipts: ReceiptService
     reactions: ReactionService
     errors: ErrorReports
@@ -211,6 +213,10 @@ class ChatServices:
                 limiter=RateLimiter(settings.rate_limit_messages, clock),
                 extras=SendExtras(changes=storage.changes, conversations=storage.conversations,
                                   roles=roles),
+            ),
+            members=MemberAdminService(
+                conversations=storage.conversations, server=server, access=access, roles=roles,
+                rules=rules, fanout=fanout,
             ),
             changes=MessageChangeService(
                 changes=storage.changes, fanout=fanout, access=access, roles=roles, clock=clock,

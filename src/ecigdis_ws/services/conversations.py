@@ -25,7 +25,7 @@ from ecigdis_ws.domain import (
     with_reactions,
 )
 from ecigdis_ws.errors import ChatError, ErrorCode
-from ecigdis_ws.fanout.base import Fanout, conversation_room
+from ecigdis_ws.fanout.base import Fanout, conversation_room, user_room
 from ecigdis_ws.services.access import AccessPolicy
 from ecigdis_ws.services.event_feed import EventFeed
 from ecigdis_ws.services.presence import PresenceService
@@ -281,25 +281,33 @@ class ConversationService:
             room=room,
         )
 
-    async def rename(self, actor: Actor, conversation_id: int, title: str) -> bool:
+    async def rename(self, actor: Actor | None, conversation_id: int, title: str) -> bool:
         """conversation:update: an owner or admin renames it, or either member of a
-        conversation of two (docs/protocol.md, Roles); True when
-        the title changed, and then every other socket joined to it hears
-        `conversation:updated` (the caller's other tabs too; the caller has the
-        ack) and every member's long-poll carries it. The same title again changes nothing and
-        tells no one."""
-        await self._access.require_member(conversation_id, actor.user_id)
-        await self._roles.require_admin_or_pair(conversation_id, actor.user_id,
-                                                "rename the conversation")
+        conversation of two, or (actor None) the server API (docs/protocol.md,
+        Roles); True when the title changed, and then every other socket joined to
+        it hears `conversation:updated` (the caller's other tabs too; the caller has
+        the ack) and every member's long-poll carries it. The same title again
+        changes nothing and tells no one."""
+        if actor is None:
+            if not await self._conversations.conversation_exists(conversation_id):
+                raise ChatError(ErrorCode.NOT_FOUND, "no such conversation")
+        else:
+            await self._access.require_member(conversation_id, actor.user_id)
+            await self._roles.require_admin_or_pair(conversation_id, actor.user_id,
+                                                    "rename the conversation")
+        by = None if actor is None else actor.user_id
         changed = await self._conversations.rename_conversation(
-            conversation_id, title, actor.user_id, int(self._clock.now() * 1000)
+            conversation_id, title, "" if by is None else by, int(self._clock.now() * 1000)
         )
         if changed:
+            # To the room and to every member's own sockets, joined or not: the
+            # conversation list shows the title too. (Each socket hears it once.)
+            members = await self._conversations.member_ids(conversation_id)
             await self._fanout.emit(
                 events.CONVERSATION_UPDATED,
-                conversation_updated_wire(conversation_id, title, actor.user_id),
-                room=conversation_room(conversation_id),
-                skip_sid=actor.sid,
+                conversation_updated_wire(conversation_id, title, by),
+                room=[conversation_room(conversation_id), *map(user_room, members)],
+                skip_sid=None if actor is None else actor.sid,
             )
         return changed
 

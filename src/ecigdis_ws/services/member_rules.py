@@ -53,6 +53,12 @@ class MemberRules:
         if not self._creates.allow(creator):
             raise ChatError(ErrorCode.RATE_LIMITED, "too many conversations created")
 
+    async def check_add(self, adder: UserId, user_id: UserId) -> None:
+        """Raise unless MEMBER_ADD_POLICY lets `adder` put `user_id` into a
+        conversation (the member cap is the add's own, counted as it writes)."""
+        if str(user_id) != str(adder):
+            await self._require_may_add(adder, [user_id])
+
     async def _require_may_add(self, creator: UserId, others: Sequence[UserId]) -> None:
         if self._policy == "server_api":
             raise ChatError(

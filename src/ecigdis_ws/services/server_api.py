@@ -40,12 +40,12 @@ SYSTEM_SENDER_NAME = "System"
 # Events that say a conversation changed (wake its pollers), and membership changes.
 CONVERSATION_EVENTS = frozenset({
     events.MESSAGE_NEW, events.READ_RECEIPT, events.REACTION, events.CONVERSATION_UPDATED,
+    events.MESSAGE_UPDATED, events.MESSAGE_DELETED, events.MESSAGE_PINNED,
+    events.MESSAGE_UNPINNED,
 })
-MEMBER_ADDED = "member:added"
-MEMBER_REMOVED = "member:removed"
+MEMBER_ADDED = events.MEMBER_ADDED
+MEMBER_REMOVED = events.MEMBER_REMOVED
 ROOM_PREFIX = conversation_room(0)[:-1]
-# The server API acts for the main site, not for a user: addedBy/removedBy null.
-BY_MAIN_SITE = ChangedBy(None)
 
 
 def main_site_access(conversations: ConversationRecords, clock: Clock) -> AccessPolicy:
@@ -119,29 +119,32 @@ class ServerApiService:
             raise ChatError(ErrorCode.NOT_FOUND, "no such conversation")
         return title
 
-    async def add_member(self, conversation_id: int, user_id: UserId) -> bool:
+    async def add_member(
+        self, conversation_id: int, user_id: UserId, by: UserId | None = None
+    ) -> bool:
         """True when the user was not a member before; the room hears member:added
-        and the user's own sockets conversation:added. Not a new member past
-        MAX_CONVERSATION_MEMBERS: the main site is trusted with whom it adds, not
-        with sizes the server cannot carry."""
+        and the user's own sockets conversation:added (`addedBy`: `by`, None for
+        the main site; services/member_admin.py checks a user's right first). Not
+        a new member past MAX_CONVERSATION_MEMBERS: the main site is trusted with
+        whom it adds, not with sizes the server cannot carry."""
         title = await self._require_conversation(conversation_id)
         try:
             added = await self._conversations.add_member(
                 conversation_id, user_id, int(self._clock.now() * 1000), self._max_members,
-                BY_MAIN_SITE,
+                ChangedBy(by),
             )
         except ConversationFull:
             raise too_many_members(self._max_members) from None
         if added:
-            await self._announce(MEMBER_ADDED, conversation_id, user_id)
+            await self._announce(MEMBER_ADDED, conversation_id, user_id, "addedBy", by)
             members = tuple(sorted(await self._conversations.member_ids(conversation_id), key=str))
-            change = MembershipChange(
-                "added", conversation_id, BY_MAIN_SITE.user_id, title, members
-            )
+            change = MembershipChange("added", conversation_id, by, title, members)
             await tell_users(self._fanout, change, [user_id])
         return added
 
-    async def remove_member(self, conversation_id: int, user_id: UserId) -> bool:
+    async def remove_member(
+        self, conversation_id: int, user_id: UserId, by: UserId | None = None
+    ) -> bool:
         """True when the user was a member. Either way the room (the user included)
         hears member:removed, the user's own sockets conversation:removed, and
         every node takes the user's sockets out of the room: the main site shares
@@ -149,19 +152,22 @@ class ServerApiService:
         the change reaches the live sockets."""
         await self._require_conversation(conversation_id)
         removed = await self._conversations.remove_member(
-            conversation_id, user_id, BY_MAIN_SITE, int(self._clock.now() * 1000)
+            conversation_id, user_id, ChangedBy(by), int(self._clock.now() * 1000)
         )
         # Forgotten whether or not a row went: this node may have cached it anyway.
         self._access.memberships.forget(conversation_id, user_id)
-        await self._announce(MEMBER_REMOVED, conversation_id, user_id)
-        change = MembershipChange("removed", conversation_id, BY_MAIN_SITE.user_id)
+        await self._announce(MEMBER_REMOVED, conversation_id, user_id, "removedBy", by)
+        change = MembershipChange("removed", conversation_id, by)
         await tell_users(self._fanout, change, [user_id])
         return removed
 
-    async def _announce(self, event: str, conversation_id: int, user_id: UserId) -> None:
+    async def _announce(
+        self, event: str, conversation_id: int, user_id: UserId, by_field: str,
+        by: UserId | None,
+    ) -> None:
         await self._fanout.emit(
             event,
-            {"userId": user_id, "conversationId": conversation_id},
+            {"userId": user_id, "conversationId": conversation_id, by_field: by},
             room=conversation_room(conversation_id),
         )
 
@@ -181,18 +187,20 @@ class ServerApiService:
         if event in (events.CONVERSATION_ADDED, events.CONVERSATION_REMOVED):
             self._users_membership_delivered(event == events.CONVERSATION_ADDED, data, room)
             return
-        # (a list of rooms addresses users, as presence does, never a conversation)
-        if not isinstance(room, str) or not room.startswith(ROOM_PREFIX) or not isinstance(
-            data, dict
-        ):
+        # (a list of rooms addresses users, as presence does; a rename's list also
+        # names its conversation's room)
+        rooms = [room] if isinstance(room, str) else room or []
+        conversation_rooms = [one for one in rooms if one.startswith(ROOM_PREFIX)]
+        if len(conversation_rooms) != 1 or not isinstance(data, dict):
             return
         try:
-            conversation_id = int(room[len(ROOM_PREFIX):])
+            conversation_id = int(conversation_rooms[0][len(ROOM_PREFIX):])
         except ValueError:
             return
         if event in CONVERSATION_EVENTS:
             self._feed.conversation_changed(conversation_id)
-        elif event in (MEMBER_ADDED, MEMBER_REMOVED):
+        elif event in (MEMBER_ADDED, MEMBER_REMOVED) and isinstance(room, str):
+            # (only as the server API sends them: to the conversation's room alone)
             user_id = data.get("userId")
             if isinstance(user_id, int | str):
                 self._membership_changed(conversation_id, user_id, event == MEMBER_ADDED)

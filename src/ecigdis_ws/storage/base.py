@@ -40,6 +40,13 @@ class ConversationFull(Exception):
         self.max_members = max_members
 
 
+class LastOwner(Exception):
+    """A role change was refused, nothing written: it would leave no owner."""
+
+    def __init__(self) -> None:
+        super().__init__("the conversation's last owner cannot step down: make another one first")
+
+
 class UserRecords(Protocol):
     """Users: names from the tokens, and when each was last online (storage/users.py)."""
 
@@ -79,7 +86,9 @@ class ConversationRecords(Protocol):
         now_ms: int = 0,
     ) -> bool:
         """True when the user was a member before. With `changed_by`, a `removed`
-        is written to the event log (whether or not a row went), at `now_ms`."""
+        is written to the event log (whether or not a row went), at `now_ms`. A
+        conversation its last owner left is owned by its longest-standing admin,
+        else its longest-standing member, from the same transaction."""
 
     async def rename_conversation(
         self, conversation_id: int, title: str, changed_by: UserId, now_ms: int
@@ -89,6 +98,10 @@ class ConversationRecords(Protocol):
 
     async def role_of(self, conversation_id: int, user_id: UserId) -> Role | None:
         """The member's role (owner, admin, member), None for a non-member."""
+
+    async def set_role(self, conversation_id: int, user_id: UserId, role: Role) -> bool:
+        """True when the member's role changed; raises LastOwner rather than leave a
+        conversation with an owner without one."""
 
     async def members(self, conversation_id: int) -> list[Member]:
         """Every member with name, role and read position, in user-id order; one query."""

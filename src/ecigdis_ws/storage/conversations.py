@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ecigdis_ws.domain import ROLES, ChangedBy, Member, ReadPosition, Role, UserId
-from ecigdis_ws.storage.base import ConversationFull
+from ecigdis_ws.storage.base import ConversationFull, LastOwner
 from ecigdis_ws.storage.engine import Cursorish
 from ecigdis_ws.storage.event_log import EventLog
 from ecigdis_ws.storage.tables import Tables
@@ -77,7 +77,8 @@ class ConversationStore:
         now_ms: int = 0,
     ) -> bool:
         """True when the user was a member. A change is logged either way: the
-        main site may have deleted the row itself and call this to tell the user."""
+        main site may have deleted the row itself and call this to tell the user.
+        The last owner leaving hands the role on, in the same transaction."""
         async with self._engine.transaction() as tx:
             removed, _ = await tx.execute(
                 self._tables.sql(
@@ -85,6 +86,8 @@ class ConversationStore:
                 ),
                 (conversation_id, str(user_id)),
             )
+            if removed:
+                await self._keep_an_owner(tx, conversation_id)
             if changed_by is not None:
                 await self._events.append_membership(
                     tx, "removed", conversation_id, user_id, changed_by, now_ms
@@ -139,6 +142,47 @@ class ConversationStore:
                                   ReadPosition(user_id, None if read_id is None else int(read_id),
                                                None if read_at is None else int(read_at))))
         return members
+
+    async def set_role(self, conversation_id: int, user_id: UserId, role: Role) -> bool:
+        """True when the member's role changed; LastOwner (nothing written) when it
+        would leave a conversation that has an owner without one."""
+        async with self._engine.transaction() as tx:
+            if role != "owner":
+                row = await tx.fetch_one(
+                    self._tables.sql(
+                        "SELECT SUM(CASE WHEN role = 'owner' THEN 1 ELSE 0 END), "
+                        "SUM(CASE WHEN role = 'owner' AND user_id = ? THEN 1 ELSE 0 END) "
+                        "FROM {p}members WHERE conversation_id = ?"
+                    ),
+                    (str(user_id), conversation_id),
+                )
+                if row is not None and row[1] and int(row[0]) == 1:
+                    raise LastOwner()
+            return await self._set_role(tx, conversation_id, user_id, role) > 0
+
+    async def _keep_an_owner(self, tx: Cursorish, conversation_id: int) -> None:
+        """Once its last owner has gone, a conversation with members is owned by its
+        longest-standing admin, or else its longest-standing member (so is one made
+        by tools or open access, which had none, once a member leaves it)."""
+        row = await tx.fetch_one(
+            self._tables.sql(
+                "SELECT SUM(CASE WHEN role = 'owner' THEN 1 ELSE 0 END), COUNT(*) "
+                "FROM {p}members WHERE conversation_id = ?"
+            ),
+            (conversation_id,),
+        )
+        if row is None or not row[1] or (row[0] is not None and int(row[0]) > 0):
+            return
+        heir = await tx.fetch_one(
+            self._tables.sql(
+                "SELECT user_id FROM {p}members WHERE conversation_id = ? "
+                "ORDER BY CASE WHEN role = 'admin' THEN 0 ELSE 1 END, joined_at_ms, user_id "
+                "LIMIT 1"
+            ),
+            (conversation_id,),
+        )
+        assert heir is not None
+        await self._set_role(tx, conversation_id, self._tables.user_id(heir[0]), "owner")
 
     async def _set_role(
         self, tx: Cursorish, conversation_id: int, user_id: UserId, role: Role

@@ -5,7 +5,7 @@ method → the reply). docs/architecture.md walks through adding one."""
 from __future__ import annotations
 
 from ecigdis_ws import events
-from ecigdis_ws.domain import SendResult
+from ecigdis_ws.domain import SendResult, UserId
 from ecigdis_ws.errors import ChatError
 from ecigdis_ws.services.event_feed import CursorPruned
 from ecigdis_ws.transport import validation as v
@@ -59,12 +59,45 @@ async def leave(call: Call) -> Reply:
 
 
 async def update_conversation(call: Call) -> Reply:
-    """conversation:update (PATCH over REST): a member renames the conversation."""
+    """conversation:update (PATCH over REST): an admin renames the conversation;
+    `server:update-conversation` is the main site's."""
     fields = v.payload(call.data)
     conversation_id = v.conversation_id(fields)
     title = v.new_title(fields)
-    changed = await call.chat.conversations.rename(call.actor(), conversation_id, title)
+    actor = None if call.identity is None else call.actor()
+    changed = await call.chat.conversations.rename(actor, conversation_id, title)
     return {"conversationId": conversation_id, "title": title, "changed": changed}
+
+
+def _member(call: Call) -> tuple[int, UserId]:
+    fields = v.payload(call.data)
+    return (v.conversation_id(fields),
+            v.user_id(fields.get("userId"), call.chat.settings.user_id_type))
+
+
+async def add_member_by_admin(call: Call) -> Reply:
+    """member:add (POST .../members over REST): an owner or admin adds someone."""
+    conversation_id, user_id = _member(call)
+    changed = await call.chat.members.add(call.actor(), conversation_id, user_id)
+    return {"conversationId": conversation_id, "userId": user_id, "changed": changed}
+
+
+async def remove_member_or_leave(call: Call) -> Reply:
+    """member:remove (DELETE .../members/{userId}): leave for good, or an admin
+    removes someone."""
+    conversation_id, user_id = _member(call)
+    changed = await call.chat.members.remove(call.actor(), conversation_id, user_id)
+    return {"conversationId": conversation_id, "userId": user_id, "changed": changed}
+
+
+async def set_role(call: Call) -> Reply:
+    """member:role (PATCH .../members/{userId}); `server:set-role` for the main site."""
+    conversation_id, user_id = _member(call)
+    role = v.role(v.payload(call.data))
+    actor = None if call.identity is None else call.actor()
+    changed = await call.chat.members.set_role(actor, conversation_id, user_id, role)
+    return {"conversationId": conversation_id, "userId": user_id, "role": role,
+            "changed": changed}
 
 
 async def send(call: Call) -> Reply:
@@ -270,6 +303,13 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(events.CONVERSATION_UPDATE, update_conversation,
               events=(SocketEvent(events.CONVERSATION_UPDATE),),
               rest=RestRoute("PATCH", CONVERSATION, body=True)),
+    Operation(events.MEMBER_ADD, add_member_by_admin, events=(SocketEvent(events.MEMBER_ADD),),
+              rest=RestRoute("POST", CONVERSATION + "/members", body=True)),
+    Operation(events.MEMBER_REMOVE, remove_member_or_leave,
+              events=(SocketEvent(events.MEMBER_REMOVE),),
+              rest=RestRoute("DELETE", CONVERSATION + "/members/{userId}")),
+    Operation(events.MEMBER_ROLE, set_role, events=(SocketEvent(events.MEMBER_ROLE),),
+              rest=RestRoute("PATCH", CONVERSATION + "/members/{userId}", body=True)),
     Operation(events.MESSAGE_SEND, send, events=(SocketEvent(events.MESSAGE_SEND),),
               rest=RestRoute("POST", CONVERSATION + "/messages",
                              status=_created_unless_duplicate, body=True),
@@ -308,6 +348,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("server:message", post_system_message, caller="server",
               rest=RestRoute("POST", SERVER_API + "/conversations/{conversationId}/messages",
                              status=_created_unless_duplicate, body=True)),
+    Operation("server:update-conversation", update_conversation, caller="server",
+              rest=RestRoute("PATCH", SERVER_CONVERSATION, body=True)),
+    Operation("server:set-role", set_role, caller="server",
+              rest=RestRoute("PATCH", SERVER_CONVERSATION + "/members/{userId}", body=True)),
     Operation("server:delete-message", delete, caller="server",
               rest=RestRoute("DELETE", SERVER_CONVERSATION + "/messages/{messageId}")),
     Operation("server:message-versions", versions, caller="server",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ecigdis_ws.domain import UserId
+from ecigdis_ws.domain import ROLES, Role, UserId
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.services.auth import parse_user_id
 from ecigdis_ws.settings import UserIdType
@@ -173,6 +173,14 @@ def user_id(raw: Any, id_type: UserIdType, field: str = "userId") -> UserId:
     if parsed is None:
         raise invalid(f"{field} is not a valid user id ({id_type})")
     return parsed
+
+
+def role(data: dict[str, Any]) -> Role:
+    value = data.get("role")
+    for known in ROLES:
+        if value == known:
+            return known
+    raise invalid(f"role must be one of {', '.join(ROLES)}")
 
 
 def title(data: dict[str, Any]) -> str:
