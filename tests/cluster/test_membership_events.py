@@ -77,3 +77,31 @@ async def test_a_long_poll_on_node_b_is_answered_when_node_a_adds_its_user(
     assert [(e["event"], e["data"]) for e in answer["events"]] == [
         ("conversation:added", {"conversationId": conversation, "title": "cluster",
                                 "members": [1, 2], "addedBy": None})]
+
+
+async def test_a_rename_and_a_role_on_node_a_reach_members_on_node_b(cluster: Cluster) -> None:
+    """conversation:updated goes to every member's sockets, joined or not, on every
+    node (the conversation list follows it); member:updated to the room."""
+    node_a, node_b = cluster.start("A", "B", API_KEY=KEY)
+    bob_listing = await cluster.client(node_b, 2)  # in no room: a conversation list
+    status, created = await call(node_a, "POST", "/api/messenger/conversations",
+                                 token=cluster.token(1), json={"title": "old", "members": [2, 3]})
+    assert status == 201, created
+    conversation = created["id"]
+    carol_in_room = await cluster.client(node_b, 3)
+    assert (await carol_in_room.call("conversation:join", {"conversationId": conversation}))["ok"]
+
+    status, renamed = await call(node_a, "PATCH", f"/api/messenger/conversations/{conversation}",
+                                 token=cluster.token(1), json={"title": "new"})
+    assert status == 200 and renamed["changed"], renamed
+    told = {"conversationId": conversation, "title": "new", "updatedBy": 1}
+    for client in (bob_listing, carol_in_room):
+        assert (await client.wait_for("conversation:updated", within=WAIT_S)) == [told]
+
+    status, _ = await call(node_a, "PATCH",
+                           f"/api/messenger/conversations/{conversation}/members/3",
+                           token=cluster.token(1), json={"role": "admin"})
+    assert status == 200
+    [updated] = await carol_in_room.wait_for("member:updated", within=WAIT_S)
+    assert updated == {"conversationId": conversation, "userId": 3, "role": "admin",
+                       "updatedBy": 1}
