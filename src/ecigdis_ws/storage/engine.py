@@ -36,6 +36,11 @@ class Dialect(Protocol):
         """`select` made to lock the rows it reads until the transaction ends, or
         None when the engine's transactions exclude each other already."""
 
+    def erase_freed(self, on: bool) -> str | None:
+        """The statement that makes what the connection deletes or overwrites from
+        now on zeroed in the file (on) or left as free space (off), or None when
+        the engine has no such switch."""
+
 
 class Cursorish(Protocol):
     """What a statement run inside a transaction can be asked."""

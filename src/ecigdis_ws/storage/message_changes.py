@@ -4,10 +4,29 @@ the long-poll and a join's `cursor` replay see it exactly when it commits."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from ecigdis_ws.domain import MessageVersion, StoredMessage, UserId
-from ecigdis_ws.storage.engine import Cursorish
+from ecigdis_ws.storage.engine import Cursorish, Engine
 from ecigdis_ws.storage.event_log import EventLog
 from ecigdis_ws.storage.tables import MESSAGE_COLUMNS, MESSAGES, Tables
+
+
+@asynccontextmanager
+async def erasing(engine: Engine, tx: Cursorish) -> AsyncIterator[None]:
+    """Within a write transaction: what it deletes or overwrites is zeroed in the
+    database file, not left as free space (docs/security.md, "Deletion"); the
+    connection goes back to leaving freed space as it is, whatever happens."""
+    switch_on, switch_off = engine.dialect.erase_freed(True), engine.dialect.erase_freed(False)
+    if switch_on is None or switch_off is None:
+        yield
+        return
+    await tx.execute(switch_on)
+    try:
+        yield
+    finally:
+        await tx.execute(switch_off)
 
 
 class PinsFull(Exception):
@@ -75,7 +94,7 @@ class MessageChangeStore:
         already (or is gone). A reply quoting it reads the tombstone: its excerpt
         is erased with it, as nothing of it was ever copied."""
         by = "" if deleted_by is None else str(deleted_by)
-        async with self._engine.transaction() as tx:
+        async with self._engine.transaction() as tx, erasing(self._engine, tx):
             changed, _ = await tx.execute(
                 self._tables.sql(
                     "UPDATE {p}messages SET text = '', mentions = NULL, deleted_at_ms = ?, "

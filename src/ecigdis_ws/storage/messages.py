@@ -18,6 +18,7 @@ from ecigdis_ws.errors import StorageUnavailable
 from ecigdis_ws.storage.engine import Cursorish
 from ecigdis_ws.storage.event_log import EventLog
 from ecigdis_ws.storage.group_commit import GroupCommit
+from ecigdis_ws.storage.message_changes import erasing
 from ecigdis_ws.storage.tables import MESSAGE_COLUMNS, MESSAGES, Tables
 
 MessageKey = tuple[str, str]  # (sender id, client message id): the idempotency key
@@ -116,7 +117,7 @@ class MessageStore:
         read of the primary key (messages have no index by time), so a check with
         nothing to delete costs one row. Their event rows go with the event log's
         own retention; until then the long-poll skips them."""
-        async with self._engine.transaction() as tx:
+        async with self._engine.transaction() as tx, erasing(self._engine, tx):
             rows = await tx.fetch_all(
                 self._tables.sql("SELECT id, created_at_ms FROM {p}messages ORDER BY id LIMIT ?"),
                 (batch,),

@@ -125,9 +125,6 @@ class SqliteEngine:
             # Since migration 4 no table declares a foreign key (docs/storage.md,
             # Constraints); a database not yet migrated keeps its checks until then.
             await engine._writer.execute("PRAGMA foreign_keys=ON")
-            # A deleted message must be gone from the file, not left in a free page
-            # (docs/security.md, Deletion): freed and overwritten content is zeroed.
-            await engine._writer.execute("PRAGMA secure_delete=ON")
         except BaseException:
             await engine.close()
             raise
