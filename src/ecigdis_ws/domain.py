@@ -120,10 +120,11 @@ class StoredMessage:
             wire["version"] = self.version
         if self.reply_to is not None:
             wire["replyTo"] = self.reply_to.wire()
-        if self.mentions.user_ids:
-            wire["mentions"] = list(self.mentions.user_ids)
-        if self.mentions.everyone:
-            wire["mentionsEveryone"] = True
+        if self.mentions is not NO_MENTIONS:  # (one identity test for a plain message)
+            if self.mentions.user_ids:
+                wire["mentions"] = list(self.mentions.user_ids)
+            if self.mentions.everyone:
+                wire["mentionsEveryone"] = True
         if self.deleted_at_ms is not None:
             wire["deleted"] = True
             wire["deletedAt"] = iso_ms(self.deleted_at_ms)

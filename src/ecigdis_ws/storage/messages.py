@@ -249,7 +249,7 @@ def _row(m: NewMessage) -> tuple[object, ...]:
     """The INSERT's values for one message (in _insert_fresh's column order)."""
     return (m.conversation_id, str(m.user_id), m.sender_name, m.client_message_id, m.text,
             m.created_at_ms, None if m.reply_to is None else m.reply_to.id,
-            Tables.mentions_column(m.mentions))
+            None if m.mentions is NO_MENTIONS else Tables.mentions_column(m.mentions))
 
 
 def _stored(message: NewMessage, message_id: int) -> StoredMessage:
