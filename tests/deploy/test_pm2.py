@@ -155,8 +155,18 @@ def test_the_app_runs_the_console_script_with_serve(started: Pm2) -> None:
     # Logs go where ECIGDIS_WS_LOG_DIR says, under the file's names.
     assert pm2_env["pm_err_log_path"] == str(started.logs / "ecigdis-ws.error.log")
     assert pm2_env["pm_out_log_path"] == str(started.logs / "ecigdis-ws.out.log")
-    error_log = (started.logs / "ecigdis-ws.error.log").read_text(encoding="utf-8")
-    assert '"event": "listening"' in error_log  # production: JSON lines on stderr
+    # Production logs JSON lines on stderr. The line is written once the server
+    # listens, and PM2 copies the pipe to the file on its own time: waited for,
+    # as worksteal may run this test before the health test, or on another worker.
+    wait_for_health(started.url, UP_TIMEOUT_S)
+    error_log = started.logs / "ecigdis-ws.error.log"
+    deadline = time.monotonic() + UP_TIMEOUT_S
+    def written() -> str:
+        return error_log.read_text(encoding="utf-8") if error_log.exists() else ""
+
+    while '"event": "listening"' not in written():
+        assert time.monotonic() < deadline, f"no listening line in {written()!r}"
+        time.sleep(0.1)
 
 
 def test_pm2_restarts_the_server_after_sigkill(started: Pm2) -> None:
