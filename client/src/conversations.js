@@ -42,7 +42,8 @@ const HISTORY_PAGE = 500;
  * @property {HttpTransport} http
  * @property {boolean} hasHttp           there is a REST API to page history from
  * @property {(failures: number) => number} retryDelay
- * @property {(event: 'message' | 'read' | 'removed' | 'conversationRemoved', data: any) => void} emit
+ * @property {(event: 'message' | 'read' | 'removed' | 'memberRemoved' | 'conversationRemoved' | 'resync',
+ *   data: any) => void} emit
  */
 
 /**
@@ -115,6 +116,7 @@ export class Conversations {
     if (!isObject(data)) return;
     if (me && String(data.userId) === String(me.userId)) this.close(Number(data.conversationId));
     this._host.emit('removed', data);
+    this._host.emit('memberRemoved', data);
   }
 
   /**
