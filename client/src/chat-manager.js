@@ -442,6 +442,8 @@ function httpHost(manager, fetcher) {
       if (manager.state === 'fallback') manager._setState('offline');
     },
     onResync: (cursor) => manager._emit('resync', { cursor }),
+    cursor: () => manager._conversations.oldestCursor(),
+    onCursor: (cursor) => manager._conversations.cursors.polled(cursor),
   };
 }
 
