@@ -25,7 +25,7 @@
 // options.js completes and checks the options.
 
 import { Conversations } from './conversations.js';
-import { Emitter } from './emitter.js';
+import { ChatActions, changeEvents } from './chat-actions.js';
 import { ChatError } from './errors.js';
 import { HttpTransport } from './http-transport.js';
 import { resolveOptions, retryDelay } from './options.js';
@@ -43,6 +43,21 @@ export { ChatError };
  * @typedef {import('./types.js').UserId} UserId
  * @typedef {import('./types.js').ClientMessageId} ClientMessageId
  * @typedef {import('./types.js').ChatMessage} ChatMessage
+ * @typedef {import('./types.js').ReplyTo} ReplyTo
+ * @typedef {import('./types.js').SendOptions} SendOptions
+ * @typedef {import('./types.js').MessageRef} MessageRef
+ * @typedef {import('./types.js').MessageUpdatedEvent} MessageUpdatedEvent
+ * @typedef {import('./types.js').MessageEdit} MessageEdit
+ * @typedef {import('./types.js').MessageDeletedEvent} MessageDeletedEvent
+ * @typedef {import('./types.js').MessageDeletion} MessageDeletion
+ * @typedef {import('./types.js').MessageVersions} MessageVersions
+ * @typedef {import('./types.js').PinEvent} PinEvent
+ * @typedef {import('./types.js').PinResult} PinResult
+ * @typedef {import('./types.js').Role} Role
+ * @typedef {import('./types.js').MemberChange} MemberChange
+ * @typedef {import('./types.js').MemberAddedEvent} MemberAddedEvent
+ * @typedef {import('./types.js').MemberRemovedEvent} MemberRemovedEvent
+ * @typedef {import('./types.js').MemberUpdatedEvent} MemberUpdatedEvent
  * @typedef {import('./types.js').ReactionCount} ReactionCount
  * @typedef {import('./types.js').SendAck} SendAck
  * @typedef {import('./types.js').OutgoingStatus} OutgoingStatus
@@ -67,7 +82,7 @@ export { ChatError };
 
 /** @typedef {SocketTransport | HttpTransport} Transport */
 
-export class ChatManager extends Emitter {
+export class ChatManager extends ChatActions {
   /** @param {ChatManagerOptions} [options] */
   constructor(options = {}) {
     super();
@@ -245,12 +260,13 @@ export class ChatManager extends Emitter {
    * until the server stores it (once). `outgoing` events follow its status.
    * @param {number} conversationId
    * @param {string} text
-   * @param {{messageId?: ClientMessageId}} [options]
+   * @param {SendOptions} [options] its messageId, and the message it replies to and whom it mentions
    * @returns {Promise<SendAck>}
    */
   send(conversationId, text, options = {}) {
     this._presence.stopTyping(conversationId, false); // the server ends our typing on send
-    return this._outbox.send(conversationId, text, options.messageId ?? newMessageId());
+    const { messageId, ...extra } = options;
+    return this._outbox.send(conversationId, text, messageId ?? newMessageId(), extra);
   }
 
   /** Messages waiting to be stored, oldest first. @returns {OutgoingEvent[]} */
@@ -426,6 +442,8 @@ function httpHost(manager, fetcher) {
       if (manager.state === 'fallback') manager._setState('offline');
     },
     onResync: (cursor) => manager._emit('resync', { cursor }),
+    cursor: () => manager._conversations.oldestCursor(),
+    onCursor: (cursor) => manager._conversations.cursors.polled(cursor),
   };
 }
 
@@ -454,6 +472,7 @@ function serverEvents(manager) {
     'conversation:added': (/** @type {any} */ data) => aboutConversation('conversationAdded', data),
     'conversation:removed': (/** @type {any} */ data) => conversations.onRemovedFrom(data),
     'conversation:updated': (/** @type {any} */ data) => aboutConversation('conversationUpdated', data),
+    ...changeEvents(manager),
   }));
 }
 

@@ -3,6 +3,7 @@
 // HTTP fallback's catch-up, each message delivered once and in order, read marks
 // kept until a transport takes them.
 
+import { Cursors, joinWithCursor } from './cursors.js';
 import { ChatError, finalHttpRefusal, RETRYABLE } from './errors.js';
 import { keepReadMark, sendReadMark } from './read-marks.js';
 import { isObject, messagesOf } from './util.js';
@@ -42,7 +43,8 @@ const HISTORY_PAGE = 500;
  * @property {HttpTransport} http
  * @property {boolean} hasHttp           there is a REST API to page history from
  * @property {(failures: number) => number} retryDelay
- * @property {(event: 'message' | 'read' | 'removed' | 'conversationRemoved', data: any) => void} emit
+ * @property {(event: 'message' | 'read' | 'removed' | 'memberRemoved' | 'conversationRemoved' | 'resync',
+ *   data: any) => void} emit
  */
 
 /**
@@ -66,6 +68,7 @@ export class Conversations {
     this._host = host;
     /** @type {Map<number, Conversation>} */
     this._byId = new Map();
+    this.cursors = new Cursors(); // what each conversation rejoins with
   }
 
   /** @param {number} id @returns {Conversation} */
@@ -115,6 +118,7 @@ export class Conversations {
     if (!isObject(data)) return;
     if (me && String(data.userId) === String(me.userId)) this.close(Number(data.conversationId));
     this._host.emit('removed', data);
+    this._host.emit('memberRemoved', data);
   }
 
   /**
@@ -222,11 +226,9 @@ export class Conversations {
 
   /** @param {Conversation} conversation */
   async joinRoom(conversation) {
-    const { socket } = this._host;
-    const since = conversation.highest ?? conversation.since;
     let reply;
     try {
-      reply = await socket.call('conversation:join', { conversationId: conversation.id, since: since ?? undefined });
+      reply = await joinWithCursor(this._host.socket, this.cursors, conversation, this._host.emit);
     } catch (error) {
       const info = error instanceof ChatError ? error : new ChatError('INTERNAL', String(error));
       if (info.code === 'OFFLINE') return; // no answer (disconnected): the next connection rejoins
@@ -248,6 +250,11 @@ export class Conversations {
   /** @param {Conversation} conversation */
   _joinAgain(conversation) {
     if (conversation.open && this._host.socket.ready) this.joinRoom(conversation);
+  }
+
+  /** Where the long-poll starts: the oldest cursor of the open conversations, or null. @returns {string | null} */
+  oldestCursor() {
+    return this.cursors.oldest([...this._byId.values()].filter((conversation) => conversation.open).map(({ id }) => id));
   }
 
   /**
@@ -326,6 +333,7 @@ export class Conversations {
 
   /** @param {Conversation} conversation @param {JoinResult} result */
   _settle(conversation, result) {
+    this.cursors.settled(conversation.id);
     for (const waiter of conversation.waiters.splice(0)) waiter.resolve(result);
   }
 

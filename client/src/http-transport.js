@@ -21,6 +21,10 @@ import { isObject, sleep } from './util.js';
  * @property {() => void} onFailing              polls fail again and again
  * @property {(cursor: string | null) => void} onResync  the poll's cursor was too old: history
  *                                               filled the gap
+ * @property {() => string | null} cursor        where to start polling: the cursor the socket's
+ *                                               joins left (cursors.js); null: from now
+ * @property {(cursor: string | null) => void} onCursor  every answer's cursor; null: the one
+ *                                               polled with was refused
  * @property {(event: string, data: any) => void} dispatch  a server event from the poll
  *
  * @typedef {{signal?: AbortSignal, timeoutMs?: number}} CallOptions
@@ -159,12 +163,14 @@ export class HttpTransport {
         }
         if (typeof body.live === 'string') live = body.live;
         this._dispatchAll(body);
+        host.onCursor(cursor); // every conversation of ours is had up to here
         failures = 0;
       } catch (error) {
         if (signal.aborted) return;
         failures += 1;
         if (error instanceof ChatError && error.code === 'INVALID_PAYLOAD' && cursor !== null) {
           caughtUp = false; // a cursor the server no longer knows: start over
+          host.onCursor(null); // (and the socket's joins: with `since`)
         }
         if (failures > 1) {
           host.onFailing();
@@ -175,8 +181,14 @@ export class HttpTransport {
     }
   }
 
-  /** @param {AbortSignal} signal @returns {Promise<{cursor: string | null, live: string}>} */
+  /**
+   * Where to poll from: the cursor the socket's joins left when there is one (the
+   * changes made since come by the poll, edits and deletions too), else the present.
+   * @param {AbortSignal} signal @returns {Promise<{cursor: string | null, live: string}>}
+   */
   async _pollCursor(signal) {
+    const kept = this._host.cursor();
+    if (kept !== null) return { cursor: kept, live: '' };
     const body = await this.call('poll', {}, { signal, timeoutMs: this._host.options.pollTimeoutMs });
     this._dispatchAll(body);
     const cursor = typeof body.cursor === 'string' ? body.cursor : body.cursor != null ? String(body.cursor) : null;

@@ -13,7 +13,7 @@ import { isObject } from './util.js';
 
 /**
  * @typedef {object} HttpForm  The REST request of an operation (docs/openapi.yaml).
- * @property {'GET' | 'POST' | 'PATCH'} method
+ * @property {'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'} method
  * @property {string} path          below the API root; `{field}` is that payload field
  * @property {string[]} [query]     payload fields sent in the query string, those given
  * @property {string[]} [body]      payload fields sent as the JSON body, those given
@@ -27,13 +27,22 @@ import { isObject } from './util.js';
  * @property {HttpForm} [http]      absent: socket only
  */
 
+// What a send may carry besides its text (docs/protocol.md, "Replies and mentions").
+const SEND_OPTIONS = ['replyTo', 'mentions', 'mentionsEveryone'];
+// The REST paths of one message (its server id, `id` on the socket) and one member.
+const MESSAGE = '/conversations/{conversationId}/messages/{id}';
+const MEMBER = '/conversations/{conversationId}/members/{userId}';
+
 /** @type {Readonly<Record<string, Operation>>} */
 export const OPERATIONS = Object.freeze({
   // -- over the socket, or REST on the fallback ---------------------------------------
   'message:send': {
     event: 'message:send',
-    fields: ['conversationId', 'text', 'messageId'],
-    http: { method: 'POST', path: '/conversations/{conversationId}/messages', body: ['text', 'messageId'], reply: ackOf },
+    fields: ['conversationId', 'text', 'messageId', ...SEND_OPTIONS],
+    http: {
+      method: 'POST', path: '/conversations/{conversationId}/messages', body: ['text', 'messageId', ...SEND_OPTIONS],
+      reply: ackOf,
+    },
   },
   'message:read': {
     event: 'message:read',
@@ -62,11 +71,37 @@ export const OPERATIONS = Object.freeze({
     fields: ['conversationId', 'title'],
     http: { method: 'PATCH', path: '/conversations/{conversationId}', body: ['title'] },
   },
+  // A message after it is sent, `id` its server id (docs/protocol.md, "Messages
+  // after they are sent"). Edits and deletions go through the outbox.
+  'message:edit': {
+    event: 'message:edit',
+    fields: ['conversationId', 'id', 'text'],
+    http: { method: 'PATCH', path: MESSAGE, body: ['text'] },
+  },
+  'message:delete': { event: 'message:delete', fields: ['conversationId', 'id'], http: { method: 'DELETE', path: MESSAGE } },
+  'message:versions': {
+    event: 'message:versions', fields: ['conversationId', 'id'], http: { method: 'GET', path: `${MESSAGE}/versions` },
+  },
+  'message:pin': { event: 'message:pin', fields: ['conversationId', 'id'], http: { method: 'PUT', path: `${MESSAGE}/pin` } },
+  'message:unpin': {
+    event: 'message:unpin', fields: ['conversationId', 'id'], http: { method: 'DELETE', path: `${MESSAGE}/pin` },
+  },
+  // Members ("Roles"): removing ourselves is leaving for good.
+  'member:add': {
+    event: 'member:add',
+    fields: ['conversationId', 'userId'],
+    http: { method: 'POST', path: '/conversations/{conversationId}/members', body: ['userId'] },
+  },
+  'member:remove': { event: 'member:remove', fields: ['conversationId', 'userId'], http: { method: 'DELETE', path: MEMBER } },
+  'member:role': {
+    event: 'member:role', fields: ['conversationId', 'userId', 'role'], http: { method: 'PATCH', path: MEMBER, body: ['role'] },
+  },
 
   // -- socket only: over HTTP there is no room (the long-poll carries every
   // conversation of ours), so a join there is a history catch-up ----------------------
   authenticate: { event: 'authenticate', fields: ['token'] },
-  'conversation:join': { event: 'conversation:join', fields: ['conversationId', 'since'] },
+  // `cursor` (the last join's or the long-poll's): every change after it is replayed.
+  'conversation:join': { event: 'conversation:join', fields: ['conversationId', 'since', 'cursor'] },
   'conversation:leave': { event: 'conversation:leave', fields: ['conversationId'], noAck: true },
 
   // -- REST only, whether or not the socket is up ---------------------------------------

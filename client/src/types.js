@@ -18,6 +18,103 @@
  *                                       (a REST page, a replay with `since`, the long-poll);
  *                                       absent on a live message, which has none yet. Later
  *                                       `reaction` events apply on top (set semantics per user).
+ * @property {ReplyTo} [replyTo]         the message it answers, as that message is now (our own
+ *                                       sent message, delivered from its ack, carries only `id`)
+ * @property {UserId[]} [mentions]       whom it calls by name
+ * @property {boolean} [mentionsEveryone] it calls the whole conversation
+ * @property {string | null} [editedAt]  once edited (in replays and history; live: `messageUpdated`)
+ * @property {number} [version]          once edited: 1 + the number of edits
+ * @property {boolean} [deleted]         a tombstone: deleted, `text` is ""
+ * @property {string} [deletedAt]
+ * @property {UserId | null} [deletedBy] null: the main site deleted it
+ *
+ * @typedef {object} ReplyTo  The message a message answers (`replyTo` of `message:new`).
+ * @property {number} id
+ * @property {UserId | null} [userId]    its sender (null: it is gone with MESSAGE_RETENTION_DAYS)
+ * @property {string} [senderName]
+ * @property {string} [excerpt]          its first 120 characters; "" once deleted
+ * @property {boolean} [deleted]
+ *
+ * @typedef {object} SendOptions  `send()`'s options.
+ * @property {ClientMessageId} [messageId] our own id for it (default: a new UUID); a retry
+ *                                       with the same one is stored once
+ * @property {number} [replyTo]          the server id of the message of that conversation it answers
+ * @property {UserId[]} [mentions]       members it calls by name
+ * @property {boolean} [mentionsEveryone] it calls everyone (owners and admins only)
+ *
+ * @typedef {number | {messageId: ClientMessageId}} MessageRef  A message to edit or delete: its
+ *   server id, or `{ messageId }` of a send of ours (still queued, or sent since the page loaded)
+ *
+ * @typedef {object} MessageUpdatedEvent  A message was edited (`message:updated`).
+ * @property {number} id
+ * @property {number} conversationId
+ * @property {string} text               its text now
+ * @property {string | null} editedAt
+ * @property {number} version            apply an update only over an older version
+ *
+ * @typedef {MessageUpdatedEvent & {changed: boolean}} MessageEdit  What `editMessage()` resolves
+ *   with; `changed: false`: it had that text already (no one was told)
+ *
+ * @typedef {object} MessageDeletedEvent  A message was deleted (`message:deleted`).
+ * @property {number} id
+ * @property {number} conversationId
+ * @property {UserId | null} deletedBy   null: the main site deleted it
+ * @property {string} deletedAt
+ *
+ * @typedef {object} MessageDeletion  What `deleteMessage()` resolves with.
+ * @property {number | null} id          null: it was never sent, only taken out of the queue
+ * @property {number} conversationId
+ * @property {UserId | null} deletedBy
+ * @property {string | null} deletedAt   null when it was deleted already, or never sent
+ * @property {boolean} [alreadyDeleted]  it was deleted already (an earlier try, or someone else)
+ *
+ * @typedef {object} MessageVersions  What `messageVersions()` resolves with.
+ * @property {number} id
+ * @property {number} conversationId
+ * @property {string} text               the text now
+ * @property {number} version
+ * @property {Array<{version: number, text: string, writtenAt: string, replacedAt: string}>} versions
+ *                                       the texts edits replaced, oldest first
+ *
+ * @typedef {object} PinEvent  `message:pinned` (`messagePinned`) or `message:unpinned`
+ *   (`messageUnpinned`, with `unpinnedBy` and `unpinnedAt` instead).
+ * @property {number} id
+ * @property {number} conversationId
+ * @property {UserId | null} [pinnedBy]
+ * @property {string} [pinnedAt]
+ * @property {UserId | null} [unpinnedBy]
+ * @property {string} [unpinnedAt]
+ *
+ * @typedef {object} PinResult  What `pinMessage()` / `unpinMessage()` resolve with.
+ * @property {number} id
+ * @property {number} conversationId
+ * @property {boolean} pinned
+ * @property {boolean} changed           false: it was pinned (unpinned) already
+ *
+ * @typedef {'owner' | 'admin' | 'member'} Role
+ *
+ * @typedef {object} MemberChange  What `addMember()`, `removeMember()` and `leaveConversation()`
+ *   resolve with (`setRole()`: with `role` too).
+ * @property {number} conversationId
+ * @property {UserId} userId
+ * @property {boolean} changed           false: they were a member already (add)
+ * @property {Role} [role]
+ *
+ * @typedef {object} MemberAddedEvent  Someone became a member (`member:added`).
+ * @property {number} conversationId
+ * @property {UserId} userId
+ * @property {UserId | null} addedBy     null: the main site
+ *
+ * @typedef {object} MemberRemovedEvent  Someone is a member no more (`member:removed`).
+ * @property {number} conversationId
+ * @property {UserId} userId
+ * @property {UserId | null} removedBy   themselves when they left; null: the main site
+ *
+ * @typedef {object} MemberUpdatedEvent  A member's role changed (`member:updated`).
+ * @property {number} conversationId
+ * @property {UserId} userId
+ * @property {Role} role
+ * @property {UserId | null} updatedBy   null: the main site
  *
  * @typedef {object} ReactionCount  One emoji on a message, in the order of first use.
  * @property {string} emoji
@@ -32,7 +129,8 @@
  * @property {string} createdAt
  * @property {boolean} [duplicate]       true when an earlier attempt had stored it already
  *
- * @typedef {'queued' | 'sending' | 'sent' | 'failed'} OutgoingStatus
+ * @typedef {'queued' | 'sending' | 'sent' | 'failed' | 'cancelled'} OutgoingStatus  cancelled:
+ *   deleted (`deleteMessage`) before it was ever sent
  *
  * @typedef {object} OutgoingEvent  A message of ours changing state (`outgoing` event).
  * @property {ClientMessageId} messageId
@@ -44,8 +142,9 @@
  *
  * @typedef {object} ChatErrorInfo
  * @property {string} code               UNAUTHENTICATED, AUTH_FAILED, TOKEN_EXPIRED, INVALID_PAYLOAD,
- *                                       FORBIDDEN, NOT_FOUND, RATE_LIMITED, UNAVAILABLE, INTERNAL,
- *                                       or OFFLINE (this client could not reach the server)
+ *                                       FORBIDDEN, NOT_FOUND, CONFLICT, RATE_LIMITED, UNAVAILABLE,
+ *                                       INTERNAL; or this client's own: OFFLINE (it could not reach
+ *                                       the server), CLOSED, CANCELLED (deleted before it was sent)
  * @property {string} message
  * @property {string | null} [event]     the client event that failed
  *
@@ -129,8 +228,19 @@
  * @property {ConversationAddedEvent} conversationAdded  we became a member of a conversation
  * @property {ConversationRemovedEvent} conversationRemoved  we were removed from a conversation
  * @property {ConversationUpdatedEvent} conversationUpdated  a member renamed a conversation
- * @property {{cursor: string | null}} resync  the long-poll's cursor was older than the server
- *                                       keeps: missed messages came from history
+ * @property {MessageUpdatedEvent} messageUpdated  a message was edited
+ * @property {MessageDeletedEvent} messageDeleted  a message was deleted
+ * @property {PinEvent} messagePinned
+ * @property {PinEvent} messageUnpinned
+ * @property {MemberAddedEvent} memberAdded
+ * @property {MemberRemovedEvent} memberRemoved  (us too: then `conversationRemoved` follows)
+ * @property {MemberUpdatedEvent} memberUpdated  a member's role changed
+ * @property {{cursor: string | null, conversationId?: number}} resync  a cursor was older than the
+ *                                       server keeps (or its changes more than a join replays):
+ *                                       missed messages came from history, but edits, deletions
+ *                                       and pins of messages shown already may be missing: reload
+ *                                       them (`conversationId`: that conversation's join; without:
+ *                                       the long-poll's, any conversation)
  * @property {ChatErrorInfo} error
  *
  * @typedef {object} ChatManagerOptions
