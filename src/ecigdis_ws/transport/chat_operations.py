@@ -4,8 +4,10 @@ method → the reply). docs/architecture.md walks through adding one."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from ecigdis_ws import events
-from ecigdis_ws.domain import SendResult
+from ecigdis_ws.domain import Actor, SendResult
 from ecigdis_ws.errors import ChatError
 from ecigdis_ws.services.event_feed import CursorPruned
 from ecigdis_ws.transport import validation as v
@@ -88,35 +90,58 @@ async def edit(call: Call) -> Reply:
     conversation_id = v.conversation_id(fields)
     text = v.text(fields, call.chat.settings.max_message_length)
     edited = await call.chat.changes.edit(call.actor(), conversation_id,
-                                          v.target_message_id(fields), text)
+                                          _target(call, fields), text)
     return edited.wire()
 
 
-async def delete(call: Call) -> Reply:
-    """message:delete (DELETE over REST): the sender, an owner or admin; the server
-    API's moderation is `server:delete-message`."""
+def _target(call: Call, fields: dict[str, Any]) -> int:
+    """The message acted on: over REST the path's `{messageId}` alone (a body's
+    `id` must not redirect a PATCH to another message than its URL names), on
+    the socket the payload's `id`."""
+    return v.target_message_id(fields, from_path=call.transport == "rest")
+
+
+async def _delete(call: Call, actor: Actor | None) -> Reply:
     fields = v.payload(call.data)
     conversation_id = v.conversation_id(fields)
-    actor = None if call.identity is None else call.actor()
-    return await call.chat.changes.delete(actor, conversation_id, v.target_message_id(fields))
+    return await call.chat.changes.delete(actor, conversation_id, _target(call, fields))
+
+
+async def delete(call: Call) -> Reply:
+    """message:delete (DELETE over REST): the sender, an owner or admin."""
+    return await _delete(call, call.actor())
+
+
+async def server_delete(call: Call) -> Reply:
+    """The server API's moderation (`deletedBy: null`): its own operation, so that
+    no user's call can ever be taken for it."""
+    return await _delete(call, None)
+
+
+async def _versions(call: Call, actor: Actor | None) -> Reply:
+    fields = v.payload(call.data)
+    conversation_id = v.conversation_id(fields)
+    message, earlier = await call.chat.changes.versions(actor, conversation_id,
+                                                        _target(call, fields))
+    return {"id": message.id, "conversationId": conversation_id, "text": message.text,
+            "version": message.version, "versions": [version.wire() for version in earlier]}
 
 
 async def versions(call: Call) -> Reply:
     """message:versions (GET over REST): the texts an edit replaced, for owners and
-    admins, and the server API."""
-    fields = v.payload(call.data)
-    conversation_id = v.conversation_id(fields)
-    actor = None if call.identity is None else call.actor()
-    message, earlier = await call.chat.changes.versions(actor, conversation_id,
-                                                        v.target_message_id(fields))
-    return {"id": message.id, "conversationId": conversation_id, "text": message.text,
-            "version": message.version, "versions": [version.wire() for version in earlier]}
+    admins."""
+    return await _versions(call, call.actor())
+
+
+async def server_versions(call: Call) -> Reply:
+    """The server API's read of a message's earlier versions, for disputes."""
+    return await _versions(call, None)
 
 
 async def _pin(call: Call, pinned: bool) -> Reply:
     fields = v.payload(call.data)
     conversation_id = v.conversation_id(fields)
-    message_id = v.target_message_id(fields)
+    message_id = _target(call, fields)
     changed = await call.chat.changes.pin(call.actor(), conversation_id, message_id, pinned)
     return {"id": message_id, "conversationId": conversation_id, "pinned": pinned,
             "changed": changed}
@@ -308,9 +333,9 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("server:message", post_system_message, caller="server",
               rest=RestRoute("POST", SERVER_API + "/conversations/{conversationId}/messages",
                              status=_created_unless_duplicate, body=True)),
-    Operation("server:delete-message", delete, caller="server",
+    Operation("server:delete-message", server_delete, caller="server",
               rest=RestRoute("DELETE", SERVER_CONVERSATION + "/messages/{messageId}")),
-    Operation("server:message-versions", versions, caller="server",
+    Operation("server:message-versions", server_versions, caller="server",
               rest=RestRoute("GET", SERVER_CONVERSATION + "/messages/{messageId}/versions")),
     Operation("server:add-member", add_member, caller="server",
               rest=RestRoute("POST", SERVER_API + "/conversations/{conversationId}/members",
