@@ -26,6 +26,8 @@ from ecigdis_ws.ops.socket_client import RecordingClient
 from ecigdis_ws.services.auth import mint_token
 from ecigdis_ws.services.container import ChatServices
 from ecigdis_ws.settings import Settings, load_settings
+from ecigdis_ws.storage.base import Storage
+from ecigdis_ws.storage.sql import SqlStorage
 from ecigdis_ws.transport.app_keys import SERVICES
 from ecigdis_ws.transport.socketio_overrides.server import SOCKET_SERVER
 
@@ -55,6 +57,20 @@ async def wait_until(condition: Callable[[], bool], within: float = WAIT_S) -> N
     async with asyncio.timeout(within):
         while not condition():  # noqa: ASYNC110 - the state has no event to await
             await asyncio.sleep(0.01)
+
+
+async def set_role(storage: Storage, conversation_id: int, user_id: UserId, role: str) -> None:
+    """Give a member a role (owner, admin, member): no operation changes roles yet
+    (the creator of a REST create is its owner), so tests set them in the table."""
+    assert isinstance(storage, SqlStorage)
+    async with storage.engine.transaction() as tx:
+        changed, _ = await tx.execute(
+            storage.tables.sql(
+                "UPDATE {p}members SET role = ? WHERE conversation_id = ? AND user_id = ?"
+            ),
+            (role, conversation_id, str(user_id)),
+        )
+    assert changed == 1, f"user {user_id} is no member of conversation {conversation_id}"
 
 
 def test_settings(tmp_path: Path, **env: str) -> Settings:

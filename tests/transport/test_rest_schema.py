@@ -12,6 +12,7 @@ no rate limits, so that the volume of cases does not turn into 429s.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -33,8 +34,11 @@ from tests.support import test_settings as settings_for
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 API_KEY = "schema-test-key-0123456789abcdef0123456789"
-# Cases per operation and mode: twelve operations, both modes, well under a minute.
+# Cases per operation and mode: nineteen operations, both modes, about a minute.
 MAX_EXAMPLES = 40
+# What the document's path examples name (seed(), below).
+SEEDED_CONVERSATION = 1
+SEEDED_MESSAGES = 8
 START_TIMEOUT_S = 20.0
 
 schema = schemathesis.openapi.from_path(str(DOC))
@@ -85,13 +89,39 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
             time.sleep(0.1)
         settings = settings_for(workdir, **env)
         token = mint_token(settings, SystemClock(), 1, "schema tester", 3600)
-        yield url, {"Authorization": f"Bearer {token}", "X-API-Key": API_KEY}
+        headers = {"Authorization": f"Bearer {token}", "X-API-Key": API_KEY}
+        seed(url, headers)
+        yield url, headers
     finally:
         process.terminate()
         process.wait(timeout=15)
         log.close()
     output = (workdir / "server.log").read_text()
     assert "Traceback" not in output, output
+
+
+def seed(url: str, headers: dict[str, str]) -> None:
+    """What the document's examples name (components/parameters): conversation 1,
+    made over REST by the test's user, so its owner (renames, pins, versions and
+    deletions of others' messages are the owners' and admins'), and messages 1-8
+    of that user in it (an edit is the sender's): each operation that changes a
+    message has its own example, so the cases of one (a deletion) do not leave
+    another without a success."""
+
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        request = urllib.request.Request(
+            url + path, data=json.dumps(body).encode(), method="POST",
+            headers={**headers, "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            reply: dict[str, Any] = json.loads(answer.read())
+            return reply
+
+    created = post("/api/messenger/conversations", {"title": "seeded", "members": [2]})
+    assert created["id"] == SEEDED_CONVERSATION, created
+    for n in range(1, SEEDED_MESSAGES + 1):
+        sent = post(f"/api/messenger/conversations/{SEEDED_CONVERSATION}/messages",
+                    {"messageId": f"seed-{n}", "text": f"seeded message {n}"})
+        assert sent["id"] == n, sent
 
 
 @schema.parametrize()

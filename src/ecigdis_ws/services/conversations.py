@@ -156,6 +156,8 @@ class ConversationService:
         self._check_room_cap(actor.sid, room)  # (before open access makes a member)
         await self._access.require_member(conversation_id, actor.user_id)
         budget = self._limits.replay_max_messages
+        if cursor is not None:  # (refused before the socket is put in the room)
+            await self._require_known_cursor(cursor)
         replay = None if since is None or cursor is not None else _Replay(since, budget)
         if replay is not None:
             await self._replay(actor.sid, conversation_id, replay)
@@ -175,7 +177,7 @@ class ConversationService:
         # after entering the room, so all after it is live or replayed below).
         position = await self._feed.settled(fresh=False)
         changes = None if cursor is None else await self._replay_changes(
-            actor.sid, conversation_id, cursor, position, budget
+            actor.sid, conversation_id, cursor, budget
         )
         if newly_in_room:
             await self._fanout.emit(
@@ -194,8 +196,18 @@ class ConversationService:
         return JoinResult(online, members, await self._changes.pinned_ids(conversation_id),
                           position, cut_at, resync=changes is not None and changes.cut)
 
+    async def _require_known_cursor(self, cursor: int) -> None:
+        """INVALID_PAYLOAD for a cursor ahead of the event log (another database's).
+        The log's last id is read through the writer only for a cursor past what
+        this node has seen settle, which a client's own cursor never is."""
+        if cursor > await self._feed.settled(fresh=False) and (
+            cursor > await self._events.event_log_last_id()
+        ):
+            raise ChatError(ErrorCode.INVALID_PAYLOAD,
+                            "cursor is ahead of the event log: join again without one")
+
     async def _replay_changes(
-        self, sid: str, conversation_id: int, cursor: int, settled: int, budget: int
+        self, sid: str, conversation_id: int, cursor: int, budget: int
     ) -> _Replay:
         """Send every change of the conversation after the event-log `cursor` (the
         join's and the long-poll's one cursor): messages as they are now, edits,
@@ -204,11 +216,6 @@ class ConversationService:
         the event log keeps (EVENT_LOG_RETENTION_S): then nothing is sent and the
         client pages history, which shows each message as it is now."""
         replay = _Replay(cursor, budget)
-        # (the log's last id is read through the writer: only for a cursor past
-        # what this node has seen settle, which a client's own cursor never is)
-        if cursor > settled and cursor > await self._events.event_log_last_id():
-            raise ChatError(ErrorCode.INVALID_PAYLOAD,
-                            "cursor is ahead of the event log: join again without one")
         if await self._events.event_log_pruned_through() > cursor:
             replay.cut = True
             return replay

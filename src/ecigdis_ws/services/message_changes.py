@@ -31,7 +31,7 @@ from ecigdis_ws.fanout.base import Fanout, conversation_room
 from ecigdis_ws.services.access import AccessPolicy
 from ecigdis_ws.services.roles import Roles
 from ecigdis_ws.storage.base import MessageChangeRecords
-from ecigdis_ws.storage.message_changes import PinsFull
+from ecigdis_ws.storage.message_changes import MessageDeleted, PinsFull
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,8 @@ class MessageChangeService:
                                                   self._limits.max_pins)
             except PinsFull as full:
                 raise ChatError(ErrorCode.CONFLICT, str(full)) from None
+            except MessageDeleted:
+                raise ChatError(ErrorCode.CONFLICT, "the message was deleted") from None
         else:
             changed = await self._changes.unpin(message, actor.user_id, now_ms)
         if changed:

@@ -38,6 +38,7 @@ log = get_logger(__name__)
 NO_SOCKET = "no-socket"
 SYSTEM_SENDER_NAME = "System"
 # Events that say a conversation changed (wake its pollers), and membership changes.
+# Every event the event log also records: its delivery wakes the long-polls.
 CONVERSATION_EVENTS = frozenset({
     events.MESSAGE_NEW, events.READ_RECEIPT, events.REACTION, events.CONVERSATION_UPDATED,
     events.MESSAGE_UPDATED, events.MESSAGE_DELETED, events.MESSAGE_PINNED,

@@ -198,7 +198,8 @@ class MessageChangeRecords(Protocol):
     async def pin(
         self, message: StoredMessage, by: UserId | None, now_ms: int, max_pins: int
     ) -> bool:
-        """True when it was not pinned; raises PinsFull past `max_pins`."""
+        """True when it was not pinned; raises PinsFull past `max_pins`, and
+        MessageDeleted when it was deleted since `message` was read."""
 
     async def unpin(self, message: StoredMessage, by: UserId | None, now_ms: int) -> bool:
         """True when it was pinned."""

@@ -37,6 +37,15 @@ class PinsFull(Exception):
         self.max_pins = max_pins
 
 
+class MessageDeleted(Exception):
+    """A pin was refused, nothing written: the message was deleted after the
+    caller read it (another request's deletion in between)."""
+
+    def __init__(self, message_id: int) -> None:
+        super().__init__(f"message {message_id} was deleted")
+        self.message_id = message_id
+
+
 class MessageChangeStore:
     def __init__(self, tables: Tables, events: EventLog) -> None:
         self._tables = tables
@@ -145,17 +154,25 @@ class MessageChangeStore:
     ) -> bool:
         """True when the message was not pinned; PinsFull (nothing written) past
         `max_pins`. Counted after the dialect's lock on the conversation's row, as
-        an add counts members, so concurrent pins cannot overshoot together."""
+        an add counts members, so concurrent pins cannot overshoot together.
+        MessageDeleted (nothing written) when the message was deleted since the
+        caller read it: its row is read (and on MariaDB locked) here, so a deletion
+        either commits first and is seen, or waits and then erases this pin."""
+        dialect = self._engine.dialect
         async with self._engine.transaction() as tx:
-            lock = self._engine.dialect.lock_for_update(
+            lock = dialect.lock_for_update(
                 self._tables.sql("SELECT id FROM {p}conversations WHERE id = ?")
             )
             if lock is not None:
                 await tx.fetch_one(lock, (message.conversation_id,))
+            alive = self._tables.sql("SELECT deleted_at_ms FROM {p}messages WHERE id = ?")
+            state = await tx.fetch_one(dialect.lock_for_update(alive) or alive, (message.id,))
+            if state is None or state[0] is not None:
+                raise MessageDeleted(message.id)
             row = await tx.fetch_one(
                 self._tables.sql(
-                    "SELECT COUNT(*), SUM(CASE WHEN message_id = ? THEN 1 ELSE 0 END) "
-                    "FROM {p}pins WHERE conversation_id = ?"
+                    "SELECT COUNT(*), SUM(CASE WHEN message_id = ? THEN 1 ELSE 0 END), "
+                    "MAX(pinned_at_ms) FROM {p}pins WHERE conversation_id = ?"
                 ),
                 (message.id, message.conversation_id),
             )
@@ -164,12 +181,16 @@ class MessageChangeStore:
                 return False
             if int(row[0]) >= max_pins:
                 raise PinsFull(max_pins)
+            # pinned_at_ms is what pinned_ids orders by: two pins in one millisecond
+            # (a client pinning several at once) keep the order they were made in, a
+            # millisecond apart, rather than falling back to the messages' ids.
+            order_ms = now_ms if row[2] is None else max(now_ms, int(row[2]) + 1)
             await tx.execute(
                 self._tables.sql(
                     "INSERT INTO {p}pins (conversation_id, message_id, pinned_by, pinned_at_ms) "
                     "VALUES (?, ?, ?, ?)"
                 ),
-                (message.conversation_id, message.id, "" if by is None else str(by), now_ms),
+                (message.conversation_id, message.id, "" if by is None else str(by), order_ms),
             )
             await self._log(tx, "pinned", message, by, now_ms)
         return True

@@ -4,8 +4,10 @@ method → the reply). docs/architecture.md walks through adding one."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from ecigdis_ws import events
-from ecigdis_ws.domain import SendResult, UserId
+from ecigdis_ws.domain import Actor, SendResult, UserId
 from ecigdis_ws.errors import ChatError
 from ecigdis_ws.services.event_feed import CursorPruned
 from ecigdis_ws.transport import validation as v
@@ -58,15 +60,22 @@ async def leave(call: Call) -> Reply:
 # -- both transports ----------------------------------------------------------------------
 
 
-async def update_conversation(call: Call) -> Reply:
-    """conversation:update (PATCH over REST): an admin renames the conversation;
-    `server:update-conversation` is the main site's."""
+async def _rename(call: Call, actor: Actor | None) -> Reply:
     fields = v.payload(call.data)
     conversation_id = v.conversation_id(fields)
     title = v.new_title(fields)
-    actor = None if call.identity is None else call.actor()
     changed = await call.chat.conversations.rename(actor, conversation_id, title)
     return {"conversationId": conversation_id, "title": title, "changed": changed}
+
+
+async def update_conversation(call: Call) -> Reply:
+    """conversation:update (PATCH over REST): an admin renames the conversation."""
+    return await _rename(call, call.actor())
+
+
+async def server_update_conversation(call: Call) -> Reply:
+    """The main site's rename (`updatedBy: null`), an operation of its own."""
+    return await _rename(call, None)
 
 
 def _member(call: Call) -> tuple[int, UserId]:
@@ -90,14 +99,22 @@ async def remove_member_or_leave(call: Call) -> Reply:
     return {"conversationId": conversation_id, "userId": user_id, "changed": changed}
 
 
-async def set_role(call: Call) -> Reply:
-    """member:role (PATCH .../members/{userId}); `server:set-role` for the main site."""
+async def _set_role(call: Call, actor: Actor | None) -> Reply:
     conversation_id, user_id = _member(call)
     role = v.role(v.payload(call.data))
-    actor = None if call.identity is None else call.actor()
     changed = await call.chat.members.set_role(actor, conversation_id, user_id, role)
     return {"conversationId": conversation_id, "userId": user_id, "role": role,
             "changed": changed}
+
+
+async def set_role(call: Call) -> Reply:
+    """member:role (PATCH .../members/{userId})."""
+    return await _set_role(call, call.actor())
+
+
+async def server_set_role(call: Call) -> Reply:
+    """The main site sets any role (`updatedBy: null`)."""
+    return await _set_role(call, None)
 
 
 async def send(call: Call) -> Reply:
@@ -121,35 +138,58 @@ async def edit(call: Call) -> Reply:
     conversation_id = v.conversation_id(fields)
     text = v.text(fields, call.chat.settings.max_message_length)
     edited = await call.chat.changes.edit(call.actor(), conversation_id,
-                                          v.target_message_id(fields), text)
+                                          _target(call, fields), text)
     return edited.wire()
 
 
-async def delete(call: Call) -> Reply:
-    """message:delete (DELETE over REST): the sender, an owner or admin; the server
-    API's moderation is `server:delete-message`."""
+def _target(call: Call, fields: dict[str, Any]) -> int:
+    """The message acted on: over REST the path's `{messageId}` alone (a body's
+    `id` must not redirect a PATCH to another message than its URL names), on
+    the socket the payload's `id`."""
+    return v.target_message_id(fields, from_path=call.transport == "rest")
+
+
+async def _delete(call: Call, actor: Actor | None) -> Reply:
     fields = v.payload(call.data)
     conversation_id = v.conversation_id(fields)
-    actor = None if call.identity is None else call.actor()
-    return await call.chat.changes.delete(actor, conversation_id, v.target_message_id(fields))
+    return await call.chat.changes.delete(actor, conversation_id, _target(call, fields))
+
+
+async def delete(call: Call) -> Reply:
+    """message:delete (DELETE over REST): the sender, an owner or admin."""
+    return await _delete(call, call.actor())
+
+
+async def server_delete(call: Call) -> Reply:
+    """The server API's moderation (`deletedBy: null`): its own operation, so that
+    no user's call can ever be taken for it."""
+    return await _delete(call, None)
+
+
+async def _versions(call: Call, actor: Actor | None) -> Reply:
+    fields = v.payload(call.data)
+    conversation_id = v.conversation_id(fields)
+    message, earlier = await call.chat.changes.versions(actor, conversation_id,
+                                                        _target(call, fields))
+    return {"id": message.id, "conversationId": conversation_id, "text": message.text,
+            "version": message.version, "versions": [version.wire() for version in earlier]}
 
 
 async def versions(call: Call) -> Reply:
     """message:versions (GET over REST): the texts an edit replaced, for owners and
-    admins, and the server API."""
-    fields = v.payload(call.data)
-    conversation_id = v.conversation_id(fields)
-    actor = None if call.identity is None else call.actor()
-    message, earlier = await call.chat.changes.versions(actor, conversation_id,
-                                                        v.target_message_id(fields))
-    return {"id": message.id, "conversationId": conversation_id, "text": message.text,
-            "version": message.version, "versions": [version.wire() for version in earlier]}
+    admins."""
+    return await _versions(call, call.actor())
+
+
+async def server_versions(call: Call) -> Reply:
+    """The server API's read of a message's earlier versions, for disputes."""
+    return await _versions(call, None)
 
 
 async def _pin(call: Call, pinned: bool) -> Reply:
     fields = v.payload(call.data)
     conversation_id = v.conversation_id(fields)
-    message_id = v.target_message_id(fields)
+    message_id = _target(call, fields)
     changed = await call.chat.changes.pin(call.actor(), conversation_id, message_id, pinned)
     return {"id": message_id, "conversationId": conversation_id, "pinned": pinned,
             "changed": changed}
@@ -348,13 +388,13 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("server:message", post_system_message, caller="server",
               rest=RestRoute("POST", SERVER_API + "/conversations/{conversationId}/messages",
                              status=_created_unless_duplicate, body=True)),
-    Operation("server:update-conversation", update_conversation, caller="server",
+    Operation("server:update-conversation", server_update_conversation, caller="server",
               rest=RestRoute("PATCH", SERVER_CONVERSATION, body=True)),
-    Operation("server:set-role", set_role, caller="server",
+    Operation("server:set-role", server_set_role, caller="server",
               rest=RestRoute("PATCH", SERVER_CONVERSATION + "/members/{userId}", body=True)),
-    Operation("server:delete-message", delete, caller="server",
+    Operation("server:delete-message", server_delete, caller="server",
               rest=RestRoute("DELETE", SERVER_CONVERSATION + "/messages/{messageId}")),
-    Operation("server:message-versions", versions, caller="server",
+    Operation("server:message-versions", server_versions, caller="server",
               rest=RestRoute("GET", SERVER_CONVERSATION + "/messages/{messageId}/versions")),
     Operation("server:add-member", add_member, caller="server",
               rest=RestRoute("POST", SERVER_API + "/conversations/{conversationId}/members",

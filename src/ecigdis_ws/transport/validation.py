@@ -90,10 +90,10 @@ def cursor(data: dict[str, Any]) -> int | None:
     return value
 
 
-def target_message_id(data: dict[str, Any]) -> int:
-    """The server id of the message acted on: `id` on the socket, the path's
-    `{messageId}` over REST."""
-    found = positive_id(data, "id" if "id" in data else "messageId")
+def target_message_id(data: dict[str, Any], *, from_path: bool = False) -> int:
+    """The server id of the message acted on: `id` on the socket (`messageId` when
+    there is no `id`), the path's `{messageId}` over REST (`from_path`)."""
+    found = positive_id(data, "id" if "id" in data and not from_path else "messageId")
     assert found is not None
     return found
 
