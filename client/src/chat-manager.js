@@ -92,6 +92,8 @@ export class ChatManager extends Emitter {
     this._lastTransport = null;
     /** @type {Identity | null} who the server says we are */
     this.identity = null;
+    /** @type {ChatErrorInfo | null} why the server refused us last (a refused token's reason) */
+    this._refusal = null;
 
     /** @param {any} event @param {any} data */
     const emit = (event, data) => this._emit(event, data);
@@ -184,7 +186,10 @@ export class ChatManager extends Emitter {
           resolve(undefined);
         } else if (state === 'unauthorized' || state === 'closed') {
           stop();
-          reject(new ChatError('AUTH_FAILED', `cannot start: ${state}`));
+          // The server's own reason ("bad signature", "token expired", ...) when it gave one.
+          const refusal = state === 'unauthorized' ? this._refusal : null;
+          reject(refusal ? new ChatError(refusal.code, refusal.message)
+            : new ChatError('AUTH_FAILED', `cannot start: ${state}`));
         }
       });
     });
@@ -371,6 +376,7 @@ function socketHost(manager) {
     onReady: (identity, refresh) => {
       // The socket is authenticated: it carries the session.
       manager.identity = identity;
+      manager._refusal = null;
       manager._http.stop();
       manager._setState('online');
       manager._emit('authenticated', identity);
@@ -387,7 +393,10 @@ function socketHost(manager) {
     onUpgrade: () => {
       if (manager.state === 'online') manager._setState('online'); // announces the new transport
     },
-    onUnauthorized: () => manager._setState('unauthorized'),
+    onUnauthorized: (refusal) => {
+      manager._refusal = refusal;
+      manager._setState('unauthorized');
+    },
     onUnreachable: () => {
       const { state } = manager;
       if (!manager.httpFallback || manager._http.running || manager._sockets.ready) return;
