@@ -52,6 +52,8 @@ export { ChatError };
  * @typedef {import('./types.js').ReadEvent} ReadEvent
  * @typedef {import('./types.js').ReactionEvent} ReactionEvent
  * @typedef {import('./types.js').PresenceEvent} PresenceEvent
+ * @typedef {import('./types.js').Member} Member
+ * @typedef {import('./types.js').MembersEvent} MembersEvent
  * @typedef {import('./types.js').MemberEvent} MemberEvent
  * @typedef {import('./types.js').ConversationAddedEvent} ConversationAddedEvent
  * @typedef {import('./types.js').ConversationRemovedEvent} ConversationRemovedEvent
@@ -350,7 +352,8 @@ export class ChatManager extends Emitter {
   /**
    * A page of older messages (REST), oldest first, each with its `reactions`; also
    * marks them seen, so a replay does not deliver them again. The members' read
-   * positions that come with the page are emitted as `read` events.
+   * positions that come with the page are emitted as `read` events, and its members
+   * (when the server lists them) as a `members` event.
    * @param {number} conversationId
    * @param {{before?: number, limit?: number}} [options]
    * @returns {Promise<ChatMessage[]>}
