@@ -47,7 +47,7 @@ $('#sign-in-form').addEventListener('submit', async (event) => {
       lobby: login.lobby,
     });
   } catch (error) {
-    showError('#sign-in-error', error);
+    showSignInError(error);
     $('#sign-in').disabled = false;
   }
 });
@@ -59,9 +59,18 @@ $('#token-form').addEventListener('submit', async (event) => {
   try {
     await start({ token, lobby: conversationId ? { conversationId, title: '' } : null });
   } catch (error) {
-    showError('#sign-in-error', error);
+    showSignInError(error);
   }
 });
+
+/** Why signing in failed; for a refused token, the reason the server gave. */
+function showSignInError(error) {
+  if (error && (error.code === 'AUTH_FAILED' || error.code === 'TOKEN_EXPIRED')) {
+    $('#sign-in-error').textContent = `The server refused the sign-in: ${error.message} (${error.code})`;
+  } else {
+    showError('#sign-in-error', error);
+  }
+}
 
 // -- the session ------------------------------------------------------------------------
 
@@ -77,7 +86,14 @@ async function start({ token, getToken, lobby }) {
   const manager = new ChatManager(options);
   view.manager = manager;
   wire(manager);
-  await manager.connect();
+  try {
+    await manager.connect();
+  } catch (error) {
+    // Refused: this manager is done with (a new sign-in makes a new one).
+    view.manager = null;
+    manager.close();
+    throw error;
+  }
   view.me = manager.identity;
   view.names.set(key(view.me.userId), view.me.name);
   $('#whoami').textContent = `${view.me.name} (#${view.me.userId})`;
@@ -163,6 +179,7 @@ async function open(id) {
 
 function wire(manager) {
   manager.on('state', ({ state, transport }) => {
+    if (view.manager !== manager) return; // a refused sign-in's manager, closed
     const badge = $('#state');
     badge.className = `state state-${state}`;
     badge.dataset.state = state;
