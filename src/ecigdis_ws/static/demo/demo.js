@@ -363,8 +363,26 @@ function renderTyping() {
 
 // -- composing --------------------------------------------------------------------------
 
+// A textarea: Enter sends, Shift+Enter starts a new line; it grows with its lines
+// up to its CSS max-height, then scrolls.
+
+/** The composer as tall as its text. */
+function fitComposer() {
+  const composer = $('#composer');
+  composer.style.height = 'auto';
+  composer.style.height = `${composer.scrollHeight + composer.offsetHeight - composer.clientHeight}px`;
+}
+
 $('#composer').addEventListener('input', () => {
+  fitComposer();
   if (view.active !== null && $('#composer').value) view.manager.typing(view.active);
+});
+
+$('#composer').addEventListener('keydown', (event) => {
+  // (not while an input method composes: its Enter picks a candidate)
+  if (event.key !== 'Enter' || event.shiftKey || event.isComposing) return;
+  event.preventDefault();
+  $('#composer-form').requestSubmit();
 });
 
 $('#composer-form').addEventListener('submit', (event) => {
@@ -372,6 +390,7 @@ $('#composer-form').addEventListener('submit', (event) => {
   const text = $('#composer').value;
   if (!text.trim() || view.active === null) return;
   $('#composer').value = '';
+  fitComposer();
   showError('#chat-error', null);
   view.manager.send(view.active, text).catch((error) => showError('#chat-error', error));
 });
