@@ -1,5 +1,6 @@
 // The message list of the demo page, and the reactions and receipts on it.
 
+import { linkified } from './links.js';
 import { $, isMe, key, nameOf, showError, view } from './state.js';
 
 const REACTIONS = ['👍', '❤️', '😂'];
@@ -117,7 +118,7 @@ function messageElement(message, status) {
   meta.append(sender, time);
   const text = document.createElement('div');
   text.className = 'text';
-  text.textContent = message.text;
+  text.append(linkified(message.text));
   item.append(meta, text);
   if (status) {
     const note = document.createElement('span');
