@@ -12,12 +12,13 @@
 //
 // Commands (`page` names a page; each page has a browser context of its own, so
 // two pages are two independent users):
-//   newPage { page, blockable?, width?, height? }   blockable: its /socket.io/ traffic
-//                                   can be cut; width and height: the viewport in CSS px
+//   newPage { page, blockable?, width?, height?, touch? }   blockable: its /socket.io/
+//                                   traffic can be cut; width and height: the viewport in
+//                                   CSS px; touch: a phone's touch screen (hasTouch, isMobile)
 //   goto { page, url }
 //   fill { page, selector, value }  press { page, selector, key }
 //   type { page, selector, text, delayMs? }   one key at a time, like a person
-//   click { page, selector }
+//   click { page, selector }       hover { page, selector }   tap { page, selector } (touch pages)
 //   eval { page, fn, arg? }         fn: the source of a function, called with arg
 //   waitFor { page, fn, arg?, timeoutMs }   polls fn(arg) until truthy; returns it
 //   block { page, websocket, polling }      cut the socket.io websocket and/or
@@ -68,8 +69,8 @@ function pageOf(name) {
 }
 
 const commands = {
-  async newPage({ page: name, blockable = false, width = 1100, height = 720 }) {
-    const context = await browser.newContext({ viewport: { width, height } });
+  async newPage({ page: name, blockable = false, width = 1100, height = 720, touch = false }) {
+    const context = await browser.newContext({ viewport: { width, height }, hasTouch: touch, isMobile: touch });
     const page = await context.newPage();
     const entry = {
       page, logs: [], requests: [], framesSent: [], blocked: { websocket: false, polling: false }, dropAcks: 0,
@@ -131,6 +132,14 @@ const commands = {
   },
   async click({ page, selector }) {
     await pageOf(page).page.click(selector);
+    return null;
+  },
+  async hover({ page, selector }) {
+    await pageOf(page).page.hover(selector);
+    return null;
+  },
+  async tap({ page, selector }) {
+    await pageOf(page).page.tap(selector);
     return null;
   },
   async eval({ page, fn, arg = null }) {

@@ -8,6 +8,7 @@ from tests.browser.support import Browser, ChatServer, Page
 from tests.browser.test_demo_page import (
     alice_and_bob,
     page_errors,
+    react,
     send,
     shown,
     sign_in,
@@ -37,7 +38,7 @@ async def test_a_page_loaded_after_a_reaction_and_a_read_shows_them_from_history
     await wait_for_texts(bob, "react to me")
     [message] = await shown(bob)
     # Bob's page has the message in view, so it reads it; then Bob clicks 👍.
-    await bob.click(f"#messages li[data-id='{message['id']}'] button.react[data-emoji='👍']")
+    await react(bob, message["id"], "👍")
     await wait_for_state(alice, message["id"], "1", "Seen by Bob")  # live, on Alice's page
 
     # Carol arrives after both: her page learns them from history alone.

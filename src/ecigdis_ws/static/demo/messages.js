@@ -3,7 +3,8 @@
 import { linkified } from './links.js';
 import { $, isMe, key, nameOf, showError, view } from './state.js';
 
-const REACTIONS = ['👍', '❤️', '😂'];
+// The picker's emoji (any other one still shows as a chip when someone used it).
+export const REACTIONS = ['👍', '❤️', '😂', '🎉', '😮', '😢', '🙏', '👀'];
 
 // The message list shows the active conversation: its stored messages in server-id
 // order (each an <li data-id>), then our sends not stored yet. show() builds it whole;
@@ -135,22 +136,69 @@ function messageElement(message, status) {
   const reactions = document.createElement('span');
   reactions.className = 'reactions';
   renderReactions(reactions, message.id);
-  row.append(reactions);
+  row.append(reactions, ...picker(item, message.id));
+  const seen = document.createElement('div');
+  seen.className = 'seen-by';
+  item.append(row, seen);
+  return item;
+}
+
+// -- the reaction picker -----------------------------------------------------------------
+// Shown while the pointer is over the message; by keyboard or by a tap, with its
+// toggle button (always there on a touch screen, shown on hover or focus otherwise).
+// Escape closes it; a click anywhere else too.
+
+/** The toggle and the picker of one message. */
+function picker(item, messageId) {
+  const toggle = document.createElement('button');
+  toggle.type = 'button';
+  toggle.className = 'react-toggle';
+  toggle.title = 'Add a reaction';
+  toggle.setAttribute('aria-label', 'Add a reaction');
+  toggle.setAttribute('aria-expanded', 'false');
+  toggle.textContent = '☺+';
+  toggle.addEventListener('click', () => setPicking(item, !item.classList.contains('picking')));
+  const choices = document.createElement('div');
+  choices.className = 'picker';
+  choices.setAttribute('role', 'group');
+  choices.setAttribute('aria-label', 'Reactions');
   for (const emoji of REACTIONS) {
     const button = document.createElement('button');
     button.type = 'button';
     button.className = 'react';
     button.dataset.emoji = emoji;
     button.title = `react ${emoji}`;
-    button.textContent = `+${emoji}`;
-    button.addEventListener('click', () => react(message.id, emoji));
-    row.append(button);
+    button.setAttribute('aria-label', `react ${emoji}`);
+    button.textContent = emoji;
+    button.addEventListener('click', (event) => {
+      react(messageId, emoji);
+      setPicking(item, false);
+      // By keyboard (no pointer, detail 0) the focus goes back to the toggle; a click
+      // or a tap leaves nothing focused, so the picker hides once the pointer leaves.
+      if (event.detail === 0) toggle.focus();
+      else button.blur();
+    });
+    choices.append(button);
   }
-  const seen = document.createElement('div');
-  seen.className = 'seen-by';
-  item.append(row, seen);
-  return item;
+  item.addEventListener('keydown', (event) => {
+    if (event.key !== 'Escape' || !item.classList.contains('picking')) return;
+    setPicking(item, false);
+    toggle.focus();
+  });
+  return [toggle, choices];
 }
+
+function setPicking(item, on) {
+  if (on) for (const other of document.querySelectorAll('#messages li.picking')) setPicking(other, false);
+  item.classList.toggle('picking', on);
+  item.querySelector('.react-toggle').setAttribute('aria-expanded', String(on));
+}
+
+document.addEventListener('click', (event) => {
+  for (const open of document.querySelectorAll('#messages li.picking')) {
+    if (!open.contains(event.target)) setPicking(open, false);
+  }
+});
 
 function renderReactions(element, messageId) {
   element.replaceChildren();
