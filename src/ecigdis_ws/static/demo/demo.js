@@ -222,6 +222,13 @@ function wire(manager) {
   manager.on('reaction', ({ messageId, userId, emoji, action }) => {
     applyReaction(messageId, userId, emoji, action);
   });
+  manager.on('members', ({ conversationId, members }) => {
+    // From a server that lists a conversation's members with its join and history.
+    const entry = conversation(conversationId);
+    entry.members = new Map(members.map((member) => [key(member.userId), member]));
+    for (const member of members) if (member.name) view.names.set(key(member.userId), member.name);
+    renameReaders();
+  });
   manager.on('presence', ({ userId, name, online }) => {
     if (name) view.names.set(key(userId), name);
     if (online) view.online.set(key(userId), { userId, name: name || nameOf(userId) });
@@ -259,7 +266,7 @@ async function refreshPresence() {
 
 function addMessage(message, live) {
   const entry = conversation(message.conversationId);
-  view.names.set(key(message.userId), message.senderName);
+  if (message.senderName) view.names.set(key(message.userId), message.senderName);
   if (entry.messages.has(message.id)) return;
   entry.messages.set(message.id, message);
   // From history (a REST page, a replay, the long-poll) a message brings its
@@ -309,7 +316,7 @@ function renderConversations() {
 }
 
 function renderOnline(note) {
-  renameReaders(); // a reader's name may have come with presence: "Seen by Bob", not "user 7"
+  renameReaders(); // a reader's name may have come with presence: "Seen by Bob", not "1 person"
   const list = $('#online');
   list.replaceChildren();
   $('#online-count').textContent = view.online.size ? `(${view.online.size})` : '';

@@ -1,7 +1,7 @@
 // The message list of the demo page, and the reactions and receipts on it.
 
 import { linkified } from './links.js';
-import { $, isMe, key, nameOf, showError, view } from './state.js';
+import { $, isMe, key, people, showError, view } from './state.js';
 
 // The picker's emoji (any other one still shows as a chip when someone used it).
 export const REACTIONS = ['👍', '❤️', '😂', '🎉', '😮', '😢', '🙏', '👀'];
@@ -209,7 +209,7 @@ function renderReactions(element, messageId) {
     chip.classList.toggle('mine', view.me !== null && users.has(key(view.me.userId)));
     chip.dataset.emoji = emoji;
     chip.dataset.count = String(users.size);
-    chip.title = [...users].map(nameOf).join(', ');
+    chip.title = people(users);
     chip.textContent = `${emoji} ${users.size}`;
     element.append(chip);
   }
@@ -227,12 +227,13 @@ export function placeReceipt(entry, userId) {
 }
 
 function renderSeenBy(item) {
-  const names = [];
-  for (const [userId, at] of seenAt) if (at === item) names.push(nameOf(userId));
-  item.querySelector('.seen-by').textContent = names.length === 0 ? '' : `Seen by ${names.sort().join(', ')}`;
+  const readers = [];
+  for (const [userId, at] of seenAt) if (at === item) readers.push(userId);
+  // A reader whose name this page has not learnt is counted ("and 1 other"), never an id.
+  item.querySelector('.seen-by').textContent = readers.length === 0 ? '' : `Seen by ${people(readers)}`;
 }
 
-/** Names may have come late (with presence): the receipts shown say them anew. */
+/** Names may have come late (with presence, or a member list): the receipts shown say them anew. */
 export function renameReaders() {
   for (const item of new Set(seenAt.values())) renderSeenBy(item);
 }
