@@ -1,6 +1,7 @@
 """Who the demo page says is there: "Seen by" names the readers it knows and counts
-the others (never an id), and takes the names a server lists with a join or a
-history page (`members`) when it sends them."""
+the others (never an id), takes the names a server lists with a join or a history
+page (`members`) when it sends them; and the online list shows as stale, not green,
+while the page is disconnected, and is asked anew on reconnect."""
 
 from __future__ import annotations
 
@@ -37,6 +38,19 @@ WITH_MEMBERS = """(members) => {
   window.membersHeard = [];
   manager.on('members', (event) => window.membersHeard.push(event));
 }"""
+# Where the online list stands: stale or not, its note, its entries and their dots.
+ONLINE_LIST = f"""() => {{
+  const list = document.querySelector('#online');
+  const entries = [...document.querySelectorAll('{ONLINE_ENTRIES}')];
+  return {{
+    stale: list.classList.contains('stale'),
+    note: list.querySelector('li.note')?.textContent ?? null,
+    count: document.querySelector('#online-count').textContent,
+    names: entries.map((li) => li.textContent),
+    dots: entries.map((li) => getComputedStyle(li, '::before').backgroundColor),
+  }};
+}}"""
+GREEN = "rgb(22, 163, 74)"  # demo.css --ok
 
 
 async def wait_for_seen(page: Page, message_id: int, text: str) -> None:
@@ -90,3 +104,46 @@ async def test_seen_by_counts_readers_it_has_no_name_for_and_never_shows_an_id(
     await alice.wait_for("() => window.membersHeard.length >= 2")
     await alice.wait_for(STATE_IS, ["online"])
     assert await page_errors(alice) == [] and await page_errors(carol) == []
+
+
+async def test_while_disconnected_the_online_list_is_stale_and_is_asked_anew_on_reconnect(
+    browser: Browser, chat_server: ChatServer
+) -> None:
+    chat_server.start()
+    query = "reconnectDelayMax=1000&fallbackAfterErrors=1000"  # the socket only
+    alice = await browser.page("alice", viewport=(1280, 800))
+    phone = await browser.page("bob", viewport=(390, 844))
+    carol = await browser.page("carol")
+    await sign_in(alice, chat_server, "Alice", query)
+    await sign_in(phone, chat_server, "Bob", query)
+    await sign_in(carol, chat_server, "Carol", query)
+    every = ["Alice (you)", "Bob", "Carol"]
+    await alice.wait_for(f"() => ({ONLINE_NAMES})().join() === {','.join(every)!r}")
+    live = await alice.eval(ONLINE_LIST)
+    assert live["stale"] is False and live["note"] is None and live["count"] == "(3)"
+    assert live["dots"] == [GREEN] * 3
+
+    chat_server.stop()
+    for page in (alice, phone):
+        await page.wait_for(STATE_IS, ["offline"])
+        stale = await page.eval(ONLINE_LIST)
+        # Who was online last: still listed, greyed, and the list says it is offline.
+        assert stale["stale"] is True, stale
+        assert stale["note"] == "offline — reconnecting…", stale
+        assert stale["count"] == "(last known)"
+        assert len(stale["names"]) == 3 and GREEN not in stale["dots"], stale
+    await alice.screenshot(ARTIFACTS / "demo-online-stale-1280.png")
+    await phone.screenshot(ARTIFACTS / "demo-online-stale-390.png")
+
+    # Carol goes while the server is down; back up, the list is asked anew.
+    await carol.goto("about:blank")
+    chat_server.start()
+    for page, expected in ((alice, ["Alice (you)", "Bob"]), (phone, ["Alice", "Bob (you)"])):
+        await page.wait_for(STATE_IS, ["online"], timeout_ms=15000)
+        await page.wait_for(f"() => ({ONLINE_NAMES})().join() === {','.join(expected)!r}",
+                            timeout_ms=15000)
+        fresh = await page.eval(ONLINE_LIST)
+        assert fresh["stale"] is False and fresh["note"] is None and fresh["count"] == "(2)"
+        assert fresh["dots"] == [GREEN] * 2
+    await alice.screenshot(ARTIFACTS / "demo-online-again-1280.png")
+    assert await page_errors(alice) == [] and await page_errors(phone) == []

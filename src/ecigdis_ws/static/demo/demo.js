@@ -187,10 +187,16 @@ function wire(manager) {
     badge.textContent = state === 'online' ? `online (${transport})`
       : state === 'fallback' ? 'online over HTTP (fallback)'
         : state;
-    if (state === 'online') refreshPresence();
-    if (state === 'fallback') {
+    if (state === 'online') {
+      refreshPresence(); // the list is current again once it answers
+    } else if (state === 'fallback') {
       // ChatManager asks GET /presence and the long-poll brings user:online/offline.
       view.online.clear();
+      view.presenceStale = false;
+      renderOnline();
+    } else if (view.me) {
+      // Disconnected: who was online is only what we last knew, and shows so.
+      view.presenceStale = true;
       renderOnline();
     }
   });
@@ -252,6 +258,7 @@ async function refreshPresence() {
   try {
     const { users } = await view.manager.requestPresence();
     view.online.clear();
+    view.presenceStale = false;
     for (const user of users) {
       view.online.set(key(user.userId), user);
       view.names.set(key(user.userId), user.name);
@@ -315,17 +322,19 @@ function renderConversations() {
   }
 }
 
-function renderOnline(note) {
+function renderOnline() {
   renameReaders(); // a reader's name may have come with presence: "Seen by Bob", not "1 person"
   const list = $('#online');
   list.replaceChildren();
-  $('#online-count').textContent = view.online.size ? `(${view.online.size})` : '';
-  if (note) {
-    const item = document.createElement('li');
-    item.className = 'note';
-    item.textContent = note;
-    list.append(item);
-    return;
+  // While disconnected the list is what we last knew: greyed, and saying so.
+  list.classList.toggle('stale', view.presenceStale);
+  $('#online-count').textContent = view.presenceStale ? '(last known)' : view.online.size ? `(${view.online.size})` : '';
+  if (view.presenceStale) {
+    const note = document.createElement('li');
+    note.className = 'note';
+    note.textContent = view.manager && view.manager.state !== 'unauthorized' && view.manager.state !== 'closed'
+      ? 'offline — reconnecting…' : 'offline';
+    list.append(note);
   }
   for (const { userId, name } of [...view.online.values()].sort((a, b) => a.name.localeCompare(b.name))) {
     const item = document.createElement('li');

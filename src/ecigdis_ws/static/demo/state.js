@@ -14,6 +14,7 @@ export const view = {
   reactions: new Map(), // message id -> Map(emoji -> Set(userId as text))
   authentications: 0, // sessions the server confirmed (a refreshed token adds one)
   delivered: [], // ids of the messages ChatManager delivered, in order (each should come once)
+  presenceStale: false, // disconnected: the online list is only what we last knew
 };
 
 export const key = (userId) => String(userId);
