@@ -7,8 +7,9 @@
 //                       socket.io-client options
 import { ChatManager } from '/client/chat-manager.js';
 import { $, conversation, isMe, key, nameOf, showError, view } from './state.js';
+import { fillList, keep, PAGE } from './history.js';
 import {
-  applyReaction, clearMessages, insertMessage, placeReceipt, renameReaders, renderMessages, seedReactions, showOutgoing,
+  applyReaction, clearMessages, insertMessage, placeReceipt, renameReaders, renderMessages, showHistoryEdge, showOutgoing,
 } from './messages.js';
 
 const params = new URLSearchParams(location.search);
@@ -166,13 +167,21 @@ async function open(id) {
   entry.loaded = true;
   const manager = view.manager;
   try {
-    const history = await manager.history(id, { limit: 50 });
+    const history = await manager.history(id, { limit: PAGE });
+    // A full page: older ones may lie before it (scrolling up loads them).
+    entry.older = history.length < PAGE ? 'start' : 'more';
     for (const message of history) addMessage(message, Boolean(entry.unreadHistory));
+    if (view.active === id) {
+      showHistoryEdge(entry);
+      fillList();
+    }
     // The join replays after the last message the history gave; with none (a new
     // conversation) from the start, or a message sent between the two is missed.
     await manager.join(id, history.length === 0 ? { since: 0 } : {});
   } catch (error) {
     // Without the REST API: replay the whole conversation over the socket.
+    entry.older = 'start';
+    if (view.active === id) showHistoryEdge(entry);
     await manager.join(id, { since: 0 }).catch((joinError) => showError('#chat-error', joinError));
   }
 }
@@ -275,10 +284,7 @@ function addMessage(message, live) {
   const entry = conversation(message.conversationId);
   if (message.senderName) view.names.set(key(message.userId), message.senderName);
   if (entry.messages.has(message.id)) return;
-  entry.messages.set(message.id, message);
-  // From history (a REST page, a replay, the long-poll) a message brings its
-  // reactions; live `reaction` events apply on top of them.
-  if (Array.isArray(message.reactions)) seedReactions(message.id, message.reactions);
+  keep(entry, message);
   view.pending.delete(key(message.messageId));
   if (message.conversationId === view.active) {
     insertMessage(entry, message);
@@ -369,6 +375,7 @@ function show(id) {
   renderTyping();
   open(id);
   markRead();
+  if (entry.loaded) fillList();
 }
 function renderTyping() {
   const entry = view.conversations.get(view.active);

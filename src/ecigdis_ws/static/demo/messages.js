@@ -24,7 +24,6 @@ export function renderMessages() {
   const entry = view.conversations.get(view.active);
   const list = $('#messages');
   if (!entry) return;
-  const atBottom = isAtBottom(list);
   list.replaceChildren();
   seenAt.clear();
   const stored = [...entry.messages.values()].sort((a, b) => a.id - b.id);
@@ -33,7 +32,30 @@ export function renderMessages() {
     if (item.conversationId === view.active) list.append(pendingElement(messageId, item));
   }
   for (const userId of entry.readers.keys()) placeReceipt(entry, userId);
-  if (atBottom || stored.length < 20) list.scrollTop = list.scrollHeight;
+  showHistoryEdge(entry);
+  list.scrollTop = list.scrollHeight; // a conversation opens at its newest message
+}
+
+/** Above the first message: "Loading older messages…" or "Start of the conversation" (CSS). */
+export function showHistoryEdge(entry) {
+  $('#messages').dataset.older = entry.older;
+}
+
+/**
+ * A page of older messages of the active conversation, all older than those shown:
+ * put above them, the list kept where it was (the message on top stays in place).
+ */
+export function insertOlder(entry, messages) {
+  const list = $('#messages');
+  const anchor = list.querySelector('li[data-id]');
+  const before = anchor ? anchor.getBoundingClientRect().top : 0;
+  const fragment = document.createDocumentFragment();
+  for (const message of messages) fragment.append(messageElement(message));
+  list.prepend(fragment);
+  showHistoryEdge(entry);
+  // Readers whose last read lies in the new page: their "Seen by" shows now.
+  for (const userId of entry.readers.keys()) placeReceipt(entry, userId);
+  if (anchor) list.scrollTop += anchor.getBoundingClientRect().top - before;
 }
 
 function isAtBottom(list) {

@@ -7,7 +7,7 @@ export const view = {
   me: null, // { userId, name }
   manager: null,
   active: null, // conversation id shown
-  conversations: new Map(), // id -> { id, title, unread, messages: Map(id -> message), readers: Map(userId -> messageId), typing: Set, loaded, members }
+  conversations: new Map(), // id -> { id, title, unread, messages: Map(id -> message), readers: Map(userId -> messageId), typing: Set, loaded, older, members }
   names: new Map(), // userId (as text) -> name, from messages, presence and member lists
   online: new Map(), // userId (as text) -> { userId, name }
   pending: new Map(), // messageId (as text) -> { conversationId, text, status }
@@ -43,6 +43,9 @@ export function conversation(id) {
   if (!entry) {
     entry = {
       id, title: '', unread: 0, messages: new Map(), readers: new Map(), typing: new Set(), loaded: false, unreadHistory: false,
+      // Older messages: 'more' (a page may lie before the first shown), 'loading', or
+      // 'start' (the first message is shown).
+      older: 'more',
       members: null, // Map(userId as text -> { userId, name, role }) once the server listed them
     };
     view.conversations.set(id, entry);
