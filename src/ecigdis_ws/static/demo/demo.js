@@ -239,8 +239,8 @@ function wire(manager) {
   });
   manager.on('members', ({ conversationId, members }) => {
     // From a server that lists a conversation's members with its join and history.
-    const entry = conversation(conversationId);
-    entry.members = new Map(members.map((member) => [key(member.userId), member]));
+    const entry = view.conversations.get(conversationId);
+    if (entry) entry.members = new Map(members.map((member) => [key(member.userId), member]));
     for (const member of members) if (member.name) view.names.set(key(member.userId), member.name);
     renameReaders();
   });
