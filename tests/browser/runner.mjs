@@ -28,6 +28,9 @@
 //                                   held ones on; answers how many are held now
 //   dropAcks { page, count }        lose the next `count` message:send acknowledgements
 //                                   the server sends on a blockable page's websocket
+//   stripMembers { page, strip }    on a blockable page, take `members` out of the socket's
+//                                   acknowledgements and the REST history pages, as from a
+//                                   server that does not list them
 //   screenshot { page, path, fullPage? }
 //   logs { page }                   console messages and page errors so far
 //   requests { page }               every URL the page asked for (websockets too)
@@ -61,6 +64,16 @@ const browser = await chromium.launch({
 const pages = new Map();
 const SOCKET_IO = /\/socket\.io\//;
 const LONG_POLL = /\/api\/messenger\/poll\b/;
+const HISTORY_PAGE = /\/api\/messenger\/conversations\/\d+\/messages(\?|$)/;
+
+/** A socket.io acknowledgement frame (`43<id>[...]`) without `members` in its arguments. */
+function withoutMembers(frame) {
+  const ack = /^43(\d*)(\[[\s\S]*\])$/.exec(frame);
+  if (!ack) return frame;
+  const args = JSON.parse(ack[2]);
+  for (const arg of args) if (arg && typeof arg === 'object') delete arg.members;
+  return `43${ack[1]}${JSON.stringify(args)}`;
+}
 
 function pageOf(name) {
   const entry = pages.get(name);
@@ -74,7 +87,7 @@ const commands = {
     const page = await context.newPage();
     const entry = {
       page, logs: [], requests: [], framesSent: [], blocked: { websocket: false, polling: false }, dropAcks: 0,
-      stallPolls: false, stalled: [],
+      stallPolls: false, stalled: [], stripMembers: false,
     };
     page.on('console', (message) => entry.logs.push(`${message.type()}: ${message.text()}`));
     page.on('request', (request) => entry.requests.push(request.url()));
@@ -99,7 +112,7 @@ const commands = {
             entry.dropAcks -= 1;
             return;
           }
-          ws.send(message);
+          ws.send(entry.stripMembers && typeof message === 'string' ? withoutMembers(message) : message);
         });
       });
       await page.route(SOCKET_IO, (route) => {
@@ -109,6 +122,20 @@ const commands = {
       await page.route(LONG_POLL, (route) => {
         if (entry.stallPolls) entry.stalled.push(route);
         else route.continue();
+      });
+      await page.route(HISTORY_PAGE, async (route) => {
+        if (!entry.stripMembers || route.request().method() !== 'GET') {
+          await route.continue();
+          return;
+        }
+        const response = await route.fetch();
+        const body = await response.json().catch(() => null);
+        if (body === null || typeof body !== 'object') {
+          await route.fulfill({ response });
+          return;
+        }
+        delete body.members;
+        await route.fulfill({ response, json: body });
       });
     }
     pages.set(name, entry);
@@ -167,6 +194,10 @@ const commands = {
   },
   async dropAcks({ page, count }) {
     pageOf(page).dropAcks = count;
+    return null;
+  },
+  async stripMembers({ page, strip }) {
+    pageOf(page).stripMembers = strip;
     return null;
   },
   async screenshot({ page, path, fullPage = false }) {

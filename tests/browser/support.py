@@ -369,6 +369,11 @@ class Page:
     async def drop_acks(self, count: int) -> None:
         await self._call("dropAcks", count=count)
 
+    async def strip_members(self, strip: bool) -> None:
+        """On a blockable page: the socket's acks and the REST history pages come without
+        `members`, as from a server that does not list them."""
+        await self._call("stripMembers", strip=strip)
+
     async def screenshot(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         await self._call("screenshot", path=str(path))

@@ -61,7 +61,11 @@ async def test_seen_by_counts_readers_it_has_no_name_for_and_never_shows_an_id(
     browser: Browser, chat_server: ChatServer
 ) -> None:
     chat_server.start()
-    alice, bob, carol = [await browser.page(name) for name in ("alice", "bob", "carol")]
+    # Alice's page hears no `members` from the server (one from before the field, or
+    # a member it has no name for): it knows names from messages and presence only.
+    alice = await browser.page("alice", blockable=True)
+    await alice.strip_members(True)
+    bob, carol = [await browser.page(name) for name in ("bob", "carol")]
     await sign_in(alice, chat_server, "Alice")
     bob_me = await sign_in(bob, chat_server, "Bob")
     await sign_in(carol, chat_server, "Carol")
@@ -88,7 +92,8 @@ async def test_seen_by_counts_readers_it_has_no_name_for_and_never_shows_an_id(
     assert not re.search(r"user \d", await alice.eval("() => document.body.innerText"))
     await alice.screenshot(ARTIFACTS / "demo-seen-by-unknown-1100.png")
 
-    # A server that lists the members with the join: their names come from there.
+    # A server that lists the members with the join (simulated on the page, over what
+    # the wire brings): their names come from there.
     await alice.eval(WITH_MEMBERS, [
         {"userId": bob_me["userId"], "name": "Bob", "role": "member"},
     ])
