@@ -100,7 +100,7 @@ async def test_seen_by_counts_readers_it_has_no_name_for_and_never_shows_an_id(
     await alice.eval(WITH_MEMBERS, [
         {"userId": bob_me["userId"], "name": "Bob", "role": "member"},
     ])
-    await alice.eval("() => window.demo.manager._socket.io.engine.close()")  # rejoins
+    await alice.eval("() => { window.demo.manager._socket.io.engine.close(); }")  # rejoins
     heard: list[dict[str, Any]] = await alice.wait_for(
         "() => window.membersHeard.length > 0 && window.membersHeard")
     assert heard[0] == {"conversationId": lobby,
