@@ -158,7 +158,8 @@ function messageElement(message, status) {
   const reactions = document.createElement('span');
   reactions.className = 'reactions';
   renderReactions(reactions, message.id);
-  row.append(reactions, ...picker(item, message.id));
+  row.append(reactions);
+  meta.append(...picker(item, message.id)); // beside the time: no line of its own
   const seen = document.createElement('div');
   seen.className = 'seen-by';
   item.append(row, seen);
