@@ -67,6 +67,8 @@ export { ChatError };
  * @typedef {import('./types.js').ReadEvent} ReadEvent
  * @typedef {import('./types.js').ReactionEvent} ReactionEvent
  * @typedef {import('./types.js').PresenceEvent} PresenceEvent
+ * @typedef {import('./types.js').Member} Member
+ * @typedef {import('./types.js').MembersEvent} MembersEvent
  * @typedef {import('./types.js').MemberEvent} MemberEvent
  * @typedef {import('./types.js').ConversationAddedEvent} ConversationAddedEvent
  * @typedef {import('./types.js').ConversationRemovedEvent} ConversationRemovedEvent
@@ -107,6 +109,8 @@ export class ChatManager extends ChatActions {
     this._lastTransport = null;
     /** @type {Identity | null} who the server says we are */
     this.identity = null;
+    /** @type {ChatErrorInfo | null} why the server refused us last (a refused token's reason) */
+    this._refusal = null;
 
     /** @param {any} event @param {any} data */
     const emit = (event, data) => this._emit(event, data);
@@ -199,7 +203,10 @@ export class ChatManager extends ChatActions {
           resolve(undefined);
         } else if (state === 'unauthorized' || state === 'closed') {
           stop();
-          reject(new ChatError('AUTH_FAILED', `cannot start: ${state}`));
+          // The server's own reason ("bad signature", "token expired", ...) when it gave one.
+          const refusal = state === 'unauthorized' ? this._refusal : null;
+          reject(refusal ? new ChatError(refusal.code, refusal.message)
+            : new ChatError('AUTH_FAILED', `cannot start: ${state}`));
         }
       });
     });
@@ -361,7 +368,8 @@ export class ChatManager extends ChatActions {
   /**
    * A page of older messages (REST), oldest first, each with its `reactions`; also
    * marks them seen, so a replay does not deliver them again. The members' read
-   * positions that come with the page are emitted as `read` events.
+   * positions that come with the page are emitted as `read` events, and its members
+   * (when the server lists them) as a `members` event.
    * @param {number} conversationId
    * @param {{before?: number, limit?: number}} [options]
    * @returns {Promise<ChatMessage[]>}
@@ -387,6 +395,7 @@ function socketHost(manager) {
     onReady: (identity, refresh) => {
       // The socket is authenticated: it carries the session.
       manager.identity = identity;
+      manager._refusal = null;
       manager._http.stop();
       manager._setState('online');
       manager._emit('authenticated', identity);
@@ -403,7 +412,10 @@ function socketHost(manager) {
     onUpgrade: () => {
       if (manager.state === 'online') manager._setState('online'); // announces the new transport
     },
-    onUnauthorized: () => manager._setState('unauthorized'),
+    onUnauthorized: (refusal) => {
+      manager._refusal = refusal;
+      manager._setState('unauthorized');
+    },
     onUnreachable: () => {
       const { state } = manager;
       if (!manager.httpFallback || manager._http.running || manager._sockets.ready) return;

@@ -13,6 +13,7 @@ import { isObject, messagesOf } from './util.js';
 /** @typedef {import('./types.js').ConversationRemovedEvent} ConversationRemovedEvent */
 /** @typedef {import('./types.js').Identity} Identity */
 /** @typedef {import('./types.js').JoinResult} JoinResult */
+/** @typedef {import('./types.js').Member} Member */
 /** @typedef {import('./types.js').MemberEvent} MemberEvent */
 /** @typedef {import('./types.js').ReadEvent} ReadEvent */
 /** @typedef {import('./outbox.js').Transport} Transport */
@@ -43,7 +44,7 @@ const HISTORY_PAGE = 500;
  * @property {HttpTransport} http
  * @property {boolean} hasHttp           there is a REST API to page history from
  * @property {(failures: number) => number} retryDelay
- * @property {(event: 'message' | 'read' | 'removed' | 'memberRemoved' | 'conversationRemoved' | 'resync',
+ * @property {(event: 'message' | 'read' | 'members' | 'removed' | 'memberRemoved' | 'conversationRemoved' | 'resync',
  *   data: any) => void} emit
  */
 
@@ -60,6 +61,41 @@ function remember(seen, id) {
     const oldest = seen.values().next();
     if (!oldest.done) seen.delete(oldest.value);
   }
+}
+
+/**
+ * The read positions a join or a history page reported (`[{ userId, messageId, readAt }]`),
+ * as `read` events.
+ * @param {number} conversationId @param {unknown} reads @returns {ReadEvent[]}
+ */
+function readEvents(conversationId, reads) {
+  /** @type {ReadEvent[]} */
+  const events = [];
+  for (const read of Array.isArray(reads) ? reads : []) {
+    if (!isObject(read) || typeof read.messageId !== 'number') continue;
+    events.push({ conversationId, messageId: read.messageId, userId: read.userId, readAt: read.readAt ?? null });
+  }
+  return events;
+}
+
+/**
+ * The members a join ack or a history page lists (`members: [{ userId, name, role }]`),
+ * or null when it has no such field (a server from before it).
+ * @param {unknown} members @returns {Member[] | null}
+ */
+function membersOf(members) {
+  if (!Array.isArray(members)) return null;
+  /** @type {Member[]} */
+  const listed = [];
+  for (const member of members) {
+    if (!isObject(member) || (typeof member.userId !== 'number' && typeof member.userId !== 'string')) continue;
+    listed.push({
+      userId: member.userId,
+      name: typeof member.name === 'string' && member.name ? member.name : null,
+      role: typeof member.role === 'string' ? member.role : null,
+    });
+  }
+  return listed;
 }
 
 export class Conversations {
@@ -160,7 +196,8 @@ export class Conversations {
 
   /**
    * A page of older messages (REST), oldest first; marked seen, so a replay does not
-   * deliver them again; its read positions are emitted as `read` events.
+   * deliver them again; its read positions are emitted as `read` events (and its
+   * members, when listed, as `members`).
    * @param {number} id @param {{before?: number, limit?: number}} options
    * @returns {Promise<ChatMessage[]>}
    */
@@ -171,48 +208,47 @@ export class Conversations {
     const messages = messagesOf(body).sort((a, b) => a.id - b.id);
     const conversation = this.get(id);
     for (const message of messages) this._see(conversation, message.id);
-    this._onReads(id, isObject(body) ? body.reads : undefined);
+    this._onState(id, body);
     return messages;
   }
 
   /**
    * Every message after `after` from REST history, page by page, delivered in order
-   * (repeats dropped); the read positions of the last page.
+   * (repeats dropped); the read positions (and members) of the last page.
    * @param {Conversation} conversation @param {number} after @param {AbortSignal} [signal]
-   * @returns {Promise<ReadEvent[]>}
+   * @returns {Promise<{reads: ReadEvent[], members?: Member[]}>}
    */
   async _historyAfter(conversation, after, signal) {
-    /** @type {ReadEvent[]} */
-    let reads = [];
+    /** @type {{reads: ReadEvent[], members?: Member[]}} */
+    let state = { reads: [] };
     for (;;) {
       const body = await this._host.http.call('messages:history', {
         conversationId: conversation.id, since: after, limit: HISTORY_PAGE,
       }, { signal });
       const messages = messagesOf(body).sort((a, b) => a.id - b.id);
       for (const message of messages) this._deliver(conversation, message);
-      reads = this._onReads(conversation.id, body.reads);
+      state = this._onState(conversation.id, body);
       if (messages.length === 0 || (body.hasMore === undefined ? messages.length < HISTORY_PAGE : !body.hasMore)) break;
       after = messages[messages.length - 1].id;
     }
-    return reads;
+    return state;
   }
 
   /**
-   * The read positions a join or a history page reported, emitted as `read` events,
-   * so a page shows "Seen by" however it learnt of them.
-   * @param {number} conversationId @param {unknown} reads `[{ userId, messageId, readAt }]`
-   * @returns {ReadEvent[]}
+   * What a join ack or a history page says besides its messages: the members' read
+   * positions, emitted as `read` events (so a page shows "Seen by" however it learnt
+   * of them), and, from a server that lists them, the members with their names, as
+   * one `members` event.
+   * @param {number} conversationId @param {unknown} body the ack or the page
+   * @returns {{reads: ReadEvent[], members?: Member[]}}
    */
-  _onReads(conversationId, reads) {
-    /** @type {ReadEvent[]} */
-    const events = [];
-    for (const read of Array.isArray(reads) ? reads : []) {
-      if (!isObject(read) || typeof read.messageId !== 'number') continue;
-      const event = { conversationId, messageId: read.messageId, userId: read.userId, readAt: read.readAt ?? null };
-      events.push(event);
-      this._host.emit('read', event);
-    }
-    return events;
+  _onState(conversationId, body) {
+    const reads = readEvents(conversationId, isObject(body) ? body.reads : undefined);
+    for (const event of reads) this._host.emit('read', event);
+    const members = membersOf(isObject(body) ? body.members : undefined);
+    if (!members) return { reads };
+    this._host.emit('members', { conversationId, members });
+    return { reads, members };
   }
 
   // -- joining over the socket --------------------------------------------------------
@@ -241,10 +277,10 @@ export class Conversations {
       }
       return;
     }
-    const reads = this._onReads(conversation.id, reply.reads);
+    const state = this._onState(conversation.id, reply);
     if (reply.resync === true && typeof reply.replayedUpTo === 'number'
         && !await this._pageRestOfJoin(conversation, reply.replayedUpTo)) return;
-    this._settle(conversation, { conversationId: conversation.id, onlineUserIds: reply.onlineUserIds || [], reads });
+    this._settle(conversation, { conversationId: conversation.id, onlineUserIds: reply.onlineUserIds || [], ...state });
   }
 
   /** @param {Conversation} conversation */
@@ -317,9 +353,9 @@ export class Conversations {
       this._settle(conversation, { conversationId: conversation.id, onlineUserIds: [], reads: [] });
       return;
     }
-    let reads;
+    let state;
     try {
-      reads = await this._historyAfter(conversation, since, signal);
+      state = await this._historyAfter(conversation, since, signal);
     } catch (error) {
       if (finalHttpRefusal(error)) {
         conversation.open = false;
@@ -328,7 +364,7 @@ export class Conversations {
       }
       throw error;
     }
-    this._settle(conversation, { conversationId: conversation.id, onlineUserIds: [], reads });
+    this._settle(conversation, { conversationId: conversation.id, onlineUserIds: [], ...state });
   }
 
   /** @param {Conversation} conversation @param {JoinResult} result */

@@ -27,7 +27,8 @@ const MAX_AUTH_REFUSALS = 3;
  * @property {() => void} onDown               the connection dropped
  * @property {() => void} onConnectFailed      a connection attempt failed
  * @property {() => void} onUpgrade            the engine changed to another transport
- * @property {() => void} onUnauthorized       no token will be accepted
+ * @property {(refusal: ChatErrorInfo) => void} onUnauthorized  no token will be accepted, and
+ *                                             the server's reason
  * @property {() => void} onUnreachable        time to fall back to HTTP
  * @property {(event: string, data: any) => void} dispatch  a server event
  */
@@ -160,8 +161,9 @@ export class SocketTransport {
       this._authRefusals += 1;
       host.tokens.forget();
       if (!host.tokens.canRefresh || this._authRefusals > MAX_AUTH_REFUSALS) {
-        host.emit('error', { code: 'AUTH_FAILED', message: data.message || error.message, event: null });
-        host.onUnauthorized();
+        const refusal = { code: 'AUTH_FAILED', message: data.message || error.message, event: null };
+        host.emit('error', refusal);
+        host.onUnauthorized(refusal);
         return;
       }
       this._reconnectAfter(host.retryDelay(this._authRefusals));
@@ -201,8 +203,9 @@ export class SocketTransport {
     this.refreshing = true;
     host.tokens.forget();
     if (!host.tokens.canRefresh) {
-      host.emit('error', { code: 'TOKEN_EXPIRED', message: 'the token expired and there is no getToken', event: null });
-      host.onUnauthorized();
+      const refusal = { code: 'TOKEN_EXPIRED', message: 'the token expired and there is no getToken', event: null };
+      host.emit('error', refusal);
+      host.onUnauthorized(refusal);
       return;
     }
     /** @param {unknown} error */

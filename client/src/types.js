@@ -174,6 +174,17 @@
  * @property {string} [name]
  * @property {string} [lastSeen]
  *
+ * @typedef {object} Member  A member of a conversation, as a join ack or a history page
+ *   lists them (`members`, from a server that sends it).
+ * @property {UserId} userId
+ * @property {string | null} name        the name to show; null when the server has none
+ * @property {string | null} role
+ *
+ * @typedef {object} MembersEvent  The members of a conversation, with their names: from a
+ *   join ack or a history page that lists them.
+ * @property {number} conversationId
+ * @property {Member[]} members
+ *
  * @typedef {object} MemberEvent  `user:joined` / `user:left` a conversation room.
  * @property {number} conversationId
  * @property {UserId} userId
@@ -202,6 +213,8 @@
  * @property {number} conversationId
  * @property {UserId[]} onlineUserIds    empty over HTTP (ask requestPresence(conversationId) there)
  * @property {ReadEvent[]} reads         each member's read position (also emitted as `read`)
+ * @property {Member[]} [members]        every member with their name, when the server lists
+ *                                       them (also emitted as `members`)
  *
  * @typedef {'idle' | 'connecting' | 'online' | 'fallback' | 'offline' | 'unauthorized' | 'closed'} ConnectionState
  *
@@ -222,6 +235,7 @@
  * @property {ReadEvent} read
  * @property {ReactionEvent} reaction
  * @property {PresenceEvent} presence
+ * @property {MembersEvent} members  a join or a history page listed the members and their names
  * @property {MemberEvent} joined
  * @property {MemberEvent} left
  * @property {MemberEvent} removed  the main site removed a member (maybe us) from a conversation

@@ -12,12 +12,13 @@
 //
 // Commands (`page` names a page; each page has a browser context of its own, so
 // two pages are two independent users):
-//   newPage { page, blockable?, width?, height? }   blockable: its /socket.io/ traffic
-//                                   can be cut; width and height: the viewport in CSS px
+//   newPage { page, blockable?, width?, height?, touch? }   blockable: its /socket.io/
+//                                   traffic can be cut; width and height: the viewport in
+//                                   CSS px; touch: a phone's touch screen (hasTouch, isMobile)
 //   goto { page, url }
 //   fill { page, selector, value }  press { page, selector, key }
 //   type { page, selector, text, delayMs? }   one key at a time, like a person
-//   click { page, selector }
+//   click { page, selector }       hover { page, selector }   tap { page, selector } (touch pages)
 //   eval { page, fn, arg? }         fn: the source of a function, called with arg
 //   waitFor { page, fn, arg?, timeoutMs }   polls fn(arg) until truthy; returns it
 //   block { page, websocket, polling }      cut the socket.io websocket and/or
@@ -27,6 +28,9 @@
 //                                   held ones on; answers how many are held now
 //   dropAcks { page, count }        lose the next `count` message:send acknowledgements
 //                                   the server sends on a blockable page's websocket
+//   stripMembers { page, strip }    on a blockable page, take `members` out of the socket's
+//                                   acknowledgements and the REST history pages, as from a
+//                                   server that does not list them
 //   screenshot { page, path, fullPage? }
 //   logs { page }                   console messages and page errors so far
 //   requests { page }               every URL the page asked for (websockets too)
@@ -60,6 +64,16 @@ const browser = await chromium.launch({
 const pages = new Map();
 const SOCKET_IO = /\/socket\.io\//;
 const LONG_POLL = /\/api\/messenger\/poll\b/;
+const HISTORY_PAGE = /\/api\/messenger\/conversations\/\d+\/messages(\?|$)/;
+
+/** A socket.io acknowledgement frame (`43<id>[...]`) without `members` in its arguments. */
+function withoutMembers(frame) {
+  const ack = /^43(\d*)(\[[\s\S]*\])$/.exec(frame);
+  if (!ack) return frame;
+  const args = JSON.parse(ack[2]);
+  for (const arg of args) if (arg && typeof arg === 'object') delete arg.members;
+  return `43${ack[1]}${JSON.stringify(args)}`;
+}
 
 function pageOf(name) {
   const entry = pages.get(name);
@@ -68,12 +82,12 @@ function pageOf(name) {
 }
 
 const commands = {
-  async newPage({ page: name, blockable = false, width = 1100, height = 720 }) {
-    const context = await browser.newContext({ viewport: { width, height } });
+  async newPage({ page: name, blockable = false, width = 1100, height = 720, touch = false }) {
+    const context = await browser.newContext({ viewport: { width, height }, hasTouch: touch, isMobile: touch });
     const page = await context.newPage();
     const entry = {
       page, logs: [], requests: [], framesSent: [], blocked: { websocket: false, polling: false }, dropAcks: 0,
-      stallPolls: false, stalled: [],
+      stallPolls: false, stalled: [], stripMembers: false,
     };
     page.on('console', (message) => entry.logs.push(`${message.type()}: ${message.text()}`));
     page.on('request', (request) => entry.requests.push(request.url()));
@@ -98,7 +112,7 @@ const commands = {
             entry.dropAcks -= 1;
             return;
           }
-          ws.send(message);
+          ws.send(entry.stripMembers && typeof message === 'string' ? withoutMembers(message) : message);
         });
       });
       await page.route(SOCKET_IO, (route) => {
@@ -108,6 +122,20 @@ const commands = {
       await page.route(LONG_POLL, (route) => {
         if (entry.stallPolls) entry.stalled.push(route);
         else route.continue();
+      });
+      await page.route(HISTORY_PAGE, async (route) => {
+        if (!entry.stripMembers || route.request().method() !== 'GET') {
+          await route.continue();
+          return;
+        }
+        const response = await route.fetch();
+        const body = await response.json().catch(() => null);
+        if (body === null || typeof body !== 'object') {
+          await route.fulfill({ response });
+          return;
+        }
+        delete body.members;
+        await route.fulfill({ response, json: body });
       });
     }
     pages.set(name, entry);
@@ -131,6 +159,14 @@ const commands = {
   },
   async click({ page, selector }) {
     await pageOf(page).page.click(selector);
+    return null;
+  },
+  async hover({ page, selector }) {
+    await pageOf(page).page.hover(selector);
+    return null;
+  },
+  async tap({ page, selector }) {
+    await pageOf(page).page.tap(selector);
     return null;
   },
   async eval({ page, fn, arg = null }) {
@@ -158,6 +194,10 @@ const commands = {
   },
   async dropAcks({ page, count }) {
     pageOf(page).dropAcks = count;
+    return null;
+  },
+  async stripMembers({ page, strip }) {
+    pageOf(page).stripMembers = strip;
     return null;
   },
   async screenshot({ page, path, fullPage = false }) {

@@ -277,11 +277,14 @@ class Browser:
             raise BrowserError(f"{cmd} {arguments!r}: no answer in {timeout_s} s") from None
 
     async def page(
-        self, name: str, blockable: bool = False, viewport: tuple[int, int] = (1100, 720)
+        self, name: str, blockable: bool = False, viewport: tuple[int, int] = (1100, 720),
+        touch: bool = False,
     ) -> Page:
-        """A page in a browser context of its own, `viewport` (width, height) CSS px."""
+        """A page in a browser context of its own, `viewport` (width, height) CSS px;
+        `touch`: a phone's (a touch screen, no hovering pointer)."""
         width, height = viewport
-        await self.call("newPage", page=name, blockable=blockable, width=width, height=height)
+        await self.call("newPage", page=name, blockable=blockable, width=width, height=height,
+                        touch=touch)
         return Page(self, name)
 
     async def close(self) -> None:
@@ -342,6 +345,13 @@ class Page:
     async def click(self, selector: str) -> None:
         await self._call("click", selector=selector)
 
+    async def hover(self, selector: str) -> None:
+        await self._call("hover", selector=selector)
+
+    async def tap(self, selector: str) -> None:
+        """A tap on a touch page (`Browser.page(touch=True)`)."""
+        await self._call("tap", selector=selector)
+
     async def eval(self, fn: str, arg: Any = None) -> Any:
         return await self._call("eval", fn=fn, arg=arg)
 
@@ -358,6 +368,11 @@ class Page:
 
     async def drop_acks(self, count: int) -> None:
         await self._call("dropAcks", count=count)
+
+    async def strip_members(self, strip: bool) -> None:
+        """On a blockable page: the socket's acks and the REST history pages come without
+        `members`, as from a server that does not list them."""
+        await self._call("stripMembers", strip=strip)
 
     async def screenshot(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)

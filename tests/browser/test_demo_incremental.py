@@ -11,6 +11,7 @@ from tests.browser.support import Browser, ChatServer, Page
 from tests.browser.test_demo_page import (
     alice_and_bob,
     page_errors,
+    react,
     send,
     shown,
     wait_for_texts,
@@ -86,7 +87,7 @@ async def test_messages_insert_one_node_at_their_place_and_updates_touch_only_th
 
     # A reaction on "two": only its node changes.
     await alice.eval(WATCH)
-    await bob.click(f"#messages li[data-id='{two['id']}'] button.react[data-emoji='👍']")
+    await react(bob, two["id"], "👍")
     chip = f"#messages li[data-id='{two['id']}'] .reaction[data-emoji='👍']"
     await alice.wait_for(f"() => document.querySelector(\"{chip}\")?.dataset.count === '1'")
     change = await watched(alice)

@@ -50,6 +50,14 @@ async def send(page: Page, text: str) -> None:
     await page.press("#composer", "Enter")
 
 
+async def react(page: Page, message_id: int, emoji: str) -> None:
+    """Point at the message, as a person with a mouse does, and click `emoji` in the
+    reaction picker that shows."""
+    item = f"#messages li[data-id='{message_id}']"
+    await page.hover(item)
+    await page.click(f"{item} .picker button.react[data-emoji='{emoji}']")
+
+
 async def shown(page: Page) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = await page.eval(SHOWN_MESSAGES)
     return messages
@@ -126,7 +134,7 @@ async def test_two_pages_chat_with_typing_read_receipts_and_reactions(
                          " === 'Seen by Bob'")
 
     # Reactions: Bob clicks 👍 under Alice's message; Alice's page counts it.
-    await bob.click(f"#messages li[data-id='{hello['id']}'] button.react[data-emoji='👍']")
+    await react(bob, hello["id"], "👍")
     chip = f"#messages li[data-id='{hello['id']}'] .reaction[data-emoji='👍']"
     await alice.wait_for(f"() => document.querySelector(\"{chip}\")?.dataset.count === '1'")
     await bob.wait_for(f"() => document.querySelector(\"{chip}\")?.classList.contains('mine')")
@@ -309,11 +317,11 @@ async def test_with_the_socket_blocked_pages_chat_through_the_http_fallback(
     # Bob read Alice's message (REST read) and reacts to it (REST reaction).
     await alice.wait_for(f"() => document.querySelector(\"#messages li[data-id='{hello['id']}']"
                          " .seen-by\")?.textContent === 'Seen by Bob'")
-    await bob.click(f"#messages li[data-id='{hello['id']}'] button.react[data-emoji='❤️']")
+    await react(bob, hello["id"], "❤️")
     await alice.wait_for(f"() => document.querySelector(\"#messages li[data-id='{hello['id']}']"
                          " .reaction[data-emoji='❤️']\")?.dataset.count === '1'")
     # Alice's reaction reaches Bob through the long-poll.
-    await alice.click(f"#messages li[data-id='{answer['id']}'] button.react[data-emoji='😂']")
+    await react(alice, answer["id"], "😂")
     await bob.wait_for(f"() => document.querySelector(\"#messages li[data-id='{answer['id']}']"
                        " .reaction[data-emoji='😂']\")?.dataset.count === '1'")
 

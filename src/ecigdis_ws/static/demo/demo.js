@@ -7,8 +7,9 @@
 //                       socket.io-client options
 import { ChatManager } from '/client/chat-manager.js';
 import { $, conversation, isMe, key, nameOf, showError, view } from './state.js';
+import { fillList, keep, PAGE } from './history.js';
 import {
-  applyReaction, clearMessages, insertMessage, placeReceipt, renameReaders, renderMessages, seedReactions, showOutgoing,
+  applyReaction, clearMessages, insertMessage, placeReceipt, renameReaders, renderMessages, showHistoryEdge, showOutgoing,
 } from './messages.js';
 
 const params = new URLSearchParams(location.search);
@@ -47,7 +48,7 @@ $('#sign-in-form').addEventListener('submit', async (event) => {
       lobby: login.lobby,
     });
   } catch (error) {
-    showError('#sign-in-error', error);
+    showSignInError(error);
     $('#sign-in').disabled = false;
   }
 });
@@ -59,9 +60,18 @@ $('#token-form').addEventListener('submit', async (event) => {
   try {
     await start({ token, lobby: conversationId ? { conversationId, title: '' } : null });
   } catch (error) {
-    showError('#sign-in-error', error);
+    showSignInError(error);
   }
 });
+
+/** Why signing in failed; for a refused token, the reason the server gave. */
+function showSignInError(error) {
+  if (error && (error.code === 'AUTH_FAILED' || error.code === 'TOKEN_EXPIRED')) {
+    $('#sign-in-error').textContent = `The server refused the sign-in: ${error.message} (${error.code})`;
+  } else {
+    showError('#sign-in-error', error);
+  }
+}
 
 // -- the session ------------------------------------------------------------------------
 
@@ -77,7 +87,14 @@ async function start({ token, getToken, lobby }) {
   const manager = new ChatManager(options);
   view.manager = manager;
   wire(manager);
-  await manager.connect();
+  try {
+    await manager.connect();
+  } catch (error) {
+    // Refused: this manager is done with (a new sign-in makes a new one).
+    view.manager = null;
+    manager.close();
+    throw error;
+  }
   view.me = manager.identity;
   view.names.set(key(view.me.userId), view.me.name);
   $('#whoami').textContent = `${view.me.name} (#${view.me.userId})`;
@@ -150,19 +167,28 @@ async function open(id) {
   entry.loaded = true;
   const manager = view.manager;
   try {
-    const history = await manager.history(id, { limit: 50 });
+    const history = await manager.history(id, { limit: PAGE });
+    // A full page: older ones may lie before it (scrolling up loads them).
+    entry.older = history.length < PAGE ? 'start' : 'more';
     for (const message of history) addMessage(message, Boolean(entry.unreadHistory));
+    if (view.active === id) {
+      showHistoryEdge(entry);
+      fillList();
+    }
     // The join replays after the last message the history gave; with none (a new
     // conversation) from the start, or a message sent between the two is missed.
     await manager.join(id, history.length === 0 ? { since: 0 } : {});
   } catch (error) {
     // Without the REST API: replay the whole conversation over the socket.
+    entry.older = 'start';
+    if (view.active === id) showHistoryEdge(entry);
     await manager.join(id, { since: 0 }).catch((joinError) => showError('#chat-error', joinError));
   }
 }
 
 function wire(manager) {
   manager.on('state', ({ state, transport }) => {
+    if (view.manager !== manager) return; // a refused sign-in's manager, closed
     const badge = $('#state');
     badge.className = `state state-${state}`;
     badge.dataset.state = state;
@@ -170,10 +196,16 @@ function wire(manager) {
     badge.textContent = state === 'online' ? `online (${transport})`
       : state === 'fallback' ? 'online over HTTP (fallback)'
         : state;
-    if (state === 'online') refreshPresence();
-    if (state === 'fallback') {
+    if (state === 'online') {
+      refreshPresence(); // the list is current again once it answers
+    } else if (state === 'fallback') {
       // ChatManager asks GET /presence and the long-poll brings user:online/offline.
       view.online.clear();
+      view.presenceStale = false;
+      renderOnline();
+    } else if (view.me) {
+      // Disconnected: who was online is only what we last knew, and shows so.
+      view.presenceStale = true;
       renderOnline();
     }
   });
@@ -205,6 +237,13 @@ function wire(manager) {
   manager.on('reaction', ({ messageId, userId, emoji, action }) => {
     applyReaction(messageId, userId, emoji, action);
   });
+  manager.on('members', ({ conversationId, members }) => {
+    // From a server that lists a conversation's members with its join and history.
+    const entry = view.conversations.get(conversationId);
+    if (entry) entry.members = new Map(members.map((member) => [key(member.userId), member]));
+    for (const member of members) if (member.name) view.names.set(key(member.userId), member.name);
+    renameReaders();
+  });
   manager.on('presence', ({ userId, name, online }) => {
     if (name) view.names.set(key(userId), name);
     if (online) view.online.set(key(userId), { userId, name: name || nameOf(userId) });
@@ -228,6 +267,7 @@ async function refreshPresence() {
   try {
     const { users } = await view.manager.requestPresence();
     view.online.clear();
+    view.presenceStale = false;
     for (const user of users) {
       view.online.set(key(user.userId), user);
       view.names.set(key(user.userId), user.name);
@@ -242,12 +282,9 @@ async function refreshPresence() {
 
 function addMessage(message, live) {
   const entry = conversation(message.conversationId);
-  view.names.set(key(message.userId), message.senderName);
+  if (message.senderName) view.names.set(key(message.userId), message.senderName);
   if (entry.messages.has(message.id)) return;
-  entry.messages.set(message.id, message);
-  // From history (a REST page, a replay, the long-poll) a message brings its
-  // reactions; live `reaction` events apply on top of them.
-  if (Array.isArray(message.reactions)) seedReactions(message.id, message.reactions);
+  keep(entry, message);
   view.pending.delete(key(message.messageId));
   if (message.conversationId === view.active) {
     insertMessage(entry, message);
@@ -291,17 +328,19 @@ function renderConversations() {
   }
 }
 
-function renderOnline(note) {
-  renameReaders(); // a reader's name may have come with presence: "Seen by Bob", not "user 7"
+function renderOnline() {
+  renameReaders(); // a reader's name may have come with presence: "Seen by Bob", not "1 person"
   const list = $('#online');
   list.replaceChildren();
-  $('#online-count').textContent = view.online.size ? `(${view.online.size})` : '';
-  if (note) {
-    const item = document.createElement('li');
-    item.className = 'note';
-    item.textContent = note;
-    list.append(item);
-    return;
+  // While disconnected the list is what we last knew: greyed, and saying so.
+  list.classList.toggle('stale', view.presenceStale);
+  $('#online-count').textContent = view.presenceStale ? '(last known)' : view.online.size ? `(${view.online.size})` : '';
+  if (view.presenceStale) {
+    const note = document.createElement('li');
+    note.className = 'note';
+    note.textContent = view.manager && view.manager.state !== 'unauthorized' && view.manager.state !== 'closed'
+      ? 'offline — reconnecting…' : 'offline';
+    list.append(note);
   }
   for (const { userId, name } of [...view.online.values()].sort((a, b) => a.name.localeCompare(b.name))) {
     const item = document.createElement('li');
@@ -336,6 +375,7 @@ function show(id) {
   renderTyping();
   open(id);
   markRead();
+  if (entry.loaded) fillList();
 }
 function renderTyping() {
   const entry = view.conversations.get(view.active);
@@ -346,8 +386,26 @@ function renderTyping() {
 
 // -- composing --------------------------------------------------------------------------
 
+// A textarea: Enter sends, Shift+Enter starts a new line; it grows with its lines
+// up to its CSS max-height, then scrolls.
+
+/** The composer as tall as its text. */
+function fitComposer() {
+  const composer = $('#composer');
+  composer.style.height = 'auto';
+  composer.style.height = `${composer.scrollHeight + composer.offsetHeight - composer.clientHeight}px`;
+}
+
 $('#composer').addEventListener('input', () => {
+  fitComposer();
   if (view.active !== null && $('#composer').value) view.manager.typing(view.active);
+});
+
+$('#composer').addEventListener('keydown', (event) => {
+  // (not while an input method composes: its Enter picks a candidate)
+  if (event.key !== 'Enter' || event.shiftKey || event.isComposing) return;
+  event.preventDefault();
+  $('#composer-form').requestSubmit();
 });
 
 $('#composer-form').addEventListener('submit', (event) => {
@@ -355,6 +413,7 @@ $('#composer-form').addEventListener('submit', (event) => {
   const text = $('#composer').value;
   if (!text.trim() || view.active === null) return;
   $('#composer').value = '';
+  fitComposer();
   showError('#chat-error', null);
   view.manager.send(view.active, text).catch((error) => showError('#chat-error', error));
 });

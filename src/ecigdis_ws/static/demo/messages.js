@@ -1,8 +1,10 @@
 // The message list of the demo page, and the reactions and receipts on it.
 
-import { $, isMe, key, nameOf, showError, view } from './state.js';
+import { linkified } from './links.js';
+import { $, isMe, key, people, showError, view } from './state.js';
 
-const REACTIONS = ['👍', '❤️', '😂'];
+// The picker's emoji (any other one still shows as a chip when someone used it).
+export const REACTIONS = ['👍', '❤️', '😂', '🎉', '😮', '😢', '🙏', '👀'];
 
 // The message list shows the active conversation: its stored messages in server-id
 // order (each an <li data-id>), then our sends not stored yet. show() builds it whole;
@@ -22,7 +24,6 @@ export function renderMessages() {
   const entry = view.conversations.get(view.active);
   const list = $('#messages');
   if (!entry) return;
-  const atBottom = isAtBottom(list);
   list.replaceChildren();
   seenAt.clear();
   const stored = [...entry.messages.values()].sort((a, b) => a.id - b.id);
@@ -31,7 +32,30 @@ export function renderMessages() {
     if (item.conversationId === view.active) list.append(pendingElement(messageId, item));
   }
   for (const userId of entry.readers.keys()) placeReceipt(entry, userId);
-  if (atBottom || stored.length < 20) list.scrollTop = list.scrollHeight;
+  showHistoryEdge(entry);
+  list.scrollTop = list.scrollHeight; // a conversation opens at its newest message
+}
+
+/** Above the first message: "Loading older messages…" or "Start of the conversation" (CSS). */
+export function showHistoryEdge(entry) {
+  $('#messages').dataset.older = entry.older;
+}
+
+/**
+ * A page of older messages of the active conversation, all older than those shown:
+ * put above them, the list kept where it was (the message on top stays in place).
+ */
+export function insertOlder(entry, messages) {
+  const list = $('#messages');
+  const anchor = list.querySelector('li[data-id]');
+  const before = anchor ? anchor.getBoundingClientRect().top : 0;
+  const fragment = document.createDocumentFragment();
+  for (const message of messages) fragment.append(messageElement(message));
+  list.prepend(fragment);
+  showHistoryEdge(entry);
+  // Readers whose last read lies in the new page: their "Seen by" shows now.
+  for (const userId of entry.readers.keys()) placeReceipt(entry, userId);
+  if (anchor) list.scrollTop += anchor.getBoundingClientRect().top - before;
 }
 
 function isAtBottom(list) {
@@ -117,7 +141,7 @@ function messageElement(message, status) {
   meta.append(sender, time);
   const text = document.createElement('div');
   text.className = 'text';
-  text.textContent = message.text;
+  text.append(linkified(message.text));
   item.append(meta, text);
   if (status) {
     const note = document.createElement('span');
@@ -135,21 +159,69 @@ function messageElement(message, status) {
   reactions.className = 'reactions';
   renderReactions(reactions, message.id);
   row.append(reactions);
+  meta.append(...picker(item, message.id)); // beside the time: no line of its own
+  const seen = document.createElement('div');
+  seen.className = 'seen-by';
+  item.append(row, seen);
+  return item;
+}
+
+// -- the reaction picker -----------------------------------------------------------------
+// Shown while the pointer is over the message; by keyboard or by a tap, with its
+// toggle button (always there on a touch screen, shown on hover or focus otherwise).
+// Escape closes it; a click anywhere else too.
+
+/** The toggle and the picker of one message. */
+function picker(item, messageId) {
+  const toggle = document.createElement('button');
+  toggle.type = 'button';
+  toggle.className = 'react-toggle';
+  toggle.title = 'Add a reaction';
+  toggle.setAttribute('aria-label', 'Add a reaction');
+  toggle.setAttribute('aria-expanded', 'false');
+  toggle.textContent = '☺+';
+  toggle.addEventListener('click', () => setPicking(item, !item.classList.contains('picking')));
+  const choices = document.createElement('div');
+  choices.className = 'picker';
+  choices.setAttribute('role', 'group');
+  choices.setAttribute('aria-label', 'Reactions');
   for (const emoji of REACTIONS) {
     const button = document.createElement('button');
     button.type = 'button';
     button.className = 'react';
     button.dataset.emoji = emoji;
     button.title = `react ${emoji}`;
-    button.textContent = `+${emoji}`;
-    button.addEventListener('click', () => react(message.id, emoji));
-    row.append(button);
+    button.setAttribute('aria-label', `react ${emoji}`);
+    button.textContent = emoji;
+    button.addEventListener('click', (event) => {
+      react(messageId, emoji);
+      setPicking(item, false);
+      // By keyboard (no pointer, detail 0) the focus goes back to the toggle; a click
+      // or a tap leaves nothing focused, so the picker hides once the pointer leaves.
+      if (event.detail === 0) toggle.focus();
+      else button.blur();
+    });
+    choices.append(button);
   }
-  const seen = document.createElement('div');
-  seen.className = 'seen-by';
-  item.append(row, seen);
-  return item;
+  item.addEventListener('keydown', (event) => {
+    if (event.key !== 'Escape' || !item.classList.contains('picking')) return;
+    setPicking(item, false);
+    toggle.focus();
+  });
+  return [toggle, choices];
 }
+
+function setPicking(item, on) {
+  if (on) for (const other of document.querySelectorAll('#messages li.picking')) setPicking(other, false);
+  item.classList.toggle('picking', on);
+  item.querySelector('.react-toggle').setAttribute('aria-expanded', String(on));
+}
+
+document.addEventListener('click', (event) => {
+  for (const open of document.querySelectorAll('#messages li.picking')) {
+    if (!open.contains(event.target)) setPicking(open, false);
+  }
+});
 
 function renderReactions(element, messageId) {
   element.replaceChildren();
@@ -160,7 +232,7 @@ function renderReactions(element, messageId) {
     chip.classList.toggle('mine', view.me !== null && users.has(key(view.me.userId)));
     chip.dataset.emoji = emoji;
     chip.dataset.count = String(users.size);
-    chip.title = [...users].map(nameOf).join(', ');
+    chip.title = people(users);
     chip.textContent = `${emoji} ${users.size}`;
     element.append(chip);
   }
@@ -178,12 +250,13 @@ export function placeReceipt(entry, userId) {
 }
 
 function renderSeenBy(item) {
-  const names = [];
-  for (const [userId, at] of seenAt) if (at === item) names.push(nameOf(userId));
-  item.querySelector('.seen-by').textContent = names.length === 0 ? '' : `Seen by ${names.sort().join(', ')}`;
+  const readers = [];
+  for (const [userId, at] of seenAt) if (at === item) readers.push(userId);
+  // A reader whose name this page has not learnt is counted ("and 1 other"), never an id.
+  item.querySelector('.seen-by').textContent = readers.length === 0 ? '' : `Seen by ${people(readers)}`;
 }
 
-/** Names may have come late (with presence): the receipts shown say them anew. */
+/** Names may have come late (with presence, or a member list): the receipts shown say them anew. */
 export function renameReaders() {
   for (const item of new Set(seenAt.values())) renderSeenBy(item);
 }
