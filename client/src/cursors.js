@@ -111,8 +111,11 @@ export async function joinWithCursor(socket, cursors, conversation, emit) {
   const since = conversation.highest ?? conversation.since;
   let reply;
   try {
+    // Both when we have both: the messages by id from the messages table, the
+    // other changes by the cursor (docs/protocol.md, "Away and back").
     reply = await socket.call('conversation:join', cursor === null
-      ? { conversationId: id, since: since ?? undefined } : { conversationId: id, cursor });
+      ? { conversationId: id, since: since ?? undefined }
+      : { conversationId: id, since: since ?? undefined, cursor });
   } catch (error) {
     if (cursor === null || !(error instanceof ChatError) || error.code !== 'INVALID_PAYLOAD') throw error;
     cursors.forget(id); // a cursor this server never gave (another database): by id again

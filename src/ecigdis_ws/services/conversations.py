@@ -148,8 +148,9 @@ class ConversationService:
     async def join(
         self, actor: Actor, conversation_id: int, since: int | None, cursor: int | None = None
     ) -> JoinResult:
-        """Enter the room, replay what came after `cursor` (every change) or after
-        `since` (messages), at most REPLAY_MAX_MESSAGES; return the members online,
+        """Enter the room, replay the messages after `since` and the changes after
+        `cursor` (with `cursor` alone, new messages among them), each at most
+        REPLAY_MAX_MESSAGES; return the members online,
         every member with their read position, the pins and the cursor to rejoin
         from. UNAVAILABLE if the socket left meanwhile."""
         room = conversation_room(conversation_id)
@@ -158,7 +159,10 @@ class ConversationService:
         budget = self._limits.replay_max_messages
         if cursor is not None:  # (refused before the socket is put in the room)
             await self._require_known_cursor(cursor)
-        replay = None if since is None or cursor is not None else _Replay(since, budget)
+        # The messages come from the messages table whenever `since` is given: a
+        # message stored without an event row (by hand, by the main site's own SQL)
+        # is replayed all the same; the cursor then brings the other changes.
+        replay = None if since is None else _Replay(since, budget)
         if replay is not None:
             await self._replay(actor.sid, conversation_id, replay)
         # Nothing is awaited from this check to entering the room: a socket gone
@@ -177,7 +181,7 @@ class ConversationService:
         # after entering the room, so all after it is live or replayed below).
         position = await self._feed.settled(fresh=False)
         changes = None if cursor is None else await self._replay_changes(
-            actor.sid, conversation_id, cursor, budget
+            actor.sid, conversation_id, cursor, budget, with_messages=since is None
         )
         if newly_in_room:
             await self._fanout.emit(
@@ -207,7 +211,7 @@ class ConversationService:
                             "cursor is ahead of the event log: join again without one")
 
     async def _replay_changes(
-        self, sid: str, conversation_id: int, cursor: int, budget: int
+        self, sid: str, conversation_id: int, cursor: int, budget: int, with_messages: bool
     ) -> _Replay:
         """Send every change of the conversation after the event-log `cursor` (the
         join's and the long-poll's one cursor): messages as they are now, edits,
@@ -222,7 +226,8 @@ class ConversationService:
         while True:
             self._require_open(sid)
             limit = min(REPLAY_PAGE_SIZE, replay.budget + 1)
-            page = await self._events.conversation_events(conversation_id, replay.after_id, limit)
+            page = await self._events.conversation_events(conversation_id, replay.after_id, limit,
+                                                          with_messages)
             if len(page) > replay.budget:
                 page, replay.cut = page[:replay.budget], True
             for change in page:

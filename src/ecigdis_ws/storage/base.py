@@ -260,11 +260,12 @@ class EventRecords(Protocol):
         member of, and the user's own membership changes, ascending, at most `limit`."""
 
     async def conversation_events(
-        self, conversation_id: int, after_id: int, limit: int
+        self, conversation_id: int, after_id: int, limit: int, with_messages: bool = True
     ) -> list[LoggedEvent]:
-        """The conversation's changes after `after_id` (messages, reactions, renames,
-        edits, deletions, pins; not read positions), ascending, at most `limit`,
-        each message as it is now: what a join with `cursor` replays."""
+        """The conversation's changes after `after_id` (messages unless not
+        `with_messages`, reactions, renames, edits, deletions, pins; not read
+        positions), ascending, at most `limit`, each message as it is now: what a
+        join with `cursor` replays."""
 
     async def event_log_pruned_through(self) -> int:
         """The highest event id retention has deleted (0: none); a cursor below it

@@ -34,6 +34,8 @@ _WITH_MESSAGE = "('message', 'edited')"
 # What a join replays after its cursor: the conversation's changes but the read
 # positions, which the join's answer gives as they are now.
 _REPLAYED_KINDS = "('message', 'reaction', 'renamed', 'edited', 'deleted', 'pinned', 'unpinned')"
+# ... with the messages replayed by `since` from the messages table instead.
+_CHANGE_KINDS = "('reaction', 'renamed', 'edited', 'deleted', 'pinned', 'unpinned')"
 _SELECT_EVENTS = (
     "SELECT e.id, e.kind, e.conversation_id, e.message_id, e.user_id, e.emoji, "
     f"e.action, e.created_at_ms, c.title, {MESSAGE_COLUMNS} FROM {{p}}events e "
@@ -187,7 +189,7 @@ class EventLog:
         return sorted([*events, *memberships], key=lambda event: event.id)[:limit]
 
     async def conversation_events(
-        self, conversation_id: int, after_id: int, limit: int
+        self, conversation_id: int, after_id: int, limit: int, with_messages: bool = True
     ) -> list[LoggedEvent]:
         """EventRecords.conversation_events: read outside the writer (as
         messages_after: each is announced only after its commit, and the join reads
@@ -195,7 +197,7 @@ class EventLog:
         rows = await self._engine.fetch_all(
             self._tables.sql(
                 f"{_SELECT_EVENTS}{_JOIN_MESSAGES} WHERE {_SHOWN} "
-                f"AND e.kind IN {_REPLAYED_KINDS} "
+                f"AND e.kind IN {_REPLAYED_KINDS if with_messages else _CHANGE_KINDS} "
                 "AND e.conversation_id = ? AND e.id > ? ORDER BY e.id LIMIT ?"
             ),
             (conversation_id, after_id, limit),
