@@ -256,12 +256,12 @@ class SlowPastRate:
         chat.messages.post = self  # type: ignore[method-assign]
 
     async def __call__(self, actor: Any, conversation_id: int, text: str,
-                       client_message_id: Any) -> Any:
+                       client_message_id: Any, *extras: Any) -> Any:
         phase = text.split(":", 1)[0]
         self.per_phase[phase] = self.per_phase.get(phase, 0) + 1
         if self.per_phase[phase] > self.limit:
             await asyncio.sleep(self.delay_s)
-        return await self.post(actor, conversation_id, text, client_message_id)
+        return await self.post(actor, conversation_id, text, client_message_id, *extras)
 
 
 @pytest.mark.backends("sqlite")

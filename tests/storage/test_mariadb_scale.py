@@ -282,9 +282,16 @@ def assert_indexed(
 ) -> PlanRow:
     text, plan = explain(dataset, statement)
     shown = "\n".join(str(row) for row in plan)
+    # A message is read with the message it quotes (alias `q`, storage/tables.py):
+    # one row at most by its primary key, or none to read (a const plan).
+    quoted = [row for row in plan if row.table == "q"]
+    for row in quoted:
+        assert row.type in ("eq_ref", "const") and (row.rows or 0) <= 1, f"{text}\n{shown}"
+        assert row.key in ("PRIMARY", None), f"{text}\n{shown}"
+    plan = [row for row in plan if row.table != "q"]
     assert len(plan) == 1, f"{text}\n{shown}"
     (row,) = plan
-    assert row.table == dataset.prefix + table, f"{text}\n{shown}"
+    assert row.table in (dataset.prefix + table, "m"), f"{text}\n{shown}"
     assert row.type in INDEXED_ACCESS, f"not an index lookup:\n{text}\n{shown}"
     assert row.key == index, f"expected index {index}:\n{text}\n{shown}"
     assert row.rows is not None and row.rows <= MAX_EXAMINED_ROWS, f"{text}\n{shown}"

@@ -23,10 +23,12 @@ from tests.transport.test_messages import ServerFactory, message, stored
 pytestmark = pytest.mark.backends("sqlite")
 
 # The probe's tick; a loop that waited inside SQLite's busy wait misses ticks for
-# 90 % of DB_TIMEOUT_MS (over a second here), far beyond the allowed gap, which is
-# generous for a shared, noisy machine.
+# 90 % of DB_TIMEOUT_MS (over a second here), far beyond the allowed gap. The gap
+# allowed is half that: in a full parallel run on two loaded cores the test process
+# itself was once not scheduled for 0.41 s (with the loop free), so 0.25 s failed
+# a healthy server; a loop held by the busy wait still misses the whole second.
 TICK_S = 0.01
-ALLOWED_GAP_S = 0.25
+ALLOWED_GAP_S = 0.6
 
 # Holds the write lock for argv[2] seconds, as `ecigdis-ws conversation create`
 # or another server's writer would.
