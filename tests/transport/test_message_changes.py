@@ -457,6 +457,8 @@ async def test_what_a_send_may_not_name_is_refused_and_nothing_is_stored(
         (await send_with(scene, via, MEMBER, "f", replyTo=10**12), "NOT_FOUND"),
         (await send_with(scene, via, MEMBER, "g", replyTo=gone), "CONFLICT"),
         (await send_with(scene, via, MEMBER, "h", replyTo=0), "INVALID_PAYLOAD"),
+        # past MAX_MENTIONS (50 by default), whoever they name
+        (await send_with(scene, via, MEMBER, "i", mentions=[OTHER] * 51), "INVALID_PAYLOAD"),
     ]
 
     assert [(o.code, o.status) for o, _ in refusals] == [

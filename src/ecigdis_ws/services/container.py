@@ -240,9 +240,8 @@ class ChatServices:
             server=server,
             inbox=InboxService(
                 conversations=storage.conversations, messages=storage.messages,
-                reactions=storage.reactions, receipts=storage.receipts,
-                summaries=storage.summaries, access=access, clock=clock, rules=rules,
-                fanout=fanout,
+                reactions=storage.reactions, summaries=storage.summaries, access=access,
+                clock=clock, rules=rules, fanout=fanout,
             ),
             polls=LongPollService(feed=feed, live=live, presence=presence),
         )

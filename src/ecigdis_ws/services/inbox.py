@@ -29,7 +29,6 @@ from ecigdis_ws.storage.base import (
     ConversationRecords,
     MessageRecords,
     ReactionRecords,
-    ReceiptRecords,
     SummaryRecords,
 )
 
@@ -78,7 +77,6 @@ class InboxService:
         conversations: ConversationRecords,
         messages: MessageRecords,
         reactions: ReactionRecords,
-        receipts: ReceiptRecords,
         summaries: SummaryRecords,
         access: AccessPolicy,
         clock: Clock,
@@ -90,7 +88,6 @@ class InboxService:
         self._conversations = conversations
         self._messages = messages
         self._reactions = reactions
-        self._receipts = receipts
         self._summaries = summaries
         self._access = access
         self._clock = clock

@@ -34,6 +34,19 @@ from ecigdis_ws.storage.base import MessageChangeRecords
 from ecigdis_ws.storage.message_changes import MessageDeleted, PinsFull
 
 
+async def live_message(
+    changes: MessageChangeRecords, conversation_id: int, message_id: int, field: str = ""
+) -> StoredMessage:
+    """The message acted on: NOT_FOUND unless the conversation has it, CONFLICT once
+    it is deleted (`field` names the payload's field in the message, `replyTo: `)."""
+    message = await changes.message(conversation_id, message_id)
+    if message is None:
+        raise ChatError(ErrorCode.NOT_FOUND, f"{field}no such message in this conversation")
+    if message.deleted:
+        raise ChatError(ErrorCode.CONFLICT, f"{field}the message was deleted")
+    return message
+
+
 @dataclass(frozen=True)
 class ChangeLimits:
     edit_window_s: int  # 0: no window
@@ -71,13 +84,7 @@ class MessageChangeService:
         return int(self._clock.now() * 1000)
 
     async def live_message(self, conversation_id: int, message_id: int) -> StoredMessage:
-        """The message, NOT_FOUND unless the conversation has it, CONFLICT once deleted."""
-        message = await self._changes.message(conversation_id, message_id)
-        if message is None:
-            raise ChatError(ErrorCode.NOT_FOUND, "no such message in this conversation")
-        if message.deleted:
-            raise ChatError(ErrorCode.CONFLICT, "the message was deleted")
-        return message
+        return await live_message(self._changes, conversation_id, message_id)
 
     async def edit(
         self, actor: Actor, conversation_id: int, message_id: int, text: str

@@ -5,9 +5,9 @@ from __future__ import annotations
 from ecigdis_ws import events
 from ecigdis_ws.clock import Clock
 from ecigdis_ws.domain import Actor, ReactionAction, reaction_wire
-from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.fanout.base import Fanout, conversation_room
 from ecigdis_ws.services.access import AccessPolicy
+from ecigdis_ws.services.message_changes import live_message
 from ecigdis_ws.storage.base import MessageChangeRecords, ReactionRecords
 
 
@@ -31,11 +31,8 @@ class ReactionService:
         self, actor: Actor, conversation_id: int, message_id: int, emoji: str
     ) -> ReactionAction:
         await self._access.require_member(conversation_id, actor.user_id)
-        message = await self._changes.message(conversation_id, message_id)
-        if message is None:
-            raise ChatError(ErrorCode.NOT_FOUND, "no such message in this conversation")
-        if message.deleted:  # (its reactions went with it)
-            raise ChatError(ErrorCode.CONFLICT, "the message was deleted")
+        await live_message(self._changes, conversation_id, message_id)  # (a deleted
+        # one's reactions went with it)
         action = await self._reactions.toggle_reaction(
             message_id, actor.user_id, emoji, int(self._clock.now() * 1000)
         )

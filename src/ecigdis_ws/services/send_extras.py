@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from ecigdis_ws.domain import Mentions, ReplyPreview, UserId, excerpt
 from ecigdis_ws.errors import ChatError, ErrorCode
+from ecigdis_ws.services.message_changes import live_message
 from ecigdis_ws.services.roles import Roles
 from ecigdis_ws.storage.base import ConversationRecords, MessageChangeRecords
 
@@ -22,11 +23,7 @@ class SendExtras:
     async def reply_preview(self, conversation_id: int, reply_to_id: int) -> ReplyPreview:
         """The quoted message as `replyTo` shows it: NOT_FOUND unless this
         conversation has it, CONFLICT once it is deleted."""
-        quoted = await self._changes.message(conversation_id, reply_to_id)
-        if quoted is None:
-            raise ChatError(ErrorCode.NOT_FOUND, "replyTo: no such message in this conversation")
-        if quoted.deleted:
-            raise ChatError(ErrorCode.CONFLICT, "replyTo: the message was deleted")
+        quoted = await live_message(self._changes, conversation_id, reply_to_id, "replyTo: ")
         return ReplyPreview(quoted.id, quoted.user_id, quoted.sender_name,
                             excerpt(quoted.text), deleted=False)
 

@@ -179,11 +179,7 @@ class EventLog:
                 (str(user_id), after_id, up_to_id, limit),
             )
             memberships = await self._memberships(tx, user_id, after_id, up_to_id, limit)
-        # The page's reactions in one more query, outside the writer's transaction
-        # (on SQLite: the reader connection, so sends do not wait for it).
-        message_ids = [int(row[3]) for row in rows if row[1] == "message" and row[9] is not None]
-        reactions = await self._tables.fetch_reactions(self._engine, message_ids)
-        events: list[FeedEvent] = [self._event(row, reactions) for row in rows]
+        events: list[FeedEvent] = [*await self._with_reactions(rows)]
         # Each list holds everything of its kind up to its own last row (or up to
         # `up_to_id`), so the first `limit` of both together leave nothing out.
         return sorted([*events, *memberships], key=lambda event: event.id)[:limit]
@@ -202,6 +198,12 @@ class EventLog:
             ),
             (conversation_id, after_id, limit),
         )
+        return await self._with_reactions(rows)
+
+    async def _with_reactions(self, rows: list[Row]) -> list[LoggedEvent]:
+        """Rows of _SELECT_EVENTS as events, each new message with its reactions,
+        read in one more query outside the writer's transaction (on SQLite: the
+        reader connection, so sends do not wait for it)."""
         message_ids = [int(row[3]) for row in rows if row[1] == "message" and row[9] is not None]
         reactions = await self._tables.fetch_reactions(self._engine, message_ids)
         return [self._event(row, reactions) for row in rows]
