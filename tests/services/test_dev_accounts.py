@@ -24,7 +24,13 @@ HarnessFactory = Callable[..., AbstractAsyncContextManager[ServiceHarness]]
 def accounts_of(harness: ServiceHarness) -> DevAccounts:
     """Built as transport/client_routes.py builds it."""
     return DevAccounts(harness.settings, harness.clock, harness.storage.conversations,
-                       harness.storage.users)
+                       harness.storage.users, harness.chat.server)
+
+
+async def roles_in(harness: ServiceHarness, conversation_id: int) -> dict[str, str]:
+    """Each member's name and role."""
+    members = await harness.storage.conversations.members(conversation_id)
+    return {member.name: member.role for member in members}
 
 
 # -- user ids ---------------------------------------------------------------------------
@@ -122,6 +128,31 @@ async def test_signing_in_puts_the_user_in_the_lobby_with_everyone_else(
     assert alice.lobby_id == bob.lobby_id == 1  # on a fresh database, the first conversation
     assert sorted(await harness.storage.conversations.member_ids(alice.lobby_id)) == sorted(
         [alice.user_id, bob.user_id])
+
+
+async def test_the_first_member_of_the_lobby_is_its_owner_and_the_others_members(
+    harness: ServiceHarness,
+) -> None:
+    accounts = accounts_of(harness)
+
+    alice = await accounts.sign_in("Alice")
+    bob = await accounts.sign_in("Bob")
+    await accounts.sign_in("Alice")  # again: still the owner, no second owner made
+
+    assert await roles_in(harness, alice.lobby_id) == {"Alice": "owner", "Bob": "member"}
+    assert bob.lobby_id == alice.lobby_id
+
+
+async def test_a_lobby_whose_owner_left_gets_the_next_newcomer_as_owner(
+    harness: ServiceHarness,
+) -> None:
+    accounts = accounts_of(harness)
+    alice = await accounts.sign_in("Alice")
+    await harness.storage.conversations.remove_member(alice.lobby_id, alice.user_id)
+
+    await accounts.sign_in("Bob")
+
+    assert await roles_in(harness, alice.lobby_id) == {"Bob": "owner"}
 
 
 async def test_the_lobby_is_not_a_conversation_made_before_it_by_another_title(
@@ -234,3 +265,19 @@ async def test_a_ttl_of_1_to_86400_seconds_is_accepted(harness: ServiceHarness) 
         login = await accounts.sign_in("Alice", ttl)
         identity = verifier.verify(login.token)
         assert (login.expires_in_s, identity.expires_at) == (ttl, harness.clock.now() + ttl)
+
+
+async def test_a_newcomer_to_the_lobby_is_announced_to_those_in_its_room(
+    harness: ServiceHarness,
+) -> None:
+    accounts = accounts_of(harness)
+    alice = await accounts.sign_in("Alice")
+    sid = await harness.socket()
+    await harness.chat.sessions.authenticate(sid, alice.token)
+    await harness.chat.conversations.join(harness.actor(sid), alice.lobby_id, None)
+
+    bob = await accounts.sign_in("Bob")
+    await accounts.sign_in("Bob")  # a member already: no second announcement
+
+    assert harness.received(sid, "member:added") == [
+        {"userId": bob.user_id, "conversationId": alice.lobby_id, "addedBy": None}]

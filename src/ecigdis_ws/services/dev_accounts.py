@@ -17,6 +17,7 @@ from ecigdis_ws.clock import Clock
 from ecigdis_ws.domain import UserId
 from ecigdis_ws.errors import ChatError, ErrorCode
 from ecigdis_ws.services.auth import MAX_STRING_USER_ID, mint_token
+from ecigdis_ws.services.server_api import ServerApiService
 from ecigdis_ws.settings import Settings
 from ecigdis_ws.storage.base import ConversationRecords, UserRecords
 
@@ -88,11 +89,13 @@ class DevAccounts:
         clock: Clock,
         conversations: ConversationRecords,
         users: UserRecords,
+        server: ServerApiService,
     ) -> None:
         self._settings = settings
         self._clock = clock
         self._conversations = conversations
         self._users = users
+        self._server = server  # adds to the lobby as the main site would: the room hears it
         self._lobby_id: int | None = None  # found once; a conversation is never deleted
         self._lobby_lock = asyncio.Lock()  # two first sign-ins create one lobby
 
@@ -104,7 +107,8 @@ class DevAccounts:
         now_ms = int(self._clock.now() * 1000)
         await self._users.upsert_user(user_id, name, now_ms)
         lobby_id = await self._lobby(now_ms)
-        await self._conversations.add_member(lobby_id, user_id, now_ms)
+        if await self._server.add_member(lobby_id, user_id):
+            await self._own_if_unowned(lobby_id, user_id)
         token = mint_token(self._settings, self._clock, user_id, name, ttl_s)
         return DevLogin(token, user_id, name, ttl_s, lobby_id)
 
@@ -123,6 +127,16 @@ class DevAccounts:
                 assert found is not None
                 self._lobby_id = found
             return self._lobby_id
+
+    async def _own_if_unowned(self, lobby_id: int, user_id: UserId) -> None:
+        """The first member of a lobby with no owner becomes its owner, so that the demo
+        shows what owners do (rename, pin, delete others' messages) as a created
+        conversation would: the lobby is created with no members, so no creator. Two
+        first sign-ins at once on two nodes may both become owners; a lobby may have
+        several."""
+        members = await self._conversations.members(lobby_id)
+        if not any(member.role == "owner" for member in members):
+            await self._conversations.set_role(lobby_id, user_id, "owner")
 
     @staticmethod
     def _ttl(raw: object) -> int:

@@ -75,7 +75,7 @@ async def _sign_in(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise invalid_body("expected { name, ttlS? }")
     accounts = DevAccounts(chat.settings, chat.clock, chat.storage.conversations,
-                           chat.storage.users)
+                           chat.storage.users, chat.server)
     login = await accounts.sign_in(body.get("name"), body.get("ttlS"))
     return web.json_response(login.wire(), headers={"Cache-Control": "no-store"})
 
