@@ -280,7 +280,8 @@ export class Conversations {
     const state = this._onState(conversation.id, reply);
     if (reply.resync === true && typeof reply.replayedUpTo === 'number'
         && !await this._pageRestOfJoin(conversation, reply.replayedUpTo)) return;
-    this._settle(conversation, { conversationId: conversation.id, onlineUserIds: reply.onlineUserIds || [], ...state });
+    const pinned = Array.isArray(reply.pinned) ? { pinned: reply.pinned.filter(Number.isInteger) } : {};
+    this._settle(conversation, { conversationId: conversation.id, onlineUserIds: reply.onlineUserIds || [], ...state, ...pinned });
   }
 
   /** @param {Conversation} conversation */

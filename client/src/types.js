@@ -215,6 +215,8 @@
  * @property {ReadEvent[]} reads         each member's read position (also emitted as `read`)
  * @property {Member[]} [members]        every member with their name, when the server lists
  *                                       them (also emitted as `members`)
+ * @property {number[]} [pinned]        the pinned message ids, in the order they were pinned
+ *                                       (socket joins; the conversation list has them too)
  *
  * @typedef {'idle' | 'connecting' | 'online' | 'fallback' | 'offline' | 'unauthorized' | 'closed'} ConnectionState
  *
