@@ -7,7 +7,11 @@
 //                       socket.io-client options
 import { ChatManager } from '/client/chat-manager.js';
 import { $, conversation, isMe, key, nameOf, showError, view } from './state.js';
+import './actions.js';
+import { applyDelete, applyEdit, applyPin, completeReply, renderPinned, setPinned } from './changes.js';
+import { conversationShown } from './composer.js';
 import { fillList, keep, PAGE } from './history.js';
+import { onRename, renderMembers } from './members.js';
 import {
   applyReaction, clearMessages, insertMessage, placeReceipt, renameReaders, renderMessages, showHistoryEdge, showOutgoing,
 } from './messages.js';
@@ -129,6 +133,7 @@ async function listConversations() {
     const entry = conversation(item.id);
     entry.title = item.title || entry.title;
     if (!known) entry.unread = item.unreadCount || 0;
+    if (Array.isArray(item.pinned)) setPinned(entry, item.pinned);
   }
   return listed;
 }
@@ -155,6 +160,8 @@ function conversationRemoved({ conversationId }) {
       view.active = null;
       $('#conversation-title').textContent = '';
       clearMessages();
+      renderMembers();
+      renderPinned();
     }
   }
   renderConversations();
@@ -177,7 +184,8 @@ async function open(id) {
     }
     // The join replays after the last message the history gave; with none (a new
     // conversation) from the start, or a message sent between the two is missed.
-    await manager.join(id, history.length === 0 ? { since: 0 } : {});
+    const joined = await manager.join(id, history.length === 0 ? { since: 0 } : {});
+    if (Array.isArray(joined.pinned)) setPinned(entry, joined.pinned);
   } catch (error) {
     // Without the REST API: replay the whole conversation over the socket.
     entry.older = 'start';
@@ -243,7 +251,22 @@ function wire(manager) {
     if (entry) entry.members = new Map(members.map((member) => [key(member.userId), member]));
     for (const member of members) if (member.name) view.names.set(key(member.userId), member.name);
     renameReaders();
+    if (conversationId === view.active) renderMembers();
   });
+  manager.on('memberAdded', ({ conversationId, userId }) => changeMember(conversationId, userId, (members) => {
+    if (!members.has(key(userId))) members.set(key(userId), { userId, name: view.names.get(key(userId)) || '', role: 'member' });
+  }));
+  manager.on('memberRemoved', ({ conversationId, userId }) => changeMember(conversationId, userId, (members) => {
+    members.delete(key(userId));
+  }));
+  manager.on('memberUpdated', ({ conversationId, userId, role }) => changeMember(conversationId, userId, (members) => {
+    const member = members.get(key(userId));
+    if (member) members.set(key(userId), { ...member, role });
+  }));
+  manager.on('messageUpdated', applyEdit);
+  manager.on('messageDeleted', applyDelete);
+  manager.on('messagePinned', (pin) => applyPin(pin, true));
+  manager.on('messageUnpinned', (pin) => applyPin(pin, false));
   manager.on('presence', ({ userId, name, online }) => {
     if (name) view.names.set(key(userId), name);
     if (online) view.online.set(key(userId), { userId, name: name || nameOf(userId) });
@@ -252,14 +275,27 @@ function wire(manager) {
   });
   manager.on('conversationAdded', conversationAdded);
   manager.on('conversationRemoved', conversationRemoved);
-  manager.on('conversationUpdated', ({ conversationId, title }) => {
-    const entry = view.conversations.get(conversationId);
-    if (!entry) return;
-    entry.title = title;
-    renderConversations();
-    if (view.active === conversationId) $('#conversation-title').textContent = title;
-  });
+  manager.on('conversationUpdated', renamed);
   manager.on('error', (error) => showError('#chat-error', error));
+}
+
+/** A conversation was renamed: by someone else (`conversationUpdated`), or by us. */
+function renamed({ conversationId, title }) {
+  const entry = view.conversations.get(conversationId);
+  if (!entry) return;
+  entry.title = title;
+  renderConversations();
+  if (view.active === conversationId) $('#conversation-title').textContent = title;
+}
+onRename(renamed);
+
+/** A member event of a conversation whose members we have: the list changed, its tools with it. */
+function changeMember(conversationId, userId, change) {
+  const entry = view.conversations.get(conversationId);
+  if (!entry || !entry.members) return;
+  change(entry.members);
+  // (our own role decides which message tools show: the CSS reads what renderMembers sets)
+  if (conversationId === view.active) renderMembers();
 }
 
 async function refreshPresence() {
@@ -284,6 +320,7 @@ function addMessage(message, live) {
   const entry = conversation(message.conversationId);
   if (message.senderName) view.names.set(key(message.userId), message.senderName);
   if (entry.messages.has(message.id)) return;
+  completeReply(entry, message);
   keep(entry, message);
   view.pending.delete(key(message.messageId));
   if (message.conversationId === view.active) {
@@ -330,6 +367,7 @@ function renderConversations() {
 
 function renderOnline() {
   renameReaders(); // a reader's name may have come with presence: "Seen by Bob", not "1 person"
+  renderMembers(); // and a member's, added since the join without one
   const list = $('#online');
   list.replaceChildren();
   // While disconnected the list is what we last knew: greyed, and saying so.
@@ -371,8 +409,11 @@ function show(id) {
   entry.unread = 0;
   $('#conversation-title').textContent = entry.title || `Conversation #${id}`;
   renderConversations();
+  renderMembers();
   renderMessages();
+  renderPinned();
   renderTyping();
+  conversationShown();
   open(id);
   markRead();
   if (entry.loaded) fillList();
@@ -383,40 +424,6 @@ function renderTyping() {
   $('#typing').textContent = names.length === 0 ? ''
     : `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} typing…`;
 }
-
-// -- composing --------------------------------------------------------------------------
-
-// A textarea: Enter sends, Shift+Enter starts a new line; it grows with its lines
-// up to its CSS max-height, then scrolls.
-
-/** The composer as tall as its text. */
-function fitComposer() {
-  const composer = $('#composer');
-  composer.style.height = 'auto';
-  composer.style.height = `${composer.scrollHeight + composer.offsetHeight - composer.clientHeight}px`;
-}
-
-$('#composer').addEventListener('input', () => {
-  fitComposer();
-  if (view.active !== null && $('#composer').value) view.manager.typing(view.active);
-});
-
-$('#composer').addEventListener('keydown', (event) => {
-  // (not while an input method composes: its Enter picks a candidate)
-  if (event.key !== 'Enter' || event.shiftKey || event.isComposing) return;
-  event.preventDefault();
-  $('#composer-form').requestSubmit();
-});
-
-$('#composer-form').addEventListener('submit', (event) => {
-  event.preventDefault();
-  const text = $('#composer').value;
-  if (!text.trim() || view.active === null) return;
-  $('#composer').value = '';
-  fitComposer();
-  showError('#chat-error', null);
-  view.manager.send(view.active, text).catch((error) => showError('#chat-error', error));
-});
 
 if (params.get('name')) {
   $('#name').value = params.get('name');

@@ -1,7 +1,8 @@
 // The message list of the demo page, and the reactions and receipts on it.
 
-import { linkified } from './links.js';
+import { bodyElement, editedMark, mentionsMe, quoteElement } from './message-parts.js';
 import { $, isMe, key, people, showError, view } from './state.js';
+import { showPinned, toolButtons } from './tools.js';
 
 // The picker's emoji (any other one still shows as a chip when someone used it).
 export const REACTIONS = ['👍', '❤️', '😂', '🎉', '😮', '😢', '🙏', '👀'];
@@ -139,10 +140,9 @@ function messageElement(message, status) {
   sender.textContent = message.senderName;
   const time = document.createElement('time');
   meta.append(sender, time);
-  const text = document.createElement('div');
-  text.className = 'text';
-  text.append(linkified(message.text));
-  item.append(meta, text);
+  item.append(meta);
+  if (message.replyTo) item.append(quoteElement(message.replyTo));
+  item.append(bodyElement(message));
   if (status) {
     const note = document.createElement('span');
     note.className = 'status';
@@ -151,19 +151,43 @@ function messageElement(message, status) {
     return item;
   }
   item.dataset.id = String(message.id);
+  item.classList.toggle('deleted', Boolean(message.deleted));
+  item.classList.toggle('edited', Boolean(message.editedAt) && !message.deleted);
+  item.classList.toggle('mentions-me', !message.deleted && mentionsMe(message));
   time.dateTime = message.createdAt;
   time.textContent = new Date(message.createdAt).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  const edited = editedMark(message);
+  if (edited) time.after(edited);
+  const seen = document.createElement('div');
+  seen.className = 'seen-by';
+  if (message.deleted) {
+    item.append(seen); // nothing to react to, answer or change
+    return item;
+  }
   const row = document.createElement('div');
   row.className = 'row';
   const reactions = document.createElement('span');
   reactions.className = 'reactions';
   renderReactions(reactions, message.id);
   row.append(reactions);
-  meta.append(...picker(item, message.id)); // beside the time: no line of its own
-  const seen = document.createElement('div');
-  seen.className = 'seen-by';
+  meta.append(...picker(item, message)); // beside the time: no line of its own
   item.append(row, seen);
+  const entry = view.conversations.get(message.conversationId);
+  showPinned(item, Boolean(entry && entry.pinned.includes(message.id)));
   return item;
+}
+
+/** A shown message changed (edited, deleted, its quote): its node built anew, in place. */
+export function refreshMessage(entry, id) {
+  if (entry.id !== view.active) return;
+  const old = document.querySelector(`#messages li[data-id="${id}"]`);
+  const message = entry.messages.get(id);
+  if (!old || !message) return;
+  const item = messageElement(message);
+  old.replaceWith(item);
+  // The "Seen by" that stood on the old node stands on the new one.
+  for (const [userId, at] of seenAt) if (at === old) seenAt.set(userId, item);
+  if (seenAt.size > 0) renderSeenBy(item);
 }
 
 // -- the reaction picker -----------------------------------------------------------------
@@ -171,8 +195,9 @@ function messageElement(message, status) {
 // toggle button (always there on a touch screen, shown on hover or focus otherwise).
 // Escape closes it; a click anywhere else too.
 
-/** The toggle and the picker of one message. */
-function picker(item, messageId) {
+/** The toggle and the picker of one message, its tools beside the emoji. */
+function picker(item, message) {
+  const messageId = message.id;
   const toggle = document.createElement('button');
   toggle.type = 'button';
   toggle.className = 'react-toggle';
@@ -203,6 +228,10 @@ function picker(item, messageId) {
     });
     choices.append(button);
   }
+  const tools = document.createElement('span');
+  tools.className = 'tools';
+  tools.append(...toolButtons(message, () => setPicking(item, false)));
+  choices.append(tools);
   item.addEventListener('keydown', (event) => {
     if (event.key !== 'Escape' || !item.classList.contains('picking')) return;
     setPicking(item, false);

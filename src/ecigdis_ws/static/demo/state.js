@@ -15,6 +15,7 @@ export const view = {
   authentications: 0, // sessions the server confirmed (a refreshed token adds one)
   delivered: [], // ids of the messages ChatManager delivered, in order (each should come once)
   presenceStale: false, // disconnected: the online list is only what we last knew
+  draft: null, // the composer edits or answers a message: { kind: 'edit' | 'reply', conversationId, id }
 };
 
 export const key = (userId) => String(userId);
@@ -47,11 +48,28 @@ export function conversation(id) {
       // 'start' (the first message is shown).
       older: 'more',
       members: null, // Map(userId as text -> { userId, name, role }) once the server listed them
+      pinned: [], // the pinned message ids, in the order they were pinned
+      pinShown: 0, // the pinned bar shows pinned[pinned.length - 1 - pinShown]
     };
     view.conversations.set(id, entry);
   }
   return entry;
 }
+
+/** The member's role in a conversation ('owner', 'admin', 'member'), or null when not listed. */
+export function roleIn(entry, userId) {
+  const member = entry && entry.members ? entry.members.get(key(userId)) : null;
+  return member ? member.role : null;
+}
+
+/** Owners and admins run a conversation: delete others' messages, pin, rename, read earlier versions. */
+export function isModerator(entry) {
+  const role = view.me ? roleIn(entry, view.me.userId) : null;
+  return role === 'owner' || role === 'admin';
+}
+
+/** Either member of a conversation of two may pin and rename, as the server allows. */
+export const isPair = (entry) => Boolean(entry && entry.members && entry.members.size === 2);
 
 export function showError(where, error) {
   $(where).textContent = error ? `${error.code ? `${error.code}: ` : ''}${error.message || error}` : '';
