@@ -209,6 +209,12 @@ async def test_keyboard_edits_and_a_reload_shows_every_change_from_history(
     await bob.wait_for("(item) => document.querySelector(item).classList.contains('flash')",
                        item(first))
     await bob.screenshot(ARTIFACTS / "demo-message-changes-reloaded.png")
+    # Alice unpins it (her tool says Unpin now): the bar goes from Bob's page.
+    assert await alice.eval("(tool) => document.querySelector(tool).title",
+                            f"{item(first)} .tool-pin") == "Unpin"
+    await use_tool(alice, first, "pin")
+    await bob.wait_for(f"() => ({PINNED_BAR})() === null")
+    assert (await message(bob, first))["pinned"] is False
     assert await page_errors(bob) == []
 
 
