@@ -21,7 +21,7 @@ from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from ecigdis_ws.bench.connection import ClientConnection
-from ecigdis_ws.bench.wire import PendingSend, Recorder
+from ecigdis_ws.bench.wire import PendingChange, PendingSend, Recorder
 
 
 class ConnectFailed(Exception):
@@ -59,6 +59,8 @@ class WireClient(asyncio.Protocol):
         self.writes_while_paused = 0
         # ack id -> the message:send it answers (the connection's, once open)
         self.pending: dict[int, PendingSend] = {}
+        # ack id -> the message:edit or message:delete it answers (the connection's)
+        self.changes: dict[int, PendingChange] = {}
         # ack id -> the future of a call(); a socket that closes answers DISCONNECTED
         self._calls: dict[int, asyncio.Future[Any]] = {}
         self._reason = "closed by the server"
@@ -80,6 +82,7 @@ class WireClient(asyncio.Protocol):
         self.connection = ClientConnection(
             parts.netloc, target, base64.b64encode(os.urandom(16)), self.recorder, self)
         self.pending = self.connection.pending
+        self.changes = self.connection.changes
         self._receive = self.connection.receive_data
         if secure and ssl_context is None:
             ssl_context = ssl.create_default_context()
@@ -142,6 +145,15 @@ class WireClient(asyncio.Protocol):
             raise ConnectionResetError("websocket closed")
         self._write(connection.message_send(
             self.conversation_id, self.group, phase, key, run_id, time.monotonic_ns()))
+
+    def change_message(self, kind: int, phase: int, server_id: int) -> None:
+        """`message:edit` or `message:delete` of its own message `server_id`, stamped
+        with the emit time (connection.py)."""
+        connection = self.connection
+        if connection is None:
+            raise ConnectionResetError("websocket closed")
+        self._write(connection.message_change(
+            kind, self.conversation_id, self.group, phase, server_id, time.monotonic_ns()))
 
     def _open_connection(self) -> ClientConnection:
         if self.connection is None:

@@ -8,6 +8,7 @@ import dataclasses
 import sys
 from typing import Any
 
+from ecigdis_ws.bench.changes import add_change_arguments, change_options_from
 from ecigdis_ws.bench.plan import (
     DEFAULT_CONVERSATION_BASE,
     DEFAULT_USER_BASE,
@@ -101,6 +102,7 @@ def add_bench_parser(commands: Any) -> None:
     ramp.add_argument("--step-duration", type=float, default=RampOptions.step_duration_s)
     ramp.add_argument("--p99-bound-ms", type=float, default=RampOptions.p99_bound_ms)
     ramp.add_argument("--max-rate", type=float, default=RampOptions.max_rate)
+    add_change_arguments(bench.add_argument_group("edits and deletions (chat, broadcast)"))
     storm = bench.add_argument_group("reconnect")
     storm.add_argument("--restart-cmd", metavar="CMD",
                        help="shell command that kills the server and starts it again "
@@ -153,6 +155,7 @@ def options_from(args: argparse.Namespace) -> BenchOptions:
                                   delay_max_s=args.reconnect_delay_max,
                                   jitter=args.reconnect_jitter, since=args.since,
                                   timeout_s=args.reconnect_timeout),
+        changes=change_options_from(args),
     )
 
 

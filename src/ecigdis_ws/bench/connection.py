@@ -12,9 +12,11 @@ from typing import Any
 import orjson
 
 from ecigdis_ws.bench.wire import (
+    EDIT,
     FINAL_TEXT,
     MAX_FRAME_BYTES,
     MAX_HANDSHAKE_BYTES,
+    PendingChange,
     PendingSend,
     Recorder,
     Session,
@@ -33,6 +35,7 @@ _CONNECT, _DISCONNECT, _EVENT, _ACK, _CONNECT_ERROR = (
     ord("0"), ord("1"), ord("2"), ord("3"), ord("4"))
 _MESSAGE_NEW = b'42["message:new",'
 _PRESENCE = b'42["user:'
+_CHANGED = (b'42["message:updated",', b'42["message:deleted",')
 # The Socket.IO DISCONNECT and the websocket close (1000, normal) a client says goodbye with
 _GOODBYE_PACKET = b"41"
 _NORMAL_CLOSURE = b"\x03\xe8"
@@ -62,6 +65,8 @@ class ClientConnection:
         self._attention = False
         # ack id -> the message:send it answers; the rest of the acks answer calls
         self.pending: dict[int, PendingSend] = {}
+        # ack id -> the message:edit or message:delete it answers (changes.py)
+        self.changes: dict[int, PendingChange] = {}
         self._next_ack = 0
         self._buffer = b""
         self._fragments: list[bytes] = []
@@ -98,6 +103,23 @@ class ClientConnection:
         return text_frame(
             b'42%d["message:send",{"conversationId":%d,"text":"%d:%d","messageId":"%s.%d"}]'
             % (ack_id, conversation_id, phase, now, run_id, key))
+
+    def message_change(self, kind: int, conversation_id: int, group: int, phase: int,
+                       server_id: int, now: int) -> bytes:
+        """`message:edit` (kind EDIT: the text becomes "phase:now", so it always differs
+        from the text it replaces) or `message:delete` of the message `server_id`; `now`
+        is the emit time (monotonic ns), the receivers' `message:updated` /
+        `message:deleted` are timed from it, and its ack goes to Recorder.change_acked."""
+        ack_id = self._next_ack
+        self._next_ack += 1
+        self.changes[ack_id] = (kind, phase, group, now, server_id)
+        if kind == EDIT:
+            body = b'["message:edit",{"conversationId":%d,"id":%d,"text":"%d:%d"}]' % (
+                conversation_id, server_id, phase, now)
+        else:
+            body = b'["message:delete",{"conversationId":%d,"id":%d}]' % (
+                conversation_id, server_id)
+        return text_frame(b"42%d" % ack_id + body)
 
     def goodbye(self) -> bytes:
         """Socket.IO DISCONNECT then a normal websocket close; nothing before the upgrade."""
@@ -222,6 +244,8 @@ class ClientConnection:
                 self.recorder.message_new(data)
             elif data.startswith(_PRESENCE):
                 self.recorder.other_event(data)
+            elif data.startswith(_CHANGED):
+                self.recorder.message_changed(data)
             else:
                 self._event(data)
         elif kind == _ACK:
@@ -258,5 +282,9 @@ class ClientConnection:
         entry = self.pending.pop(ack_id, None)
         if entry is not None:
             self.recorder.message_acked(entry, reply)
+            return
+        change = self.changes.pop(ack_id, None)
+        if change is not None:
+            self.recorder.change_acked(change, reply)
         else:
             self.session.answered(ack_id, reply)

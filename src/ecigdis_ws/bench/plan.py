@@ -17,6 +17,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal
 
+from ecigdis_ws.bench.changes import ChangeOptions
+
 Scenario = Literal["chat", "broadcast", "connect", "ramp", "reconnect"]
 Target = Literal["ecigdis", "node"]
 # Which of several URLs (nodes) a client connects to: "conversation" puts every member
@@ -211,6 +213,8 @@ class BenchOptions:
     # authenticate and join but never send (on `idle_url`, else placed as the others).
     idle_clients: int = 0
     idle_url: str | None = None
+    # Chat: ticks that edit or delete one of the sender's own messages instead of sending
+    changes: ChangeOptions = dataclasses.field(default_factory=ChangeOptions)
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -279,6 +283,7 @@ class BenchOptions:
         if self.ramp.rest_s < 0:
             problems.append("--rest must not be negative")
         problems += self._reconnect_problems()
+        problems += self.changes.problems(self.scenario)
         if self.ramp.factor is not None and self.ramp.factor <= 1:
             problems.append("--factor must be above 1")
         if self.ramp.factor is None and self.ramp.step <= 0:

@@ -30,7 +30,7 @@ import orjson
 from ecigdis_ws.bench.client import ConnectFailed, WireClient
 from ecigdis_ws.bench.plan import ReconnectPolicy
 from ecigdis_ws.bench.recorder import PhaseRecorder
-from ecigdis_ws.bench.wire import PendingSend, reply_code
+from ecigdis_ws.bench.wire import PendingChange, PendingSend, reply_code
 
 # Members 0 and 1 of each conversation say hello before the kill, so that every member
 # has received a message (and has a `since`) before the server goes away.
@@ -95,6 +95,12 @@ class TrackingRecorder:
 
     def message_acked(self, entry: PendingSend, reply: Any) -> None:
         self.shared.message_acked(entry, reply)
+
+    def message_changed(self, data: bytes) -> None:
+        self.shared.message_changed(data)
+
+    def change_acked(self, entry: PendingChange, reply: Any) -> None:
+        self.shared.change_acked(entry, reply)
 
     def error_event(self, payload: Any) -> None:
         self.shared.error_event(payload)

@@ -14,11 +14,13 @@ from typing import Any
 
 import orjson
 
+from ecigdis_ws.bench.changes import ChangeReceipts, ChangeSender, ChangeTotals, KindRecord
 from ecigdis_ws.bench.client import WireClient
-from ecigdis_ws.bench.wire import PendingSend, reply_code
+from ecigdis_ws.bench.wire import PendingChange, PendingSend, reply_code
 
 # Error events that answer one of our own calls (already counted as that call's failure).
-ANSWERED_EVENTS = frozenset({"message:send", "conversation:join"})
+ANSWERED_EVENTS = frozenset({"message:send", "conversation:join", "message:edit",
+                             "message:delete"})
 
 
 @dataclass
@@ -39,6 +41,8 @@ class PhaseRecord:
     send_ended_ns: int = 0
     cpu_started_s: float = 0.0
     cpu_ended_s: float = 0.0
+    # EDIT or DELETE -> what this phase's edits or deletions did (changes.py)
+    changes: dict[int, KindRecord] = field(default_factory=dict)
 
 
 class PhaseRecorder:
@@ -59,6 +63,11 @@ class PhaseRecorder:
         self.foreign_messages = 0
         self.collected: set[int] = set()  # phases already reported
         self.late_deliveries = 0  # message:new of a phase after it was reported
+        # Edits and deletions (changes.py): what the receivers heard, over the run, and
+        # the sender's side (None: this run changes no message).
+        self.change_totals = ChangeTotals()
+        self.change_receipts = ChangeReceipts(self.change_totals)
+        self.changer: ChangeSender | None = None
 
     # -- Recorder -----------------------------------------------------------------------------
 
@@ -121,6 +130,8 @@ class PhaseRecorder:
         record = self.phase(phase)
         record.ack_latencies.append((now - sent_ns) / 1e6)
         code = reply_code(reply)
+        if self.changer is not None:  # an acked message may be edited or deleted later
+            self.changer.own.acked(key, reply, now / 1e9)
         if code is not None:
             record.failed[code] += 1
             return
@@ -128,6 +139,17 @@ class PhaseRecorder:
         record.acked_keys.append(key)
         record.acked_groups.append(group)
         record.expected += max(0, self.joined_per_group.get(group, 0) - 1)
+
+    def message_changed(self, data: bytes) -> None:
+        self.change_receipts.add(data, time.monotonic_ns())
+
+    def change_acked(self, entry: PendingChange, reply: Any) -> None:
+        now = time.monotonic_ns()
+        if self.changer is None:  # only a changer emits changes
+            return
+        _, phase, group, _, _ = entry
+        self.changer.acked(self.phase(phase).changes, entry, reply, now,
+                           self.joined_per_group.get(group, 0) - 1)
 
     def error_event(self, payload: Any) -> None:
         code = "UNKNOWN"

@@ -114,6 +114,8 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
     )
     if report.get("messages"):
         lines += _phase_lines("messages", report["messages"])
+        if report["messages"].get("changes"):
+            lines += kind_lines(report["messages"])
     ramp = report.get("ramp")
     if ramp:
         lines.append(f"  {'ramp':<12} {'step':<6} {'rate/s':>9} {'sent/s':>9} {'deliv/s':>10} "
@@ -145,13 +147,38 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
         f"  {'errors':<12} {e['total']} (connect {_counts(e['connect_failures'])}; "
         f"join {_counts(e['join_failures'])}; acks {_counts(e['ack_failures'])}; "
         f"ack timeouts {e['ack_timeouts']}; disconnects {e['disconnects']}; "
-        f"error events {_counts(e['error_events'])})")
+        f"error events {_counts(e['error_events'])})"
+        + (f"; edits and deletions: acks {_counts(e['change_ack_failures'])}, ack timeouts "
+           f"{e['change_ack_timeouts']}, not sent {e['change_send_errors']}"
+           if p.get("changes", {}).get("change_share") or p.get("changes", {}).get(
+               "delete_share") else ""))
     lines.append(f"  {'losses':<12} {report['losses']} (every phase, warm-up included)")
     g = report["generator"]
     cpu = ", ".join(f"{w:.0f} %" for w in g["cpu_percent_busiest_phase"])
     lines.append(f"  {'generator':<12} CPU per worker in its busiest phase: {cpu} of one core"
                  + (f"; {g['warning']}" if g.get("warning") else ""))
     lines += rate_limit_warning(report)
+    return lines
+
+
+def kind_lines(phase: Mapping[str, Any]) -> list[str]:
+    """The measured phase by kind: sends, edits, deletions (changes.py), each with its
+    counts and its sender → receiver latency."""
+    lines = [f"  {'by kind':<12} {'kind':<7} {'sent':>8} {'acked':>8} {'delivered':>10} "
+             f"{'expected':>10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'lost':>6} "
+             f"{'errors':>6}"]
+    kinds = {"send": phase, **phase["changes"]}
+    for name, figures in kinds.items():
+        latency = figures["latency_ms"]
+        lines.append(
+            f"  {'':<12} {name:<7} {_n(figures['sent']):>8} {_n(figures['acked']):>8} "
+            f"{_n(figures['deliveries']):>10} {_n(figures['expected']):>10} "
+            f"{_ms(latency['p50']):>8} {_ms(latency['p99']):>8} {_ms(latency['max']):>8} "
+            f"{_n(figures['losses']):>6} {_n(figures['errors']):>6}")
+    fallbacks = ", ".join(f"{name} {_n(figures['fallbacks'])}"
+                          for name, figures in phase["changes"].items())
+    lines.append(f"  {'':<12} ticks that found no own message eligible and sent instead: "
+                 f"{fallbacks}")
     return lines
 
 

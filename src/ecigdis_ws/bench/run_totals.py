@@ -35,8 +35,14 @@ def error_counts(connect: Mapping[str, Any], phases: list[dict[str, Any]],
             totals: list[dict[str, Any]]) -> dict[str, Any]:
     ack_failures: dict[str, int] = {}
     error_events: dict[str, int] = {}
+    change_failures: dict[str, int] = {}  # edits' and deletions' (changes.py)
+    change_timeouts = change_send_errors = 0
     for phase in phases:
         add_counts(ack_failures, phase["ack_failures"])
+        for kind in phase.get("changes", {}).values():
+            add_counts(change_failures, kind["ack_failures"])
+            change_timeouts += kind["ack_timeouts"]
+            change_send_errors += kind["send_errors"]
     for worker in totals:
         add_counts(error_events, worker["error_events"])
     ack_timeouts = sum(p["ack_timeouts"] for p in phases)
@@ -47,10 +53,12 @@ def error_counts(connect: Mapping[str, Any], phases: list[dict[str, Any]],
     join_failures = dict(connect["join_failures"])
     rate_limited = sum(
         counts.get("RATE_LIMITED", 0)
-        for counts in (ack_failures, error_events, connect_failures, join_failures))
+        for counts in (ack_failures, error_events, connect_failures, join_failures,
+                       change_failures))
     total = (sum(connect_failures.values()) + sum(join_failures.values())
              + sum(ack_failures.values()) + ack_timeouts + send_errors + disconnects
-             + unanswered)
+             + unanswered + sum(change_failures.values()) + change_timeouts
+             + change_send_errors)
     return {
         "total": total,
         "connect_failures": connect_failures,
@@ -62,6 +70,9 @@ def error_counts(connect: Mapping[str, Any], phases: list[dict[str, Any]],
         "error_events": error_events,
         "unanswered_error_events": unanswered,
         "rate_limited": rate_limited,
+        "change_ack_failures": change_failures,
+        "change_ack_timeouts": change_timeouts,
+        "change_send_errors": change_send_errors,
     }
 
 

@@ -68,6 +68,7 @@ def _plans(options: BenchOptions, settings: Settings | None) -> list[WorkerPlan]
             user_base=options.user_base,
             group_size=options.group_size,
             reconnect=options.reconnect if options.scenario == "reconnect" else None,
+            changes=options.changes,
         )
         for index, part in enumerate(split(specs, parts))
     ]
@@ -98,6 +99,7 @@ def parameters(options: BenchOptions) -> dict[str, Any]:
         "ramp": asdict(options.ramp),
         "restart_cmd": options.restart_cmd,
         "reconnect": asdict(options.reconnect),
+        "changes": asdict(options.changes),
         "run_id": options.run_id,
     }
 
@@ -165,8 +167,12 @@ async def run_bench(
         totals = await pool.gather("closed")
     progress.done()
     report["errors"] = error_counts(report["connect"], run.phase_reports, totals)
-    report["losses"] = sum(p["losses"] for p in run.phase_reports)
+    # A change acknowledged ok and not heard by every other member is lost as well.
+    report["losses"] = sum(p["losses"] + p.get("change_losses", 0) for p in run.phase_reports)
     report["events"] = event_counts(totals)
+    if options.changes.active:
+        report["events"]["unmatched_change_receipts"] = run.ledger.unmatched
+        report["events"]["foreign_change_receipts"] = run.ledger.foreign
     report["generator"] = generator_load(run.worker_cpu, options.process_count)
     report["ok"] = not report["errors"]["total"] and (
         not report["losses"] or options.scenario == "ramp")

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ecigdis_ws.bench.changes import ChangeLedger
 from ecigdis_ws.bench.plan import BenchOptions, RampClimb
 from ecigdis_ws.bench.progress import Progress
 from ecigdis_ws.bench.report import add_counts, percentiles
@@ -37,6 +38,10 @@ class Run:
         self.next_phase = 0
         self.phase_reports: list[dict[str, Any]] = []
         self.worker_cpu: dict[int, list[float]] = {}
+        # Edits and deletions (changes.py): sent over the run, and what receivers heard
+        # that is not yet matched with its change.
+        self.changes_sent = 0
+        self.ledger = ChangeLedger()
 
     async def connect(self) -> dict[str, Any]:
         self.progress.set_stage("connecting", clients=self.options.client_count)
@@ -93,6 +98,7 @@ class Run:
             replies = await self.pool.gather("sent", timeout_s=COMMAND_TIMEOUT_S + sum(
                 s for _, s in steps))
             sent += sum(reply["sent"] for reply in replies)
+            self.changes_sent += sum(reply.get("changes_sent", 0) for reply in replies)
         await self.drain(phases, sent)
         merged = []
         for phase in phases:
@@ -106,13 +112,18 @@ class Run:
 
         The workers' counters may be a progress interval old, but they only grow:
         once the answers counted reach `sent` (the workers' own final count), every
-        ack was in, so the expected deliveries counted with them are complete too."""
+        ack was in, so the expected deliveries counted with them are complete too.
+        Edits and deletions likewise, over the whole run (a receiver cannot tell a
+        deletion's phase): all of them answered, and heard as often as expected."""
         self.progress.set_stage("draining", seconds=self.options.drain_s)
         deadline = time.monotonic() + self.options.drain_s
         while time.monotonic() < deadline:
             await self.pool.pump(DRAIN_POLL_S)
             _, answered, expected, received = self.pool.phase_state(phases)
-            if answered >= sent and received >= expected:
+            _, changes_answered, changes_expected, changes_heard = self.pool.change_state()
+            if (answered >= sent and received >= expected
+                    and changes_answered >= self.changes_sent
+                    and changes_heard >= changes_expected):
                 return
 
     def merge(self, replies: list[dict[str, Any]]) -> dict[str, Any]:
@@ -167,6 +178,13 @@ class Run:
         }
         phase["errors"] = (sum(failed.values()) + phase["send_errors"]
                            + phase["ack_timeouts"])
+        for reply in replies:
+            self.ledger.add(reply.get("change_receipts"))
+        if self.options.changes.active:
+            changes = self.ledger.merge(replies, self.joined_per_group)
+            phase["changes"] = changes
+            phase["change_losses"] = sum(kind["losses"] for kind in changes.values())
+            phase["errors"] += sum(kind["errors"] for kind in changes.values())
         self.phase_reports.append(phase)
         return phase
 

@@ -36,6 +36,12 @@ FINAL_TEXT = FIN | TEXT
 
 # A pending message:send: (phase, message key, group, send time in monotonic ns)
 PendingSend = tuple[int, int, int, int]
+# What a tick of the sender does instead of a message:send (changes.py): an edit or a
+# deletion of one of its own messages.
+EDIT, DELETE = 1, 2
+# A pending message:edit or message:delete: (EDIT or DELETE, phase, group, emit time in
+# monotonic ns, the message's server id)
+PendingChange = tuple[int, int, int, int, int]
 
 
 class Recorder(Protocol):
@@ -44,6 +50,11 @@ class Recorder(Protocol):
     def message_new(self, data: bytes) -> None: ...
 
     def message_acked(self, entry: PendingSend, reply: Any) -> None: ...
+
+    def message_changed(self, data: bytes) -> None:
+        """`message:updated` or `message:deleted` (the whole Socket.IO packet)."""
+
+    def change_acked(self, entry: PendingChange, reply: Any) -> None: ...
 
     def error_event(self, payload: Any) -> None: ...
 

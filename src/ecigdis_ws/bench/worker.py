@@ -26,12 +26,13 @@ import threading
 import time
 import traceback
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
 import uvloop
 
+from ecigdis_ws.bench.changes import KIND_NAMES, ChangeOptions, ChangeSender, unacked_changes
 from ecigdis_ws.bench.client import ClientRecorder, ConnectFailed, WireClient
 from ecigdis_ws.bench.plan import ReconnectPolicy
 from ecigdis_ws.bench.reconnect import ClientState, ReconnectDriver
@@ -60,6 +61,8 @@ class WorkerPlan:
     group_size: int = 1
     reconnect: ReconnectPolicy | None = None  # the reconnect scenario's clients come back
     ws_urls: tuple[str, ...] = ()  # the nodes (empty: ws_url alone)
+    # ticks that edit or delete instead of sending (changes.py)
+    changes: ChangeOptions = field(default_factory=ChangeOptions)
 
     def url_of(self, node: int) -> str:
         return self.ws_urls[node] if self.ws_urls else self.ws_url
@@ -73,6 +76,8 @@ class Worker:
         self.conn = conn
         self.run_id = plan.run_id.encode()
         self.recorder = PhaseRecorder(plan.run_id)
+        if plan.changes.active:
+            self.recorder.changer = ChangeSender(plan.changes, self.recorder.change_totals)
         self.clients: list[WireClient] = []
         self.idle: list[WireClient] = []  # joined clients that never send
         self.sequence = plan.index * KEY_STRIDE
@@ -164,6 +169,7 @@ class Worker:
                              for r in self.recorder.phases.values())),
             "rate_limited": self.recorder.error_events.get("RATE_LIMITED", 0),
             "cpu_s": time.process_time(),
+            "changes": self.recorder.change_totals.progress(),
             "phases": {
                 -1: tuple(self.reported),
                 **{phase: self._progress(r) for phase, r in self.recorder.phases.items()},
@@ -246,20 +252,26 @@ class Worker:
         total = round(rate * duration_s)
         pick = random.Random().choice
         run_id = self.run_id
+        changer = self.recorder.changer  # None: every tick sends (the default)
         sent = 0
         started = time.monotonic()
         record.send_started_ns = time.monotonic_ns()
         while sent < total and self.recorder.senders:
-            due = min(total, int((time.monotonic() - started) * rate) + 1)
+            now = time.monotonic()
+            due = min(total, int((now - started) * rate) + 1)
             while sent < due and self.recorder.senders:
+                sent += 1
+                if changer is not None and changer.tick(record.changes, phase, now):
+                    continue  # this tick edited or deleted one of its own messages
                 client = pick(self.recorder.senders)
                 self.sequence += 1
                 try:
                     client.send_message(phase, self.sequence, run_id)
                     record.sent += 1
+                    if changer is not None:
+                        changer.own.sending(self.sequence, client)
                 except ConnectionResetError:
                     record.send_errors += 1
-                sent += 1
             # Sleep until the next message is due, but at least one tick: at high
             # rates every wake-up sends what fell due meanwhile, instead of paying a
             # timer and a task switch per message.
@@ -267,7 +279,8 @@ class Worker:
         record.send_ended_ns = time.monotonic_ns()
         record.cpu_ended_s = time.process_time()
         return {"sent": record.sent, "started_ns": record.send_started_ns,
-                "ended_ns": record.send_ended_ns}
+                "ended_ns": record.send_ended_ns,
+                "changes_sent": sum(kind.sent for kind in record.changes.values())}
 
     def _collect(self, phase: int) -> dict[str, Any]:
         record = self.recorder.phases.pop(phase, PhaseRecord())
@@ -275,11 +288,14 @@ class Worker:
         for index, count in enumerate(self._progress(record)):
             self.reported[index] += count
         unacked = 0
+        change_unacked: dict[str, int] = {}
         for client in self.clients:
             stale = [ack for ack, entry in client.pending.items() if entry[0] == phase]
             for ack in stale:
                 del client.pending[ack]
             unacked += len(stale)
+            for name, count in unacked_changes(client.changes, phase).items():
+                change_unacked[name] = change_unacked.get(name, 0) + count
         return {
             "sent": record.sent,
             "acked": record.acked,
@@ -297,6 +313,9 @@ class Worker:
             "send_started_ns": record.send_started_ns,
             "send_ended_ns": record.send_ended_ns,
             "cpu_s": record.cpu_ended_s - record.cpu_started_s,
+            "changes": {KIND_NAMES[kind]: r.reply() for kind, r in record.changes.items()},
+            "change_unacked": change_unacked,
+            "change_receipts": self.recorder.change_receipts.take(),
         }
 
     def _totals(self) -> dict[str, Any]:

@@ -106,6 +106,15 @@ class WorkerPool:
                     received += r
         return sent, answered, expected, received
 
+    def change_state(self) -> tuple[int, int, int, int]:
+        """(sent, answered, expected, heard) of the edits and deletions over the run,
+        over every worker (changes.py's ChangeTotals)."""
+        totals = [0, 0, 0, 0]
+        for counters in self.latest.values():
+            for index, value in enumerate(counters.get("changes", (0, 0, 0, 0))):
+                totals[index] += value
+        return totals[0], totals[1], totals[2], totals[3]
+
     def _handle(self, reply: tuple[str, int, dict[str, Any]]) -> tuple[
             str, int, dict[str, Any]]:
         kind, index, payload = reply
