@@ -13,6 +13,9 @@ them, and measures each node over the same window of steady load:
   spread  3 nodes, member j of every conversation (of 6) on node j % 3: CPU per 1,000
           messages and p99, per-room against single
 
+With --change-share / --delete-share the bench edits and deletes messages too, and the
+summary has a latency table by kind (send, edit, delete).
+
 Every run must deliver every message to every other member (the bench's own count):
 a loss, an error or a failed run makes the exit status 1. The figures are defined
 in nodes_report.py. Writes OUT/<layout>-<mode>.json and OUT/summary.md.
@@ -53,6 +56,7 @@ from nodes_report import (  # (this folder's pure half)
     RECEIVED,
     STORED,
     SUBSCRIPTIONS,
+    Changes,
     LayoutSpec,
     Sample,
     Sizes,
@@ -60,6 +64,7 @@ from nodes_report import (  # (this folder's pure half)
     checks,
     compare_spread,
     count_warnings,
+    latency_by_kind,
     layout_spec,
     metric_total,
     node_rows,
@@ -238,7 +243,8 @@ def measure(spec: LayoutSpec, mode: str, options: argparse.Namespace, workdir: P
         bench_json = workdir / f"bench-{spec.name}-{mode}.json"
         argv = [str(SCRIPT), "bench", *bench_args(
             spec, [n.url for n in nodes], warmup_s=options.warmup,
-            duration_s=options.duration + WINDOW_MARGIN_S, drain_s=options.drain),
+            duration_s=options.duration + WINDOW_MARGIN_S, drain_s=options.drain,
+            changes=Changes(options.change_share, options.delete_share, options.change_delay)),
             "--settle", "0", "--setup", "--no-progress", "--json", str(bench_json)]
         if options.processes:
             argv += ["--processes", str(options.processes)]
@@ -278,6 +284,8 @@ def layout_report(spec: LayoutSpec, mode: str, options: argparse.Namespace,
         "redis_url": options.redis_url,
         "nodes": rows, "checks": checks(spec, rows),
         "latency_ms": messages.get("latency_ms", {"p50": None, "p99": None}),
+        # send, and edit and delete when the bench changed messages (its phase, not the window)
+        "latency_by_kind": latency_by_kind(bench),
         "losses": bench.get("losses"), "errors": bench.get("errors", {}).get("total"),
         "ok": code == 0 and bool(bench.get("ok")),
         "bench_exit_code": code, "bench_command": argv, "bench": bench,
@@ -303,6 +311,12 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--local-group", type=int, default=sizes.local_group)
     parser.add_argument("--spread-group", type=int, default=sizes.spread_group)
     parser.add_argument("--processes", type=int, help="the bench's worker processes")
+    parser.add_argument("--change-share", type=float, default=0.0,
+                        help="the bench's: share of ticks that edit an own message")
+    parser.add_argument("--delete-share", type=float, default=0.0,
+                        help="the bench's: share of ticks that delete one")
+    parser.add_argument("--change-delay", type=float, default=0.0,
+                        help="the bench's: seconds after its ack a message may be changed")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
                         help="also redis+cluster://host:port,...")
     parser.add_argument("--database-url", default="mysql://root@127.0.0.1:3306/test")

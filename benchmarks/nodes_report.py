@@ -71,8 +71,24 @@ def layout_spec(name: Layout, sizes: Sizes) -> LayoutSpec:
     return LayoutSpec("spread", 3, sizes.clients, sizes.spread_group, sizes.rate, "member")
 
 
+@dataclass(frozen=True)
+class Changes:
+    """The bench's edits and deletions (its --change-share, --delete-share,
+    --change-delay); none by default."""
+
+    change_share: float = 0.0
+    delete_share: float = 0.0
+    change_delay_s: float = 0.0
+
+    def args(self) -> list[str]:
+        if not (self.change_share or self.delete_share):
+            return []
+        return ["--change-share", f"{self.change_share:g}", "--delete-share",
+                f"{self.delete_share:g}", "--change-delay", f"{self.change_delay_s:g}"]
+
+
 def bench_args(spec: LayoutSpec, urls: Sequence[str], *, warmup_s: float, duration_s: float,
-               drain_s: float) -> list[str]:
+               drain_s: float, changes: Changes | None = None) -> list[str]:
     """`ecigdis-ws bench` arguments (after the program) for one layout on these nodes."""
     senders = urls[:-1] if spec.idle_clients else urls
     args = [",".join(senders), "--scenario", "chat", "--clients", str(spec.clients),
@@ -81,7 +97,45 @@ def bench_args(spec: LayoutSpec, urls: Sequence[str], *, warmup_s: float, durati
             "--drain", f"{drain_s:g}"]
     if spec.idle_clients:
         args += ["--idle-clients", str(spec.idle_clients), "--idle-url", urls[-1]]
-    return args
+    return args + (changes or Changes()).args()
+
+
+KINDS = ("send", "edit", "delete")
+
+
+def latency_by_kind(bench: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The bench's measured phase by kind: a send's figures, and an edit's and a
+    deletion's when the run had them (sender's emit → each other member, every node)."""
+    messages = bench.get("messages") or {}
+    if not messages:
+        return {}
+    kinds = {"send": messages, **(messages.get("changes") or {})}
+    return {name: {
+        "sent": figures["sent"], "acked": figures["acked"],
+        "expected": figures["expected"], "deliveries": figures["deliveries"],
+        "losses": figures["losses"], "errors": figures.get("errors"),
+        "p50_ms": figures["latency_ms"]["p50"], "p99_ms": figures["latency_ms"]["p99"],
+        "max_ms": figures["latency_ms"]["max"],
+    } for name, figures in kinds.items() if name in KINDS}
+
+
+def kind_table(reports: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A latency row per layout, mode and kind, for the runs with edits or deletions."""
+    changed = [r for r in reports if len(r.get("latency_by_kind") or {}) > 1]
+    if not changed:
+        return []
+    lines = ["", "Latency by kind, sender's emit → every other member on any node "
+             "(the bench's measured phase):", "",
+             "| layout | mode | kind | sent | acked | delivered / expected | lost | errors | "
+             "p50 ms | p99 ms | max ms |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for report in changed:
+        for name, row in report["latency_by_kind"].items():
+            lines.append(
+                f"| {report['layout']} | {report['mode']} | {name} | {_cell(row['sent'])} | "
+                f"{_cell(row['acked'])} | {_cell(row['deliveries'])} / "
+                f"{_cell(row['expected'])} | {_cell(row['losses'])} | {_cell(row['errors'])} | "
+                f"{_cell(row['p50_ms'])} | {_cell(row['p99_ms'])} | {_cell(row['max_ms'])} |")
+    return lines
 
 
 def metric_total(text: str, name: str) -> float | None:
@@ -257,6 +311,7 @@ def summary_markdown(reports: Sequence[Mapping[str, Any]],
                   f"({_cell(cpu['change_percent'], ' %')}), p99 {_cell(p99['single'])} → "
                   f"{_cell(p99['per-room'])} ms ({_cell(p99['change_percent'], ' %')}); "
                   f"within {SPREAD_WORSE_PERCENT:g} %: {_cell(spread['within_target'])}"]
+    lines += kind_table(reports)
     warned = warning_lines(reports)
     if warned:
         lines += ["", "Warnings the nodes logged (whole run, not only the window):", *warned]

@@ -12,11 +12,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 from nodes_report import (
     RECEIVED,
+    Changes,
     LayoutSpec,
     Sample,
+    Sizes,
+    bench_args,
     checks,
     compare_spread,
     count_warnings,
+    latency_by_kind,
+    layout_spec,
     metric_total,
     node_rows,
     summary_markdown,
@@ -116,3 +121,48 @@ def test_a_node_s_warnings_are_counted_by_event_and_reason() -> None:
     text = summary_markdown([single], None)
     assert "- spread / single / A: 2x fan-out to other nodes failed: Too many connections, " \
            "1x database down" in text
+
+
+def kind(sent: int, p50: float, p99: float, errors: int = 0) -> dict[str, Any]:
+    """One kind's figures as the bench's report has them (bench/changes.py)."""
+    return {"sent": sent, "acked": sent, "expected": 5 * sent, "deliveries": 5 * sent,
+            "losses": 0, "errors": errors,
+            "latency_ms": {"p50": p50, "p99": p99, "max": 2 * p99}}
+
+
+def test_edits_and_deletions_go_to_the_bench_only_when_asked_for() -> None:
+    spread = layout_spec("spread", Sizes())
+    urls = ["http://n:1", "http://n:2", "http://n:3"]
+    plain = bench_args(spread, urls, warmup_s=5, duration_s=21, drain_s=5)
+    assert plain == bench_args(spread, urls, warmup_s=5, duration_s=21, drain_s=5,
+                               changes=Changes())
+    assert "--change-share" not in plain
+    changed = bench_args(spread, urls, warmup_s=5, duration_s=21, drain_s=5,
+                         changes=Changes(0.1, 0.05, 2))
+    assert changed[len(plain):] == ["--change-share", "0.1", "--delete-share", "0.05",
+                                    "--change-delay", "2"]
+
+
+def test_a_run_with_changes_has_a_latency_row_per_kind() -> None:
+    bench = {"messages": {**kind(2550, 18.0, 60.0), "changes": {
+        "edit": kind(300, 25.5, 90.0), "delete": kind(150, 30.0, 120.0, errors=1)}}}
+    kinds = latency_by_kind(bench)
+    assert list(kinds) == ["send", "edit", "delete"]
+    assert kinds["edit"] == {"sent": 300, "acked": 300, "expected": 1500,
+                             "deliveries": 1500, "losses": 0, "errors": 0, "p50_ms": 25.5,
+                             "p99_ms": 90.0, "max_ms": 180.0}
+    assert latency_by_kind({"messages": kind(10, 1.0, 2.0)}) == {
+        "send": latency_by_kind({"messages": kind(10, 1.0, 2.0)})["send"]}
+    assert latency_by_kind({}) == {}
+    changed = report("per-room", 2.0, 60.0) | {"latency_by_kind": kinds}
+    plain = report("single", 2.0, 60.0) | {
+        "latency_by_kind": latency_by_kind({"messages": kind(10, 1.0, 2.0)})}
+    text = summary_markdown([plain, changed], None)
+    rows = [line for line in text.splitlines() if line.startswith("| spread | per-room | ")
+            and line.split(" | ")[2] in ("send", "edit", "delete")]
+    assert rows == [
+        "| spread | per-room | send | 2,550 | 2,550 | 12,750 / 12,750 | 0 | 0 | 18 | 60 | 120 |",
+        "| spread | per-room | edit | 300 | 300 | 1,500 / 1,500 | 0 | 0 | 25.5 | 90 | 180 |",
+        "| spread | per-room | delete | 150 | 150 | 750 / 750 | 0 | 1 | 30 | 120 | 240 |"]
+    # A run without changes has no such rows, and a summary of only such runs no table.
+    assert "Latency by kind" not in summary_markdown([plain], None)
