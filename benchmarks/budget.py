@@ -14,6 +14,7 @@ two windows of the steady state:
     benchmarks/budget.py --target ours-sqlite --clients 1000 --rate 2000 --out /tmp/budget
     benchmarks/budget.py --source /tmp/before/src ...      # another checkout's code
     benchmarks/budget.py --stacks /tmp/budget/stacks.txt   # classify a saved profile again
+    benchmarks/budget.py --no-profile ...                  # the CPU per message alone
 
 Needs py-spy (`.venv/bin/pip install py-spy`) and ptrace rights over the server (root, or
 kernel.yama.ptrace_scope=0).
@@ -124,7 +125,8 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
     if options.source:  # the server and its bench run that checkout's code
         os.environ["PYTHONPATH"] = str(Path(options.source).resolve())
     secret = secrets.token_urlsafe(32)
-    bench_s = options.window * 2 + SETTLE_S + 10  # both windows, with room on either side
+    windows = 1 if options.no_profile else 2
+    bench_s = options.window * windows + SETTLE_S + 10  # the windows, with room either side
     with target.running(scratch, secret) as server:
         command = [str(compare.SCRIPT), "bench", server.url, "--scenario", "chat",
                    "--clients", str(options.clients), "--group", "5", "--rate",
@@ -135,7 +137,8 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
             wait_for_traffic(server.url, bench, timeout_s=300)
             time.sleep(SETTLE_S)
             cpu = cpu_window(server.url, server.pid, options.window)
-            profile(server.pid, options.window, out / "stacks.txt")
+            if not options.no_profile:
+                profile(server.pid, options.window, out / "stacks.txt")
         finally:
             bench.wait(timeout=bench_s + 300)
     report = json.loads((out / "bench.json").read_text())
@@ -153,6 +156,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--mariadb-url", default="mysql://root@127.0.0.1:3306/ecigdis_bench")
     parser.add_argument("--out", default="/tmp/ecigdis-budget")
     parser.add_argument("--source", help="another checkout's src/ to measure (before/after)")
+    parser.add_argument("--no-profile", action="store_true",
+                        help="the CPU window only: no py-spy, no stages")
     parser.add_argument("--stacks", help="only classify this saved py-spy raw profile")
     parser.add_argument("--cpu-us", type=float, help="with --stacks: CPU µs per message")
     return parser.parse_args(argv)
@@ -165,14 +170,15 @@ def main(argv: Sequence[str]) -> int:
         return 0
     result = run(options)
     out = Path(options.out).resolve()
-    shares = classify(out / "stacks.txt")
+    shares = Counter() if options.no_profile else classify(out / "stacks.txt")
     result["shares"] = dict(shares)
     (out / "budget.json").write_text(json.dumps(result, indent=2) + "\n")
     cpu = result["cpu"]
     print(f"{options.target}: {options.clients} clients in groups of 5 at {options.rate} msg/s; "
           f"{cpu['messages_per_s']:.0f} msg/s stored in the window, {cpu['cores_busy']:.2f} "
           f"cores busy, {cpu['cpu_us_per_message']:.1f} µs of CPU per message")
-    print("\n".join(budget_table(shares, cpu["cpu_us_per_message"])))
+    if not options.no_profile:
+        print("\n".join(budget_table(shares, cpu["cpu_us_per_message"])))
     return 0
 
 
