@@ -174,6 +174,27 @@ async def test_the_sender_deletes_their_own_at_any_time_and_the_room_hears_it(
         member, conversation, message.id))  # deleted already
 
 
+async def test_the_room_hears_a_deletion_before_its_scrub_and_the_answer_after(
+    harness: ServiceHarness, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The scrub (on SQLite a checkpoint that waits for the writer) delays neither
+    the room's `message:deleted` nor, since it is shared, other deletions much; the
+    caller's answer still waits for it, so a deletion answered is off the disk."""
+    conversation, sockets = await group(harness)
+    message = await sent(harness, sockets[MEMBER], conversation, "card number")
+    heard_at_scrub: list[int] = []
+    scrub = harness.storage.changes.scrub
+
+    async def watched() -> None:
+        heard_at_scrub.append(len(harness.received(sockets[OWNER], "message:deleted")))
+        await scrub()
+
+    monkeypatch.setattr(harness.storage.changes, "scrub", watched)
+    await harness.chat.changes.delete(harness.actor(sockets[MEMBER]), conversation, message.id)
+
+    assert heard_at_scrub == [1]
+
+
 @pytest.mark.parametrize("moderator", [OWNER, ADMIN])
 async def test_an_owner_or_admin_deletes_what_others_posted(
     harness: ServiceHarness, moderator: int,

@@ -10,6 +10,7 @@ version-7 database upgrades with its rows readable and an owner per conversation
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -142,6 +143,11 @@ async def test_a_deletion_erases_text_versions_mentions_reactions_and_pin_keepin
     assert list(await storage.reactions.reactions_of([sent.id, kept.id])) == [kept.id]
     assert await storage.changes.pinned_ids(conversation) == [kept.id]
     assert await now(storage, kept) == kept  # nothing else touched
+    assert isinstance(storage, SqlStorage)
+    logged = await storage.engine.fetch_all(
+        f"SELECT message_id, emoji FROM {storage.tables.prefix}events "
+        "WHERE kind = 'reaction' ORDER BY message_id")
+    assert [tuple(row) for row in logged] == [(sent.id, None), (kept.id, "👍")]
 
 
 async def test_a_deletion_by_the_server_api_names_no_one(storage: Storage) -> None:
@@ -213,6 +219,7 @@ async def test_after_a_deletion_no_table_holds_any_text_the_message_ever_had(
         assert texts[0].encode() in _sqlite_bytes(backend)
 
     assert await storage.changes.delete_message(message, 1, NOW_MS + 7)
+    await storage.changes.scrub()
 
     assert found_in(await table_rows(storage), needles) == []
     if backend.name == "sqlite":
@@ -223,6 +230,38 @@ async def test_after_a_deletion_no_table_holds_any_text_the_message_ever_had(
         assert (await now(storage, other)).text == other.text
     quoting = await now(storage, reply)
     assert quoting.reply_to == ReplyPreview(sent.id, 1, "user1", "", deleted=True)
+
+
+@pytest.mark.backends("sqlite")  # (MariaDB keeps no write-ahead log of its own to scrub)
+async def test_deletions_scrubbing_at_once_share_one_checkpoint(
+    storage: Storage, backend: Backend, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each deletion waits for a checkpoint begun after its commit; those asked for
+    while one has not begun share it, so a burst of deletions holds the writer for
+    one checkpoint, not one each."""
+    conversation = await storage.conversations.create_conversation("c", [1, 2], NOW_MS)
+    doomed = [await send(storage, conversation, f"SECRET-{n}", client_id=f"s{n}")
+              for n in range(5)]
+    for message in doomed:
+        assert await storage.changes.delete_message(message, 1, NOW_MS + 1)
+    writer = storage.engine._writer  # type: ignore[attr-defined]
+    checkpoints: list[str] = []
+    run = writer.fetch_one
+
+    async def counted(sql: str, params: tuple[object, ...] = ()) -> object:
+        checkpoints.append(sql)
+        return await run(sql, params)
+
+    monkeypatch.setattr(writer, "fetch_one", counted)
+    async with asyncio.TaskGroup() as burst:
+        for _ in doomed:
+            burst.create_task(storage.changes.scrub())
+
+    assert checkpoints == ["PRAGMA wal_checkpoint(TRUNCATE)"]
+    raw = _sqlite_bytes(backend)
+    assert [n for n in range(len(doomed)) if f"SECRET-{n}".encode() in raw] == []
+    await storage.changes.scrub()  # one asked for later runs a checkpoint of its own
+    assert len(checkpoints) == 2
 
 
 def _sqlite_bytes(backend: Backend) -> bytes:

@@ -730,6 +730,11 @@ def certain_successes(world: World) -> list[Call]:
     ]]
 
 
+# Longer than pytest's timeout for one test (300 s): the observer is never cut off
+# before the test itself would be.
+OBSERVER_SILENT_MS = 330_000
+
+
 def run_examples(
     loop: asyncio.AbstractEventLoop, world: World, actor: ChatClient, observer: ChatClient,
     ledger: Ledger, examples: int,
@@ -752,7 +757,15 @@ def run_examples(
 async def test_hostile_payloads_get_protocol_replies_and_text_is_stored_verbatim(
     make_server: ServerFactory, backend_name: str
 ) -> None:
-    async with make_server(RATE_LIMIT_EVENTS="0", RATE_LIMIT_MESSAGES="0") as server:
+    # The observer only listens, and python-socketio's client gives up on a
+    # connection it has written nothing to for max(pingInterval, pingTimeout) + 5 s
+    # of real time ("packet queue is empty, aborting"), while this server's
+    # heartbeats run on its manual clock and so never make it answer a PING: with
+    # the defaults (25 s, 20 s) a run longer than 30 s, as on four loaded workers,
+    # lost the observer. The ping timeout the handshake announces lets it listen
+    # for as long as the examples take (bounded by the test's own timeout).
+    async with make_server(RATE_LIMIT_EVENTS="0", RATE_LIMIT_MESSAGES="0",
+                           PING_TIMEOUT_MS=str(OBSERVER_SILENT_MS)) as server:
         world = await seed_world(server)
         observer = await joined(server, OBSERVER, world.home, world.second)
         actor = await joined(server, ACTOR, world.home, world.second)

@@ -125,6 +125,9 @@ class MessageChangeService:
         await self._fanout.emit(events.MESSAGE_DELETED, wire,
                                 room=conversation_room(conversation_id),
                                 skip_sid=None if actor is None else actor.sid)
+        # (after the room heard it: the deletion reaches members as fast as a send,
+        # and the answer still comes once nothing of the text is left on disk)
+        await self._changes.scrub()
         return wire
 
     async def versions(

@@ -192,6 +192,10 @@ class MessageChangeRecords(Protocol):
         """Erase its text, versions, mentions, reactions and pin; False when deleted
         already."""
 
+    async def scrub(self) -> None:
+        """Leave what deletions erased in no file the database keeps (`scrub` of
+        the engine); run once their rooms were told."""
+
     async def message_versions(self, message_id: int) -> list[MessageVersion]:
         """The texts its edits replaced, oldest first."""
 

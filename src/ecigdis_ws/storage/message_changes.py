@@ -12,6 +12,10 @@ from ecigdis_ws.storage.engine import Cursorish, Engine
 from ecigdis_ws.storage.event_log import EventLog
 from ecigdis_ws.storage.tables import MESSAGE_COLUMNS, MESSAGES, Tables
 
+# Event ids per UPDATE: far below SQLite's bound-parameter limit however many
+# reactions one message collected.
+_IDS_PER_STATEMENT = 500
+
 
 @asynccontextmanager
 async def erasing(engine: Engine, tx: Cursorish) -> AsyncIterator[None]:
@@ -118,14 +122,7 @@ class MessageChangeStore:
                     self._tables.sql(f"DELETE FROM {{p}}{table} WHERE message_id = ?"),
                     (message.id,),
                 )
-            # (by the conversation's index: a rare moderation step may read its log)
-            await tx.execute(
-                self._tables.sql(
-                    "UPDATE {p}events SET emoji = NULL WHERE conversation_id = ? "
-                    "AND kind = 'reaction' AND message_id = ?"
-                ),
-                (message.conversation_id, message.id),
-            )
+            await self._erase_reaction_events(tx, message)
             await tx.execute(
                 self._tables.sql(
                     "DELETE FROM {p}pins WHERE conversation_id = ? AND message_id = ?"
@@ -135,8 +132,36 @@ class MessageChangeStore:
             await self._events.append_event(
                 tx, "deleted", message.conversation_id, message.id, by, now_ms
             )
-        await self._engine.scrub()
         return True
+
+    async def _erase_reaction_events(self, tx: Cursorish, message: StoredMessage) -> None:
+        """The event log's emoji of the message's reactions, erased by primary key.
+        The rows are found by a plain read first (by the conversation's index: a rare
+        moderation step may read its log): an UPDATE over that index range would
+        lock it on MariaDB, gaps included, and so deadlock with the sends appending
+        to the same conversation's log (seen under load as error 1213)."""
+        rows = await tx.fetch_all(
+            self._tables.sql(
+                "SELECT id FROM {p}events WHERE conversation_id = ? "
+                "AND kind = 'reaction' AND message_id = ?"
+            ),
+            (message.conversation_id, message.id),
+        )
+        ids = [int(row[0]) for row in rows]
+        for start in range(0, len(ids), _IDS_PER_STATEMENT):
+            chunk = ids[start:start + _IDS_PER_STATEMENT]
+            marks = ", ".join("?" * len(chunk))
+            await tx.execute(
+                self._tables.sql(f"UPDATE {{p}}events SET emoji = NULL WHERE id IN ({marks})"),
+                tuple(chunk),
+            )
+
+    async def scrub(self) -> None:
+        """After deletions: what they erased is left in no file the database keeps
+        (on SQLite, the write-ahead log's copies). Called once the room was told, so
+        the checkpoint delays no one's `message:deleted`; deletions that arrive while
+        one waits share it (the engine's scrub)."""
+        await self._engine.scrub()
 
     async def message_versions(self, message_id: int) -> list[MessageVersion]:
         """The texts the message's edits replaced, oldest first (none once deleted)."""

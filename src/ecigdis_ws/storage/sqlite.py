@@ -108,6 +108,9 @@ class SqliteEngine:
         self._raw = (writer, reader)
         self._write_lock = asyncio.Lock()
         self._timeout_s = timeout_s
+        # The checkpoint that has not yet begun: deletions committed before it
+        # begins are all covered by it, so they wait for the same one.
+        self._next_checkpoint: asyncio.Future[None] | None = None
 
     @classmethod
     async def open(cls, url: str, timeout_s: float) -> SqliteEngine:
@@ -185,9 +188,23 @@ class SqliteEngine:
         deleted text is left in neither file. Readers in the middle of a read make
         it wait (within the busy timeout); one that cannot finish leaves the rest to
         the next deletion's, or SQLite's own checkpoints."""
-        with contextlib.suppress(sqlite3.OperationalError, TimeoutError):
-            async with asyncio.timeout(self._timeout_s), self._write_lock:
-                await self._writer.fetch_one("PRAGMA wal_checkpoint(TRUNCATE)")
+        pending = self._next_checkpoint
+        if pending is None:
+            pending = self._next_checkpoint = asyncio.ensure_future(self._checkpoint())
+        # (shielded: one caller giving up does not cancel the others' checkpoint)
+        await asyncio.shield(pending)
+
+    async def _checkpoint(self) -> None:
+        # (a checkpoint that fails is the next one's to finish: the deletion itself
+        # committed, and its caller is not told it failed)
+        with contextlib.suppress(StorageUnavailable, sqlite3.OperationalError, TimeoutError):
+            async with asyncio.timeout(self._timeout_s):
+                async with self._write_lock:
+                    # Begun: a deletion committed from now on needs the next one.
+                    self._next_checkpoint = None
+                    await self._writer.fetch_one("PRAGMA wal_checkpoint(TRUNCATE)")
+        if self._next_checkpoint is asyncio.current_task():
+            self._next_checkpoint = None  # (timed out waiting for the writer)
 
     async def close(self) -> None:
         for conn in self._raw:
