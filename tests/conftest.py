@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+import resource
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -19,6 +21,34 @@ __all__ = ["mariadb_url"]
 # socket.io-client reads any number, so these clients do too. The server decodes
 # with its own subclass (transport/socketio_overrides/polling.py), unchanged by this.
 engineio.payload.Payload.max_decode_packets = 10_000
+
+
+# SUITE_CPU_REPORT=folder: each worker writes the CPU seconds every test cost (its
+# own process's, plus the children it reaped: server processes, Node, Chromium)
+# beside the wall time, so the suite's budget can be spent where it goes
+# (scripts/suite_cpu.py sums them). The machine is CPU-bound at four workers, so
+# wall times alone only say which tests waited.
+CPU_REPORT = os.environ.get("SUITE_CPU_REPORT")
+
+
+def _cpu_seconds() -> float:
+    own, children = (resource.getrusage(who) for who in
+                     (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    if CPU_REPORT is None:
+        return (yield)
+    cpu, wall = _cpu_seconds(), time.monotonic()
+    try:
+        return (yield)
+    finally:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        with open(Path(CPU_REPORT) / f"{worker}-{os.getpid()}.tsv", "a") as report:
+            report.write(f"{item.nodeid}\t{_cpu_seconds() - cpu:.3f}"
+                         f"\t{time.monotonic() - wall:.3f}\n")
 
 
 def pytest_configure(config: pytest.Config) -> None:
