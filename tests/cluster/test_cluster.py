@@ -167,6 +167,11 @@ async def test_deliveries_are_counted_on_the_node_that_writes_them(pair: Cluster
     alice_a = await joined(pair, a, 1, conversation)
     bob_b = await joined(pair, b, 2, conversation)
     carol_b = await joined(pair, b, 3, conversation)
+    # What bob's and carol's arrival told alice (user:online, user:joined) crosses
+    # from b on its own time and is counted on a when it lands: read before it,
+    # the count on a moved after the send (seen in a loaded parallel run).
+    for event in ("user:online", "user:joined"):
+        await alice_a.wait_for(event, lambda data: data["userId"] in (2, 3), count=2)
     before_a, before_b = a.metric(DELIVERIES), b.metric(DELIVERIES)
 
     await send(alice_a, conversation, "counted where delivered")
