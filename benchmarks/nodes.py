@@ -44,6 +44,7 @@ from typing import Any
 
 import redis
 
+from ecigdis_ws.bench.changes import add_change_arguments, change_options_from
 from ecigdis_ws.cluster.redis_connection import key_base
 from ecigdis_ws.settings import SPECS, is_cluster_url, parse_cluster_url
 
@@ -56,7 +57,6 @@ from nodes_report import (  # (this folder's pure half)
     RECEIVED,
     STORED,
     SUBSCRIPTIONS,
-    Changes,
     LayoutSpec,
     Sample,
     Sizes,
@@ -244,7 +244,7 @@ def measure(spec: LayoutSpec, mode: str, options: argparse.Namespace, workdir: P
         argv = [str(SCRIPT), "bench", *bench_args(
             spec, [n.url for n in nodes], warmup_s=options.warmup,
             duration_s=options.duration + WINDOW_MARGIN_S, drain_s=options.drain,
-            changes=Changes(options.change_share, options.delete_share, options.change_delay)),
+            changes=change_options_from(options)),
             "--settle", "0", "--setup", "--no-progress", "--json", str(bench_json)]
         if options.processes:
             argv += ["--processes", str(options.processes)]
@@ -311,12 +311,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--local-group", type=int, default=sizes.local_group)
     parser.add_argument("--spread-group", type=int, default=sizes.spread_group)
     parser.add_argument("--processes", type=int, help="the bench's worker processes")
-    parser.add_argument("--change-share", type=float, default=0.0,
-                        help="the bench's: share of ticks that edit an own message")
-    parser.add_argument("--delete-share", type=float, default=0.0,
-                        help="the bench's: share of ticks that delete one")
-    parser.add_argument("--change-delay", type=float, default=0.0,
-                        help="the bench's: seconds after its ack a message may be changed")
+    add_change_arguments(parser)  # (passed on to the bench as they are)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
                         help="also redis+cluster://host:port,...")
     parser.add_argument("--database-url", default="mysql://root@127.0.0.1:3306/test")

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ecigdis_ws.bench.changes import ChangeOptions
+
 Layout = Literal["idle", "local", "spread"]
 LAYOUTS: tuple[Layout, ...] = ("idle", "local", "spread")
 MODES = ("single", "per-room")
@@ -71,24 +73,8 @@ def layout_spec(name: Layout, sizes: Sizes) -> LayoutSpec:
     return LayoutSpec("spread", 3, sizes.clients, sizes.spread_group, sizes.rate, "member")
 
 
-@dataclass(frozen=True)
-class Changes:
-    """The bench's edits and deletions (its --change-share, --delete-share,
-    --change-delay); none by default."""
-
-    change_share: float = 0.0
-    delete_share: float = 0.0
-    change_delay_s: float = 0.0
-
-    def args(self) -> list[str]:
-        if not (self.change_share or self.delete_share):
-            return []
-        return ["--change-share", f"{self.change_share:g}", "--delete-share",
-                f"{self.delete_share:g}", "--change-delay", f"{self.change_delay_s:g}"]
-
-
 def bench_args(spec: LayoutSpec, urls: Sequence[str], *, warmup_s: float, duration_s: float,
-               drain_s: float, changes: Changes | None = None) -> list[str]:
+               drain_s: float, changes: ChangeOptions | None = None) -> list[str]:
     """`ecigdis-ws bench` arguments (after the program) for one layout on these nodes."""
     senders = urls[:-1] if spec.idle_clients else urls
     args = [",".join(senders), "--scenario", "chat", "--clients", str(spec.clients),
@@ -97,7 +83,7 @@ def bench_args(spec: LayoutSpec, urls: Sequence[str], *, warmup_s: float, durati
             "--drain", f"{drain_s:g}"]
     if spec.idle_clients:
         args += ["--idle-clients", str(spec.idle_clients), "--idle-url", urls[-1]]
-    return args + (changes or Changes()).args()
+    return args + (changes.argv() if changes is not None else [])
 
 
 KINDS = ("send", "edit", "delete")

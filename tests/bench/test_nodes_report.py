@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ecigdis_ws.bench.changes import ChangeOptions
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 from nodes_report import (
     RECEIVED,
-    Changes,
     LayoutSpec,
     Sample,
     Sizes,
@@ -135,10 +136,10 @@ def test_edits_and_deletions_go_to_the_bench_only_when_asked_for() -> None:
     urls = ["http://n:1", "http://n:2", "http://n:3"]
     plain = bench_args(spread, urls, warmup_s=5, duration_s=21, drain_s=5)
     assert plain == bench_args(spread, urls, warmup_s=5, duration_s=21, drain_s=5,
-                               changes=Changes())
+                               changes=ChangeOptions())
     assert "--change-share" not in plain
     changed = bench_args(spread, urls, warmup_s=5, duration_s=21, drain_s=5,
-                         changes=Changes(0.1, 0.05, 2))
+                         changes=ChangeOptions(0.1, 0.05, 2))
     assert changed[len(plain):] == ["--change-share", "0.1", "--delete-share", "0.05",
                                     "--change-delay", "2"]
 

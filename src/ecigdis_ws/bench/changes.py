@@ -62,6 +62,15 @@ class ChangeOptions:
     def active(self) -> bool:
         return self.change_share > 0 or self.delete_share > 0
 
+    def argv(self) -> list[str]:
+        """The bench's command-line options that give these (none when inactive):
+        what benchmarks/nodes.py passes on, a bad value included, for the bench to
+        refuse."""
+        if not (self.change_share or self.delete_share):
+            return []
+        return ["--change-share", f"{self.change_share:g}", "--delete-share",
+                f"{self.delete_share:g}", "--change-delay", f"{self.change_delay_s:g}"]
+
     def kind(self, draw: float) -> int:
         """What a tick does for a uniform `draw` in [0, 1): SEND, EDIT or DELETE."""
         if draw < self.change_share:

@@ -150,8 +150,7 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
         f"error events {_counts(e['error_events'])})"
         + (f"; edits and deletions: acks {_counts(e['change_ack_failures'])}, ack timeouts "
            f"{e['change_ack_timeouts']}, not sent {e['change_send_errors']}"
-           if p.get("changes", {}).get("change_share") or p.get("changes", {}).get(
-               "delete_share") else ""))
+           if _changed_messages(p) else ""))
     lines.append(f"  {'losses':<12} {report['losses']} (every phase, warm-up included)")
     g = report["generator"]
     cpu = ", ".join(f"{w:.0f} %" for w in g["cpu_percent_busiest_phase"])
@@ -159,6 +158,12 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
                  + (f"; {g['warning']}" if g.get("warning") else ""))
     lines += rate_limit_warning(report)
     return lines
+
+
+def _changed_messages(parameters: Mapping[str, Any]) -> bool:
+    """Whether the run edited or deleted messages (its `changes` parameters)."""
+    changes = parameters.get("changes") or {}
+    return bool(changes.get("change_share") or changes.get("delete_share"))
 
 
 def kind_lines(phase: Mapping[str, Any]) -> list[str]:
